@@ -1,0 +1,156 @@
+//! The sequencer node's typed configuration. The `ordo` binary layers it
+//! (defaults → TOML file → `ORDO_…` environment → flags) and calls [`SequencerConfig::validate`]
+//! before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of one sequencer node. Every node of a domain points at the same database.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequencerConfig {
+    /// This node's name, unique among the domain's sequencer nodes: `[a-z0-9._-]{1,64}`.
+    pub node_name: String,
+    /// The shared sequencer database, e.g. `postgres://ordo@127.0.0.1:5432/sequencer`.
+    pub database_url: String,
+    /// gRPC listen address (SequencerService, SequencerAuthService, SequencerAdminService,
+    /// grpc.health.v1, reflection).
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address for `/metrics`, `/livez` and `/readyz`.
+    pub http_listen: SocketAddr,
+    /// Bearer token required by SequencerAdminService. Empty disables the admin service.
+    pub admin_token: String,
+    /// Largest accepted submission (encoded), in bytes.
+    pub max_request_bytes: usize,
+    /// Lifetime of a member's authentication token.
+    #[serde(with = "humantime_secs")]
+    pub token_ttl: Duration,
+    /// Lifetime of an authentication challenge.
+    #[serde(with = "humantime_secs")]
+    pub challenge_ttl: Duration,
+    /// Most submissions written in one group-commit transaction.
+    pub max_batch: usize,
+    /// Connections in the node's database pool.
+    pub pool_size: u32,
+    /// Events the tail reader keeps in memory for subscriptions that are nearly caught up.
+    pub tail_buffer_events: usize,
+    /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
+    /// connections: a paused writer's transaction is aborted after this, so it can never
+    /// hold the order's head for longer.
+    #[serde(with = "humantime_secs")]
+    pub writer_stall_timeout: Duration,
+}
+
+impl Default for SequencerConfig {
+    fn default() -> Self {
+        Self {
+            node_name: "sequencer-1".into(),
+            database_url: "postgres://ordo@127.0.0.1:5432/ordo_sequencer".into(),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 4001)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 4081)),
+            admin_token: String::new(),
+            max_request_bytes: 1024 * 1024,
+            token_ttl: Duration::from_secs(600),
+            challenge_ttl: Duration::from_secs(60),
+            max_batch: 2000,
+            pool_size: 16,
+            tail_buffer_events: 100_000,
+            writer_stall_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration value that cannot work, named with what to do about it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid sequencer configuration: {field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl SequencerConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if ordo_core::ids::validate_name(&self.node_name).is_err() {
+            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
+        }
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return err("database_url", "expected a postgres:// URL");
+        }
+        if self.max_request_bytes < 1024 || self.max_request_bytes > 64 * 1024 * 1024 {
+            return err("max_request_bytes", "must be between 1 KiB and 64 MiB");
+        }
+        if self.token_ttl < Duration::from_secs(10) {
+            return err("token_ttl", "must be at least 10 s");
+        }
+        if self.challenge_ttl < Duration::from_secs(1) {
+            return err("challenge_ttl", "must be at least 1 s");
+        }
+        if self.max_batch == 0 || self.max_batch > 50_000 {
+            return err("max_batch", "must be between 1 and 50000");
+        }
+        if self.pool_size < 4 {
+            return err("pool_size", "must be at least 4 (writer, tail reader, listener, catch-up)");
+        }
+        if self.tail_buffer_events < 1000 {
+            return err("tail_buffer_events", "must be at least 1000");
+        }
+        if self.writer_stall_timeout < Duration::from_secs(1) {
+            return err("writer_stall_timeout", "must be at least 1 s");
+        }
+        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
+            return err("http_listen", "must differ from grpc_listen");
+        }
+        Ok(())
+    }
+}
+
+/// Durations in configuration files are whole or fractional seconds (`token_ttl = 600`).
+mod humantime_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(SequencerConfig::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let mut c = SequencerConfig {
+            node_name: "Bad Name".into(),
+            ..Default::default()
+        };
+        assert_eq!(c.validate().unwrap_err().field, "node_name");
+        c.node_name = "seq-1".into();
+        c.database_url = "mysql://x".into();
+        assert_eq!(c.validate().unwrap_err().field, "database_url");
+        c.database_url = SequencerConfig::default().database_url;
+        c.max_batch = 0;
+        assert_eq!(c.validate().unwrap_err().field, "max_batch");
+    }
+}

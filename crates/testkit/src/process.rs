@@ -1,0 +1,97 @@
+//! A node process started from a binary, its output kept in a log file, killable with any
+//! signal. Killed (SIGKILL) on drop so a failing test leaves nothing running.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub struct NodeProcess {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `bin args…`, appending stdout and stderr to `log`.
+    pub fn spawn(name: &str, bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening log {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = Command::new(bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}: {}", bin.display()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("process already reaped")?;
+        let pid = i32::try_from(pid).context("pid out of range")?;
+        kill(Pid::from_raw(pid), sig).with_context(|| format!("{sig} to {}", self.name))
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait up to `timeout` for a clean exit (SIGKILL after that).
+    /// Returns whether it exited by itself.
+    pub fn terminate(&mut self, timeout: std::time::Duration) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return true;
+        };
+        if let Ok(pid) = i32::try_from(c.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
