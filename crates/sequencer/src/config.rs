@@ -99,7 +99,10 @@ impl SequencerConfig {
             return err("max_batch", "must be between 1 and 50000");
         }
         if self.pool_size < 4 {
-            return err("pool_size", "must be at least 4 (writer, tail reader, listener, catch-up)");
+            return err(
+                "pool_size",
+                "must be at least 4 (writer, tail reader, listener, catch-up)",
+            );
         }
         if self.tail_buffer_events < 1000 {
             return err("tail_buffer_events", "must be at least 1000");

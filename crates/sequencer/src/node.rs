@@ -1,0 +1,262 @@
+//! Provisioning (`init`) and the operational node (`run`).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use ordo_proto::sequencer::v1::sequencer_admin_service_server::SequencerAdminServiceServer;
+use ordo_proto::sequencer::v1::sequencer_auth_service_server::SequencerAuthServiceServer;
+use ordo_proto::sequencer::v1::sequencer_service_server::{self, SequencerServiceServer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic_health::ServingStatus;
+
+use crate::admin::AdminApi;
+use crate::auth::Authenticator;
+use crate::config::SequencerConfig;
+use crate::error::SequencerError;
+use crate::registry::Registry;
+use crate::service::{AuthApi, SequencerApi, Shared};
+use crate::subscription::Subscriptions;
+use crate::tail::{self, Tail};
+use crate::{http, store, writer};
+
+/// The health service name clients watch (besides "" for the whole server).
+pub const HEALTH_SERVICE: &str = sequencer_service_server::SERVICE_NAME;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `init` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InitOutcome {
+    /// True when this call provisioned the database; false when it already was.
+    pub created: bool,
+}
+
+/// Provisions the schema (migrations) and the domain's token secret. Idempotent, and safe
+/// when several nodes run it at once (an advisory lock serialises them).
+pub async fn init(config: &SequencerConfig) -> Result<InitOutcome, SequencerError> {
+    config.validate()?;
+    let created = store::init(config).await?;
+    tracing::info!(created, db = %store::redact_url(&config.database_url), "sequencer database provisioned");
+    Ok(InitOutcome { created })
+}
+
+/// The node's sockets, bound before `run` so that callers (tests, benchmarks) can bind
+/// port 0 and learn the addresses.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &SequencerConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind(config.grpc_listen).await?,
+            http: TcpListener::bind(config.http_listen).await?,
+        })
+    }
+}
+
+/// Runs the node until `shutdown` resolves; then reports NOT_SERVING, stops accepting,
+/// drains and returns. Refuses to run on a database `init` never provisioned.
+pub async fn run(
+    config: SequencerConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SequencerError> {
+    config.validate()?;
+    let node = config.node_name.clone();
+    let (pool, writer_pool) = store::connect(&config).await?;
+    let secret = store::check_provisioned(&pool, &config.database_url).await?;
+    let registry = Arc::new(Registry::new(pool.clone()));
+    registry.refresh().await?;
+    let tail = Tail::new(store::head(&pool).await?, config.tail_buffer_events);
+
+    let stop = CancellationToken::new();
+    let (healthy_tx, healthy_rx) = watch::channel(false);
+    let reader = tokio::spawn(tail::run_reader(
+        tail.clone(),
+        pool.clone(),
+        stop.clone(),
+        healthy_tx,
+        node.clone(),
+    ));
+    let listener = tokio::spawn(tail::run_listener(
+        tail.clone(),
+        registry.clone(),
+        pool.clone(),
+        stop.clone(),
+    ));
+    let (writer, writer_task) = writer::spawn(
+        writer_pool.clone(),
+        config.max_batch,
+        tail.clone(),
+        node.clone(),
+    );
+
+    let shared = Arc::new(Shared {
+        pool: pool.clone(),
+        registry,
+        auth: Authenticator::new(secret),
+        writer,
+        tail: tail.clone(),
+        subscriptions: Subscriptions {
+            pool: pool.clone(),
+            tail,
+            stop: stop.clone(),
+            active: Arc::new(AtomicI64::new(0)),
+            node: node.clone(),
+        },
+        config,
+    });
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let health_task = tokio::spawn(mirror_health(
+        healthy_rx,
+        reporter.clone(),
+        ready_tx,
+        stop.clone(),
+    ));
+
+    let grpc_stop = CancellationToken::new();
+    let grpc = tokio::spawn(serve_grpc(
+        shared,
+        health_service,
+        listeners.grpc,
+        grpc_stop.clone(),
+    ));
+    let http_stop = grpc_stop.clone();
+    let http = tokio::spawn(async move {
+        axum::serve(listeners.http, http::router(ready_rx))
+            .with_graceful_shutdown(async move { http_stop.cancelled().await })
+            .await
+    });
+    tracing::info!(node = %node, "sequencer node running");
+
+    shutdown.await;
+    tracing::info!(node = %node, "sequencer node shutting down");
+    let running = Running {
+        reporter,
+        stop,
+        grpc_stop,
+        health_task,
+        grpc,
+        http,
+        writer_task,
+        background: [reader, listener],
+        pools: [writer_pool, pool],
+    };
+    running.drain().await
+}
+
+/// A running node's tasks, stopped in order by [`Running::drain`].
+struct Running {
+    reporter: tonic_health::server::HealthReporter,
+    stop: CancellationToken,
+    grpc_stop: CancellationToken,
+    health_task: JoinHandle<()>,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    writer_task: JoinHandle<()>,
+    background: [JoinHandle<()>; 2],
+    pools: [sqlx::PgPool; 2],
+}
+
+impl Running {
+    async fn drain(self) -> Result<(), SequencerError> {
+        // NOT_SERVING first so clients move away; then end streams, stop accepting, and
+        // let in-flight calls finish.
+        set_health(&self.reporter, ServingStatus::NotServing).await;
+        self.stop.cancel();
+        let _ = self.health_task.await;
+        self.grpc_stop.cancel();
+        let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, self.grpc).await;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.http).await;
+        // The services (and their writer handles) are gone once the server returned, so
+        // the writer finishes what was queued and stops.
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.writer_task).await;
+        for task in self.background {
+            let _ = task.await;
+        }
+        for pool in self.pools {
+            pool.close().await;
+        }
+        match grpc_result {
+            Ok(Ok(Err(e))) => Err(SequencerError::Server(e.to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(HEALTH_SERVICE, status).await;
+}
+
+/// SERVING while the tail reader can read the database; ends (NOT_SERVING) on stop.
+async fn mirror_health(
+    mut healthy: watch::Receiver<bool>,
+    reporter: tonic_health::server::HealthReporter,
+    ready: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    loop {
+        let ok = *healthy.borrow_and_update();
+        let _ = ready.send(ok);
+        set_health(
+            &reporter,
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            },
+        )
+        .await;
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = healthy.changed() => if changed.is_err() { break },
+        }
+    }
+    let _ = ready.send(false);
+    set_health(&reporter, ServingStatus::NotServing).await;
+}
+
+async fn serve_grpc(
+    shared: Arc<Shared>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    // The decoding limit is far above max_request_bytes so that our own check answers
+    // oversized submissions with a precise RESOURCE_EXHAUSTED.
+    let limit = (shared.config.max_request_bytes * 2).max(64 * 1024 * 1024);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+        .build_v1();
+    let mut builder = tonic::transport::Server::builder();
+    let mut router = builder
+        .add_service(health)
+        .add_service(
+            SequencerServiceServer::new(SequencerApi(shared.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(SequencerAuthServiceServer::new(AuthApi(shared.clone())))
+        .add_service(SequencerAdminServiceServer::new(AdminApi(shared)));
+    match reflection {
+        Ok(r) => router = router.add_service(r),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
+    }
+    router
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move { stop.cancelled().await },
+        )
+        .await
+}
