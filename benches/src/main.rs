@@ -1,1 +1,42 @@
-fn main() {}
+//! ordo's benchmarks. Each starts its own Postgres (durable: fsync and synchronous_commit
+//! on) and its own nodes, drives load, checks what was delivered independently of the code
+//! under test, and prints one JSON object.
+
+mod baseline;
+mod sequencer;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "ordo-bench", about = "ordo's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// Throughput and send-to-delivery latency of the sequencer, against raw Postgres
+    /// COPY and INSERT into the same database in the same run.
+    Sequencer(sequencer::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.bench {
+        Bench::Sequencer(args) => {
+            let json = args.json;
+            let report = runtime.block_on(sequencer::run(args))?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        }
+    }
+    Ok(())
+}

@@ -76,7 +76,10 @@ impl PgCluster {
         let mut settings = vec![
             ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
             ("port".into(), port.to_string()),
-            ("unix_socket_directories".into(), path_str(&sock)?.to_owned()),
+            (
+                "unix_socket_directories".into(),
+                path_str(&sock)?.to_owned(),
+            ),
             ("max_connections".into(), opts.max_connections.to_string()),
             ("shared_buffers".into(), "256MB".into()),
         ];
@@ -98,17 +101,22 @@ impl PgCluster {
             "sh",
             &[
                 "-c",
-                &format!(
-                    "cat {} >> {}",
-                    path_str(&staged)?,
-                    path_str(&conf_path)?
-                ),
+                &format!("cat {} >> {}", path_str(&staged)?, path_str(&conf_path)?),
             ],
         )?;
         let log = cluster.root().join("postgres.log");
         cluster.run(
             "pg_ctl",
-            &["-D", path_str(&cluster.data)?, "-l", path_str(&log)?, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                path_str(&cluster.data)?,
+                "-l",
+                path_str(&log)?,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         )?;
         Ok(cluster)
     }
@@ -196,7 +204,9 @@ fn postgres_ids() -> anyhow::Result<(u32, u32)> {
     let id = |flag: &str| -> anyhow::Result<u32> {
         let out = Command::new("id").args([flag, "postgres"]).output()?;
         if !out.status.success() {
-            bail!("running as root needs a `postgres` user to run the cluster (apt-get install postgresql creates it)");
+            bail!(
+                "running as root needs a `postgres` user to run the cluster (apt-get install postgresql creates it)"
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
     };
