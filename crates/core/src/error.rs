@@ -3,7 +3,9 @@ use thiserror::Error;
 /// Errors of the shared domain types. Each names the offending value.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum CoreError {
-    #[error("invalid member id {0:?}: expected `name::fingerprint` with name [a-z0-9._-]{{1,64}} and a 32-hex-digit fingerprint")]
+    #[error(
+        "invalid member id {0:?}: expected `name::fingerprint` with name [a-z0-9._-]{{1,64}} and a 32-hex-digit fingerprint"
+    )]
     InvalidMemberId(String),
     #[error("invalid member name {0:?}: use 1 to 64 of [a-z0-9._-]")]
     InvalidMemberName(String),

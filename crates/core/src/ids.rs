@@ -145,6 +145,10 @@ mod tests {
         ] {
             assert!(bad.parse::<MemberId>().is_err(), "{bad:?} should not parse");
         }
-        assert!("a.b-c_d::00112233445566778899aabbccddeeff".parse::<MemberId>().is_ok());
+        assert!(
+            "a.b-c_d::00112233445566778899aabbccddeeff"
+                .parse::<MemberId>()
+                .is_ok()
+        );
     }
 }

@@ -12,5 +12,5 @@ pub use crypto::{KeyPair, PublicKey, Signature};
 pub use error::CoreError;
 pub use hash::Hash;
 pub use ids::{Fingerprint, MemberId};
-pub use time::{Clock, SystemClock, Timestamp};
 pub use sequencing::{Envelope, Recipients, Sequenced, SequencedEvent, Submission};
+pub use time::{Clock, SystemClock, Timestamp};

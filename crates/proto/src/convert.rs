@@ -1,9 +1,7 @@
 //! Protobuf ⇄ domain conversions for the sequencer API, in one place for the nodes and
 //! their clients. Decoding validates and names the offending field.
 
-use ordo_core::{
-    Envelope, MemberId, Recipients, Sequenced, SequencedEvent, Submission, Timestamp,
-};
+use ordo_core::{Envelope, MemberId, Recipients, Sequenced, SequencedEvent, Submission, Timestamp};
 
 use crate::sequencer::v1 as pb;
 
@@ -42,7 +40,10 @@ pub fn recipients_to_pb(r: &Recipients) -> pb::Recipients {
     }
 }
 
-pub fn recipients_from_pb(field: &str, r: Option<&pb::Recipients>) -> Result<Recipients, DecodeError> {
+pub fn recipients_from_pb(
+    field: &str,
+    r: Option<&pb::Recipients>,
+) -> Result<Recipients, DecodeError> {
     let r = r.ok_or_else(|| DecodeError::new(field, "missing"))?;
     let members = r
         .members
