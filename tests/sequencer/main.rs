@@ -4,3 +4,4 @@
 mod common;
 mod failover;
 mod order_under_crash;
+mod up;

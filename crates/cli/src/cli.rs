@@ -29,7 +29,23 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a sequencer node (`ordo sequencer init` provisions its database first).
-    Sequencer(SequencerCommand),
+    Sequencer(Box<SequencerCommand>),
+    /// Run a whole local network: a private Postgres and every node, until Ctrl-C.
+    Up(UpArgs),
+}
+
+/// `ordo up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the network keeps its Postgres data, node configs, logs and network.json.
+    #[arg(long, value_name = "DIR", default_value = "ordo-data")]
+    pub data_dir: PathBuf,
+    /// Use this (existing, reachable) sequencer database instead of a private Postgres.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Sequencer nodes to run.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub sequencers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -96,7 +112,9 @@ mod tests {
             "seq-2",
         ])
         .unwrap();
-        let Command::Sequencer(cmd) = cli.command;
+        let Command::Sequencer(cmd) = cli.command else {
+            panic!("expected the sequencer command");
+        };
         let Some(SequencerAction::Init(args)) = cmd.action else {
             panic!("expected init, got {cmd:?}");
         };
@@ -107,7 +125,9 @@ mod tests {
             Cli::try_parse_from(["ordo", "sequencer", "-c", "s.toml", "--log-format", "json"])
                 .unwrap();
         assert_eq!(cli.log_format, LogFormat::Json);
-        let Command::Sequencer(cmd) = cli.command;
+        let Command::Sequencer(cmd) = cli.command else {
+            panic!("expected the sequencer command");
+        };
         assert!(cmd.action.is_none());
         assert_eq!(cmd.node.config, Some(PathBuf::from("s.toml")));
     }

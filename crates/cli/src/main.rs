@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod sequencer;
+mod up;
 
 use std::process::ExitCode;
 
@@ -27,7 +28,8 @@ fn main() -> ExitCode {
     let log_format = cli.log_format;
     init_logging(log_format);
     let result = match cli.command {
-        Command::Sequencer(cmd) => sequencer::main(cmd),
+        Command::Sequencer(cmd) => sequencer::main(*cmd),
+        Command::Up(args) => up::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

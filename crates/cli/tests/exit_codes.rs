@@ -59,5 +59,5 @@ fn unknown_key_and_invalid_value_are_named() {
 #[test]
 fn missing_config_flag_and_unknown_subcommand_are_usage_errors() {
     assert_usage_error(&ordo(&["sequencer"], &[]), "--config");
-    assert_usage_error(&ordo(&["up"], &[]), "unrecognized subcommand");
+    assert_usage_error(&ordo(&["frobnicate"], &[]), "unrecognized subcommand");
 }

@@ -36,35 +36,83 @@ pub struct PgCluster {
 }
 
 impl PgCluster {
-    /// Starts a new cluster on a free loopback port. Blocking: call it from
+    /// Starts a new cluster on a free loopback port, deleted on drop. Blocking: call it from
     /// `tokio::task::spawn_blocking` or before the runtime starts if that matters.
     pub fn start(opts: PgOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("ordo-pg-").tempdir()?;
+        let root = dir.path().to_path_buf();
+        let mut cluster = Self::open_at(&root, crate::free_port(), opts)?;
+        cluster.dir = Some(dir);
+        Ok(cluster)
+    }
+
+    /// Starts the persistent cluster in `root` (creating it on first use) on `port`. Its
+    /// files stay when it is dropped (it is stopped with `pg_ctl stop -m fast`), so the next
+    /// `open` resumes the same data. Used by `ordo up`. Blocking, like [`PgCluster::start`].
+    pub fn open(root: &Path, port: u16, opts: PgOptions) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the Postgres directory {}", root.display()))?;
+        Self::open_at(root, port, opts)
+    }
+
+    fn open_at(root: &Path, port: u16, opts: PgOptions) -> anyhow::Result<Self> {
         let bin = pg_bin_dir()?;
         let run_as_postgres = nix::unistd::geteuid().is_root();
-        let dir = tempfile::Builder::new().prefix("ordo-pg-").tempdir()?;
-        let data = dir.path().join("data");
-        let sock = dir.path().join("sock");
-        std::fs::create_dir(&sock)?;
+        let data = root.join("data");
+        let sock = root.join("sock");
+        std::fs::create_dir_all(&sock)?;
         if run_as_postgres {
             let (uid, gid) = postgres_ids()?;
-            for p in [dir.path(), sock.as_path()] {
+            for p in [root, sock.as_path()] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid))
                     .with_context(|| format!("chown {} to postgres", p.display()))?;
             }
         }
-        let port = crate::free_port();
         let cluster = Self {
-            dir: Some(dir),
+            dir: None,
             data,
             bin,
             port,
             run_as_postgres,
         };
-        cluster.run(
+        if !cluster.data.join("PG_VERSION").exists() {
+            cluster.create(&sock, &opts)?;
+        }
+        let log = root.join("postgres.log");
+        let port_opt = format!("-p {port}");
+        cluster
+            .run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    path_str(&cluster.data)?,
+                    "-l",
+                    path_str(&log)?,
+                    "-o",
+                    &port_opt,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            )
+            .with_context(|| {
+                format!(
+                    "starting Postgres in {} (its log: {})",
+                    cluster.data.display(),
+                    log.display()
+                )
+            })?;
+        Ok(cluster)
+    }
+
+    /// `initdb` and the settings (the port is given at each start).
+    fn create(&self, sock: &Path, opts: &PgOptions) -> anyhow::Result<()> {
+        self.run(
             "initdb",
             &[
                 "-D",
-                path_str(&cluster.data)?,
+                path_str(&self.data)?,
                 "-U",
                 "ordo",
                 "--auth=trust",
@@ -75,11 +123,7 @@ impl PgCluster {
         )?;
         let mut settings = vec![
             ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
-            ("port".into(), port.to_string()),
-            (
-                "unix_socket_directories".into(),
-                path_str(&sock)?.to_owned(),
-            ),
+            ("unix_socket_directories".into(), path_str(sock)?.to_owned()),
             ("max_connections".into(), opts.max_connections.to_string()),
             ("shared_buffers".into(), "256MB".into()),
         ];
@@ -88,37 +132,22 @@ impl PgCluster {
             settings.push(("synchronous_commit".into(), "off".into()));
             settings.push(("full_page_writes".into(), "off".into()));
         }
-        settings.extend(opts.settings);
+        settings.extend(opts.settings.iter().cloned());
         let conf: String = settings
             .iter()
             .map(|(k, v)| format!("{k} = '{v}'\n"))
             .collect();
-        let conf_path = cluster.data.join("postgresql.auto.conf");
-        // The data directory belongs to postgres; write through a temp file it can read.
-        let staged = cluster.root().join("ordo.conf");
+        let conf_path = self.data.join("postgresql.auto.conf");
+        // The data directory belongs to postgres; write through a file it can read.
+        let staged = self.root().join("ordo.conf");
         std::fs::write(&staged, conf)?;
-        cluster.run(
+        self.run(
             "sh",
             &[
                 "-c",
                 &format!("cat {} >> {}", path_str(&staged)?, path_str(&conf_path)?),
             ],
-        )?;
-        let log = cluster.root().join("postgres.log");
-        cluster.run(
-            "pg_ctl",
-            &[
-                "-D",
-                path_str(&cluster.data)?,
-                "-l",
-                path_str(&log)?,
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )?;
-        Ok(cluster)
+        )
     }
 
     fn root(&self) -> &Path {
@@ -181,16 +210,32 @@ impl PgCluster {
         std::fs::read_to_string(self.root().join("postgres.log")).unwrap_or_default()
     }
 
-    /// Keeps the cluster's files after the test (for post-mortems); returns their path.
-    pub fn keep(&mut self) -> PathBuf {
-        self.dir.take().map(|d| d.keep()).unwrap_or_default()
+    /// Creates database `db` unless it exists; returns its URL.
+    pub async fn ensure_database(&self, db: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind(db)
+            .fetch_optional(&mut conn)
+            .await?;
+        conn.close().await?;
+        if exists.is_none() {
+            self.create_database(db).await?;
+        }
+        Ok(self.url(db))
     }
 }
 
 impl Drop for PgCluster {
     fn drop(&mut self) {
+        // A throwaway cluster is about to be deleted: no need to shut down cleanly.
+        let mode = if self.dir.is_some() {
+            "immediate"
+        } else {
+            "fast"
+        };
         if let Ok(data) = path_str(&self.data) {
-            let _ = self.run("pg_ctl", &["-D", data, "-m", "immediate", "-w", "stop"]);
+            let _ = self.run("pg_ctl", &["-D", data, "-m", mode, "-w", "stop"]);
         }
     }
 }
@@ -261,5 +306,35 @@ mod tests {
         let port = pg.port();
         drop(pg);
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn persistent_cluster_keeps_its_data_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("pg");
+        let open = |root: std::path::PathBuf| {
+            tokio::task::spawn_blocking(move || {
+                PgCluster::open(&root, crate::free_port(), PgOptions::default())
+            })
+        };
+        let pg = open(root.clone()).await.unwrap().unwrap();
+        let url = pg.ensure_database("kept").await.unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        drop(pg);
+
+        let pg = open(root).await.unwrap().unwrap();
+        let url = pg.ensure_database("kept").await.unwrap();
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let (v,): (i32,) = sqlx::query_as("SELECT v FROM t")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+        pool.close().await;
     }
 }
