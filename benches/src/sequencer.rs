@@ -70,9 +70,13 @@ pub struct Report {
     failed_sends: u64,
     events_per_sec: f64,
     delivered_per_sec: f64,
+    /// Send to delivery at the subscriber.
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
+    /// The send call alone (until the sender knows the timestamp).
+    send_p50_ms: f64,
+    send_p99_ms: f64,
     baseline_copy_rows_per_sec: f64,
     baseline_insert_rows_per_sec: f64,
     ratio_to_copy: f64,
@@ -108,6 +112,8 @@ struct Shared {
     accepted: AtomicU64,
     failed: AtomicU64,
     delivered: AtomicU64,
+    /// Send-call latencies (µs) of the sends made while measuring.
+    send_latencies: Mutex<Vec<u64>>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<Report> {
@@ -200,6 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         accepted: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
+        send_latencies: Mutex::default(),
     });
 
     // Subscribers record (timestamp, send time, latency), both µs, per delivery.
@@ -275,8 +282,13 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
                         }],
                     };
                     async move {
+                        let started = Instant::now();
                         let ok = c.send(submission).await.is_ok();
                         if shared.measuring.load(Ordering::Relaxed) {
+                            shared
+                                .send_latencies
+                                .lock()
+                                .push(started.elapsed().as_micros() as u64);
                             let counter = if ok { &shared.accepted } else { &shared.failed };
                             counter.fetch_add(1, Ordering::Relaxed);
                         }
@@ -383,6 +395,7 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     drop(pg);
 
     let accepted = shared.accepted.load(Ordering::Relaxed);
+    let mut send_latencies = std::mem::take(&mut *shared.send_latencies.lock());
     let events_per_sec = accepted as f64 / elapsed;
     Ok(Report {
         nodes: args.nodes,
@@ -405,6 +418,8 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         p50_ms: p50,
         p99_ms: p99,
         max_ms: max,
+        send_p50_ms: stats::quantile(&mut send_latencies, 0.50) as f64 / 1000.0,
+        send_p99_ms: stats::quantile(&mut send_latencies, 0.99) as f64 / 1000.0,
         baseline_copy_rows_per_sec: copy,
         baseline_insert_rows_per_sec: insert,
         ratio_to_copy: events_per_sec / copy,

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,28 +27,36 @@ impl fmt::Display for Fingerprint {
 
 /// A domain member's id, `name::fingerprint`: the name is for humans, the fingerprint binds
 /// the id to the member's ed25519 key so that an id can never be re-bound to another key.
+///
+/// It keeps its text form: ids are rendered and compared on every send and delivery, and
+/// cloning one is a reference-count increment.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct MemberId {
-    name: String,
+    text: Arc<str>,
     fingerprint: Fingerprint,
 }
 
 impl MemberId {
     pub fn new(name: &str, key: &PublicKey) -> Result<Self, CoreError> {
         validate_name(name)?;
+        let fingerprint = Fingerprint::of(key);
         Ok(Self {
-            name: name.to_owned(),
-            fingerprint: Fingerprint::of(key),
+            text: format!("{name}::{fingerprint}").into(),
+            fingerprint,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.text.split_once("::").map_or("", |(name, _)| name)
     }
 
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 
     /// Whether this id was derived from `key`.
@@ -72,7 +81,7 @@ pub fn validate_name(name: &str) -> Result<(), CoreError> {
 
 impl fmt::Display for MemberId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}::{}", self.name, self.fingerprint)
+        f.write_str(&self.text)
     }
 }
 
@@ -91,14 +100,14 @@ impl FromStr for MemberId {
         if fp.len() != 32 {
             return Err(bad());
         }
-        let mut bytes = [0u8; 16];
-        hex::decode_to_slice(fp, &mut bytes).map_err(|_| bad())?;
-        if hex::encode(bytes) != fp {
-            // Upper-case hex would give two spellings of one id.
+        // Lower-case only: upper-case hex would give two spellings of one id.
+        if !fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(bad());
         }
+        let mut bytes = [0u8; 16];
+        hex::decode_to_slice(fp, &mut bytes).map_err(|_| bad())?;
         Ok(Self {
-            name: name.to_owned(),
+            text: s.into(),
             fingerprint: Fingerprint(bytes),
         })
     }
@@ -113,7 +122,7 @@ impl TryFrom<String> for MemberId {
 
 impl From<MemberId> for String {
     fn from(id: MemberId) -> Self {
-        id.to_string()
+        id.text.to_string()
     }
 }
 
@@ -130,6 +139,8 @@ mod tests {
         assert!(id.is_bound_to(&a.public()));
         assert!(!id.is_bound_to(&b.public()));
         assert_eq!(id.to_string().parse::<MemberId>().unwrap(), id);
+        assert_eq!(id.name(), "alice-node");
+        assert_eq!(id.as_str(), format!("alice-node::{}", id.fingerprint()));
     }
 
     #[test]

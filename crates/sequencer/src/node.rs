@@ -255,7 +255,9 @@ async fn serve_grpc(
     }
     router
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses
+            // and stream messages back for tens of milliseconds.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             async move { stop.cancelled().await },
         )
         .await
