@@ -39,6 +39,20 @@ impl Setup {
         SequencerClient::connect(self.config(urls)).await.unwrap()
     }
 
+    /// Two fake nodes over one order and a client of both, once both are healthy.
+    pub async fn two_nodes(&self) -> (FakeNode, FakeNode, SequencerClient) {
+        let (a, b) = (
+            FakeNode::start(&self.ledger).await,
+            FakeNode::start(&self.ledger).await,
+        );
+        let client = self.client(&[&a, &b]).await;
+        eventually("both endpoints are healthy", || {
+            client.healthy_endpoints().len() == 2
+        })
+        .await;
+        (a, b, client)
+    }
+
     /// A submission addressed to alice herself, valid for 10 s.
     pub fn submission(&self, id: &str) -> Submission {
         Submission {

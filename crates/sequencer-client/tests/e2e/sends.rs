@@ -11,15 +11,7 @@ use crate::{Setup, eventually, now};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robins_sends_across_healthy_endpoints() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
 
     for i in 0..10 {
         let r = client.send(s.submission(&format!("m{i}"))).await.unwrap();
@@ -68,15 +60,7 @@ async fn concurrent_sends_share_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_avoid_a_not_serving_endpoint_and_use_it_again_when_it_returns() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
 
     a.set_serving(false);
     eventually("a is out", || client.healthy_endpoints() == [b.url.clone()]).await;
@@ -101,15 +85,7 @@ async fn sends_avoid_a_not_serving_endpoint_and_use_it_again_when_it_returns() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_fail_over_when_a_node_dies_and_return_when_it_restarts() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
 
     let addr = a.addr;
     a.kill().await;
@@ -137,15 +113,7 @@ async fn sends_fail_over_when_a_node_dies_and_return_when_it_restarts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_retried_idempotently() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
 
     s.ledger.lose_answers.store(1, Ordering::SeqCst);
     let r = client.send(s.submission("once")).await.unwrap();

@@ -21,15 +21,7 @@ async fn send_n(s: &Setup, client: &SequencerClient, range: std::ops::Range<usiz
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resumes_on_another_endpoint_without_gap_or_duplicate() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
 
     send_n(&s, &client, 0..5).await;
     let mut sub = client.subscribe(Timestamp::MIN);
@@ -67,15 +59,7 @@ async fn resumes_on_another_endpoint_without_gap_or_duplicate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moves_off_an_endpoint_that_turns_not_serving() {
     let s = Setup::new();
-    let (a, b) = (
-        FakeNode::start(&s.ledger).await,
-        FakeNode::start(&s.ledger).await,
-    );
-    let client = s.client(&[&a, &b]).await;
-    eventually("both endpoints are healthy", || {
-        client.healthy_endpoints().len() == 2
-    })
-    .await;
+    let (a, b, client) = s.two_nodes().await;
     send_n(&s, &client, 0..2).await;
     let mut sub = client.subscribe(Timestamp::MIN);
     assert_eq!(next(&mut sub).await.unwrap().message_id, "m0");
