@@ -2,7 +2,7 @@
 //! Pure: the writer gathers the facts inside its transaction (the head, the database
 //! clock, the `(sender, message_id)` pairs already sequenced) and executes the decision.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// One submission of a batch, as far as ordering is concerned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,71 @@ pub fn assign(
     }
 }
 
+/// After an optimistic insert (`assign` with no `existing` pairs, then `INSERT ... ON
+/// CONFLICT DO NOTHING`): the `(sender, message_id)` pairs whose stored timestamp the
+/// writer must still look up, deduplicated. `inserted` holds the timestamps the insert
+/// actually wrote. These are the pairs of candidates decided `Sequenced` that were not
+/// inserted (the pair already existed), and of `Expired` candidates whose pair this batch
+/// did not insert (a retry whose original was sequenced must learn its timestamp).
+pub fn unresolved<'a>(
+    batch: &[Candidate<'a>],
+    assignment: &Assignment,
+    inserted: &HashSet<i64>,
+) -> Vec<(i32, &'a str)> {
+    let ours: HashSet<(i32, &str)> = batch
+        .iter()
+        .zip(&assignment.decisions)
+        .filter(|(_, d)| matches!(d, Decision::Sequenced(ts) if inserted.contains(ts)))
+        .map(|(c, _)| (c.sender, c.message_id))
+        .collect();
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .zip(&assignment.decisions)
+        .filter(|(c, d)| match d {
+            Decision::Sequenced(ts) => !inserted.contains(ts),
+            Decision::Expired { .. } => !ours.contains(&(c.sender, c.message_id)),
+            Decision::Duplicate(_) => false,
+        })
+        .map(|(c, _)| (c.sender, c.message_id))
+        .filter(|pair| seen.insert(*pair))
+        .collect()
+}
+
+/// Merges the looked-up timestamps of the [`unresolved`] pairs into the decisions: every
+/// candidate whose pair is in `existing` becomes `Duplicate(existing)` — a conflicting
+/// `Sequenced` one (its assigned timestamp becomes a hole), an in-batch repeat of it, and
+/// an `Expired` one. The head is unchanged (holes are fine; it only increases). `None`
+/// when a candidate decided `Sequenced` was neither inserted nor found (the conflicting
+/// row vanished meanwhile, e.g. pruned): the batch must not be committed.
+pub fn resolve(
+    assignment: Assignment,
+    batch: &[Candidate<'_>],
+    inserted: &HashSet<i64>,
+    existing: &HashMap<(i32, String), i64>,
+) -> Option<Assignment> {
+    let decisions = batch
+        .iter()
+        .zip(assignment.decisions)
+        .map(|(c, d)| {
+            if matches!(d, Decision::Sequenced(ts) if inserted.contains(&ts)) {
+                return Some(d);
+            }
+            if let Some(&ts) = existing.get(&(c.sender, c.message_id.to_owned())) {
+                return Some(Decision::Duplicate(ts));
+            }
+            match d {
+                Decision::Sequenced(_) => None,
+                other => Some(other),
+            }
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(Assignment {
+        decisions,
+        head: assignment.head,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +147,104 @@ mod tests {
             message_id: id,
             max_sequencing_time: mst,
         }
+    }
+
+    fn optimistic(batch: &[Candidate<'_>]) -> Assignment {
+        assign(100, 0, &HashMap::new(), batch)
+    }
+
+    #[test]
+    fn nothing_to_resolve_when_everything_was_inserted() {
+        let batch = [
+            c(1, "a", i64::MAX),
+            c(1, "b", i64::MAX),
+            c(1, "a", i64::MAX),
+        ];
+        let a = optimistic(&batch);
+        let inserted = HashSet::from([101, 102]);
+        assert!(unresolved(&batch, &a, &inserted).is_empty());
+        let r = resolve(a.clone(), &batch, &inserted, &HashMap::new()).unwrap();
+        assert_eq!(r, a);
+    }
+
+    #[test]
+    fn a_conflict_becomes_a_duplicate_of_the_existing_row() {
+        // (1, "a") conflicted; its repeat in the batch follows it; (1, "b") was inserted.
+        let batch = [
+            c(1, "a", i64::MAX),
+            c(1, "b", i64::MAX),
+            c(1, "a", i64::MAX),
+        ];
+        let a = optimistic(&batch);
+        assert_eq!(
+            a.decisions,
+            vec![
+                Decision::Sequenced(101),
+                Decision::Sequenced(102),
+                Decision::Duplicate(101)
+            ]
+        );
+        let inserted = HashSet::from([102]);
+        assert_eq!(unresolved(&batch, &a, &inserted), vec![(1, "a")]);
+        let existing = HashMap::from([((1, "a".to_owned()), 42)]);
+        let r = resolve(a, &batch, &inserted, &existing).unwrap();
+        assert_eq!(
+            r.decisions,
+            vec![
+                Decision::Duplicate(42),
+                Decision::Sequenced(102),
+                Decision::Duplicate(42)
+            ]
+        );
+        // 101 is a hole; the head stays where it was written.
+        assert_eq!(r.head, 102);
+    }
+
+    #[test]
+    fn an_expired_retry_of_a_sequenced_message_is_a_duplicate() {
+        let batch = [c(3, "x", 10), c(3, "y", 10), c(3, "z", i64::MAX)];
+        let a = assign(100, 200, &HashMap::new(), &batch);
+        assert_eq!(
+            a.decisions,
+            vec![
+                Decision::Expired { would_be: 200 },
+                Decision::Expired { would_be: 200 },
+                Decision::Sequenced(200)
+            ]
+        );
+        let inserted = HashSet::from([200]);
+        assert_eq!(unresolved(&batch, &a, &inserted), vec![(3, "x"), (3, "y")]);
+        let existing = HashMap::from([((3, "x".to_owned()), 9)]);
+        let r = resolve(a, &batch, &inserted, &existing).unwrap();
+        assert_eq!(
+            r.decisions,
+            vec![
+                Decision::Duplicate(9),
+                Decision::Expired { would_be: 200 },
+                Decision::Sequenced(200)
+            ]
+        );
+        assert_eq!(r.head, 200);
+    }
+
+    #[test]
+    fn an_expired_item_whose_pair_this_batch_inserted_stays_expired() {
+        // Decided on its own, as `assign` does: the later repeat was sequenced.
+        let batch = [c(1, "a", 10), c(1, "a", i64::MAX)];
+        let a = assign(100, 200, &HashMap::new(), &batch);
+        let inserted = HashSet::from([200]);
+        assert!(unresolved(&batch, &a, &inserted).is_empty());
+        let r = resolve(a.clone(), &batch, &inserted, &HashMap::new()).unwrap();
+        assert_eq!(r, a);
+    }
+
+    #[test]
+    fn a_conflict_whose_row_vanished_cannot_be_resolved() {
+        let batch = [c(1, "a", i64::MAX), c(1, "b", 0)];
+        let a = optimistic(&batch);
+        let inserted = HashSet::new();
+        assert_eq!(unresolved(&batch, &a, &inserted), vec![(1, "a"), (1, "b")]);
+        assert_eq!(resolve(a, &batch, &inserted, &HashMap::new()), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! All of the sequencer's SQL, over the schema in `migrations/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -371,6 +371,11 @@ pub struct NewEvent {
 
 /// One group commit: under the head row lock, decide (`order::assign`), insert, advance
 /// the head and notify — all in one transaction, so commit order equals timestamp order.
+///
+/// The head lock is held for as few round trips as possible: (1) take the lock, reading the
+/// head and the clock; decide assuming no pair already exists; (2) insert (skipping
+/// existing pairs), advance the head and notify in one statement; only when some pair
+/// already existed or some item expired, (3) look those pairs up; then commit.
 pub async fn commit_batch(
     writer: &PgPool,
     batch: &[NewEvent],
@@ -383,22 +388,6 @@ pub async fn commit_batch(
     .await?;
     let (head, now): (i64, i64) = (row.try_get("ts")?, row.try_get("now")?);
 
-    let senders: Vec<i32> = batch.iter().map(|e| e.sender).collect();
-    let ids: Vec<&str> = batch.iter().map(|e| e.message_id.as_str()).collect();
-    // No race with other writers: they all wait for the head lock we hold.
-    let existing: HashMap<(i32, String), i64> = sqlx::query_as::<_, (i32, String, i64)>(
-        "SELECT e.sender, e.message_id, e.ts FROM events e
-         JOIN UNNEST($1::int[], $2::text[]) AS b(sender, message_id)
-           ON e.sender = b.sender AND e.message_id = b.message_id",
-    )
-    .bind(&senders)
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?
-    .into_iter()
-    .map(|(s, m, ts)| ((s, m), ts))
-    .collect();
-
     let candidates: Vec<Candidate<'_>> = batch
         .iter()
         .map(|e| Candidate {
@@ -407,31 +396,69 @@ pub async fn commit_batch(
             max_sequencing_time: e.max_sequencing_time,
         })
         .collect();
-    let assignment = order::assign(head, now, &existing, &candidates);
-    if assignment.head == head {
+    // Optimistic: pairs already sequenced are found by the insert's ON CONFLICT, which
+    // sees every committed row; every earlier writer has committed, as we hold the lock.
+    let assignment = order::assign(head, now, &HashMap::new(), &candidates);
+    let wrote = assignment.head != head;
+    let inserted = if wrote {
+        insert_events(&mut tx, batch, &assignment).await?
+    } else {
+        HashSet::new()
+    };
+
+    let check = order::unresolved(&candidates, &assignment, &inserted);
+    let assignment = if check.is_empty() {
+        assignment
+    } else {
+        let existing = existing_pairs(&mut tx, &check).await?;
+        match order::resolve(assignment, &candidates, &inserted, &existing) {
+            Some(a) => a,
+            None => {
+                tx.rollback().await?;
+                return Err(SequencerError::Unavailable(
+                    "a message being sequenced was pruned concurrently".into(),
+                ));
+            }
+        }
+    };
+    if wrote {
+        tx.commit().await?;
+    } else {
         // Nothing new: release the lock without writing.
         tx.rollback().await?;
-        return Ok(assignment);
     }
-    insert_events(&mut tx, batch, &assignment).await?;
-    sqlx::query("UPDATE seq_head SET ts = $1 WHERE id = 1")
-        .bind(assignment.head)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(EVENTS_CHANNEL)
-        .bind(assignment.head.to_string())
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
     Ok(assignment)
 }
 
+/// The stored timestamps of those of `pairs` that exist.
+async fn existing_pairs(
+    tx: &mut sqlx::PgTransaction<'_>,
+    pairs: &[(i32, &str)],
+) -> Result<HashMap<(i32, String), i64>, SequencerError> {
+    let senders: Vec<i32> = pairs.iter().map(|p| p.0).collect();
+    let ids: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+    Ok(sqlx::query_as::<_, (i32, String, i64)>(
+        "SELECT e.sender, e.message_id, e.ts FROM events e
+         JOIN UNNEST($1::int[], $2::text[]) AS b(sender, message_id)
+           ON e.sender = b.sender AND e.message_id = b.message_id",
+    )
+    .bind(&senders)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .map(|(s, m, ts)| ((s, m), ts))
+    .collect())
+}
+
+/// In one statement: inserts the sequenced events (skipping pairs that already exist),
+/// sets the head to the assignment's and notifies. Returns the timestamps actually
+/// inserted.
 async fn insert_events(
     tx: &mut sqlx::PgTransaction<'_>,
     batch: &[NewEvent],
     assignment: &Assignment,
-) -> Result<(), SequencerError> {
+) -> Result<HashSet<i64>, SequencerError> {
     let mut ts = Vec::new();
     let mut sender = Vec::new();
     let mut mid = Vec::new();
@@ -453,12 +480,22 @@ async fn insert_events(
             mst.push(e.max_sequencing_time);
         }
     }
-    sqlx::query(
-        "INSERT INTO events (ts, sender, message_id, recipients, broadcast, payload,
-                             max_sequencing_time)
-         SELECT t.ts, t.sender, t.mid, t.rcpt::int[], t.bc, t.payload, t.mst
-         FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bool[],
-                     $6::bytea[], $7::bigint[]) AS t(ts, sender, mid, rcpt, bc, payload, mst)",
+    // Data-modifying CTEs always run to completion; the aggregate always yields exactly
+    // one row, so pg_notify runs exactly once even when nothing was inserted.
+    let inserted: Option<Vec<i64>> = sqlx::query_scalar(
+        "WITH ins AS (
+             INSERT INTO events (ts, sender, message_id, recipients, broadcast, payload,
+                                 max_sequencing_time)
+             SELECT t.ts, t.sender, t.mid, t.rcpt::int[], t.bc, t.payload, t.mst
+             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bool[],
+                         $6::bytea[], $7::bigint[]) AS t(ts, sender, mid, rcpt, bc, payload, mst)
+             ON CONFLICT (sender, message_id) DO NOTHING
+             RETURNING ts
+         ), upd AS (
+             UPDATE seq_head SET ts = $8::bigint WHERE id = 1
+         )
+         SELECT array_agg(ins.ts) AS inserted, pg_notify($9::text, ($8::bigint)::text) AS n
+         FROM ins",
     )
     .bind(&ts)
     .bind(&sender)
@@ -467,9 +504,11 @@ async fn insert_events(
     .bind(&bc)
     .bind(&payload)
     .bind(&mst)
-    .execute(&mut **tx)
+    .bind(assignment.head)
+    .bind(EVENTS_CHANNEL)
+    .fetch_one(&mut **tx)
     .await?;
-    Ok(())
+    Ok(inserted.unwrap_or_default().into_iter().collect())
 }
 
 #[cfg(test)]
