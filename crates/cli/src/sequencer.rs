@@ -38,7 +38,7 @@ fn load(args: &SequencerArgs) -> Result<SequencerConfig, Failure> {
 }
 
 async fn init(config: SequencerConfig) -> Result<(), Failure> {
-    let db = redact(&config.database_url);
+    let db = ordo_sequencer::redact_url(&config.database_url);
     tracing::info!(node = %config.node_name, database = %db, "provisioning the sequencer database");
     let outcome = ordo_sequencer::init(&config)
         .await
@@ -67,7 +67,7 @@ async fn run(config: SequencerConfig) -> Result<(), Failure> {
         node = %config.node_name,
         grpc = %config.grpc_listen,
         http = %config.http_listen,
-        database = %redact(&config.database_url),
+        database = %ordo_sequencer::redact_url(&config.database_url),
         "starting sequencer node"
     );
     let shutdown = crate::shutdown_signal()
@@ -87,44 +87,9 @@ fn failure(e: SequencerError, config: &SequencerConfig) -> Failure {
         SequencerError::Database(_) => Failure::Runtime(anyhow::anyhow!(
             "{e}; check that Postgres is up and reachable at {} (database_url, \
              ORDO_SEQUENCER_DATABASE_URL or --database-url)",
-            redact(&config.database_url)
+            ordo_sequencer::redact_url(&config.database_url)
         )),
         SequencerError::Config(_) => Failure::Usage(e.into()),
         e => Failure::Runtime(e.into()),
-    }
-}
-
-/// The database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if user.len() < userinfo.len() {
-                ":***"
-            } else {
-                ""
-            };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redacts_only_the_password() {
-        assert_eq!(
-            redact("postgres://ordo:s3cr%40t@db:5432/seq?sslmode=require"),
-            "postgres://ordo:***@db:5432/seq?sslmode=require"
-        );
-        assert_eq!(redact("postgres://ordo@db/seq"), "postgres://ordo@db/seq");
-        assert_eq!(redact("postgres://db/seq"), "postgres://db/seq");
     }
 }

@@ -21,3 +21,4 @@ mod writer;
 pub use config::{ConfigError, SequencerConfig};
 pub use error::SequencerError;
 pub use node::{HEALTH_SERVICE, InitOutcome, Listeners, init, run};
+pub use store::redact_url;

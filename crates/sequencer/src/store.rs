@@ -25,15 +25,21 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL without its password, for messages and logs.
+/// The URL without its password (shown as `***`), for messages and logs.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}@{host}")
+            let hidden = if user.len() < userinfo.len() {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
         }
         None => url.to_owned(),
     }
@@ -519,9 +525,13 @@ mod tests {
     fn redacts_only_the_password() {
         assert_eq!(
             redact_url("postgres://u:pw@h:5432/db"),
-            "postgres://u@h:5432/db"
+            "postgres://u:***@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("postgresql://h/db"), "postgresql://h/db");
+        assert_eq!(
+            redact_url("postgres://ordo:s3cr%40t@db:5432/seq?sslmode=require"),
+            "postgres://ordo:***@db:5432/seq?sslmode=require"
+        );
     }
 }
