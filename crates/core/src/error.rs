@@ -7,6 +7,8 @@ pub enum CoreError {
         "invalid member id {0:?}: expected `name::fingerprint` with name [a-z0-9._-]{{1,64}} and a 32-hex-digit fingerprint"
     )]
     InvalidMemberId(String),
+    #[error("invalid party id {0:?}: use 1 to 64 of [A-Za-z0-9_-]")]
+    InvalidPartyId(String),
     #[error("invalid member name {0:?}: use 1 to 64 of [a-z0-9._-]")]
     InvalidMemberName(String),
     #[error("invalid ed25519 public key: {0}")]

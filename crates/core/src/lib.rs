@@ -5,6 +5,7 @@ pub mod crypto;
 pub mod error;
 pub mod hash;
 pub mod ids;
+pub mod party;
 pub mod sequencing;
 pub mod time;
 
@@ -12,5 +13,6 @@ pub use crypto::{KeyPair, PublicKey, Signature};
 pub use error::CoreError;
 pub use hash::Hash;
 pub use ids::{Fingerprint, MemberId};
+pub use party::PartyId;
 pub use sequencing::{Envelope, Recipients, Sequenced, SequencedEvent, Submission};
 pub use time::{Clock, SystemClock, Timestamp};

@@ -9,6 +9,18 @@ pub mod sequencer {
     }
 }
 
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("ordo.admin.v1");
+    }
+}
+
+pub mod ledger {
+    pub mod v1 {
+        tonic::include_proto!("ordo.ledger.v1");
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every ordo proto, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ordo_descriptor");
 

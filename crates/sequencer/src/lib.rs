@@ -8,7 +8,6 @@ mod admin;
 pub mod auth;
 pub mod config;
 mod error;
-mod http;
 mod node;
 pub mod order;
 mod registry;

@@ -22,7 +22,7 @@ use crate::registry::Registry;
 use crate::service::{AuthApi, SequencerApi, Shared};
 use crate::subscription::Subscriptions;
 use crate::tail::{self, Tail};
-use crate::{http, store, writer};
+use crate::{store, writer};
 
 /// The health service name clients watch (besides "" for the whole server).
 pub const HEALTH_SERVICE: &str = sequencer_service_server::SERVICE_NAME;
@@ -132,7 +132,7 @@ pub async fn run(
     ));
     let http_stop = grpc_stop.clone();
     let http = tokio::spawn(async move {
-        axum::serve(listeners.http, http::router(ready_rx))
+        axum::serve(listeners.http, ordo_node::router(ready_rx))
             .with_graceful_shutdown(async move { http_stop.cancelled().await })
             .await
     });
@@ -237,9 +237,6 @@ async fn serve_grpc(
     // The decoding limit is far above max_request_bytes so that our own check answers
     // oversized submissions with a precise RESOURCE_EXHAUSTED.
     let limit = (shared.config.max_request_bytes * 2).max(64 * 1024 * 1024);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
-        .build_v1();
     let mut builder = tonic::transport::Server::builder();
     let mut router = builder
         .add_service(health)
@@ -249,16 +246,12 @@ async fn serve_grpc(
         )
         .add_service(SequencerAuthServiceServer::new(AuthApi(shared.clone())))
         .add_service(SequencerAdminServiceServer::new(AdminApi(shared)));
-    match reflection {
-        Ok(r) => router = router.add_service(r),
-        Err(e) => tracing::warn!(error = %e, "gRPC reflection unavailable"),
+    if let Some(r) = ordo_node::reflection() {
+        router = router.add_service(r);
     }
     router
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs hold small responses
-            // and stream messages back for tens of milliseconds.
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move { stop.cancelled().await },
-        )
+        .serve_with_incoming_shutdown(ordo_node::incoming(listener), async move {
+            stop.cancelled().await
+        })
         .await
 }
