@@ -73,15 +73,23 @@ async fn total_order_survives_a_killed_node() -> anyhow::Result<()> {
     }
 
     let accepted: Arc<Mutex<Vec<Accepted>>> = Arc::default();
-    let progress = Arc::new(AtomicUsize::new(0));
+    // Every sender pauses a third of the way through until node 2 has been killed, so the
+    // kill always lands mid-run, however fast the nodes are.
+    let paused = Arc::new(AtomicUsize::new(0));
+    let (killed_tx, killed_rx) = tokio::sync::watch::channel(false);
     let mut sending = JoinSet::new();
     for (s, (member, key)) in senders.iter().enumerate() {
         let client = net.client_preferring(member, key, s).await?;
         let recipients: Vec<MemberId> = recipients.iter().map(|(m, _)| m.clone()).collect();
-        let (accepted, progress, sender) = (accepted.clone(), progress.clone(), member.clone());
+        let (accepted, sender) = (accepted.clone(), member.clone());
+        let (paused, mut killed) = (paused.clone(), killed_rx.clone());
         sending.spawn(async move {
             let mut in_flight = JoinSet::new();
             for k in 0..SENDS_PER_SENDER {
+                if k == SENDS_PER_SENDER / 3 {
+                    paused.fetch_add(1, Ordering::Relaxed);
+                    killed.wait_for(|k| *k).await?;
+                }
                 // Overlapping recipient sets: a deterministic non-empty subset per message.
                 let mask = (k * 7 + s * 3) % ((1 << RECIPIENTS) - 1) + 1;
                 let to: BTreeSet<MemberId> = (0..RECIPIENTS)
@@ -97,12 +105,7 @@ async fn total_order_survives_a_killed_node() -> anyhow::Result<()> {
                         content: format!("{sender}/{k}").into_bytes(),
                     }],
                 };
-                let (client, accepted, progress, sender) = (
-                    client.clone(),
-                    accepted.clone(),
-                    progress.clone(),
-                    sender.clone(),
-                );
+                let (client, accepted, sender) = (client.clone(), accepted.clone(), sender.clone());
                 in_flight.spawn(async move {
                     if let Ok(done) = client.send(submission.clone()).await {
                         accepted.lock().push(Accepted {
@@ -112,26 +115,31 @@ async fn total_order_survives_a_killed_node() -> anyhow::Result<()> {
                             recipients: to,
                         });
                     }
-                    progress.fetch_add(1, Ordering::Relaxed);
                 });
                 while in_flight.len() >= IN_FLIGHT_PER_SENDER {
                     in_flight.join_next().await;
                 }
             }
             while in_flight.join_next().await.is_some() {}
+            Ok::<_, anyhow::Error>(())
         });
     }
 
-    // Kill node 2 (index 1) a third of the way through.
+    // Kill node 2 (index 1) a third of the way through, with sends still in flight.
     let total = SENDERS * SENDS_PER_SENDER;
-    ordo_testkit::wait_for("a third of the sends", Duration::from_secs(60), || {
-        let done = progress.load(Ordering::Relaxed);
-        async move { (done >= total / 3).then_some(()) }
-    })
+    ordo_testkit::wait_for(
+        "every sender a third through",
+        Duration::from_secs(60),
+        || {
+            let n = paused.load(Ordering::Relaxed);
+            async move { (n == SENDERS).then_some(()) }
+        },
+    )
     .await?;
     net.kill(1);
+    killed_tx.send(true)?;
     while let Some(r) = sending.join_next().await {
-        r?;
+        r??;
     }
 
     let accepted = std::mem::take(&mut *accepted.lock());

@@ -375,25 +375,17 @@ pub struct NewEvent {
     pub payload: Vec<u8>,
 }
 
-/// One group commit: under the head row lock, decide (`order::assign`), insert, advance
-/// the head and notify — all in one transaction, so commit order equals timestamp order.
-///
-/// The head lock is held for as few round trips as possible: (1) take the lock, reading the
-/// head and the clock; decide assuming no pair already exists; (2) insert (skipping
-/// existing pairs), advance the head and notify in one statement; only when some pair
-/// already existed or some item expired, (3) look those pairs up; then commit.
+/// Sequences a batch in one statement, run as its own transaction: it takes the head lock
+/// (the `seq_head` row), reserves one timestamp per submission, inserts by position those
+/// within their max sequencing time (skipping pairs that already exist), advances the head
+/// and notifies the readers; the lock is released by the commit. No client round trip
+/// happens while the lock is held, so the lock is held for one statement and its commit.
+/// Commit order therefore equals timestamp order across all nodes. Only when some pair
+/// already existed or some item expired is a lookup needed, after the commit.
 pub async fn commit_batch(
     writer: &PgPool,
     batch: &[NewEvent],
 ) -> Result<Assignment, SequencerError> {
-    let mut tx = writer.begin().await?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE seq_head SET ts = ts WHERE id = 1 RETURNING ts, {DB_NOW} AS now"
-    )))
-    .fetch_one(&mut *tx)
-    .await?;
-    let (head, now): (i64, i64) = (row.try_get("ts")?, row.try_get("now")?);
-
     let candidates: Vec<Candidate<'_>> = batch
         .iter()
         .map(|e| Candidate {
@@ -402,43 +394,26 @@ pub async fn commit_batch(
             max_sequencing_time: e.max_sequencing_time,
         })
         .collect();
-    // Optimistic: pairs already sequenced are found by the insert's ON CONFLICT, which
-    // sees every committed row; every earlier writer has committed, as we hold the lock.
-    let assignment = order::assign(head, now, &HashMap::new(), &candidates);
-    let wrote = assignment.head != head;
-    let inserted = if wrote {
-        insert_events(&mut tx, batch, &assignment).await?
-    } else {
-        HashSet::new()
-    };
-
+    let (base, inserted) = sequence(writer, batch).await?;
+    let assignment = order::assign(base, &candidates);
     let check = order::unresolved(&candidates, &assignment, &inserted);
-    let assignment = if check.is_empty() {
-        assignment
-    } else {
-        let existing = existing_pairs(&mut tx, &check).await?;
-        match order::resolve(assignment, &candidates, &inserted, &existing) {
-            Some(a) => a,
-            None => {
-                tx.rollback().await?;
-                return Err(SequencerError::Unavailable(
-                    "a message being sequenced was pruned concurrently".into(),
-                ));
-            }
-        }
-    };
-    if wrote {
-        tx.commit().await?;
-    } else {
-        // Nothing new: release the lock without writing.
-        tx.rollback().await?;
+    if check.is_empty() {
+        return Ok(assignment);
     }
-    Ok(assignment)
+    // Every row the insert conflicted with was committed before our statement took the
+    // lock (or by the statement itself), so the lookup sees it unless it was pruned since.
+    let existing = existing_pairs(writer, &check).await?;
+    Ok(order::resolve(
+        assignment,
+        &candidates,
+        &inserted,
+        &existing,
+    ))
 }
 
 /// The stored timestamps of those of `pairs` that exist.
 async fn existing_pairs(
-    tx: &mut sqlx::PgTransaction<'_>,
+    db: &PgPool,
     pairs: &[(i32, &str)],
 ) -> Result<HashMap<(i32, String), i64>, SequencerError> {
     let senders: Vec<i32> = pairs.iter().map(|p| p.0).collect();
@@ -450,71 +425,67 @@ async fn existing_pairs(
     )
     .bind(&senders)
     .bind(&ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(db)
     .await?
     .into_iter()
     .map(|(s, m, ts)| ((s, m), ts))
     .collect())
 }
 
-/// In one statement: inserts the sequenced events (skipping pairs that already exist),
-/// sets the head to the assignment's and notifies. Returns the timestamps actually
-/// inserted.
-async fn insert_events(
-    tx: &mut sqlx::PgTransaction<'_>,
-    batch: &[NewEvent],
-    assignment: &Assignment,
-) -> Result<HashSet<i64>, SequencerError> {
-    let mut ts = Vec::new();
-    let mut sender = Vec::new();
-    let mut mid = Vec::new();
-    let mut rcpt = Vec::new();
-    let mut bc = Vec::new();
-    let mut payload = Vec::new();
-    let mut mst = Vec::new();
-    for (e, d) in batch.iter().zip(&assignment.decisions) {
-        if let order::Decision::Sequenced(t) = d {
-            ts.push(*t);
-            sender.push(e.sender);
-            mid.push(e.message_id.as_str());
-            // int[][] must be rectangular, so each row's recipients travel as an array
-            // literal and are cast per row.
-            let list: Vec<String> = e.recipients.iter().map(ToString::to_string).collect();
-            rcpt.push(format!("{{{}}}", list.join(",")));
-            bc.push(e.broadcast);
-            payload.push(e.payload.as_slice());
-            mst.push(e.max_sequencing_time);
-        }
+/// The statement of [`commit_batch`]: returns the batch's base timestamp and the
+/// timestamps actually inserted. Submission `i` (from 0) is stored at `base + i` when that
+/// is within its max sequencing time, exactly as [`order::assign`] decides.
+async fn sequence(db: &PgPool, batch: &[NewEvent]) -> Result<(i64, HashSet<i64>), SequencerError> {
+    let mut sender = Vec::with_capacity(batch.len());
+    let mut mid = Vec::with_capacity(batch.len());
+    let mut rcpt = Vec::with_capacity(batch.len());
+    let mut bc = Vec::with_capacity(batch.len());
+    let mut payload = Vec::with_capacity(batch.len());
+    let mut mst = Vec::with_capacity(batch.len());
+    for e in batch {
+        sender.push(e.sender);
+        mid.push(e.message_id.as_str());
+        // int[][] must be rectangular, so each row's recipients travel as an array
+        // literal and are cast per row.
+        let list: Vec<String> = e.recipients.iter().map(ToString::to_string).collect();
+        rcpt.push(format!("{{{}}}", list.join(",")));
+        bc.push(e.broadcast);
+        payload.push(e.payload.as_slice());
+        mst.push(e.max_sequencing_time);
     }
-    // Data-modifying CTEs always run to completion; the aggregate always yields exactly
-    // one row, so pg_notify runs exactly once even when nothing was inserted.
-    let inserted: Option<Vec<i64>> = sqlx::query_scalar(
-        "WITH ins AS (
+    // Data-modifying CTEs run exactly once and to completion; `ins` reads `head`, so the
+    // head row is locked before anything is inserted. The insert runs in position order,
+    // so of a pair repeated in the batch the first occurrence is the one stored.
+    let (base, inserted): (i64, Option<Vec<i64>>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH head AS (
+             UPDATE seq_head SET ts = GREATEST(ts + 1, {DB_NOW}) + $7::bigint - 1 WHERE id = 1
+             RETURNING ts - $7::bigint + 1 AS base, ts AS head
+         ), ins AS (
              INSERT INTO events (ts, sender, message_id, recipients, broadcast, payload,
                                  max_sequencing_time)
-             SELECT t.ts, t.sender, t.mid, t.rcpt::int[], t.bc, t.payload, t.mst
-             FROM UNNEST($1::bigint[], $2::int[], $3::text[], $4::text[], $5::bool[],
-                         $6::bytea[], $7::bigint[]) AS t(ts, sender, mid, rcpt, bc, payload, mst)
+             SELECT h.base + t.ord - 1, t.sender, t.mid, t.rcpt::int[], t.bc, t.payload, t.mst
+             FROM head h,
+                  UNNEST($1::int[], $2::text[], $3::text[], $4::bool[], $5::bytea[],
+                         $6::bigint[]) WITH ORDINALITY AS t(sender, mid, rcpt, bc, payload, mst, ord)
+             WHERE h.base + t.ord - 1 <= t.mst
+             ORDER BY t.ord
              ON CONFLICT (sender, message_id) DO NOTHING
              RETURNING ts
-         ), upd AS (
-             UPDATE seq_head SET ts = $8::bigint WHERE id = 1
          )
-         SELECT array_agg(ins.ts) AS inserted, pg_notify($9::text, ($8::bigint)::text) AS n
-         FROM ins",
-    )
-    .bind(&ts)
+         SELECT h.base, (SELECT array_agg(ts) FROM ins) AS inserted
+         FROM head h, pg_notify($8::text, h.head::text)"
+    )))
     .bind(&sender)
     .bind(&mid)
     .bind(&rcpt)
     .bind(&bc)
     .bind(&payload)
     .bind(&mst)
-    .bind(assignment.head)
+    .bind(batch.len() as i64)
     .bind(EVENTS_CHANNEL)
-    .fetch_one(&mut **tx)
+    .fetch_one(db)
     .await?;
-    Ok(inserted.unwrap_or_default().into_iter().collect())
+    Ok((base, inserted.unwrap_or_default().into_iter().collect()))
 }
 
 #[cfg(test)]

@@ -98,7 +98,8 @@ async fn write_batch(pool: &sqlx::PgPool, batch: Vec<WriteRequest>, committed: &
             tracing::warn!(error = %e, batch = events.len(), "group commit failed");
             for reply in replies {
                 let _ = reply.send(Err(SequencerError::Unavailable(format!(
-                    "sequencing failed, nothing was written; retry (sends are idempotent): {e}"
+                    "sequencing failed: {e}; retry (sends are idempotent, so a retry never \
+                     sequences a message twice)"
                 ))));
             }
             return;
@@ -131,6 +132,13 @@ async fn write_batch(pool: &sqlx::PgPool, batch: Vec<WriteRequest>, committed: &
                     Timestamp(would_be),
                     event.max_sequencing_time,
                     Timestamp(event.max_sequencing_time)
+                ))),
+            ),
+            Decision::Pruned => (
+                "pruned",
+                Err(SequencerError::FailedPrecondition(format!(
+                    "message {} was sequenced earlier, but has since been pruned",
+                    event.message_id
                 ))),
             ),
         };
