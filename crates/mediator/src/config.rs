@@ -1,0 +1,213 @@
+//! The mediator node's typed configuration. The `ordo` binary layers it (defaults → TOML
+//! file → `ORDO_…` environment → flags) and calls [`MediatorConfig::validate`] before
+//! anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ordo_core::MemberId;
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the mediator node.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediatorConfig {
+    /// The member name (`[a-z0-9._-]{1,64}`); the member id is `name::fingerprint-of-key`.
+    pub node_name: String,
+    /// The mediator's own database, e.g. `postgres://ordo@127.0.0.1:5432/ordo_mediator`.
+    pub database_url: String,
+    /// gRPC listen address (grpc.health.v1, reflection).
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address for `/metrics`, `/livez` and `/readyz`.
+    pub http_listen: SocketAddr,
+    /// The member's ed25519 seed (hex). `init` creates it when missing, never overwrites it.
+    pub key_file: PathBuf,
+    /// Every sequencer node, e.g. `http://127.0.0.1:4001`.
+    pub sequencers: Vec<String>,
+    /// The topology manager's member id: only topology transactions it signed are folded.
+    pub topology_manager: Option<MemberId>,
+    /// How often, at most, the mediator asks the sequencer for the time (a time proof) when
+    /// a decision time has passed by the wall clock and no event proved it yet. Milliseconds.
+    #[serde(with = "millis")]
+    pub time_proof_interval: Duration,
+    /// Connections in the database pool.
+    pub pool_size: u32,
+    /// How often processed events are acknowledged to the sequencer (for pruning). Seconds.
+    #[serde(with = "secs")]
+    pub ack_interval: Duration,
+}
+
+impl Default for MediatorConfig {
+    fn default() -> Self {
+        Self {
+            node_name: "mediator".into(),
+            database_url: "postgres://ordo@127.0.0.1:5432/ordo_mediator".into(),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 4201)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 4281)),
+            key_file: PathBuf::from("mediator.key"),
+            sequencers: vec!["http://127.0.0.1:4001".into()],
+            topology_manager: None,
+            time_proof_interval: Duration::from_millis(200),
+            pool_size: 4,
+            ack_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A configuration value that cannot work, named with what to do about it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid mediator configuration: {field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl MediatorConfig {
+    /// Everything `run` needs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for_init()?;
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.topology_manager.is_none() {
+            return err(
+                "topology_manager",
+                "set the topology manager's member id (`name::fingerprint`)",
+            );
+        }
+        if self.sequencers.is_empty() {
+            return err("sequencers", "list every sequencer node's endpoint");
+        }
+        if let Some(bad) = self
+            .sequencers
+            .iter()
+            .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
+        {
+            return Err(ConfigError {
+                field: "sequencers",
+                reason: format!("{bad:?} is not an http:// or https:// endpoint"),
+            });
+        }
+        if self.time_proof_interval < Duration::from_millis(10) {
+            return err("time_proof_interval", "must be at least 10 ms");
+        }
+        if self.pool_size < 2 {
+            return err(
+                "pool_size",
+                "must be at least 2 (processing and the outbox)",
+            );
+        }
+        if self.ack_interval.is_zero() {
+            return err("ack_interval", "must be positive");
+        }
+        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
+            return err("http_listen", "must differ from grpc_listen");
+        }
+        Ok(())
+    }
+
+    /// What `init` needs: a name, a database and a key file.
+    pub fn validate_for_init(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if ordo_core::ids::validate_name(&self.node_name).is_err() {
+            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
+        }
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return err("database_url", "expected a postgres:// URL");
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return err("key_file", "set the path of the mediator's key file");
+        }
+        Ok(())
+    }
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_core::KeyPair;
+
+    use super::*;
+
+    fn valid() -> MediatorConfig {
+        MediatorConfig {
+            topology_manager: Some(
+                MemberId::new("topology", &KeyPair::generate().public()).unwrap(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_need_only_the_topology_manager() {
+        let d = MediatorConfig::default();
+        assert_eq!(d.node_name, "mediator");
+        assert_eq!(d.time_proof_interval, Duration::from_millis(200));
+        assert_eq!(d.validate_for_init(), Ok(()));
+        assert_eq!(d.validate().unwrap_err().field, "topology_manager");
+        assert_eq!(valid().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let mut c = valid();
+        c.node_name = "Bad Name".into();
+        assert_eq!(c.validate().unwrap_err().field, "node_name");
+        let mut c = valid();
+        c.sequencers = vec!["127.0.0.1:4001".into()];
+        assert_eq!(c.validate().unwrap_err().field, "sequencers");
+        let mut c = valid();
+        c.time_proof_interval = Duration::from_millis(1);
+        assert_eq!(c.validate().unwrap_err().field, "time_proof_interval");
+    }
+
+    #[test]
+    fn round_trips_through_toml_with_millisecond_interval() {
+        let c = valid();
+        let text = toml::to_string(&c).unwrap();
+        assert!(text.contains("time_proof_interval = 200"), "{text}");
+        let back: MediatorConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        let partial: MediatorConfig = toml::from_str("time_proof_interval = 50").unwrap();
+        assert_eq!(partial.time_proof_interval, Duration::from_millis(50));
+        assert!(toml::from_str::<MediatorConfig>("nonsense = 1").is_err());
+    }
+}

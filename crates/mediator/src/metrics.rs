@@ -1,0 +1,27 @@
+//! The mediator's Prometheus metrics (served on the HTTP port's `/metrics`).
+
+use crate::verdict::Decision;
+
+pub fn pending_requests(n: usize) {
+    metrics::gauge!("ordo_mediator_pending_requests").set(n as f64);
+}
+
+/// After the decision was committed.
+pub fn decided(d: &Decision) {
+    metrics::counter!("ordo_mediator_verdicts_total", "outcome" => d.outcome_label()).increment(1);
+    // Sequencer time from the request to the event that decided it.
+    let latency = (d.decided_at.micros() - d.request.micros()).max(0) as f64 / 1e6;
+    metrics::histogram!("ordo_mediator_decision_latency_seconds").record(latency);
+}
+
+pub fn ignored(reason: &'static str) {
+    metrics::counter!("ordo_mediator_ignored_messages_total", "reason" => reason).increment(1);
+}
+
+pub fn time_proof_sent() {
+    metrics::counter!("ordo_mediator_time_proofs_total").increment(1);
+}
+
+pub fn outbox_sent() {
+    metrics::counter!("ordo_mediator_outbox_sent_total").increment(1);
+}

@@ -1,0 +1,351 @@
+//! Provisioning (`init`) and the operational node (`run`).
+//!
+//! `run` serves health, reflection and metrics, and runs *sessions*: a session loads the
+//! state from the database (cursor, topology, pending requests), subscribes after the
+//! cursor and processes events strictly in order, committing each event's changes with
+//! the cursor. Any failure ends the session; the next one resumes from the database, so
+//! nothing half-done in memory ever counts.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordo_core::{
+    Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, SystemClock,
+};
+use ordo_protocol::{Message, SignedMessage, TimeProof};
+use ordo_sequencer_client::{ClientConfig, SequencerClient};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::MediatorConfig;
+use crate::error::MediatorError;
+use crate::process::Processor;
+use crate::{metrics, outbox, store};
+
+/// The `grpc.health.v1` service name of the mediator (besides "" for the whole server):
+/// SERVING while it is subscribed and processing events.
+pub const HEALTH_SERVICE: &str = "ordo.mediator.v1.Mediator";
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before a new session after a failed one.
+const SESSION_RETRY: Duration = Duration::from_secs(1);
+/// How far past the wall clock a time proof may still be sequenced.
+const TIME_PROOF_WINDOW: Duration = Duration::from_secs(10);
+
+/// What `init` did, and who the mediator is (so that `ordo up` can register it with the
+/// sequencer and add it to topology through the topology manager).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitOutcome {
+    /// True when this call provisioned the database; false when it already was.
+    pub created: bool,
+    /// True when this call generated the key file.
+    pub key_created: bool,
+    pub member: MemberId,
+    pub public_key: PublicKey,
+}
+
+/// Creates the key file when missing (never overwrites it) and provisions the schema.
+/// Idempotent, and safe when replicas run it at once (an advisory lock serialises them).
+pub async fn init(config: &MediatorConfig) -> Result<InitOutcome, MediatorError> {
+    config.validate_for_init()?;
+    let path = config.key_file.clone();
+    let (key, key_created) = tokio::task::spawn_blocking(move || load_or_create_key(&path))
+        .await
+        .map_err(|e| MediatorError::Internal(e.to_string()))??;
+    let member = MemberId::new(&config.node_name, &key.public())?;
+    let created = store::init(config, &member).await?;
+    tracing::info!(created, key_created, %member, db = %store::redact_url(&config.database_url), "mediator provisioned");
+    Ok(InitOutcome {
+        created,
+        key_created,
+        member,
+        public_key: key.public(),
+    })
+}
+
+fn load_or_create_key(path: &Path) -> Result<(KeyPair, bool), MediatorError> {
+    if path.exists() {
+        return Ok((KeyPair::read_file(path)?, false));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = KeyPair::generate();
+    match key.write_file(path) {
+        Ok(()) => Ok((key, true)),
+        // Another replica's init wrote it first: use that one.
+        Err(_) if path.exists() => Ok((KeyPair::read_file(path)?, false)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The node's sockets, bound before `run` so that callers can bind port 0 and learn the
+/// addresses.
+pub struct Listeners {
+    pub grpc: TcpListener,
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(config: &MediatorConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: TcpListener::bind(config.grpc_listen).await?,
+            http: TcpListener::bind(config.http_listen).await?,
+        })
+    }
+}
+
+/// Runs the mediator until `shutdown` resolves; then reports NOT_SERVING, stops and
+/// returns. Refuses to run on a database `init` never provisioned (or provisioned for
+/// another key).
+pub async fn run(
+    config: MediatorConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), MediatorError> {
+    config.validate()?;
+    let key = Arc::new(KeyPair::read_file(&config.key_file)?);
+    let me = MemberId::new(&config.node_name, &key.public())?;
+    let pool = store::connect(&config).await?;
+    store::check_provisioned(&pool, &config, &me).await?;
+
+    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let server_stop = CancellationToken::new();
+    let grpc = {
+        let stop = server_stop.clone();
+        let mut builder = tonic::transport::Server::builder();
+        let mut router = builder.add_service(health_service);
+        if let Some(r) = ordo_node::reflection() {
+            router = router.add_service(r);
+        }
+        tokio::spawn(async move {
+            router
+                .serve_with_incoming_shutdown(ordo_node::incoming(listeners.grpc), async move {
+                    stop.cancelled().await
+                })
+                .await
+        })
+    };
+    let http = {
+        let stop = server_stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listeners.http, ordo_node::router(ready_rx))
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+    }
+    tracing::info!(member = %me, "mediator running");
+    let node = Node {
+        config,
+        me,
+        key,
+        pool: pool.clone(),
+        clock: Arc::new(SystemClock),
+        stop: stop.clone(),
+    };
+    while !stop.is_cancelled() {
+        let result = node.session(&health, &ready_tx).await;
+        health.set(false).await;
+        let _ = ready_tx.send(false);
+        if let Err(e) = result {
+            tracing::error!(error = %e, "mediator session failed; resuming from the database");
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(SESSION_RETRY) => {}
+            }
+        }
+    }
+
+    tracing::info!(member = %node.me, "mediator shutting down");
+    health.set(false).await;
+    server_stop.cancel();
+    let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, http).await;
+    pool.close().await;
+    match grpc_result {
+        Ok(Ok(Err(e))) => Err(MediatorError::Server(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+struct Node {
+    config: MediatorConfig,
+    me: MemberId,
+    key: Arc<KeyPair>,
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    stop: CancellationToken,
+}
+
+impl Node {
+    /// Resumes from the database and processes events until `stop` (`Ok`) or a failure.
+    async fn session(
+        &self,
+        health: &ordo_node::Health,
+        ready: &watch::Sender<bool>,
+    ) -> Result<(), MediatorError> {
+        let topology_manager = self
+            .config
+            .topology_manager
+            .clone()
+            .ok_or_else(|| MediatorError::Internal("no topology manager configured".into()))?;
+        let client = tokio::select! {
+            () = self.stop.cancelled() => return Ok(()),
+            c = SequencerClient::connect(ClientConfig::new(
+                self.config.sequencers.clone(),
+                self.me.clone(),
+                self.key.clone(),
+            )) => c?,
+        };
+        let resumed = store::load(&self.pool).await?;
+        let mut processor =
+            Processor::resume(self.me.clone(), self.key.clone(), topology_manager, resumed);
+        metrics::pending_requests(processor.core.len());
+        tracing::info!(cursor = %processor.cursor, pending = processor.core.len(), "mediator session resuming");
+
+        // Background work of this session ends with it.
+        let session_stop = self.stop.child_token();
+        let _guard = session_stop.clone().drop_guard();
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(outbox::run(
+            self.pool.clone(),
+            client.clone(),
+            wake.clone(),
+            session_stop.clone(),
+        ));
+        let (cursor_tx, cursor_rx) = watch::channel(processor.cursor);
+        tokio::spawn(acknowledge(
+            client.clone(),
+            cursor_rx,
+            self.config.ack_interval,
+            session_stop.clone(),
+        ));
+        // The subscription lives in its own task so that the loop below can wait on other
+        // things without cancelling a half-received event.
+        let (events_tx, mut events) = mpsc::channel(256);
+        let mut subscription = client.subscribe(processor.cursor);
+        let sub_stop = session_stop.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = sub_stop.cancelled() => return,
+                    next = subscription.next() => next,
+                };
+                let failed = next.is_err();
+                if events_tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+
+        health.set(true).await;
+        let _ = ready.send(true);
+        let mut ticker = tokio::time::interval(self.config.time_proof_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_proof: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                () = self.stop.cancelled() => return Ok(()),
+                event = events.recv() => {
+                    let event = event.ok_or_else(|| {
+                        MediatorError::Internal("the subscription task ended".into())
+                    })??;
+                    let at = event.timestamp;
+                    let changes = processor.handle(event).await?;
+                    store::commit(&self.pool, at, &changes).await?;
+                    metrics::pending_requests(processor.core.len());
+                    for (d, _) in &changes.decided {
+                        tracing::info!(request = %d.request, outcome = d.outcome_label(), decided_at = %d.decided_at, "verdict");
+                        metrics::decided(d);
+                    }
+                    let _ = cursor_tx.send(at);
+                    if !changes.decided.is_empty() {
+                        wake.notify_one();
+                    }
+                }
+                _ = ticker.tick() => {
+                    if self.time_proof_due(&processor, last_proof) {
+                        last_proof = Some(Instant::now());
+                        self.send_time_proof(&client);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A pending request's decision time has passed by the wall clock (our estimate of
+    /// sequencer time) but no event has proved it yet: ask the sequencer for the time, at
+    /// most every `time_proof_interval`. The Timeout itself is decided only when an event
+    /// at or after the decision time arrives.
+    fn time_proof_due(&self, processor: &Processor, last_proof: Option<Instant>) -> bool {
+        let Some(deadline) = processor.core.next_decision_time() else {
+            return false;
+        };
+        processor.cursor < deadline
+            && self.clock.now() >= deadline
+            && last_proof.is_none_or(|t| t.elapsed() >= self.config.time_proof_interval)
+    }
+
+    fn send_time_proof(&self, client: &SequencerClient) {
+        let nonce: u64 = rand::random();
+        let payload = SignedMessage::encode(
+            &self.me,
+            &self.key,
+            &Message::TimeProof(TimeProof { nonce }),
+        );
+        let submission = Submission {
+            message_id: format!("time-proof-{nonce:016x}"),
+            max_sequencing_time: self.clock.now().plus(TIME_PROOF_WINDOW),
+            envelopes: vec![Envelope {
+                recipients: Recipients::members([self.me.clone()]),
+                content: payload,
+            }],
+        };
+        let client = client.clone();
+        tokio::spawn(async move {
+            match client.send(submission).await {
+                Ok(s) => {
+                    tracing::debug!(at = %s.timestamp, "time proof sequenced");
+                    metrics::time_proof_sent();
+                }
+                Err(e) => tracing::warn!(error = %e, "time proof not sequenced"),
+            }
+        });
+    }
+}
+
+/// Acknowledges the processed cursor every `interval`, when it moved.
+async fn acknowledge(
+    client: SequencerClient,
+    mut cursor: watch::Receiver<ordo_core::Timestamp>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut acknowledged = *cursor.borrow_and_update();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let at = *cursor.borrow();
+        if at > acknowledged {
+            match client.acknowledge(at).await {
+                Ok(()) => acknowledged = at,
+                Err(e) => tracing::debug!(error = %e, "acknowledgement failed; will retry"),
+            }
+        }
+    }
+}

@@ -1,0 +1,397 @@
+//! All of the mediator's SQL, over the schema in `migrations/`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use ordo_core::{MemberId, PartyId, Timestamp};
+use ordo_protocol::{RequestId, TopologyState, VerdictOutcome};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+
+use crate::config::MediatorConfig;
+use crate::error::MediatorError;
+use crate::verdict::{Decision, PartyAnswer, PendingRequest};
+
+/// The schema version this code reads and writes (`mediator_meta.schema_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+/// Key of the advisory lock that serialises `init`.
+const INIT_LOCK: i64 = 0x6f72_646f_4d45_4449; // "ordoMEDI"
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if user.len() < userinfo.len() {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn connect_options(config: &MediatorConfig) -> Result<PgConnectOptions, MediatorError> {
+    Ok(PgConnectOptions::from_str(&config.database_url)?
+        .application_name(&format!("ordo-mediator/{}", config.node_name)))
+}
+
+pub async fn connect(config: &MediatorConfig) -> Result<PgPool, MediatorError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(config)?)
+        .await?)
+}
+
+/// Runs the migrations and records the member, under an advisory lock so that replicas
+/// initialising at once never race. Returns whether this call provisioned the database.
+pub async fn init(config: &MediatorConfig, member: &MemberId) -> Result<bool, MediatorError> {
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(config)?).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await?;
+    let result = init_locked(&mut conn, config, member).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    result
+}
+
+async fn init_locked(
+    conn: &mut sqlx::PgConnection,
+    config: &MediatorConfig,
+    member: &MemberId,
+) -> Result<bool, MediatorError> {
+    MIGRATOR.run(&mut *conn).await?;
+    let done = sqlx::query(
+        "INSERT INTO mediator_meta (id, schema_version, member_id) VALUES (1, $1, $2)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(SCHEMA_VERSION)
+    .bind(member.as_str())
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    let existing: String = sqlx::query_scalar("SELECT member_id FROM mediator_meta WHERE id = 1")
+        .fetch_one(&mut *conn)
+        .await?;
+    if existing != member.as_str() {
+        return Err(wrong_key(config, existing, member));
+    }
+    Ok(false)
+}
+
+fn wrong_key(config: &MediatorConfig, provisioned: String, member: &MemberId) -> MediatorError {
+    MediatorError::WrongKey {
+        url: redact_url(&config.database_url),
+        key_file: config.key_file.display().to_string(),
+        provisioned,
+        configured: member.to_string(),
+    }
+}
+
+/// Refuses a database `init` never provisioned, of another schema version, or of another
+/// member.
+pub async fn check_provisioned(
+    pool: &PgPool,
+    config: &MediatorConfig,
+    member: &MemberId,
+) -> Result<(), MediatorError> {
+    let url = redact_url(&config.database_url);
+    let row = sqlx::query("SELECT schema_version, member_id FROM mediator_meta WHERE id = 1")
+        .fetch_optional(pool)
+        .await;
+    let row = match row {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(MediatorError::NotProvisioned { url }),
+        // 42P01: undefined_table — the migrations never ran here.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            return Err(MediatorError::NotProvisioned { url });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let found: i32 = row.try_get("schema_version")?;
+    if found != SCHEMA_VERSION {
+        return Err(MediatorError::SchemaVersion {
+            url,
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    let provisioned: String = row.try_get("member_id")?;
+    if provisioned != member.as_str() {
+        return Err(wrong_key(config, provisioned, member));
+    }
+    Ok(())
+}
+
+/// What the mediator resumes from.
+pub struct Resumed {
+    pub cursor: Timestamp,
+    pub topology: TopologyState,
+    pub pending: Vec<PendingRequest>,
+}
+
+fn corrupt(what: impl std::fmt::Display) -> MediatorError {
+    MediatorError::Corrupt(what.to_string())
+}
+
+fn member(text: &str) -> Result<MemberId, MediatorError> {
+    text.parse()
+        .map_err(|e| corrupt(format!("member id {text:?}: {e}")))
+}
+
+pub async fn load(pool: &PgPool) -> Result<Resumed, MediatorError> {
+    let cursor: i64 = sqlx::query_scalar("SELECT ts FROM mediator_cursor WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    let topology =
+        match sqlx::query_scalar::<_, String>("SELECT state FROM topology_state WHERE id = 1")
+            .fetch_optional(pool)
+            .await?
+        {
+            Some(json) => {
+                serde_json::from_str(&json).map_err(|e| corrupt(format!("topology: {e}")))?
+            }
+            None => TopologyState::default(),
+        };
+
+    let mut pending: BTreeMap<i64, PendingRequest> = BTreeMap::new();
+    for row in sqlx::query(
+        "SELECT request_id, root_hash, submitter, informee_participants, decision_time
+         FROM pending_requests",
+    )
+    .fetch_all(pool)
+    .await?
+    {
+        let id: i64 = row.try_get("request_id")?;
+        let participants: Vec<String> = row.try_get("informee_participants")?;
+        let informee_participants = participants
+            .iter()
+            .map(|p| member(p))
+            .collect::<Result<BTreeSet<_>, _>>()?;
+        pending.insert(
+            id,
+            PendingRequest {
+                id: Timestamp(id),
+                root_hash: row.try_get("root_hash")?,
+                submitter: member(row.try_get("submitter")?)?,
+                confirming_parties: BTreeMap::new(),
+                informee_participants,
+                decision_time: Timestamp(row.try_get("decision_time")?),
+            },
+        );
+    }
+    for row in sqlx::query("SELECT request_id, party, host, answered FROM pending_answers")
+        .fetch_all(pool)
+        .await?
+    {
+        let id: i64 = row.try_get("request_id")?;
+        let party: String = row.try_get("party")?;
+        let party = PartyId::new(&party).map_err(corrupt)?;
+        let request = pending
+            .get_mut(&id)
+            .ok_or_else(|| corrupt(format!("answer for unknown request {id}")))?;
+        request.confirming_parties.insert(
+            party,
+            PartyAnswer {
+                host: member(row.try_get("host")?)?,
+                answered: row.try_get("answered")?,
+            },
+        );
+    }
+    Ok(Resumed {
+        cursor: Timestamp(cursor),
+        topology,
+        pending: pending.into_values().collect(),
+    })
+}
+
+/// A signed message waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxMessage {
+    pub message_id: String,
+    pub recipients: Vec<MemberId>,
+    pub payload: Vec<u8>,
+}
+
+/// Everything one event changed, committed in one transaction with the cursor.
+#[derive(Default)]
+pub struct Changes {
+    pub topology: Option<TopologyState>,
+    pub opened: Vec<PendingRequest>,
+    pub answered: Vec<(RequestId, Vec<PartyId>)>,
+    pub decided: Vec<(Decision, OutboxMessage)>,
+}
+
+/// Commits `changes` and moves the cursor to `at`. The cursor only moves forward: a
+/// second writer processing the same event (which HA will fence anyway) fails here
+/// instead of deciding twice.
+pub async fn commit(pool: &PgPool, at: Timestamp, changes: &Changes) -> Result<(), MediatorError> {
+    let mut tx = pool.begin().await?;
+    let moved = sqlx::query("UPDATE mediator_cursor SET ts = $1 WHERE id = 1 AND ts < $1")
+        .bind(at.micros())
+        .execute(&mut *tx)
+        .await?;
+    if moved.rows_affected() != 1 {
+        return Err(MediatorError::Internal(format!(
+            "event {at} was already processed (the cursor is at or past it); another mediator replica may be writing to this database"
+        )));
+    }
+    if let Some(topology) = &changes.topology {
+        let json = serde_json::to_string(topology)
+            .map_err(|e| MediatorError::Internal(format!("topology to JSON: {e}")))?;
+        sqlx::query(
+            "INSERT INTO topology_state (id, serial, state) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET serial = EXCLUDED.serial, state = EXCLUDED.state",
+        )
+        .bind(topology.serial as i64)
+        .bind(json)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for r in &changes.opened {
+        let participants: Vec<String> = r
+            .informee_participants
+            .iter()
+            .map(|m| m.to_string())
+            .collect();
+        sqlx::query(
+            "INSERT INTO pending_requests
+                 (request_id, root_hash, submitter, informee_participants, decision_time)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(r.id.micros())
+        .bind(&r.root_hash)
+        .bind(r.submitter.as_str())
+        .bind(participants)
+        .bind(r.decision_time.micros())
+        .execute(&mut *tx)
+        .await?;
+        let (parties, hosts): (Vec<String>, Vec<String>) = r
+            .confirming_parties
+            .iter()
+            .map(|(p, a)| (p.to_string(), a.host.to_string()))
+            .unzip();
+        sqlx::query(
+            "INSERT INTO pending_answers (request_id, party, host)
+             SELECT $1, * FROM unnest($2::text[], $3::text[])",
+        )
+        .bind(r.id.micros())
+        .bind(parties)
+        .bind(hosts)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (request, parties) in &changes.answered {
+        let parties: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
+        sqlx::query(
+            "UPDATE pending_answers SET answered = true
+             WHERE request_id = $1 AND party = ANY($2)",
+        )
+        .bind(request.micros())
+        .bind(parties)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (d, message) in &changes.decided {
+        sqlx::query("DELETE FROM pending_requests WHERE request_id = $1")
+            .bind(d.request.micros())
+            .execute(&mut *tx)
+            .await?;
+        let reasons = match &d.outcome {
+            VerdictOutcome::Reject { reasons } => reasons.clone(),
+            _ => Vec::new(),
+        };
+        sqlx::query(
+            "INSERT INTO verdicts (request_id, root_hash, outcome, reasons, decided_at)
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(d.request.micros())
+        .bind(&d.root_hash)
+        .bind(d.outcome_label())
+        .bind(reasons)
+        .bind(d.decided_at.micros())
+        .execute(&mut *tx)
+        .await?;
+        let recipients: Vec<String> = message.recipients.iter().map(|m| m.to_string()).collect();
+        sqlx::query(
+            "INSERT INTO outbox (message_id, recipients, payload, created_at)
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&message.message_id)
+        .bind(recipients)
+        .bind(&message.payload)
+        .bind(d.decided_at.micros())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Outbox messages still to send, oldest first.
+pub async fn outbox(pool: &PgPool) -> Result<Vec<OutboxMessage>, MediatorError> {
+    let rows = sqlx::query(
+        "SELECT message_id, recipients, payload FROM outbox WHERE NOT refused
+         ORDER BY created_at, message_id LIMIT 1000",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            let recipients: Vec<String> = row.try_get("recipients")?;
+            Ok(OutboxMessage {
+                message_id: row.try_get("message_id")?,
+                recipients: recipients
+                    .iter()
+                    .map(|m| member(m))
+                    .collect::<Result<_, _>>()?,
+                payload: row.try_get("payload")?,
+            })
+        })
+        .collect()
+}
+
+/// The message was sequenced: it leaves the outbox.
+pub async fn outbox_sequenced(pool: &PgPool, message_id: &str) -> Result<(), MediatorError> {
+    sqlx::query("DELETE FROM outbox WHERE message_id = $1")
+        .bind(message_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// A failed attempt; `refused` stops retries (the sequencer's answer was definite).
+pub async fn outbox_failed(
+    pool: &PgPool,
+    message_id: &str,
+    error: &str,
+    refused: bool,
+) -> Result<(), MediatorError> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2, refused = $3
+         WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .bind(error)
+    .bind(refused)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

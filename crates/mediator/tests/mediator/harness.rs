@@ -1,0 +1,437 @@
+//! A small domain for the mediator: a throwaway Postgres, one in-process sequencer node,
+//! the test itself as topology manager and as two participants (p1 on shard-1 hosting
+//! alice, p2 on shard-2 hosting bob), and the mediator under test, in-process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ordo_core::Clock;
+use ordo_core::{
+    Envelope, KeyPair, MemberId, PartyId, Recipients, Submission, SystemClock, Timestamp,
+};
+use ordo_mediator::MediatorConfig;
+use ordo_protocol::topology::encode_key;
+use ordo_protocol::{
+    ConfirmationResponse, DomainParameters, InformeeTree, MemberRole, Message, ResponseOutcome,
+    SignedMessage, TopologyChange, TopologyTransaction, Verdict,
+};
+use ordo_sequencer::SequencerConfig;
+use ordo_sequencer_client::admin::AdminClient;
+use ordo_sequencer_client::{ClientConfig, SequencerClient};
+use ordo_testkit::{PgCluster, PgOptions, wait_for};
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+
+pub const ADMIN: &str = "admin-secret";
+/// The participant response timeout the topology sets.
+pub const RESPONSE_TIMEOUT_US: i64 = 2_000_000;
+
+/// A member played by the test.
+pub struct Member {
+    pub id: MemberId,
+    pub key: Arc<KeyPair>,
+    pub client: SequencerClient,
+}
+
+impl Member {
+    pub fn sign(&self, message: &Message) -> Vec<u8> {
+        SignedMessage::encode(&self.id, &self.key, message)
+    }
+
+    /// Sends `content` to `to` and returns its sequencing timestamp.
+    pub async fn send(
+        &self,
+        message_id: &str,
+        to: Recipients,
+        content: Vec<u8>,
+    ) -> Result<Timestamp> {
+        let s = self
+            .client
+            .send(Submission {
+                message_id: message_id.into(),
+                max_sequencing_time: SystemClock.now().plus(Duration::from_secs(30)),
+                envelopes: vec![Envelope {
+                    recipients: to,
+                    content,
+                }],
+            })
+            .await?;
+        Ok(s.timestamp)
+    }
+}
+
+/// Something a participant received.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Timestamp,
+    pub message: Message,
+    pub signed: SignedMessage,
+}
+
+/// Every event a participant received, decoded.
+#[derive(Clone, Default)]
+pub struct Inbox(Arc<Mutex<Vec<Received>>>);
+
+impl Inbox {
+    pub fn all(&self) -> Vec<Received> {
+        self.0.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// The verdicts for `request` received so far, with their sequencing timestamps; each
+    /// must verify against the mediator's key.
+    pub fn verdicts_for(
+        &self,
+        request: Timestamp,
+        mediator: &ordo_core::PublicKey,
+    ) -> Vec<(Timestamp, Verdict)> {
+        self.all()
+            .into_iter()
+            .filter_map(|r| match r.message {
+                Message::Verdict(v) if v.request == request => {
+                    assert!(
+                        r.signed.verify(mediator).is_ok(),
+                        "verdict not signed by the mediator"
+                    );
+                    Some((r.at, v))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub async fn wait_verdict(
+        &self,
+        request: Timestamp,
+        mediator: &ordo_core::PublicKey,
+    ) -> Result<(Timestamp, Verdict)> {
+        wait_for("a verdict", Duration::from_secs(20), || async {
+            self.verdicts_for(request, mediator).into_iter().next()
+        })
+        .await
+    }
+}
+
+pub struct MediatorNode {
+    pub http: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ordo_mediator::MediatorError>>,
+}
+
+impl MediatorNode {
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
+pub struct Domain {
+    pub _pg: PgCluster,
+    pub _dir: tempfile::TempDir,
+    pub _sequencer: oneshot::Sender<()>,
+    /// The topology manager, played by the test.
+    pub _topology: Member,
+    pub p1: Member,
+    pub p2: Member,
+    pub mediator_id: MemberId,
+    pub mediator_key: ordo_core::PublicKey,
+    pub mediator_config: MediatorConfig,
+    /// The mediator's own database.
+    pub db: PgPool,
+    pub inbox1: Inbox,
+    pub inbox2: Inbox,
+    pub alice: PartyId,
+    pub bob: PartyId,
+}
+
+async fn member(admin: &AdminClient, endpoint: &str, name: &str) -> Result<Member> {
+    let key = Arc::new(KeyPair::generate());
+    let (id, _) = admin.register_member(name, &key.public()).await?;
+    let client = SequencerClient::connect(ClientConfig::new(
+        vec![endpoint.into()],
+        id.clone(),
+        key.clone(),
+    ))
+    .await?;
+    Ok(Member { id, key, client })
+}
+
+impl Domain {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(RESPONSE_TIMEOUT_US).await
+    }
+
+    /// A domain whose participant response timeout is `response_timeout_us`.
+    pub async fn start_with(response_timeout_us: i64) -> Result<Self> {
+        ordo_testkit::init_tracing();
+        let pg = tokio::task::spawn_blocking(|| PgCluster::start(PgOptions::default())).await??;
+        let seq_url = pg.create_database("sequencer").await?;
+        let med_url = pg.create_database("mediator").await?;
+
+        let seq_config = SequencerConfig {
+            node_name: "seq-0".into(),
+            database_url: seq_url,
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            admin_token: ADMIN.into(),
+            pool_size: 6,
+            tail_buffer_events: 1000,
+            ..Default::default()
+        };
+        ordo_sequencer::init(&seq_config).await?;
+        let listeners = ordo_sequencer::Listeners::bind(&seq_config).await?;
+        let endpoint = format!("http://{}", listeners.grpc.local_addr()?);
+        let (seq_stop, seq_rx) = oneshot::channel::<()>();
+        tokio::spawn(ordo_sequencer::run(seq_config, listeners, async move {
+            let _ = seq_rx.await;
+        }));
+        let admin = wait_for(
+            "the sequencer admin API",
+            Duration::from_secs(20),
+            || async { AdminClient::connect(endpoint.clone(), ADMIN).await.ok() },
+        )
+        .await?;
+
+        let topology = member(&admin, &endpoint, "topology").await?;
+        let p1 = member(&admin, &endpoint, "p1").await?;
+        let p2 = member(&admin, &endpoint, "p2").await?;
+
+        // The mediator: init creates its key and database; the "operator" registers it.
+        let dir = tempfile::tempdir()?;
+        let mediator_config = MediatorConfig {
+            database_url: med_url.clone(),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            key_file: dir.path().join("keys").join("mediator.key"),
+            sequencers: vec![endpoint.clone()],
+            topology_manager: Some(topology.id.clone()),
+            time_proof_interval: Duration::from_millis(100),
+            ack_interval: Duration::from_millis(500),
+            ..Default::default()
+        };
+        let init = ordo_mediator::init(&mediator_config).await?;
+        assert!(init.created && init.key_created);
+        let (registered, _) = admin
+            .register_member(init.member.name(), &init.public_key)
+            .await?;
+        assert_eq!(registered, init.member);
+
+        let alice = PartyId::new("alice")?;
+        let bob = PartyId::new("bob")?;
+        let participant = |m: &Member, shard: &str| TopologyChange::AddMember {
+            member: m.id.clone(),
+            public_key: encode_key(&m.key.public()),
+            role: MemberRole::Participant {
+                shard: shard.into(),
+            },
+        };
+        let changes = vec![
+            TopologyChange::AddMember {
+                member: topology.id.clone(),
+                public_key: encode_key(&topology.key.public()),
+                role: MemberRole::TopologyManager,
+            },
+            participant(&p1, "shard-1"),
+            participant(&p2, "shard-2"),
+            TopologyChange::AddMember {
+                member: init.member.clone(),
+                public_key: encode_key(&init.public_key),
+                role: MemberRole::Mediator,
+            },
+            TopologyChange::AllocateParty {
+                party: alice.clone(),
+                shard: "shard-1".into(),
+            },
+            TopologyChange::AllocateParty {
+                party: bob.clone(),
+                shard: "shard-2".into(),
+            },
+            TopologyChange::SetParameters {
+                parameters: DomainParameters {
+                    participant_response_timeout_us: response_timeout_us,
+                    ..Default::default()
+                },
+            },
+        ];
+        for (i, change) in changes.into_iter().enumerate() {
+            let serial = i as u64 + 1;
+            let content = topology.sign(&Message::Topology(TopologyTransaction { serial, change }));
+            topology
+                .send(
+                    &format!("topology-{serial}"),
+                    Recipients::broadcast(),
+                    content,
+                )
+                .await?;
+        }
+
+        let db = PgPool::connect(&med_url).await?;
+        let inbox1 = collect(&p1);
+        let inbox2 = collect(&p2);
+        Ok(Self {
+            _pg: pg,
+            _dir: dir,
+            _sequencer: seq_stop,
+            _topology: topology,
+            p1,
+            p2,
+            mediator_id: init.member,
+            mediator_key: init.public_key,
+            mediator_config,
+            db,
+            inbox1,
+            inbox2,
+            alice,
+            bob,
+        })
+    }
+
+    /// Starts the mediator and waits until it reports SERVING.
+    pub async fn start_mediator(&self) -> Result<MediatorNode> {
+        let listeners = ordo_mediator::Listeners::bind(&self.mediator_config).await?;
+        let grpc = listeners.grpc.local_addr()?;
+        let http = listeners.http.local_addr()?;
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(ordo_mediator::run(
+            self.mediator_config.clone(),
+            listeners,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        wait_serving(grpc).await?;
+        Ok(MediatorNode { http, stop, task })
+    }
+
+    /// p1 submits a confirmation request whose informee tree names alice and bob as
+    /// confirming parties; returns its request id.
+    pub async fn request(&self, root_hash: &str) -> Result<Timestamp> {
+        let tree = InformeeTree {
+            root_hash: root_hash.into(),
+            submitter: self.p1.id.clone(),
+            confirming_parties: [self.alice.clone(), self.bob.clone()].into(),
+            informees: [self.alice.clone(), self.bob.clone()].into(),
+        };
+        let content = self.p1.sign(&Message::InformeeTree(tree));
+        self.p1
+            .send(
+                &format!("request-{root_hash}"),
+                Recipients::members([self.mediator_id.clone()]),
+                content,
+            )
+            .await
+    }
+
+    /// `from` answers for `party` of `request`.
+    pub async fn respond(
+        &self,
+        from: &Member,
+        request: Timestamp,
+        root_hash: &str,
+        party: &PartyId,
+        outcome: ResponseOutcome,
+    ) -> Result<Timestamp> {
+        let response = ConfirmationResponse {
+            request,
+            root_hash: root_hash.into(),
+            parties: [party.clone()].into(),
+            outcome,
+        };
+        let content = from.sign(&Message::Response(response));
+        let id = format!("response-{}-{}-{}", request.micros(), party, rand_suffix());
+        from.send(
+            &id,
+            Recipients::members([self.mediator_id.clone()]),
+            content,
+        )
+        .await
+    }
+
+    /// Waits until the mediator has processed every event up to `at`.
+    pub async fn wait_processed(&self, at: Timestamp) -> Result<()> {
+        wait_for("the mediator's cursor", Duration::from_secs(20), || async {
+            let cursor: i64 = sqlx::query_scalar("SELECT ts FROM mediator_cursor WHERE id = 1")
+                .fetch_one(&self.db)
+                .await
+                .ok()?;
+            (cursor >= at.micros()).then_some(())
+        })
+        .await
+    }
+
+    pub async fn verdict_rows(&self, request: Timestamp) -> Result<Vec<(String, i64)>> {
+        Ok(
+            sqlx::query_as("SELECT outcome, decided_at FROM verdicts WHERE request_id = $1")
+                .bind(request.micros())
+                .fetch_all(&self.db)
+                .await?,
+        )
+    }
+
+    pub async fn answered(&self, request: Timestamp) -> Result<Vec<(String, bool)>> {
+        Ok(sqlx::query_as(
+            "SELECT party, answered FROM pending_answers WHERE request_id = $1 ORDER BY party",
+        )
+        .bind(request.micros())
+        .fetch_all(&self.db)
+        .await?)
+    }
+
+    pub async fn outbox_len(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.db)
+            .await?)
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Records, decoded, every event `m` receives (its signatures are not the point here).
+fn collect(m: &Member) -> Inbox {
+    let inbox = Inbox::default();
+    let mut subscription = m.client.subscribe(Timestamp::MIN);
+    let sink = inbox.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = subscription.next().await {
+            for envelope in event.envelopes {
+                if let Ok(signed) = SignedMessage::decode(&envelope.content)
+                    && let Ok(mut all) = sink.0.lock()
+                {
+                    all.push(Received {
+                        at: event.timestamp,
+                        message: signed.message.clone(),
+                        signed,
+                    });
+                }
+            }
+        }
+    });
+    inbox
+}
+
+pub async fn wait_serving(grpc: SocketAddr) -> Result<()> {
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    wait_for("mediator SERVING", Duration::from_secs(20), || async {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+            .ok()?
+            .connect()
+            .await
+            .ok()?;
+        let resp = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: ordo_mediator::HEALTH_SERVICE.into(),
+            })
+            .await
+            .ok()?;
+        (resp.into_inner().status == ServingStatus::Serving as i32).then_some(())
+    })
+    .await
+    .context("waiting for the mediator to serve")
+}
