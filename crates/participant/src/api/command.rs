@@ -1,0 +1,96 @@
+//! CommandService (submit and wait) and CommandSubmissionService (submit).
+
+use std::sync::Arc;
+
+use ordo_proto::ledger::v1 as pb;
+
+use super::{ApiResult, convert};
+use crate::error::ParticipantError;
+use crate::events::{Reader, StoredTx};
+use crate::node::Shared;
+use crate::store::{self, CompletionRow};
+use crate::submission;
+
+pub struct CommandApi(pub Arc<Shared>);
+
+/// The error a failed completion answers SubmitAndWait with.
+fn rejected(c: &CompletionRow) -> tonic::Status {
+    tonic::Status::new(
+        tonic::Code::from_i32(c.outcome.code),
+        c.outcome.message.clone(),
+    )
+}
+
+impl CommandApi {
+    async fn submit_and_wait_inner(
+        &self,
+        request: tonic::Request<pb::SubmitAndWaitRequest>,
+    ) -> Result<(submission::Accepted, CompletionRow), tonic::Status> {
+        let rights = self.0.auth.authenticate(request.metadata())?;
+        let accepted = submission::submit(&self.0, &rights, request.into_inner().commands).await?;
+        let completion = submission::wait_completion(
+            &self.0,
+            &accepted.key,
+            self.0.config.submit_and_wait_timeout,
+        )
+        .await?;
+        if completion.outcome.code != 0 {
+            return Err(rejected(&completion));
+        }
+        Ok((accepted, completion))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::command_service_server::CommandService for CommandApi {
+    async fn submit_and_wait(
+        &self,
+        request: tonic::Request<pb::SubmitAndWaitRequest>,
+    ) -> ApiResult<pb::SubmitAndWaitResponse> {
+        let (_, completion) = self.submit_and_wait_inner(request).await?;
+        Ok(tonic::Response::new(pb::SubmitAndWaitResponse {
+            update_id: completion.outcome.update_id,
+            offset: completion.outcome.ledger_offset,
+        }))
+    }
+
+    async fn submit_and_wait_for_transaction(
+        &self,
+        request: tonic::Request<pb::SubmitAndWaitRequest>,
+    ) -> ApiResult<pb::SubmitAndWaitForTransactionResponse> {
+        let (accepted, completion) = self.submit_and_wait_inner(request).await?;
+        let row = store::update_by_id(&self.0.pool, &completion.outcome.update_id)
+            .await?
+            .ok_or_else(|| {
+                ParticipantError::Internal(format!(
+                    "update {} of a completed command is missing",
+                    completion.outcome.update_id
+                ))
+            })?;
+        let tx: StoredTx = store::from_json(&row, "update")?;
+        let reader = Reader {
+            parties: accepted.act_as.iter().map(ToString::to_string).collect(),
+            templates: Default::default(),
+        };
+        Ok(tonic::Response::new(
+            pb::SubmitAndWaitForTransactionResponse {
+                transaction: Some(convert::flat_transaction(&tx, &reader)),
+                transaction_tree: Some(convert::transaction_tree(&tx, &reader)),
+            },
+        ))
+    }
+}
+
+pub struct SubmissionApi(pub Arc<Shared>);
+
+#[tonic::async_trait]
+impl pb::command_submission_service_server::CommandSubmissionService for SubmissionApi {
+    async fn submit(
+        &self,
+        request: tonic::Request<pb::SubmitRequest>,
+    ) -> ApiResult<pb::SubmitResponse> {
+        let rights = self.0.auth.authenticate(request.metadata())?;
+        submission::submit(&self.0, &rights, request.into_inner().commands).await?;
+        Ok(tonic::Response::new(pb::SubmitResponse {}))
+    }
+}

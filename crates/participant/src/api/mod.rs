@@ -1,0 +1,121 @@
+//! The Ledger API (gRPC package `ordo.ledger.v1`): one file per service, protobuf ⇄
+//! domain conversions in `convert`.
+
+pub mod command;
+pub mod completion;
+pub mod convert;
+pub mod package;
+pub mod party;
+pub mod state;
+pub mod update;
+pub mod version;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ordo_core::PartyId;
+use ordo_proto::ledger::v1 as pb;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Rights;
+use crate::error::ParticipantError;
+use crate::node::Shared;
+
+/// Serves the Ledger API, health and reflection until `stop`.
+pub async fn serve(
+    shared: Arc<Shared>,
+    health: tonic_health::pb::health_server::HealthServer<
+        impl tonic_health::pb::health_server::Health,
+    >,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<(), tonic::transport::Error> {
+    use pb::command_completion_service_server::CommandCompletionServiceServer;
+    use pb::command_service_server::CommandServiceServer;
+    use pb::command_submission_service_server::CommandSubmissionServiceServer;
+    use pb::package_service_server::PackageServiceServer;
+    use pb::party_management_service_server::PartyManagementServiceServer;
+    use pb::state_service_server::StateServiceServer;
+    use pb::update_service_server::UpdateServiceServer;
+    use pb::version_service_server::VersionServiceServer;
+    // Far above the command limit, so that our own check answers oversized commands
+    // with a precise RESOURCE_EXHAUSTED.
+    let limit = (shared.config.limits.max_command_bytes * 4).max(16 * 1024 * 1024);
+    let mut builder = tonic::transport::Server::builder();
+    let mut router = builder
+        .add_service(health)
+        .add_service(
+            CommandServiceServer::new(command::CommandApi(shared.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            CommandSubmissionServiceServer::new(command::SubmissionApi(shared.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(CommandCompletionServiceServer::new(
+            completion::CompletionApi(shared.clone()),
+        ))
+        .add_service(UpdateServiceServer::new(update::UpdateApi(shared.clone())))
+        .add_service(StateServiceServer::new(state::StateApi(shared.clone())))
+        .add_service(PartyManagementServiceServer::new(party::PartyApi(
+            shared.clone(),
+        )))
+        .add_service(
+            PackageServiceServer::new(package::PackageApi(shared.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(VersionServiceServer::new(version::VersionApi));
+    if let Some(r) = ordo_node::reflection() {
+        router = router.add_service(r);
+    }
+    router
+        .serve_with_incoming_shutdown(ordo_node::incoming(listener), async move {
+            stop.cancelled().await
+        })
+        .await
+}
+
+/// Parses party names, naming the field and the offending value.
+pub fn parse_parties(field: &str, names: &[String]) -> Result<BTreeSet<PartyId>, ParticipantError> {
+    names
+        .iter()
+        .map(|n| {
+            PartyId::new(n).map_err(|_| {
+                ParticipantError::InvalidArgument(format!(
+                    "invalid {field}: {n:?} is not a party id (use 1 to 64 of [A-Za-z0-9_-])"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The reader of a transaction filter: its parties, each readable with the token.
+pub fn reader(
+    rights: &Rights,
+    filter: Option<&pb::TransactionFilter>,
+) -> Result<crate::events::Reader, ParticipantError> {
+    let filter = filter.ok_or_else(|| {
+        ParticipantError::InvalidArgument("missing filter: name the parties to read as".into())
+    })?;
+    let parties = parse_parties("filter.parties", &filter.parties)?;
+    if parties.is_empty() {
+        return Err(ParticipantError::InvalidArgument(
+            "invalid filter.parties: name at least one party".into(),
+        ));
+    }
+    rights.require_read_as(&parties)?;
+    for t in &filter.template_ids {
+        t.parse::<ordo_ledger::TemplateId>().map_err(|e| {
+            ParticipantError::InvalidArgument(format!("invalid filter.template_ids: {e}"))
+        })?;
+    }
+    Ok(crate::events::Reader {
+        parties: parties.iter().map(ToString::to_string).collect(),
+        templates: filter.template_ids.iter().cloned().collect(),
+    })
+}
+
+pub type ApiResult<T> = Result<tonic::Response<T>, tonic::Status>;
+pub type ApiStream<T> =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;

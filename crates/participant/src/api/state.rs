@@ -1,0 +1,65 @@
+//! StateService: the active contracts of the reader's parties, and the ledger end.
+
+use std::sync::Arc;
+
+use ordo_proto::ledger::v1 as pb;
+
+use super::{ApiResult, ApiStream, convert};
+use crate::error::ParticipantError;
+use crate::events::StoredContract;
+use crate::node::Shared;
+use crate::store;
+
+/// Contracts per response message.
+const PAGE: usize = 200;
+
+pub struct StateApi(pub Arc<Shared>);
+
+#[tonic::async_trait]
+impl pb::state_service_server::StateService for StateApi {
+    type GetActiveContractsStream = ApiStream<pb::GetActiveContractsResponse>;
+
+    async fn get_active_contracts(
+        &self,
+        request: tonic::Request<pb::GetActiveContractsRequest>,
+    ) -> ApiResult<Self::GetActiveContractsStream> {
+        let rights = self.0.auth.authenticate(request.metadata())?;
+        let reader = super::reader(&rights, request.get_ref().filter.as_ref())?;
+        let parties: Vec<String> = reader.parties.iter().cloned().collect();
+        let templates: Vec<String> = reader.templates.iter().cloned().collect();
+        let (offset, rows) = store::active_contracts(&self.0.pool, &parties, &templates).await?;
+        let contracts = rows
+            .iter()
+            .map(|r| store::from_json::<StoredContract>(r, "contract"))
+            .collect::<Result<Vec<_>, ParticipantError>>()?;
+        let mut pages: Vec<Result<pb::GetActiveContractsResponse, tonic::Status>> = contracts
+            .chunks(PAGE)
+            .map(|chunk| {
+                Ok(pb::GetActiveContractsResponse {
+                    offset,
+                    active_contracts: chunk
+                        .iter()
+                        .map(|c| convert::active_contract(c, &reader))
+                        .collect(),
+                })
+            })
+            .collect();
+        if pages.is_empty() {
+            // Always at least one message, carrying the offset.
+            pages.push(Ok(pb::GetActiveContractsResponse {
+                offset,
+                active_contracts: Vec::new(),
+            }));
+        }
+        Ok(tonic::Response::new(Box::pin(futures::stream::iter(pages))))
+    }
+
+    async fn get_ledger_end(
+        &self,
+        request: tonic::Request<pb::GetLedgerEndRequest>,
+    ) -> ApiResult<pb::GetLedgerEndResponse> {
+        self.0.auth.authenticate(request.metadata())?;
+        let (offset, _) = store::ends(&self.0.pool).await?;
+        Ok(tonic::Response::new(pb::GetLedgerEndResponse { offset }))
+    }
+}

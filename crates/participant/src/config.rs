@@ -1,0 +1,271 @@
+//! The participant node's typed configuration. The `ordo` binary layers it
+//! (defaults → TOML file → `ORDO_…` environment → flags) and calls
+//! [`ParticipantConfig::validate`] before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Configuration of one participant shard (one participant service).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParticipantConfig {
+    /// The member name: `[a-z0-9._-]{1,64}`; the member id is `name::fingerprint`.
+    pub node_name: String,
+    /// The shard this participant serves, e.g. `shard-1` (`[a-z0-9-]{1,64}`).
+    pub shard: String,
+    /// This shard's own database, e.g. `postgres://ordo@127.0.0.1:5432/participant1`.
+    pub database_url: String,
+    /// gRPC listen address: the Ledger API, grpc.health.v1 and reflection.
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address: `/metrics`, `/livez`, `/readyz`.
+    pub http_listen: SocketAddr,
+    /// The member's ed25519 key (seed as hex); `init` creates it when missing.
+    pub key_file: PathBuf,
+    /// Every sequencer node of the domain, e.g. `http://127.0.0.1:4001`.
+    pub sequencers: Vec<String>,
+    /// The topology manager's member id: topology transactions are accepted only when
+    /// signed by it.
+    pub topology_manager: String,
+    /// The topology manager's admin gRPC endpoint (`ordo.admin.v1.TopologyAdminService`),
+    /// used to allocate parties and vet packages. Empty: those calls fail with
+    /// FAILED_PRECONDITION.
+    pub topology_admin: String,
+    /// Bearer token for the topology manager's admin service.
+    pub topology_admin_token: String,
+    /// How Ledger API bearer tokens (JWT) are verified.
+    pub auth: AuthConfig,
+    /// Interpretation and submission limits.
+    pub limits: Limits,
+    /// How long after submission a confirmation request may still be sequenced; after
+    /// that it is definitely not, and the command completes as rejected (timeout).
+    #[serde(with = "secs")]
+    pub submission_timeout: Duration,
+    /// How long after a confirmation request's sequencing time (beyond the domain's
+    /// participant response timeout) this participant waits for the mediator's verdict
+    /// before it gives the request up as timed out and releases its locks. Sequencer time.
+    #[serde(with = "secs")]
+    pub mediator_reaction_timeout: Duration,
+    /// How long SubmitAndWait waits for the outcome before DEADLINE_EXCEEDED (the
+    /// command goes on; its completion arrives on the completion stream).
+    #[serde(with = "secs")]
+    pub submit_and_wait_timeout: Duration,
+    /// How often processed events are acknowledged to the sequencer.
+    #[serde(with = "secs")]
+    pub acknowledge_interval: Duration,
+    /// Connections in the database pool.
+    pub pool_size: u32,
+}
+
+/// Ledger API token verification.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// `HS256` (shared `secret`), `EdDSA` or `RS256` (`public_key_pem`).
+    pub algorithm: String,
+    /// The HMAC secret for HS256.
+    pub secret: String,
+    /// The PEM public key for EdDSA / RS256.
+    pub public_key_pem: String,
+    /// When set, tokens must carry this `aud`.
+    pub audience: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "HS256".into(),
+            secret: String::new(),
+            public_key_pem: String::new(),
+            audience: String::new(),
+        }
+    }
+}
+
+/// Bounds on commands and interpretation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted command (encoded `Commands` message), in bytes. The domain's
+    /// `max_command_bytes`, when smaller, applies too.
+    pub max_command_bytes: usize,
+    /// Most interpretation steps a command (or a re-interpreted view) may take.
+    pub max_interpretation_steps: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_command_bytes: 256 * 1024,
+            max_interpretation_steps: 100_000,
+        }
+    }
+}
+
+impl Default for ParticipantConfig {
+    fn default() -> Self {
+        Self {
+            node_name: "participant-1".into(),
+            shard: "shard-1".into(),
+            database_url: "postgres://ordo@127.0.0.1:5432/ordo_participant1".into(),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 5001)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 5081)),
+            key_file: PathBuf::from("participant-1.key"),
+            sequencers: vec!["http://127.0.0.1:4001".into()],
+            topology_manager: String::new(),
+            topology_admin: String::new(),
+            topology_admin_token: String::new(),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            submission_timeout: Duration::from_secs(30),
+            mediator_reaction_timeout: Duration::from_secs(30),
+            submit_and_wait_timeout: Duration::from_secs(60),
+            acknowledge_interval: Duration::from_secs(5),
+            pool_size: 10,
+        }
+    }
+}
+
+/// A configuration value that cannot work, named with what to do about it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid participant configuration: {field}: {reason}")]
+pub struct ConfigError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ParticipantConfig {
+    /// Checks everything `init` needs (no sequencer or auth settings).
+    pub fn validate_for_init(&self) -> Result<(), ConfigError> {
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if ordo_core::ids::validate_name(&self.node_name).is_err() {
+            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
+        }
+        if let Err(reason) = ordo_protocol::topology::validate_shard_name(&self.shard) {
+            return err("shard", &reason);
+        }
+        if !(self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return err("database_url", "expected a postgres:// URL");
+        }
+        if self.key_file.as_os_str().is_empty() {
+            return err("key_file", "give the path of the member's key file");
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for_init()?;
+        let err = |field, reason: &str| {
+            Err(ConfigError {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.sequencers.is_empty() {
+            return err("sequencers", "list every sequencer node's endpoint");
+        }
+        if self
+            .topology_manager
+            .parse::<ordo_core::MemberId>()
+            .is_err()
+        {
+            return err(
+                "topology_manager",
+                "expected the topology manager's member id `name::fingerprint`",
+            );
+        }
+        match self.auth.algorithm.as_str() {
+            "HS256" if self.auth.secret.len() < 16 => {
+                return err("auth.secret", "HS256 needs a secret of at least 16 bytes");
+            }
+            "HS256" => {}
+            "EdDSA" | "RS256" if self.auth.public_key_pem.trim().is_empty() => {
+                return err("auth.public_key_pem", "EdDSA/RS256 need a PEM public key");
+            }
+            "EdDSA" | "RS256" => {}
+            _ => return err("auth.algorithm", "use HS256, EdDSA or RS256"),
+        }
+        if self.limits.max_command_bytes < 1024 {
+            return err("limits.max_command_bytes", "must be at least 1 KiB");
+        }
+        if self.limits.max_interpretation_steps == 0 {
+            return err("limits.max_interpretation_steps", "must be at least 1");
+        }
+        if self.submission_timeout < Duration::from_secs(1) {
+            return err("submission_timeout", "must be at least 1 s");
+        }
+        if self.mediator_reaction_timeout < Duration::from_secs(1) {
+            return err("mediator_reaction_timeout", "must be at least 1 s");
+        }
+        if self.pool_size < 4 {
+            return err("pool_size", "must be at least 4");
+        }
+        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
+            return err("http_listen", "must differ from grpc_listen");
+        }
+        Ok(())
+    }
+}
+
+/// Durations in configuration files are whole or fractional seconds.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> ParticipantConfig {
+        ParticipantConfig {
+            topology_manager: "topology::00112233445566778899aabbccddeeff".into(),
+            auth: AuthConfig {
+                secret: "0123456789abcdef0123".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn defaults_plus_identities_are_valid() {
+        assert_eq!(valid().validate(), Ok(()));
+        assert_eq!(ParticipantConfig::default().validate_for_init(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_values_naming_the_field() {
+        let mut c = valid();
+        c.shard = "Shard 1".into();
+        assert_eq!(c.validate().unwrap_err().field, "shard");
+        let mut c = valid();
+        c.auth.secret = "short".into();
+        assert_eq!(c.validate().unwrap_err().field, "auth.secret");
+        let mut c = valid();
+        c.auth.algorithm = "none".into();
+        assert_eq!(c.validate().unwrap_err().field, "auth.algorithm");
+        let mut c = valid();
+        c.topology_manager = "nope".into();
+        assert_eq!(c.validate().unwrap_err().field, "topology_manager");
+    }
+}

@@ -1,0 +1,106 @@
+//! The crate's one error type and its one mapping to `tonic::Status`.
+
+use tonic::{Code, Status};
+
+use crate::config::ConfigError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParticipantError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(
+        "database {url} is not provisioned for a participant: run `ordo participant init --config FILE` first"
+    )]
+    NotProvisioned { url: String },
+    #[error(
+        "database {url} belongs to participant {found}, not {expected}: each shard needs its own database and key"
+    )]
+    WrongDatabase {
+        url: String,
+        found: String,
+        expected: String,
+    },
+    #[error("participant database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("participant schema migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("participant key: {0}")]
+    Key(#[from] ordo_core::CoreError),
+    #[error("participant I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("sequencer: {0}")]
+    Sequencer(#[from] ordo_sequencer_client::ClientError),
+    #[error("participant gRPC server: {0}")]
+    Server(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    Aborted(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ParticipantError {
+    /// The gRPC code this error answers with.
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::InvalidArgument(_) | Self::Config(_) => Code::InvalidArgument,
+            Self::NotFound(_) => Code::NotFound,
+            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::ResourceExhausted(_) => Code::ResourceExhausted,
+            Self::FailedPrecondition(_)
+            | Self::NotProvisioned { .. }
+            | Self::WrongDatabase { .. } => Code::FailedPrecondition,
+            Self::Aborted(_) => Code::Aborted,
+            Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            Self::Database(_) | Self::Unavailable(_) | Self::Io(_) | Self::Sequencer(_) => {
+                Code::Unavailable
+            }
+            Self::Migrate(_) | Self::Server(_) | Self::Internal(_) | Self::Key(_) => Code::Internal,
+        }
+    }
+
+    /// Maps a ledger-core error by its kind, keeping its message (which names the
+    /// offending template, choice, contract or party).
+    pub fn from_ledger(e: &ordo_ledger::LedgerError) -> Self {
+        use ordo_ledger::ErrorKind as K;
+        let m = e.to_string();
+        match e.kind() {
+            K::InvalidArgument => Self::InvalidArgument(m),
+            K::NotFound => Self::NotFound(m),
+            K::PermissionDenied => Self::PermissionDenied(m),
+            K::FailedPrecondition => Self::FailedPrecondition(m),
+            K::ResourceExhausted => Self::ResourceExhausted(m),
+        }
+    }
+}
+
+impl From<ParticipantError> for Status {
+    fn from(e: ParticipantError) -> Self {
+        if matches!(
+            e,
+            ParticipantError::Database(_) | ParticipantError::Internal(_)
+        ) {
+            tracing::warn!(error = %e, "internal error answered to a Ledger API client");
+        }
+        Status::new(e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,28 @@
+//! The ordo participant: one shard's participant service (DESIGN §4–§6).
+//!
+//! - `submission`: Ledger API commands → interpretation → a confirmation request (views
+//!   per informee participant, the informee tree for the mediator) in the outbox.
+//! - `processor`: sequencer events in order, exactly once: topology, views (conformance,
+//!   authorization, activeness with locks → a signed response), verdicts (commit or
+//!   release), each event's effects in one database transaction with the cursor.
+//! - `conflict` (activeness and locks) and `views` (splitting and committing
+//!   transactions) are the pure deciding cores; `store` holds all SQL; `outbox` sends.
+//! - `api`: the Ledger API services (`ordo.ledger.v1`); `auth`: JWT bearer tokens.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod conflict;
+mod error;
+pub mod events;
+mod node;
+mod outbox;
+pub mod processor;
+pub mod store;
+pub mod submission;
+mod topology_admin;
+pub mod views;
+
+pub use config::{AuthConfig, ConfigError, Limits, ParticipantConfig};
+pub use error::ParticipantError;
+pub use node::{HEALTH_SERVICE, InitOutcome, Listeners, Shared, Snapshot, init, run};

@@ -1,0 +1,903 @@
+//! All of the participant's SQL, over the schema in `migrations/`.
+//!
+//! Functions taking a `&mut PgConnection` run inside the caller's transaction: the event
+//! processor passes the one transaction of the event it processes, so that every effect of
+//! an event commits together with the cursor.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ordo_core::{Envelope, MemberId, PublicKey, Recipients, Submission, Timestamp};
+use ordo_protocol::TopologyState;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::config::ParticipantConfig;
+use crate::conflict::ContractState;
+use crate::error::ParticipantError;
+
+pub const SCHEMA_VERSION: i32 = 1;
+const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn connect_options(config: &ParticipantConfig) -> Result<PgConnectOptions, ParticipantError> {
+    Ok(PgConnectOptions::from_str(&config.database_url)?
+        .application_name(&format!("ordo-participant/{}", config.node_name)))
+}
+
+pub async fn connect(config: &ParticipantConfig) -> Result<PgPool, ParticipantError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(config)?)
+        .await?)
+}
+
+/// Runs the migrations and records the member, under an advisory lock so that replicas
+/// initialising at once never race. Returns whether this call provisioned the database.
+pub async fn init(
+    config: &ParticipantConfig,
+    member: &MemberId,
+    key: &PublicKey,
+) -> Result<bool, ParticipantError> {
+    let mut conn = PgConnection::connect_with(&connect_options(config)?).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await?;
+    let result = init_locked(&mut conn, config, member, key).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    result
+}
+
+async fn init_locked(
+    conn: &mut PgConnection,
+    config: &ParticipantConfig,
+    member: &MemberId,
+    key: &PublicKey,
+) -> Result<bool, ParticipantError> {
+    MIGRATOR.run(&mut *conn).await?;
+    let existing: Option<String> = sqlx::query_scalar("SELECT member_id FROM p_meta WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(found) = existing {
+        if found != member.as_str() {
+            return Err(ParticipantError::WrongDatabase {
+                url: redact_url(&config.database_url),
+                found,
+                expected: member.to_string(),
+            });
+        }
+        return Ok(false);
+    }
+    let mut tx = conn.begin().await?;
+    sqlx::query(
+        "INSERT INTO p_meta (id, schema_version, member_id, public_key) VALUES (1, $1, $2, $3)",
+    )
+    .bind(SCHEMA_VERSION)
+    .bind(member.as_str())
+    .bind(key.as_bytes().as_slice())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("INSERT INTO p_state (id, topology) VALUES (1, $1)")
+        .bind(to_json(&TopologyState::default()))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Checks that the database was provisioned for `member`.
+pub async fn check_provisioned(
+    pool: &PgPool,
+    url: &str,
+    member: &MemberId,
+) -> Result<(), ParticipantError> {
+    let row = sqlx::query("SELECT schema_version, member_id FROM p_meta WHERE id = 1")
+        .fetch_optional(pool)
+        .await;
+    let not_provisioned = || ParticipantError::NotProvisioned {
+        url: redact_url(url),
+    };
+    let row = match row {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(not_provisioned()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            return Err(not_provisioned());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let found: String = row.try_get("member_id")?;
+    if found != member.as_str() {
+        return Err(ParticipantError::WrongDatabase {
+            url: redact_url(url),
+            found,
+            expected: member.to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain data to a Vec cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+pub fn from_json<T: for<'de> Deserialize<'de>>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<T, ParticipantError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ParticipantError::Internal(format!("corrupt {what} in the database: {e}")))
+}
+
+// ---- processing state ----
+
+/// The processing position as stored.
+#[derive(Clone, Debug)]
+pub struct ProcessingState {
+    pub cursor: Timestamp,
+    pub ledger_end: i64,
+    pub completion_end: i64,
+    pub topology: TopologyState,
+}
+
+pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
+    let row = sqlx::query(
+        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(ProcessingState {
+        cursor: Timestamp(row.try_get("cursor_ts")?),
+        ledger_end: row.try_get("ledger_end")?,
+        completion_end: row.try_get("completion_end")?,
+        topology: from_json(&row.try_get::<Vec<u8>, _>("topology")?, "topology")?,
+    })
+}
+
+/// Locks the state row for the rest of the transaction (serialising writers of offsets).
+pub async fn lock_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
+    let row = sqlx::query(
+        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1 FOR UPDATE",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(ProcessingState {
+        cursor: Timestamp(row.try_get("cursor_ts")?),
+        ledger_end: row.try_get("ledger_end")?,
+        completion_end: row.try_get("completion_end")?,
+        topology: from_json(&row.try_get::<Vec<u8>, _>("topology")?, "topology")?,
+    })
+}
+
+pub async fn set_cursor(conn: &mut PgConnection, ts: Timestamp) -> Result<(), ParticipantError> {
+    sqlx::query("UPDATE p_state SET cursor_ts = $1 WHERE id = 1")
+        .bind(ts.micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn save_topology(
+    conn: &mut PgConnection,
+    topology: &TopologyState,
+) -> Result<(), ParticipantError> {
+    sqlx::query("UPDATE p_state SET topology = $1 WHERE id = 1")
+        .bind(to_json(topology))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes the next update offset (gapless: the state row is locked until commit).
+pub async fn next_ledger_offset(conn: &mut PgConnection) -> Result<i64, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE p_state SET ledger_end = ledger_end + 1 WHERE id = 1 RETURNING ledger_end",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+pub async fn next_completion_offset(conn: &mut PgConnection) -> Result<i64, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "UPDATE p_state SET completion_end = completion_end + 1 WHERE id = 1 RETURNING completion_end",
+    )
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+pub async fn ends(pool: &PgPool) -> Result<(i64, i64), ParticipantError> {
+    let row = sqlx::query("SELECT ledger_end, completion_end FROM p_state WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok((row.try_get("ledger_end")?, row.try_get("completion_end")?))
+}
+
+// ---- contracts ----
+
+/// The lock states of those of `ids` that are active here, locking their rows for the
+/// transaction.
+pub async fn contract_states(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<BTreeMap<String, ContractState>, ParticipantError> {
+    let rows = sqlx::query(
+        "SELECT contract_id, locked_by FROM p_contracts WHERE contract_id = ANY($1) FOR UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let locked_by: Option<i64> = row.try_get("locked_by")?;
+        out.insert(
+            row.try_get("contract_id")?,
+            ContractState {
+                locked_by: locked_by.map(Timestamp),
+            },
+        );
+    }
+    Ok(out)
+}
+
+pub async fn lock_contracts(
+    conn: &mut PgConnection,
+    ids: &[String],
+    request: Timestamp,
+) -> Result<(), ParticipantError> {
+    sqlx::query("UPDATE p_contracts SET locked_by = $2 WHERE contract_id = ANY($1)")
+        .bind(ids)
+        .bind(request.micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn release_locks(
+    conn: &mut PgConnection,
+    request: Timestamp,
+) -> Result<(), ParticipantError> {
+    sqlx::query("UPDATE p_contracts SET locked_by = NULL WHERE locked_by = $1")
+        .bind(request.micros())
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn archive_contracts(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<(), ParticipantError> {
+    sqlx::query("DELETE FROM p_contracts WHERE contract_id = ANY($1)")
+        .bind(ids)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_contract(
+    conn: &mut PgConnection,
+    contract_id: &str,
+    template_id: &str,
+    stakeholders: &[String],
+    contract: &[u8],
+    created_offset: i64,
+) -> Result<(), ParticipantError> {
+    sqlx::query(
+        "INSERT INTO p_contracts (contract_id, template_id, stakeholders, contract, created_offset)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (contract_id) DO NOTHING",
+    )
+    .bind(contract_id)
+    .bind(template_id)
+    .bind(stakeholders)
+    .bind(contract)
+    .bind(created_offset)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One active contract visible to some of `parties` (its stored JSON), or `None`.
+pub async fn visible_contract(
+    pool: &PgPool,
+    contract_id: &str,
+    parties: &[String],
+) -> Result<Option<Vec<u8>>, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "SELECT contract FROM p_contracts WHERE contract_id = $1 AND stakeholders && $2",
+    )
+    .bind(contract_id)
+    .bind(parties)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The active contracts visible to `parties` (optionally of `templates`) and the ledger
+/// end they are consistent with, read in one snapshot.
+pub async fn active_contracts(
+    pool: &PgPool,
+    parties: &[String],
+    templates: &[String],
+) -> Result<(i64, Vec<Vec<u8>>), ParticipantError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let end: i64 = sqlx::query_scalar("SELECT ledger_end FROM p_state WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT contract FROM p_contracts
+         WHERE stakeholders && $1 AND (cardinality($2::text[]) = 0 OR template_id = ANY($2))
+         ORDER BY created_offset, contract_id",
+    )
+    .bind(parties)
+    .bind(templates)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((end, rows))
+}
+
+// ---- pending requests ----
+
+#[derive(Clone, Debug)]
+pub struct PendingRow {
+    pub request: Timestamp,
+    pub root_hash: String,
+    pub submitter: String,
+    pub view: Vec<u8>,
+}
+
+pub async fn insert_pending(
+    conn: &mut PgConnection,
+    row: &PendingRow,
+    deadline: Timestamp,
+) -> Result<(), ParticipantError> {
+    sqlx::query(
+        "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_ts) DO NOTHING",
+    )
+    .bind(row.request.micros())
+    .bind(&row.root_hash)
+    .bind(&row.submitter)
+    .bind(&row.view)
+    .bind(deadline.micros())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes and returns the pending request (only if its root hash is `root_hash`, when
+/// given).
+pub async fn take_pending(
+    conn: &mut PgConnection,
+    request: Timestamp,
+    root_hash: Option<&str>,
+) -> Result<Option<PendingRow>, ParticipantError> {
+    let row = sqlx::query(
+        "DELETE FROM p_pending WHERE request_ts = $1 AND ($2::text IS NULL OR root_hash = $2)
+         RETURNING root_hash, submitter, view",
+    )
+    .bind(request.micros())
+    .bind(root_hash)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|row| {
+        Ok(PendingRow {
+            request,
+            root_hash: row.try_get("root_hash")?,
+            submitter: row.try_get("submitter")?,
+            view: row.try_get("view")?,
+        })
+    })
+    .transpose()
+}
+
+/// The requests whose deadline passed before `now`.
+pub async fn expired_pending(
+    conn: &mut PgConnection,
+    now: Timestamp,
+) -> Result<Vec<Timestamp>, ParticipantError> {
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT request_ts FROM p_pending WHERE deadline < $1 ORDER BY request_ts",
+    )
+    .bind(now.micros())
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows.into_iter().map(Timestamp).collect())
+}
+
+// ---- updates ----
+
+pub async fn append_update(
+    conn: &mut PgConnection,
+    offset: i64,
+    update_id: &str,
+    tx: &[u8],
+) -> Result<(), ParticipantError> {
+    sqlx::query("INSERT INTO p_updates (ledger_offset, update_id, tx) VALUES ($1, $2, $3)")
+        .bind(offset)
+        .bind(update_id)
+        .bind(tx)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Updates with `after < offset <= until`, at most `limit`, in offset order.
+pub async fn updates(
+    pool: &PgPool,
+    after: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<Vec<u8>>, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "SELECT tx FROM p_updates WHERE ledger_offset > $1 AND ledger_offset <= $2
+         ORDER BY ledger_offset LIMIT $3",
+    )
+    .bind(after)
+    .bind(until)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+pub async fn update_by_id(
+    pool: &PgPool,
+    update_id: &str,
+) -> Result<Option<Vec<u8>>, ParticipantError> {
+    Ok(
+        sqlx::query_scalar("SELECT tx FROM p_updates WHERE update_id = $1")
+            .bind(update_id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}
+
+// ---- commands and completions ----
+
+/// A command's deduplication key; `act_as` sorted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandKey {
+    pub application_id: String,
+    pub command_id: String,
+    pub act_as: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandState {
+    InFlight,
+    Succeeded,
+    Rejected,
+}
+
+#[derive(Clone, Debug)]
+pub struct CommandRow {
+    pub key: CommandKey,
+    pub submission_id: String,
+    pub state: CommandState,
+    pub message_id: String,
+    pub request_ts: Option<i64>,
+    pub completed_at: Option<i64>,
+    pub completion_offset: Option<i64>,
+}
+
+fn command_row(row: &sqlx::postgres::PgRow) -> Result<CommandRow, ParticipantError> {
+    let state: String = row.try_get("state")?;
+    Ok(CommandRow {
+        key: CommandKey {
+            application_id: row.try_get("application_id")?,
+            command_id: row.try_get("command_id")?,
+            act_as: row.try_get("act_as")?,
+        },
+        submission_id: row.try_get("submission_id")?,
+        state: match state.as_str() {
+            "in_flight" => CommandState::InFlight,
+            "succeeded" => CommandState::Succeeded,
+            _ => CommandState::Rejected,
+        },
+        message_id: row.try_get("message_id")?,
+        request_ts: row.try_get("request_ts")?,
+        completed_at: row.try_get("completed_at")?,
+        completion_offset: row.try_get("completion_offset")?,
+    })
+}
+
+const COMMAND_COLUMNS: &str = "application_id, command_id, act_as, submission_id, state, \
+                               message_id, request_ts, completed_at, completion_offset";
+
+pub async fn command(
+    conn: &mut PgConnection,
+    key: &CommandKey,
+    for_update: bool,
+) -> Result<Option<CommandRow>, ParticipantError> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COMMAND_COLUMNS} FROM p_commands
+         WHERE application_id = $1 AND command_id = $2 AND act_as = $3{lock}"
+    )))
+    .bind(&key.application_id)
+    .bind(&key.command_id)
+    .bind(&key.act_as)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(command_row).transpose()
+}
+
+pub async fn command_by_message_id(
+    conn: &mut PgConnection,
+    message_id: &str,
+) -> Result<Option<CommandRow>, ParticipantError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COMMAND_COLUMNS} FROM p_commands WHERE message_id = $1 FOR UPDATE"
+    )))
+    .bind(message_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(command_row).transpose()
+}
+
+pub async fn command_by_request(
+    conn: &mut PgConnection,
+    request: Timestamp,
+) -> Result<Option<CommandRow>, ParticipantError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COMMAND_COLUMNS} FROM p_commands WHERE request_ts = $1 FOR UPDATE"
+    )))
+    .bind(request.micros())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(command_row).transpose()
+}
+
+/// What a new in-flight command records.
+pub struct NewCommand<'a> {
+    pub key: &'a CommandKey,
+    pub submission_id: &'a str,
+    pub nonce: &'a [u8],
+    pub message_id: &'a str,
+    pub root_hash: &'a str,
+    pub max_sequencing_time: Timestamp,
+    pub submitted_at: Timestamp,
+}
+
+/// Records an in-flight command. A command with the same key that is in flight, or that
+/// succeeded at or after `dedup_cutoff` (sequencer µs), is a duplicate: nothing is written
+/// and `false` returned. A rejected or older one is replaced. Atomic under concurrent
+/// submissions of the same key.
+pub async fn insert_command(
+    conn: &mut PgConnection,
+    c: &NewCommand<'_>,
+    dedup_cutoff: i64,
+) -> Result<bool, ParticipantError> {
+    let done = sqlx::query(
+        "INSERT INTO p_commands (application_id, command_id, act_as, submission_id, state, nonce,
+             message_id, root_hash, max_sequencing_time, submitted_at)
+         VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7, $8, $9)
+         ON CONFLICT (application_id, command_id, act_as) DO UPDATE SET
+             submission_id = EXCLUDED.submission_id, state = 'in_flight', nonce = EXCLUDED.nonce,
+             message_id = EXCLUDED.message_id, root_hash = EXCLUDED.root_hash,
+             max_sequencing_time = EXCLUDED.max_sequencing_time,
+             submitted_at = EXCLUDED.submitted_at, request_ts = NULL, completed_at = NULL,
+             completion_offset = NULL
+         WHERE p_commands.state = 'rejected'
+            OR (p_commands.state = 'succeeded' AND p_commands.completed_at < $10)",
+    )
+    .bind(&c.key.application_id)
+    .bind(&c.key.command_id)
+    .bind(&c.key.act_as)
+    .bind(c.submission_id)
+    .bind(c.nonce)
+    .bind(c.message_id)
+    .bind(c.root_hash)
+    .bind(c.max_sequencing_time.micros())
+    .bind(c.submitted_at.micros())
+    .bind(dedup_cutoff)
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn set_command_request(
+    conn: &mut PgConnection,
+    message_id: &str,
+    request: Timestamp,
+) -> Result<bool, ParticipantError> {
+    let done = sqlx::query(
+        "UPDATE p_commands SET request_ts = $2 WHERE message_id = $1 AND state = 'in_flight'",
+    )
+    .bind(message_id)
+    .bind(request.micros())
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// In-flight commands whose confirmation request was not sequenced and whose max
+/// sequencing time is before `now`: they never will be.
+pub async fn unsequenced_commands_before(
+    conn: &mut PgConnection,
+    now: Timestamp,
+) -> Result<Vec<String>, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "SELECT message_id FROM p_commands
+         WHERE state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $1",
+    )
+    .bind(now.micros())
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// A command's outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// A google.rpc.Code (0 = OK).
+    pub code: i32,
+    pub message: String,
+    pub update_id: String,
+    pub ledger_offset: i64,
+}
+
+/// Completes an in-flight command (no-op if it is not in flight): the command's state and
+/// a new completion, in the caller's transaction.
+pub async fn complete_command(
+    conn: &mut PgConnection,
+    message_id: &str,
+    outcome: &Outcome,
+    completed_at: Timestamp,
+) -> Result<Option<i64>, ParticipantError> {
+    let Some(cmd) = command_by_message_id(conn, message_id).await? else {
+        return Ok(None);
+    };
+    if cmd.state != CommandState::InFlight {
+        return Ok(None);
+    }
+    let offset = next_completion_offset(conn).await?;
+    let state = if outcome.code == 0 {
+        "succeeded"
+    } else {
+        "rejected"
+    };
+    sqlx::query(
+        "UPDATE p_commands SET state = $2, completed_at = $3, completion_offset = $4
+         WHERE message_id = $1",
+    )
+    .bind(message_id)
+    .bind(state)
+    .bind(completed_at.micros())
+    .bind(offset)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO p_completions (completion_offset, application_id, command_id, submission_id,
+             act_as, status_code, status_message, update_id, ledger_offset)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(offset)
+    .bind(&cmd.key.application_id)
+    .bind(&cmd.key.command_id)
+    .bind(&cmd.submission_id)
+    .bind(&cmd.key.act_as)
+    .bind(outcome.code)
+    .bind(&outcome.message)
+    .bind(&outcome.update_id)
+    .bind(outcome.ledger_offset)
+    .execute(&mut *conn)
+    .await?;
+    Ok(Some(offset))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompletionRow {
+    pub completion_offset: i64,
+    pub application_id: String,
+    pub command_id: String,
+    pub submission_id: String,
+    pub act_as: Vec<String>,
+    pub outcome: Outcome,
+}
+
+fn completion_row(row: &sqlx::postgres::PgRow) -> Result<CompletionRow, ParticipantError> {
+    Ok(CompletionRow {
+        completion_offset: row.try_get("completion_offset")?,
+        application_id: row.try_get("application_id")?,
+        command_id: row.try_get("command_id")?,
+        submission_id: row.try_get("submission_id")?,
+        act_as: row.try_get("act_as")?,
+        outcome: Outcome {
+            code: row.try_get("status_code")?,
+            message: row.try_get("status_message")?,
+            update_id: row.try_get("update_id")?,
+            ledger_offset: row.try_get("ledger_offset")?,
+        },
+    })
+}
+
+/// Completions of `application_id` for commands acting as one of `parties`, after
+/// `after`, in order.
+pub async fn completions(
+    pool: &PgPool,
+    application_id: &str,
+    parties: &[String],
+    after: i64,
+    limit: i64,
+) -> Result<Vec<CompletionRow>, ParticipantError> {
+    let rows = sqlx::query(
+        "SELECT * FROM p_completions
+         WHERE application_id = $1 AND act_as && $2 AND completion_offset > $3
+         ORDER BY completion_offset LIMIT $4",
+    )
+    .bind(application_id)
+    .bind(parties)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(completion_row).collect()
+}
+
+pub async fn completion_at(
+    pool: &PgPool,
+    offset: i64,
+) -> Result<Option<CompletionRow>, ParticipantError> {
+    let row = sqlx::query("SELECT * FROM p_completions WHERE completion_offset = $1")
+        .bind(offset)
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(completion_row).transpose()
+}
+
+// ---- outbox ----
+
+#[derive(Serialize, Deserialize)]
+struct StoredEnvelope {
+    recipients: Vec<MemberId>,
+    broadcast: bool,
+    content: String,
+}
+
+pub fn encode_submission(s: &Submission) -> Vec<u8> {
+    let envelopes: Vec<StoredEnvelope> = s
+        .envelopes
+        .iter()
+        .map(|e| StoredEnvelope {
+            recipients: e.recipients.members.iter().cloned().collect(),
+            broadcast: e.recipients.broadcast,
+            content: hex::encode(&e.content),
+        })
+        .collect();
+    to_json(&envelopes)
+}
+
+pub fn decode_submission(
+    message_id: &str,
+    max_sequencing_time: Timestamp,
+    bytes: &[u8],
+) -> Result<Submission, ParticipantError> {
+    let envelopes: Vec<StoredEnvelope> = from_json(bytes, "outbox submission")?;
+    let envelopes = envelopes
+        .into_iter()
+        .map(|e| {
+            Ok(Envelope {
+                recipients: Recipients {
+                    members: e.recipients.into_iter().collect(),
+                    broadcast: e.broadcast,
+                },
+                content: hex::decode(&e.content).map_err(|err| {
+                    ParticipantError::Internal(format!("corrupt outbox envelope: {err}"))
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, ParticipantError>>()?;
+    Ok(Submission {
+        message_id: message_id.to_owned(),
+        max_sequencing_time,
+        envelopes,
+    })
+}
+
+pub async fn insert_outbox(
+    conn: &mut PgConnection,
+    submission: &Submission,
+    is_command: bool,
+) -> Result<(), ParticipantError> {
+    sqlx::query(
+        "INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
+         VALUES ($1, $2, $3, $4) ON CONFLICT (message_id) DO NOTHING",
+    )
+    .bind(&submission.message_id)
+    .bind(encode_submission(submission))
+    .bind(submission.max_sequencing_time.micros())
+    .bind(is_command)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug)]
+pub struct OutboxRow {
+    pub submission: Submission,
+    pub is_command: bool,
+}
+
+pub async fn outbox(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, ParticipantError> {
+    let rows = sqlx::query(
+        "SELECT message_id, submission, max_sequencing_time, is_command FROM p_outbox
+         ORDER BY max_sequencing_time LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("message_id")?;
+            let mst = Timestamp(row.try_get("max_sequencing_time")?);
+            Ok(OutboxRow {
+                submission: decode_submission(&id, mst, &row.try_get::<Vec<u8>, _>("submission")?)?,
+                is_command: row.try_get("is_command")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn delete_outbox(pool: &PgPool, message_id: &str) -> Result<(), ParticipantError> {
+    sqlx::query("DELETE FROM p_outbox WHERE message_id = $1")
+        .bind(message_id)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+    }
+
+    #[test]
+    fn outbox_submissions_round_trip() {
+        let key = ordo_core::KeyPair::generate();
+        let m = MemberId::new("p1", &key.public()).unwrap();
+        let s = Submission {
+            message_id: "m1".into(),
+            max_sequencing_time: Timestamp(42),
+            envelopes: vec![Envelope {
+                recipients: Recipients::members([m]),
+                content: vec![1, 2, 3],
+            }],
+        };
+        let back = decode_submission("m1", Timestamp(42), &encode_submission(&s)).unwrap();
+        assert_eq!(back, s);
+    }
+}

@@ -1,0 +1,374 @@
+//! Command submission (DESIGN §4 steps 1–3): check the caller's rights and the command,
+//! deduplicate, interpret against the ACS the submitting parties see, split the
+//! transaction into views and the informee tree, and record the in-flight command with
+//! its confirmation request in the outbox, in one database transaction.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordo_core::{Envelope, Hash, PartyId, Recipients, Submission, Timestamp};
+use ordo_ledger::{Command, ContractId, ContractInstance, ContractLookup, TemplateId};
+use ordo_proto::ledger::v1 as pb;
+use ordo_protocol::{Message, SignedMessage, ViewMessage};
+use prost::Message as _;
+use sqlx::PgPool;
+
+use crate::api::parse_parties;
+use crate::auth::Rights;
+use crate::error::ParticipantError;
+use crate::events::StoredContract;
+use crate::node::Shared;
+use crate::store::{self, CommandKey, CommandState, CompletionRow, NewCommand};
+use crate::views;
+
+/// A command accepted for processing.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    pub key: CommandKey,
+    pub act_as: BTreeSet<PartyId>,
+}
+
+fn invalid(m: String) -> ParticipantError {
+    ParticipantError::InvalidArgument(m)
+}
+
+fn json(field: &str, text: &str) -> Result<serde_json::Value, ParticipantError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    serde_json::from_str(text).map_err(|e| invalid(format!("invalid {field}: not JSON: {e}")))
+}
+
+fn template(field: &str, text: &str) -> Result<TemplateId, ParticipantError> {
+    text.parse()
+        .map_err(|e| invalid(format!("invalid {field}: {e}")))
+}
+
+/// The ledger command of the API's `Command`.
+fn command(
+    packages: &ordo_ledger::PackageStore,
+    c: Option<&pb::Command>,
+) -> Result<Command, ParticipantError> {
+    use pb::command::Command as C;
+    let ledger = |e: ordo_ledger::LedgerError| ParticipantError::from_ledger(&e);
+    match c.and_then(|c| c.command.as_ref()) {
+        None => Err(invalid("missing commands.command".into())),
+        Some(C::Create(c)) => {
+            let template = template("commands.command.create.template_id", &c.template_id)?;
+            let payload = packages
+                .payload_from_json(
+                    &template,
+                    &json("create_arguments_json", &c.create_arguments_json)?,
+                )
+                .map_err(ledger)?;
+            Ok(Command::Create { template, payload })
+        }
+        Some(C::Exercise(e)) => {
+            let template = template("commands.command.exercise.template_id", &e.template_id)?;
+            let contract_id: ContractId = e.contract_id.parse().map_err(|_| {
+                invalid(format!(
+                    "invalid contract_id {:?}: expected 64 hex digits",
+                    e.contract_id
+                ))
+            })?;
+            let argument = packages
+                .argument_from_json(
+                    &template,
+                    &e.choice,
+                    &json("choice_argument_json", &e.choice_argument_json)?,
+                )
+                .map_err(ledger)?;
+            Ok(Command::Exercise {
+                template,
+                contract_id,
+                choice: e.choice.clone(),
+                argument,
+            })
+        }
+        Some(C::CreateAndExercise(c)) => {
+            let template = template(
+                "commands.command.create_and_exercise.template_id",
+                &c.template_id,
+            )?;
+            let payload = packages
+                .payload_from_json(
+                    &template,
+                    &json("create_arguments_json", &c.create_arguments_json)?,
+                )
+                .map_err(ledger)?;
+            let argument = packages
+                .argument_from_json(
+                    &template,
+                    &c.choice,
+                    &json("choice_argument_json", &c.choice_argument_json)?,
+                )
+                .map_err(ledger)?;
+            Ok(Command::CreateAndExercise {
+                template,
+                payload,
+                choice: c.choice.clone(),
+                argument,
+            })
+        }
+    }
+}
+
+/// Looks contracts up in this shard's ACS, restricted to those the reading parties are
+/// stakeholders of. Runs on a blocking thread (interpretation), so it blocks on the query.
+struct AcsLookup {
+    pool: PgPool,
+    handle: tokio::runtime::Handle,
+    parties: Vec<String>,
+}
+
+impl ContractLookup for AcsLookup {
+    fn lookup(&self, cid: &ContractId) -> Option<ContractInstance> {
+        let id = cid.to_string();
+        let found = self
+            .handle
+            .block_on(store::visible_contract(&self.pool, &id, &self.parties));
+        let bytes = match found {
+            Ok(b) => b?,
+            Err(e) => {
+                tracing::warn!(contract = %id, error = %e, "contract lookup failed");
+                return None;
+            }
+        };
+        let stored: StoredContract = serde_json::from_slice(&bytes).ok()?;
+        serde_json::from_value(stored.instance).ok()
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+/// Accepts a command: on return it is in flight (its outcome arrives as a completion).
+pub async fn submit(
+    shared: &Arc<Shared>,
+    rights: &Rights,
+    commands: Option<pb::Commands>,
+) -> Result<Accepted, ParticipantError> {
+    let commands = commands.ok_or_else(|| invalid("missing commands".into()))?;
+    let snapshot = shared.snapshot();
+    let params = &snapshot.topology.parameters;
+    let size = commands.encoded_len();
+    let limit = shared
+        .config
+        .limits
+        .max_command_bytes
+        .min(params.max_command_bytes);
+    if size > limit {
+        return Err(ParticipantError::ResourceExhausted(format!(
+            "command {} is {size} bytes, more than the limit of {limit}",
+            commands.command_id
+        )));
+    }
+    if commands.application_id.is_empty() || commands.application_id.len() > 255 {
+        return Err(invalid(
+            "invalid application_id: give 1 to 255 characters".into(),
+        ));
+    }
+    if commands.command_id.is_empty() || commands.command_id.len() > 255 {
+        return Err(invalid(
+            "invalid command_id: give 1 to 255 characters".into(),
+        ));
+    }
+    rights.require_application(&commands.application_id)?;
+    let act_as = parse_parties("act_as", &commands.act_as)?;
+    if act_as.is_empty() {
+        return Err(invalid("invalid act_as: name at least one party".into()));
+    }
+    let read_as = parse_parties("read_as", &commands.read_as)?;
+    rights.require_act_as(&act_as)?;
+    rights.require_read_as(&read_as)?;
+    for party in &act_as {
+        match snapshot.topology.shard_of(party) {
+            None => {
+                return Err(ParticipantError::NotFound(format!(
+                    "party {party} is not known"
+                )));
+            }
+            Some(shard) if shard != shared.config.shard => {
+                return Err(ParticipantError::FailedPrecondition(format!(
+                    "party {party} is hosted on shard {shard}, not on this shard ({}); submit there",
+                    shared.config.shard
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let key = CommandKey {
+        application_id: commands.application_id.clone(),
+        command_id: commands.command_id.clone(),
+        act_as: act_as.iter().map(ToString::to_string).collect(),
+    };
+    let duplicate = || {
+        ParticipantError::AlreadyExists(format!(
+            "command {} of application {} was already submitted (in flight or succeeded within the deduplication period)",
+            commands.command_id, commands.application_id
+        ))
+    };
+    let dedup_cutoff = now()
+        .micros()
+        .saturating_sub(params.deduplication_period_us);
+    {
+        let mut conn = shared.pool.acquire().await?;
+        if let Some(existing) = store::command(&mut conn, &key, false).await? {
+            let recent = existing.completed_at.is_some_and(|t| t >= dedup_cutoff);
+            if existing.state == CommandState::InFlight
+                || (existing.state == CommandState::Succeeded && recent)
+            {
+                return Err(duplicate());
+            }
+        }
+    }
+
+    let cmd = command(&snapshot.packages, commands.command.as_ref())?;
+    let mut nonce = [0u8; 16];
+    rand::fill(&mut nonce[..]);
+    let seed = Hash::of_parts([
+        shared.member.as_str().as_bytes(),
+        commands.application_id.as_bytes(),
+        commands.command_id.as_bytes(),
+        &nonce[..],
+    ]);
+    let readers: BTreeSet<String> = act_as
+        .iter()
+        .chain(&read_as)
+        .map(ToString::to_string)
+        .collect();
+    let lookup = AcsLookup {
+        pool: shared.pool.clone(),
+        handle: tokio::runtime::Handle::current(),
+        parties: readers.into_iter().collect(),
+    };
+    let limits = crate::processor::limits(shared);
+    let transaction = {
+        let packages = snapshot.packages.clone();
+        let act_as = act_as.clone();
+        tokio::task::spawn_blocking(move || {
+            ordo_ledger::interpret(&packages, &cmd, &act_as, &lookup, seed, &limits)
+                .map_err(Box::new)
+        })
+        .await
+        .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))?
+        .map_err(|e| ParticipantError::from_ledger(&e))?
+    };
+
+    let plan = views::plan_request(
+        &transaction,
+        &snapshot.topology,
+        &shared.member,
+        &commands.workflow_id,
+        &commands.command_id,
+    )
+    .map_err(ParticipantError::NotFound)?;
+    let mediator = snapshot.topology.mediator().cloned().ok_or_else(|| {
+        ParticipantError::FailedPrecondition("the domain has no mediator in topology yet".into())
+    })?;
+    let message_id = format!(
+        "cmd-{}",
+        Hash::of_parts([
+            commands.application_id.as_bytes(),
+            commands.command_id.as_bytes(),
+            key.act_as.join(",").as_bytes(),
+            &nonce[..],
+        ])
+        .to_hex()
+    );
+    let mst = now().plus(shared.config.submission_timeout);
+    let mut envelopes = Vec::with_capacity(plan.views.len() + 1);
+    for (member, payload) in &plan.views {
+        let view = serde_json::to_value(payload)
+            .map_err(|e| ParticipantError::Internal(format!("view does not serialise: {e}")))?;
+        let message = Message::View(ViewMessage {
+            root_hash: plan.root_hash.clone(),
+            view,
+        });
+        envelopes.push(Envelope {
+            recipients: Recipients::members([member.clone()]),
+            content: SignedMessage::encode(&shared.member, &shared.key, &message),
+        });
+    }
+    envelopes.push(Envelope {
+        recipients: Recipients::members([mediator]),
+        content: SignedMessage::encode(
+            &shared.member,
+            &shared.key,
+            &Message::InformeeTree(plan.informee_tree.clone()),
+        ),
+    });
+    let request_bytes: usize = envelopes.iter().map(|e| e.content.len()).sum();
+    if request_bytes > params.max_request_bytes {
+        return Err(ParticipantError::ResourceExhausted(format!(
+            "the confirmation request of command {} is {request_bytes} bytes, more than the domain's max_request_bytes {}",
+            commands.command_id, params.max_request_bytes
+        )));
+    }
+    let submission = Submission {
+        message_id: message_id.clone(),
+        max_sequencing_time: mst,
+        envelopes,
+    };
+
+    let mut tx = shared.pool.begin().await?;
+    let inserted = store::insert_command(
+        &mut tx,
+        &NewCommand {
+            key: &key,
+            submission_id: &commands.submission_id,
+            nonce: &nonce,
+            message_id: &message_id,
+            root_hash: &plan.root_hash,
+            max_sequencing_time: mst,
+            submitted_at: now(),
+        },
+        dedup_cutoff,
+    )
+    .await?;
+    if !inserted {
+        return Err(duplicate());
+    }
+    store::insert_outbox(&mut tx, &submission, true).await?;
+    tx.commit().await?;
+    shared.outbox_wake.notify_one();
+    tracing::debug!(command = %commands.command_id, %message_id, "command in flight");
+    Ok(Accepted { key, act_as })
+}
+
+/// Waits for the command's completion, at most `timeout`.
+pub async fn wait_completion(
+    shared: &Shared,
+    key: &CommandKey,
+    timeout: Duration,
+) -> Result<CompletionRow, ParticipantError> {
+    let mut ends = shared.completion_end.subscribe();
+    let wait = async {
+        loop {
+            ends.borrow_and_update();
+            let done = {
+                let mut conn = shared.pool.acquire().await?;
+                store::command(&mut conn, key, false)
+                    .await?
+                    .filter(|c| c.state != CommandState::InFlight)
+                    .and_then(|c| c.completion_offset)
+            };
+            if let Some(offset) = done
+                && let Some(c) = store::completion_at(&shared.pool, offset).await?
+            {
+                return Ok(c);
+            }
+            if ends.changed().await.is_err() {
+                return Err(ParticipantError::Unavailable(
+                    "the participant is shutting down".into(),
+                ));
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        ParticipantError::DeadlineExceeded(format!(
+            "command {} has no outcome after {timeout:?}; it may still complete (see the completion stream)",
+            key.command_id
+        ))
+    })?
+}

@@ -1,0 +1,294 @@
+//! TopologyAdminService: the gRPC adapter over the change pipeline, with the protobuf ⇄
+//! domain conversions of the admin API.
+
+use std::sync::Arc;
+
+use hmac::Mac;
+use ordo_proto::admin::v1 as pb;
+use ordo_proto::admin::v1::topology_admin_service_server::TopologyAdminService;
+use ordo_protocol::{DomainParameters, TopologyChange, TopologyState};
+use tonic::{Request, Response, Status};
+
+use crate::error::TopologyError;
+use crate::manager::{Manager, Outcome};
+use crate::plan;
+
+pub struct AdminApi(pub Arc<Manager>);
+
+impl AdminApi {
+    fn check<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                TopologyError::Unauthenticated(
+                    "topology admin calls need `authorization: Bearer <admin token>`".into(),
+                )
+            })?;
+        if !constant_time_eq(
+            token.trim().as_bytes(),
+            self.0.config.admin_token.as_bytes(),
+        ) {
+            return Err(TopologyError::Unauthenticated(
+                "wrong topology admin token".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Compares via HMAC tags so timing does not leak how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let tag = |x: &[u8]| {
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"ordo-topology-admin").ok()?;
+        m.update(x);
+        Some(m.finalize().into_bytes())
+    };
+    match (tag(a), tag(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn effect(o: &Outcome) -> Option<pb::ChangeEffect> {
+    Some(pb::ChangeEffect {
+        serial: o.serial,
+        timestamp: o.timestamp.micros(),
+        created: o.created,
+    })
+}
+
+fn parameters_from_pb(p: Option<pb::DomainParameters>) -> Result<DomainParameters, TopologyError> {
+    let p =
+        p.ok_or_else(|| TopologyError::InvalidArgument("invalid parameters: missing".into()))?;
+    let size = |field: &str, v: u64| {
+        usize::try_from(v).map_err(|_| {
+            TopologyError::InvalidArgument(format!("invalid parameters.{field}: {v} is too large"))
+        })
+    };
+    Ok(DomainParameters {
+        participant_response_timeout_us: p.participant_response_timeout_us,
+        deduplication_period_us: p.deduplication_period_us,
+        max_command_bytes: size("max_command_bytes", p.max_command_bytes)?,
+        max_request_bytes: size("max_request_bytes", p.max_request_bytes)?,
+    })
+}
+
+fn participant_of(state: &TopologyState, shard: &str) -> String {
+    state
+        .shards
+        .get(shard)
+        .map(|s| s.participant.to_string())
+        .unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl TopologyAdminService for AdminApi {
+    async fn register_participant(
+        &self,
+        req: Request<pb::RegisterParticipantRequest>,
+    ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
+        self.check(&req)?;
+        let r = req.into_inner();
+        let (member, outcome) = self
+            .0
+            .change(|state| plan::register_participant(state, &r.name, &r.public_key, &r.shard))
+            .await?;
+        Ok(Response::new(pb::RegisterParticipantResponse {
+            member: member.to_string(),
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn register_mediator(
+        &self,
+        req: Request<pb::RegisterMediatorRequest>,
+    ) -> Result<Response<pb::RegisterMediatorResponse>, Status> {
+        self.check(&req)?;
+        let r = req.into_inner();
+        let (member, outcome) = self
+            .0
+            .change(|state| plan::register_mediator(state, &r.name, &r.public_key))
+            .await?;
+        Ok(Response::new(pb::RegisterMediatorResponse {
+            member: member.to_string(),
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn allocate_party(
+        &self,
+        req: Request<pb::AllocatePartyRequest>,
+    ) -> Result<Response<pb::AllocatePartyResponse>, Status> {
+        self.check(&req)?;
+        let r = req.into_inner();
+        let (shard, outcome) = self
+            .0
+            .change(|state| {
+                let decision = plan::allocate_party(state, &r.party, &r.shard)?;
+                let shard = match decision.change() {
+                    TopologyChange::AllocateParty { shard, .. } => shard.clone(),
+                    _ => String::new(),
+                };
+                Ok((shard, decision))
+            })
+            .await?;
+        Ok(Response::new(pb::AllocatePartyResponse {
+            party: r.party,
+            participant: participant_of(&outcome.state, &shard),
+            shard,
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn list_parties(
+        &self,
+        req: Request<pb::ListPartiesRequest>,
+    ) -> Result<Response<pb::ListPartiesResponse>, Status> {
+        self.check(&req)?;
+        let filter = req.into_inner().shard;
+        let state = self.0.current();
+        if !filter.is_empty() && !state.shards.contains_key(&filter) {
+            return Err(plan::unknown_shard(&state, &filter).into());
+        }
+        let parties = state
+            .parties
+            .iter()
+            .filter(|(_, shard)| filter.is_empty() || **shard == filter)
+            .map(|(party, shard)| pb::PartyInfo {
+                party: party.to_string(),
+                shard: shard.clone(),
+                participant: participant_of(&state, shard),
+            })
+            .collect();
+        Ok(Response::new(pb::ListPartiesResponse {
+            parties,
+            serial: state.serial,
+        }))
+    }
+
+    async fn list_shards(
+        &self,
+        req: Request<pb::ListShardsRequest>,
+    ) -> Result<Response<pb::ListShardsResponse>, Status> {
+        self.check(&req)?;
+        let state = self.0.current();
+        let shards = state
+            .shards
+            .values()
+            .map(|s| pb::ShardInfo {
+                shard: s.name.clone(),
+                participant: s.participant.to_string(),
+                parties: state.parties.values().filter(|p| **p == s.name).count() as u64,
+            })
+            .collect();
+        Ok(Response::new(pb::ListShardsResponse {
+            shards,
+            serial: state.serial,
+        }))
+    }
+
+    async fn vet_package(
+        &self,
+        req: Request<pb::VetPackageRequest>,
+    ) -> Result<Response<pb::VetPackageResponse>, Status> {
+        self.check(&req)?;
+        let r = req.into_inner();
+        let max = self.0.config.max_package_bytes;
+        let ((), outcome) = self
+            .0
+            .change(|state| Ok(((), plan::vet_package(state, &r.package_id, &r.source, max)?)))
+            .await?;
+        Ok(Response::new(pb::VetPackageResponse {
+            package_id: r.package_id,
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn list_packages(
+        &self,
+        req: Request<pb::ListPackagesRequest>,
+    ) -> Result<Response<pb::ListPackagesResponse>, Status> {
+        self.check(&req)?;
+        let include_source = req.into_inner().include_source;
+        let state = self.0.current();
+        let packages = state
+            .packages
+            .iter()
+            .map(|(id, source)| pb::PackageInfo {
+                package_id: id.clone(),
+                source_bytes: source.len() as u64,
+                source: if include_source {
+                    source.clone()
+                } else {
+                    String::new()
+                },
+            })
+            .collect();
+        Ok(Response::new(pb::ListPackagesResponse {
+            packages,
+            serial: state.serial,
+        }))
+    }
+
+    async fn get_topology(
+        &self,
+        req: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::GetTopologyResponse>, Status> {
+        self.check(&req)?;
+        let state = self.0.current();
+        let state_json = serde_json::to_string(&*state)
+            .map_err(|e| TopologyError::Internal(format!("encoding the topology: {e}")))?;
+        Ok(Response::new(pb::GetTopologyResponse {
+            state_json,
+            serial: state.serial,
+            timestamp: state.timestamp.micros(),
+        }))
+    }
+
+    async fn set_parameters(
+        &self,
+        req: Request<pb::SetParametersRequest>,
+    ) -> Result<Response<pb::SetParametersResponse>, Status> {
+        self.check(&req)?;
+        let parameters = parameters_from_pb(req.into_inner().parameters)?;
+        let ((), outcome) = self
+            .0
+            .change(|state| Ok(((), plan::set_parameters(state, parameters)?)))
+            .await?;
+        Ok(Response::new(pb::SetParametersResponse {
+            effect: effect(&outcome),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_exactly() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"", b"secret"));
+    }
+
+    #[test]
+    fn parameters_need_every_field() {
+        assert_eq!(
+            parameters_from_pb(None).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let p = parameters_from_pb(Some(pb::DomainParameters {
+            participant_response_timeout_us: 1,
+            deduplication_period_us: 2,
+            max_command_bytes: 3,
+            max_request_bytes: 4,
+        }))
+        .unwrap();
+        assert_eq!(p.max_request_bytes, 4);
+    }
+}

@@ -1,0 +1,361 @@
+//! The change pipeline: one topology change at a time is decided against the applied
+//! state, written as a proposal, broadcast through the sequencer and awaited until the
+//! manager's own subscription applied it (see `processor`).
+//!
+//! Invariants:
+//! - Proposals are sent in serial order, one in flight: a caller holds the `turn` mutex
+//!   from deciding until its change is applied, and first re-sends whatever an earlier
+//!   caller (or a crashed process) left unsequenced.
+//! - A proposal row exists before its first send, so a crash never loses a change that
+//!   may have been sequenced; re-sends use the same message id, which the sequencer
+//!   recognises, so nothing is sequenced twice.
+//! - A member is registered in the sequencer before its AddMember is proposed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use ordo_core::{Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, Timestamp};
+use ordo_protocol::{MemberRole, Message, SignedMessage, TopologyChange, TopologyState};
+use ordo_sequencer_client::admin::AdminClient;
+use ordo_sequencer_client::{ClientError, Disposition, SequencerClient, classify};
+use sqlx::PgPool;
+use tokio::sync::{Mutex, watch};
+
+use crate::config::TopologyConfig;
+use crate::error::TopologyError;
+use crate::plan::{self, Decision};
+use crate::store;
+
+/// What the processor publishes after every topology transaction of ours it saw.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    /// The applied topology.
+    pub state: Arc<TopologyState>,
+    /// The last of our transactions the fold refused: its serial, sequencing timestamp and
+    /// the reason.
+    pub refused: Option<(u64, Timestamp, String)>,
+}
+
+/// Where an admin change stands.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// The transaction that made the change (or made it earlier, when `created` is false).
+    pub serial: u64,
+    /// Its sequencing timestamp (`Timestamp::MIN` if unknown).
+    pub timestamp: Timestamp,
+    pub created: bool,
+    /// The topology once the change is in effect.
+    pub state: Arc<TopologyState>,
+}
+
+pub struct Manager {
+    pub config: TopologyConfig,
+    pub pool: PgPool,
+    pub member: MemberId,
+    pub key: Arc<KeyPair>,
+    pub progress: watch::Receiver<Progress>,
+    pub registry: SequencerRegistry,
+    client: OnceLock<SequencerClient>,
+    ready: AtomicBool,
+    /// One change in flight at a time.
+    turn: Mutex<()>,
+}
+
+impl Manager {
+    pub fn new(
+        config: TopologyConfig,
+        pool: PgPool,
+        member: MemberId,
+        key: Arc<KeyPair>,
+        progress: watch::Receiver<Progress>,
+    ) -> Self {
+        let registry = SequencerRegistry {
+            endpoints: config.sequencers.clone(),
+            token: config.sequencer_admin_token.clone(),
+        };
+        Self {
+            config,
+            pool,
+            member,
+            key,
+            progress,
+            registry,
+            client: OnceLock::new(),
+            ready: AtomicBool::new(false),
+            turn: Mutex::new(()),
+        }
+    }
+
+    /// The applied topology.
+    pub fn current(&self) -> Arc<TopologyState> {
+        self.progress.borrow().state.clone()
+    }
+
+    pub fn set_client(&self, client: SequencerClient) {
+        let _ = self.client.set(client);
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    fn ready_client(&self) -> Result<&SequencerClient, TopologyError> {
+        match self.client.get() {
+            Some(c) if self.ready.load(Ordering::Acquire) => Ok(c),
+            _ => Err(TopologyError::Unavailable(
+                "the topology manager is starting: it is not yet connected to the sequencer \
+                 and bootstrapped; retry shortly"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Decides a change with `decide` against the applied topology and, unless it is
+    /// already in effect, broadcasts it and waits until it is applied.
+    pub async fn change<T>(
+        &self,
+        decide: impl FnOnce(&TopologyState) -> Result<(T, Decision), TopologyError>,
+    ) -> Result<(T, Outcome), TopologyError> {
+        let _turn = self.turn.lock().await;
+        let client = self.ready_client()?;
+        self.flush(client).await?;
+        let state = self.current();
+        let (value, decision) = decide(&state)?;
+        let outcome = match decision {
+            Decision::Unchanged(change) => {
+                let (serial, timestamp) = store::effective_at(&self.pool, &change)
+                    .await?
+                    .unwrap_or((state.serial, Timestamp::MIN));
+                Outcome {
+                    serial,
+                    timestamp,
+                    created: false,
+                    state,
+                }
+            }
+            Decision::Propose(change) => {
+                let tx = plan::next_transaction(&state, change)?;
+                self.register_in_sequencer(&tx.change).await?;
+                let ids =
+                    store::insert_proposals(&self.pool, std::slice::from_ref(&tx), now()).await?;
+                let proposal = store::Proposal {
+                    tx,
+                    message_id: ids.into_iter().next().unwrap_or_default(),
+                };
+                let timestamp = self.send_and_wait(client, &proposal).await?;
+                let tx = proposal.tx;
+                Outcome {
+                    serial: tx.serial,
+                    timestamp,
+                    created: true,
+                    state: self.current(),
+                }
+            }
+        };
+        Ok((value, outcome))
+    }
+
+    /// On a fresh database, proposes the bootstrap: the manager itself (serial 1), the
+    /// domain parameters (2) and the sequencer endpoints (3). All three rows or none.
+    pub async fn bootstrap(&self) -> Result<bool, TopologyError> {
+        let _turn = self.turn.lock().await;
+        let state = self.current();
+        if state.serial > 0 || store::has_transactions(&self.pool).await? {
+            return Ok(false);
+        }
+        let changes = [
+            TopologyChange::AddMember {
+                member: self.member.clone(),
+                public_key: ordo_protocol::topology::encode_key(&self.key.public()),
+                role: MemberRole::TopologyManager,
+            },
+            TopologyChange::SetParameters {
+                parameters: self.config.parameters.clone(),
+            },
+            TopologyChange::SetSequencers {
+                endpoints: self.config.sequencers.clone(),
+            },
+        ];
+        let mut probe = (*state).clone();
+        let mut txs = Vec::new();
+        for change in changes {
+            let tx = plan::next_transaction(&probe, change)?;
+            probe
+                .apply(&tx, Timestamp(probe.timestamp.0 + 1))
+                .map_err(|e| TopologyError::Internal(format!("bootstrap: {e}")))?;
+            txs.push(tx);
+        }
+        store::insert_proposals(&self.pool, &txs, now()).await?;
+        tracing::info!(member = %self.member, "topology bootstrap proposed");
+        Ok(true)
+    }
+
+    /// Sends every unsequenced proposal, in serial order, waiting for each to be applied.
+    /// Called at startup (with the client set, before `set_ready`).
+    pub async fn flush_pending(&self) -> Result<(), TopologyError> {
+        let _turn = self.turn.lock().await;
+        let client = self.client.get().ok_or_else(|| {
+            TopologyError::Unavailable("not connected to the sequencer yet".into())
+        })?;
+        self.flush(client).await
+    }
+
+    async fn flush(&self, client: &SequencerClient) -> Result<(), TopologyError> {
+        for proposal in store::pending(&self.pool).await? {
+            let serial = proposal.tx.serial;
+            if serial <= self.current().serial {
+                // Applied since the query: the processor's write raced it.
+                continue;
+            }
+            tracing::info!(serial, "sending an unsequenced topology transaction");
+            self.register_in_sequencer(&proposal.tx.change).await?;
+            self.send_and_wait(client, &proposal).await?;
+        }
+        Ok(())
+    }
+
+    /// The sequencer's member registry follows topology: a member is registered there
+    /// before anyone learns of it.
+    async fn register_in_sequencer(&self, change: &TopologyChange) -> Result<(), TopologyError> {
+        let TopologyChange::AddMember {
+            member, public_key, ..
+        } = change
+        else {
+            return Ok(());
+        };
+        let key = decode_key(public_key)?;
+        let registered = self.registry.register(member.name(), &key).await?;
+        if registered != *member {
+            return Err(TopologyError::Internal(format!(
+                "the sequencer registered {registered}, expected {member}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Broadcasts a proposal and waits until the processor applied (or refused) it. Returns its
+    /// sequencing timestamp.
+    async fn send_and_wait(
+        &self,
+        client: &SequencerClient,
+        proposal: &store::Proposal,
+    ) -> Result<Timestamp, TopologyError> {
+        let tx = &proposal.tx;
+        let content =
+            SignedMessage::encode(&self.member, &self.key, &Message::Topology(tx.clone()));
+        let submission = Submission {
+            message_id: proposal.message_id.clone(),
+            max_sequencing_time: now().plus(self.config.request_timeout),
+            envelopes: vec![Envelope {
+                recipients: Recipients::broadcast(),
+                content,
+            }],
+        };
+        let sequenced = match client.send(submission).await {
+            Ok(s) => s,
+            Err(ClientError::Rejected(status)) => {
+                // A definite answer: nothing was sequenced, so the serial is free again.
+                store::delete_pending(&self.pool, tx.serial).await?;
+                return Err(TopologyError::FailedPrecondition(format!(
+                    "the sequencer refused topology transaction {} ({:?}): {}",
+                    tx.serial,
+                    status.code(),
+                    status.message()
+                )));
+            }
+            Err(e) => {
+                return Err(TopologyError::Unavailable(format!(
+                    "topology transaction {} is not sequenced yet ({e}); it is re-sent with \
+                     the next change or after a restart",
+                    tx.serial
+                )));
+            }
+        };
+        let at = sequenced.timestamp;
+        let mut progress = self.progress.clone();
+        let applied = progress.wait_for(|p| {
+            p.state.serial >= tx.serial
+                || p.refused
+                    .as_ref()
+                    .is_some_and(|(serial, ts, _)| *serial == tx.serial && *ts == at)
+        });
+        let done = match tokio::time::timeout(self.config.request_timeout, applied).await {
+            Err(_) => {
+                return Err(TopologyError::DeadlineExceeded(format!(
+                    "topology transaction {} was sequenced at {at} but is not applied yet; \
+                     it takes effect at that timestamp for every member",
+                    tx.serial
+                )));
+            }
+            Ok(Err(_)) => {
+                return Err(TopologyError::Unavailable(
+                    "the topology manager is shutting down".into(),
+                ));
+            }
+            Ok(Ok(p)) => p.clone(),
+        };
+        if done.state.serial >= tx.serial {
+            Ok(at)
+        } else {
+            let reason = done.refused.map(|r| r.2).unwrap_or_default();
+            Err(TopologyError::FailedPrecondition(format!(
+                "topology transaction {} was sequenced at {at} but refused: {reason}",
+                tx.serial
+            )))
+        }
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
+
+fn decode_key(hex_key: &str) -> Result<PublicKey, TopologyError> {
+    let bytes = hex::decode(hex_key)
+        .map_err(|e| TopologyError::Internal(format!("public key {hex_key:?}: {e}")))?;
+    PublicKey::from_bytes(&bytes).map_err(|e| TopologyError::Internal(e.to_string()))
+}
+
+/// The sequencers' member registry, written through their admin API.
+pub struct SequencerRegistry {
+    endpoints: Vec<String>,
+    token: String,
+}
+
+impl SequencerRegistry {
+    /// Registers `name` with `key` (idempotent), on the first sequencer node that answers.
+    pub async fn register(&self, name: &str, key: &PublicKey) -> Result<MemberId, TopologyError> {
+        let mut last = String::from("no sequencer endpoint configured");
+        for endpoint in &self.endpoints {
+            let attempt = async {
+                let admin = AdminClient::connect(endpoint.clone(), self.token.clone()).await?;
+                admin.register_member(name, key).await
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(10), attempt).await;
+            match outcome {
+                Ok(Ok((member, created))) => {
+                    if created {
+                        tracing::info!(%member, %endpoint, "member registered in the sequencer");
+                    }
+                    return Ok(member);
+                }
+                Ok(Err(ClientError::Rejected(status)))
+                    if classify(status.code()) != Disposition::Retry =>
+                {
+                    return Err(TopologyError::FailedPrecondition(format!(
+                        "sequencer {endpoint} refused to register member {name} ({:?}): {}; \
+                         check the manager's sequencer_admin_token",
+                        status.code(),
+                        status.message()
+                    )));
+                }
+                Ok(Err(e)) => last = format!("{endpoint}: {e}"),
+                Err(_) => last = format!("{endpoint}: timed out"),
+            }
+        }
+        Err(TopologyError::Unavailable(format!(
+            "no sequencer registered member {name}: {last}"
+        )))
+    }
+}

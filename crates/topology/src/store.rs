@@ -1,0 +1,372 @@
+//! All of the topology manager's SQL, over the schema in `migrations/`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use ordo_core::Timestamp;
+use ordo_protocol::{TopologyChange, TopologyState, TopologyTransaction};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Row};
+
+use crate::config::TopologyConfig;
+use crate::error::TopologyError;
+use crate::plan;
+
+/// The schema version this code reads and writes (`topology_meta.schema_version`).
+pub const SCHEMA_VERSION: i32 = 1;
+/// Key of the advisory lock that serialises `init`.
+const INIT_LOCK: i64 = 0x6f72_646f_544f_5049; // "ordoTOPI"
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+fn connect_options(config: &TopologyConfig) -> Result<PgConnectOptions, TopologyError> {
+    Ok(PgConnectOptions::from_str(&config.database_url)?
+        .application_name(&format!("ordo-topology/{}", config.node_name)))
+}
+
+pub async fn connect(config: &TopologyConfig) -> Result<PgPool, TopologyError> {
+    Ok(PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(connect_options(config)?)
+        .await?)
+}
+
+/// The member this database belongs to, as `init` recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Meta {
+    pub member_id: String,
+    pub public_key: Vec<u8>,
+}
+
+/// Runs the migrations and records the manager's member id and an empty topology, under
+/// an advisory lock so that concurrent `init`s never race. Returns whether this call
+/// provisioned the database, and the member it belongs to (which may be another one).
+pub async fn init(
+    config: &TopologyConfig,
+    member_id: &str,
+    public_key: &[u8],
+) -> Result<(bool, Meta), TopologyError> {
+    let mut conn = sqlx::PgConnection::connect_with(&connect_options(config)?).await?;
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await?;
+    let result = init_locked(&mut conn, member_id, public_key).await;
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(INIT_LOCK)
+        .execute(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    result
+}
+
+async fn init_locked(
+    conn: &mut sqlx::PgConnection,
+    member_id: &str,
+    public_key: &[u8],
+) -> Result<(bool, Meta), TopologyError> {
+    MIGRATOR.run(&mut *conn).await?;
+    let mut tx = conn.begin().await?;
+    let done = sqlx::query(
+        "INSERT INTO topology_meta (id, schema_version, member_id, public_key)
+         VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(SCHEMA_VERSION)
+    .bind(member_id)
+    .bind(public_key)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO topology_state (id, serial, state, cursor) VALUES (1, 0, $1::jsonb, 0)
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(to_json(&TopologyState::default())?)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query("SELECT member_id, public_key FROM topology_meta WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((
+        done.rows_affected() == 1,
+        Meta {
+            member_id: row.try_get("member_id")?,
+            public_key: row.try_get("public_key")?,
+        },
+    ))
+}
+
+/// The member a provisioned database belongs to, or why this node must not run on it.
+pub async fn check_provisioned(pool: &PgPool, url: &str) -> Result<Meta, TopologyError> {
+    let not_provisioned = || TopologyError::NotProvisioned {
+        url: redact_url(url),
+    };
+    let row =
+        sqlx::query("SELECT schema_version, member_id, public_key FROM topology_meta WHERE id = 1")
+            .fetch_optional(pool)
+            .await;
+    let row = match row {
+        Ok(Some(row)) => row,
+        Ok(None) => return Err(not_provisioned()),
+        // 42P01: undefined_table — the migrations never ran here.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            return Err(not_provisioned());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let found: i32 = row.try_get("schema_version")?;
+    if found != SCHEMA_VERSION {
+        return Err(TopologyError::SchemaVersion {
+            url: redact_url(url),
+            found,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(Meta {
+        member_id: row.try_get("member_id")?,
+        public_key: row.try_get("public_key")?,
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, TopologyError> {
+    serde_json::to_string(value).map_err(|e| TopologyError::Internal(format!("encoding JSON: {e}")))
+}
+
+/// The applied topology and the subscription cursor.
+pub async fn load_state(pool: &PgPool) -> Result<(TopologyState, Timestamp), TopologyError> {
+    let row = sqlx::query("SELECT state::text AS state, cursor FROM topology_state WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    let text: String = row.try_get("state")?;
+    let state = serde_json::from_str(&text).map_err(|e| {
+        TopologyError::Internal(format!("topology_state holds unreadable JSON: {e}"))
+    })?;
+    Ok((state, Timestamp(row.try_get("cursor")?)))
+}
+
+/// Whether any transaction was ever proposed (false only on a fresh database).
+pub async fn has_transactions(pool: &PgPool) -> Result<bool, TopologyError> {
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM topology_transactions)")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// The message id a transaction is sent with: a resend is recognised by the sequencer.
+pub fn message_id(serial: u64) -> String {
+    format!("topology-{serial}")
+}
+
+/// Writes proposals, all or none, and returns their message ids: `topology-<serial>`, or
+/// `topology-<serial>-<n>` when that serial was refused before (n − 1 times).
+pub async fn insert_proposals(
+    pool: &PgPool,
+    txs: &[TopologyTransaction],
+    now: Timestamp,
+) -> Result<Vec<String>, TopologyError> {
+    let mut db = pool.begin().await?;
+    let mut ids = Vec::with_capacity(txs.len());
+    for tx in txs {
+        let refused: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM topology_refused WHERE serial = $1")
+                .bind(serial_i64(tx.serial)?)
+                .fetch_one(&mut *db)
+                .await?;
+        let id = if refused == 0 {
+            message_id(tx.serial)
+        } else {
+            format!("{}-{}", message_id(tx.serial), refused + 1)
+        };
+        sqlx::query(
+            "INSERT INTO topology_transactions (serial, kind, change, message_id, proposed_at)
+             VALUES ($1, $2, $3::jsonb, $4, $5)",
+        )
+        .bind(serial_i64(tx.serial)?)
+        .bind(plan::kind(&tx.change))
+        .bind(to_json(&tx.change)?)
+        .bind(&id)
+        .bind(now.micros())
+        .execute(&mut *db)
+        .await?;
+        ids.push(id);
+    }
+    db.commit().await?;
+    Ok(ids)
+}
+
+fn serial_i64(serial: u64) -> Result<i64, TopologyError> {
+    i64::try_from(serial).map_err(|_| TopologyError::Internal(format!("serial {serial} overflows")))
+}
+
+/// A proposal not yet seen sequenced.
+#[derive(Clone, Debug)]
+pub struct Proposal {
+    pub tx: TopologyTransaction,
+    pub message_id: String,
+}
+
+/// Proposals not yet seen sequenced, in serial order.
+pub async fn pending(pool: &PgPool) -> Result<Vec<Proposal>, TopologyError> {
+    let rows = sqlx::query(
+        "SELECT serial, change::text AS change, message_id FROM topology_transactions
+         WHERE sequenced_at IS NULL ORDER BY serial",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let serial: i64 = row.try_get("serial")?;
+            let text: String = row.try_get("change")?;
+            let change: TopologyChange = serde_json::from_str(&text).map_err(|e| {
+                TopologyError::Internal(format!(
+                    "topology transaction {serial} holds an unreadable change: {e}"
+                ))
+            })?;
+            Ok(Proposal {
+                tx: TopologyTransaction {
+                    serial: serial as u64,
+                    change,
+                },
+                message_id: row.try_get("message_id")?,
+            })
+        })
+        .collect()
+}
+
+/// Forgets a proposal that was never sequenced (the sequencer refused it definitely).
+pub async fn delete_pending(pool: &PgPool, serial: u64) -> Result<(), TopologyError> {
+    sqlx::query("DELETE FROM topology_transactions WHERE serial = $1 AND sequenced_at IS NULL")
+        .bind(serial_i64(serial)?)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// What processing one sequenced event changes, written in one database transaction
+/// together with the cursor.
+pub enum Effect<'a> {
+    /// Nothing but the cursor.
+    None,
+    /// Our transaction `tx` was applied; `state` is the topology after it.
+    Applied {
+        tx: &'a TopologyTransaction,
+        state: &'a TopologyState,
+    },
+    /// Our transaction with this serial was sequenced but refused by the fold: the
+    /// proposal moves to `topology_refused` (every member skips it too).
+    Refused { serial: u64, reason: &'a str },
+}
+
+pub async fn record(pool: &PgPool, at: Timestamp, effect: Effect<'_>) -> Result<(), TopologyError> {
+    let mut db = pool.begin().await?;
+    match effect {
+        Effect::None => {
+            sqlx::query("UPDATE topology_state SET cursor = $1 WHERE id = 1")
+                .bind(at.micros())
+                .execute(&mut *db)
+                .await?;
+        }
+        Effect::Applied { tx, state } => {
+            // The sequenced transaction is the truth: upsert it in case the proposal row is
+            // missing or differs.
+            sqlx::query(
+                "INSERT INTO topology_transactions
+                     (serial, kind, change, message_id, proposed_at, sequenced_at)
+                 VALUES ($1, $2, $3::jsonb, $4, $5, $5)
+                 ON CONFLICT (serial) DO UPDATE SET
+                     kind = excluded.kind, change = excluded.change,
+                     sequenced_at = excluded.sequenced_at",
+            )
+            .bind(serial_i64(tx.serial)?)
+            .bind(plan::kind(&tx.change))
+            .bind(to_json(&tx.change)?)
+            .bind(message_id(tx.serial))
+            .bind(at.micros())
+            .execute(&mut *db)
+            .await?;
+            sqlx::query(
+                "UPDATE topology_state SET serial = $1, state = $2::jsonb, cursor = $3 WHERE id = 1",
+            )
+            .bind(serial_i64(state.serial)?)
+            .bind(to_json(state)?)
+            .bind(at.micros())
+            .execute(&mut *db)
+            .await?;
+        }
+        Effect::Refused { serial, reason } => {
+            sqlx::query(
+                "WITH moved AS (
+                     DELETE FROM topology_transactions
+                     WHERE serial = $1 AND sequenced_at IS NULL
+                     RETURNING serial, message_id)
+                 INSERT INTO topology_refused (serial, message_id, sequenced_at, reason)
+                 SELECT serial, message_id, $2, $3 FROM moved
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(serial_i64(serial)?)
+            .bind(at.micros())
+            .bind(reason)
+            .execute(&mut *db)
+            .await?;
+            sqlx::query("UPDATE topology_state SET cursor = $1 WHERE id = 1")
+                .bind(at.micros())
+                .execute(&mut *db)
+                .await?;
+        }
+    }
+    db.commit().await?;
+    Ok(())
+}
+
+/// When `change` (exactly) last took effect, if it did.
+pub async fn effective_at(
+    pool: &PgPool,
+    change: &TopologyChange,
+) -> Result<Option<(u64, Timestamp)>, TopologyError> {
+    let row = sqlx::query(
+        "SELECT serial, sequenced_at FROM topology_transactions
+         WHERE change = $1::jsonb AND sequenced_at IS NOT NULL
+         ORDER BY serial DESC LIMIT 1",
+    )
+    .bind(to_json(change)?)
+    .fetch_optional(pool)
+    .await?;
+    row.map(|r| {
+        let serial: i64 = r.try_get("serial")?;
+        let at: i64 = r.try_get("sequenced_at")?;
+        Ok((serial as u64, Timestamp(at)))
+    })
+    .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5/db"),
+            "postgres://u:***@h:5/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(message_id(7), "topology-7");
+    }
+}
