@@ -28,19 +28,33 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a sequencer node (`ordo sequencer init` provisions its database first).
-    Sequencer(Box<SequencerCommand>),
+    /// Run a sequencer node (`ordo sequencer init` provisions the shared database first).
+    Sequencer(Box<NodeCommand>),
+    /// Run the topology manager (`ordo topology init` provisions its database and key).
+    Topology(Box<NodeCommand>),
+    /// Run the mediator (`ordo mediator init` provisions its database and key).
+    Mediator(Box<NodeCommand>),
+    /// Run a participant shard (`ordo participant init` provisions its database and key).
+    Participant(Box<NodeCommand>),
     /// Run a whole local network: a private Postgres and every node, until Ctrl-C.
     Up(UpArgs),
+    /// Print a Ledger API bearer token (HS256 JWT) for the network `ordo up` runs.
+    Token(TokenArgs),
+    /// Ledger API commands for operators and scripts (party, package, submit, acs,
+    /// updates, demo), on the network a network.json describes.
+    #[command(flatten)]
+    Ledger(ordo_ledger_client::cli::LedgerCommand),
 }
 
 /// `ordo up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Where the network keeps its Postgres data, node configs, logs and network.json.
+    /// Where the network keeps its Postgres data, node configs, keys, logs and network.json.
     #[arg(long, value_name = "DIR", default_value = "ordo-data")]
     pub data_dir: PathBuf,
-    /// Use this (existing, reachable) sequencer database instead of a private Postgres.
+    /// Use this (existing, reachable) sequencer database instead of a private Postgres; the
+    /// other nodes' databases (ordo_topology, ordo_mediator, ordo_shard_N) are created on
+    /// the same server when missing.
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
     /// Sequencer nodes to run.
@@ -48,36 +62,73 @@ pub struct UpArgs {
     pub sequencers: usize,
 }
 
+/// `ordo token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// A party the bearer may submit commands as (and read as). Repeatable.
+    #[arg(long = "act-as", value_name = "PARTY")]
+    pub act_as: Vec<String>,
+    /// A party the bearer may read as. Repeatable.
+    #[arg(long = "read-as", value_name = "PARTY")]
+    pub read_as: Vec<String>,
+    /// Grant party and package management (Ledger API admin calls).
+    #[arg(long)]
+    pub admin: bool,
+    /// The only application id the bearer may submit and read completions as.
+    #[arg(long, value_name = "ID")]
+    pub application_id: Option<String>,
+    /// Lifetime of the token in seconds (0: no expiry).
+    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    pub expires_in: u64,
+    /// The network file `ordo up` wrote; the token is signed with its `auth.secret`.
+    #[arg(long, value_name = "FILE", default_value = "ordo-data/network.json")]
+    pub network: PathBuf,
+}
+
+/// `ordo <role> [init] --config FILE`: the same shape for every node role.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct SequencerCommand {
+pub struct NodeCommand {
     #[command(subcommand)]
-    pub action: Option<SequencerAction>,
+    pub action: Option<NodeAction>,
     #[command(flatten)]
-    pub node: SequencerArgs,
+    pub node: NodeArgs,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum SequencerAction {
-    /// Create or migrate the shared sequencer database's schema, then exit. Safe to run
-    /// again and from several nodes at once.
-    Init(SequencerArgs),
+pub enum NodeAction {
+    /// Provision the node, then exit: create or migrate its database schema and, for a
+    /// member (topology manager, mediator, participant), create its key file when missing
+    /// and print its member id and public key. Safe to run again and from several replicas
+    /// at once.
+    Init(InitArgs),
 }
 
-/// Where a sequencer node's configuration comes from. Flags override the file and the
-/// `ORDO_SEQUENCER_…` environment.
 #[derive(Debug, Args)]
-pub struct SequencerArgs {
-    /// The node's TOML configuration file (see docs/configuration.md).
+pub struct InitArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+    /// Also print the outcome as one JSON object on stdout (`role`, `node_name`,
+    /// `created`, and for members `member` and `public_key` in hex), for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where a node's configuration comes from. Flags override the file and the
+/// `ORDO_<ROLE>_…` environment.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node's TOML configuration file (see docs/configuration.md and examples/).
     #[arg(long, short = 'c', value_name = "FILE", required = true)]
     pub config: Option<PathBuf>,
     #[command(flatten)]
-    pub overrides: SequencerOverrides,
+    pub overrides: NodeOverrides,
 }
 
 /// Flag overrides, serialised as the highest configuration layer; unset flags are absent.
+/// Every role has these four keys.
 #[derive(Debug, Default, Args, Serialize)]
-pub struct SequencerOverrides {
+pub struct NodeOverrides {
     /// Overrides `node_name`.
     #[arg(long, value_name = "NAME")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -115,11 +166,12 @@ mod tests {
         let Command::Sequencer(cmd) = cli.command else {
             panic!("expected the sequencer command");
         };
-        let Some(SequencerAction::Init(args)) = cmd.action else {
+        let Some(NodeAction::Init(args)) = cmd.action else {
             panic!("expected init, got {cmd:?}");
         };
-        assert_eq!(args.config, Some(PathBuf::from("s.toml")));
-        assert_eq!(args.overrides.node_name.as_deref(), Some("seq-2"));
+        assert_eq!(args.node.config, Some(PathBuf::from("s.toml")));
+        assert_eq!(args.node.overrides.node_name.as_deref(), Some("seq-2"));
+        assert!(!args.json);
 
         let cli =
             Cli::try_parse_from(["ordo", "sequencer", "-c", "s.toml", "--log-format", "json"])
@@ -144,5 +196,103 @@ mod tests {
                 .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert_eq!(err.exit_code(), 2);
+    }
+
+    fn role_command(cli: Cli) -> (&'static str, NodeCommand) {
+        match cli.command {
+            Command::Sequencer(c) => ("sequencer", *c),
+            Command::Topology(c) => ("topology", *c),
+            Command::Mediator(c) => ("mediator", *c),
+            Command::Participant(c) => ("participant", *c),
+            other => panic!("not a role: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_role_has_init_and_run_with_the_same_flags() {
+        for role in ["sequencer", "topology", "mediator", "participant"] {
+            let cli = Cli::try_parse_from([
+                "ordo",
+                role,
+                "init",
+                "--json",
+                "-c",
+                "n.toml",
+                "--grpc-listen",
+                "127.0.0.1:9",
+            ])
+            .unwrap_or_else(|e| panic!("{role}: {e}"));
+            let (parsed, cmd) = role_command(cli);
+            assert_eq!(parsed, role);
+            let Some(NodeAction::Init(args)) = cmd.action else {
+                panic!("{role}: expected init");
+            };
+            assert!(args.json);
+            assert_eq!(args.node.config, Some(PathBuf::from("n.toml")));
+            assert_eq!(
+                args.node.overrides.grpc_listen,
+                Some(SocketAddr::from(([127, 0, 0, 1], 9)))
+            );
+
+            let cli = Cli::try_parse_from(["ordo", role, "--config", "n.toml", "--node-name", "x"])
+                .unwrap_or_else(|e| panic!("{role}: {e}"));
+            let (_, cmd) = role_command(cli);
+            assert!(cmd.action.is_none());
+            assert_eq!(cmd.node.overrides.node_name.as_deref(), Some("x"));
+
+            let err = Cli::try_parse_from(["ordo", role]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{role}"
+            );
+            // --json belongs to init only.
+            let err = Cli::try_parse_from(["ordo", role, "-c", "n.toml", "--json"]).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::UnknownArgument,
+                "{role}"
+            );
+        }
+    }
+
+    #[test]
+    fn token_takes_repeated_parties_and_defaults() {
+        let cli = Cli::try_parse_from([
+            "ordo",
+            "token",
+            "--act-as",
+            "alice",
+            "--act-as",
+            "bob",
+            "--read-as",
+            "carol",
+            "--admin",
+            "--application-id",
+            "app",
+            "--expires-in",
+            "30",
+        ])
+        .unwrap();
+        let Command::Token(t) = cli.command else {
+            panic!("expected token");
+        };
+        assert_eq!(t.act_as, ["alice", "bob"]);
+        assert_eq!(t.read_as, ["carol"]);
+        assert!(t.admin);
+        assert_eq!(t.application_id.as_deref(), Some("app"));
+        assert_eq!(t.expires_in, 30);
+        assert_eq!(t.network, PathBuf::from("ordo-data/network.json"));
+
+        let cli = Cli::try_parse_from(["ordo", "token", "--read-as", "p", "--network", "n.json"])
+            .unwrap();
+        let Command::Token(t) = cli.command else {
+            panic!("expected token");
+        };
+        assert!(t.act_as.is_empty() && !t.admin);
+        assert_eq!(t.expires_in, 86_400);
+        assert_eq!(t.network, PathBuf::from("n.json"));
+        let err = Cli::try_parse_from(["ordo", "token", "--expires-in", "soon"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
     }
 }

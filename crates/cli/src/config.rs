@@ -26,7 +26,7 @@ where
     if let Err(e) = std::fs::metadata(file) {
         bail!(
             "cannot read config file {}: {e}; pass an existing TOML file with --config \
-             (examples/sequencer.toml is a starting point)",
+             (examples/ holds a starting point for each role)",
             file.display()
         );
     }
@@ -40,31 +40,45 @@ where
         .with_context(|| format!("bad configuration (file {})", file.display()))
 }
 
-/// `PREFIX_<KEY>` environment variables. figment's `Env` parses every value as TOML-ish
-/// (`ADMIN_TOKEN=123456` becomes a number and then fails to be a string); here a key whose
-/// default is a string always takes the variable's text verbatim, and every other key is
-/// parsed as `Env` would (numbers, booleans, arrays).
+/// `PREFIX_<KEY>` environment variables; `__` reaches into a table
+/// (`ORDO_PARTICIPANT_AUTH__SECRET` sets `auth.secret`). figment's `Env` parses every value
+/// as TOML-ish (`ADMIN_TOKEN=123456` becomes a number and then fails to be a string); here
+/// a key whose default is a string always takes the variable's text verbatim, and every
+/// other key is parsed as `Env` would (numbers, booleans, arrays).
 struct TypedEnv {
     env: Env,
+    /// Dotted paths of the keys whose default is a string.
     string_keys: Vec<String>,
 }
 
 impl TypedEnv {
     fn new(prefix: &str, defaults: &Figment) -> Self {
-        let string_keys = defaults
+        let mut string_keys = Vec::new();
+        if let Some(dict) = defaults
             .data()
             .ok()
             .and_then(|mut profiles| profiles.remove(&Profile::Default))
-            .map(|dict| {
-                dict.into_iter()
-                    .filter(|(_, v)| matches!(v, Value::String(..)))
-                    .map(|(k, _)| k)
-                    .collect()
-            })
-            .unwrap_or_default();
+        {
+            collect_string_keys(&dict, "", &mut string_keys);
+        }
         Self {
-            env: Env::prefixed(prefix),
+            env: Env::prefixed(prefix).split("__"),
             string_keys,
+        }
+    }
+}
+
+fn collect_string_keys(dict: &Dict, parent: &str, out: &mut Vec<String>) {
+    for (key, value) in dict {
+        let path = if parent.is_empty() {
+            key.clone()
+        } else {
+            format!("{parent}.{key}")
+        };
+        match value {
+            Value::String(..) => out.push(path),
+            Value::Dict(_, inner) => collect_string_keys(inner, &path, out),
+            _ => {}
         }
     }
 }
@@ -75,7 +89,8 @@ impl Provider for TypedEnv {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        let mut dict = Dict::new();
+        // Each variable nested at its key path; the values are attributed to this provider.
+        let mut vars = Figment::new();
         for (key, text) in self.env.iter() {
             let key = key.as_str().to_ascii_lowercase();
             let value = if self.string_keys.contains(&key) {
@@ -84,9 +99,9 @@ impl Provider for TypedEnv {
                 text.parse()
                     .unwrap_or_else(|never: std::convert::Infallible| match never {})
             };
-            dict.insert(key, value);
+            vars = vars.merge(Serialized::default(&key, value));
         }
-        Ok(Profile::Default.collect(dict))
+        vars.data()
     }
 }
 
@@ -100,11 +115,15 @@ mod tests {
     use ordo_sequencer::SequencerConfig;
 
     use super::*;
-    use crate::cli::SequencerOverrides;
+    use ordo_participant::ParticipantConfig;
+
+    use crate::cli::{NodeArgs, NodeOverrides};
+    use crate::node::{Role, Step};
+    use crate::roles::{Mediator, Participant, Sequencer, Topology};
 
     const PREFIX: &str = "ORDO_SEQUENCER_";
 
-    fn load_seq(file: &str, overrides: &SequencerOverrides) -> anyhow::Result<SequencerConfig> {
+    fn load_seq(file: &str, overrides: &NodeOverrides) -> anyhow::Result<SequencerConfig> {
         load(&PathBuf::from(file), PREFIX, overrides)
     }
 
@@ -130,7 +149,7 @@ mod tests {
             j.set_env("ORDO_SEQUENCER_DATABASE_URL", "postgres://env@db/seq");
             j.set_env("ORDO_SEQUENCER_GRPC_LISTEN", "127.0.0.1:6001");
             j.set_env("ORDO_SEQUENCER_POOL_SIZE", "9");
-            let flags = SequencerOverrides {
+            let flags = NodeOverrides {
                 grpc_listen: Some(SocketAddr::from(([0, 0, 0, 0], 7001))),
                 ..Default::default()
             };
@@ -155,7 +174,7 @@ mod tests {
         jail(|j| {
             j.create_file("s.toml", "")?;
             j.set_env("ORDO_SEQUENCER_ADMIN_TOKEN", "123456");
-            let c = load_seq("s.toml", &SequencerOverrides::default())?;
+            let c = load_seq("s.toml", &NodeOverrides::default())?;
             assert_eq!(c.admin_token, "123456");
             assert_eq!(
                 c,
@@ -175,7 +194,7 @@ mod tests {
                 "s.toml",
                 "node_name = \"a\"\ndatabse_url = \"postgres://x\"\n",
             )?;
-            let err = load_seq("s.toml", &SequencerOverrides::default()).unwrap_err();
+            let err = load_seq("s.toml", &NodeOverrides::default()).unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("databse_url"), "{msg}");
             assert!(msg.contains("s.toml"), "{msg}");
@@ -188,7 +207,7 @@ mod tests {
         jail(|j| {
             j.create_file("s.toml", "")?;
             j.set_env("ORDO_SEQUENCER_MAX_BATCHES", "5");
-            let err = load_seq("s.toml", &SequencerOverrides::default()).unwrap_err();
+            let err = load_seq("s.toml", &NodeOverrides::default()).unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("max_batches"), "{msg}");
             Ok(())
@@ -199,7 +218,7 @@ mod tests {
     fn wrong_type_is_rejected_by_key() {
         jail(|j| {
             j.create_file("s.toml", "max_batch = \"lots\"\n")?;
-            let err = load_seq("s.toml", &SequencerOverrides::default()).unwrap_err();
+            let err = load_seq("s.toml", &NodeOverrides::default()).unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("max_batch"), "{msg}");
             Ok(())
@@ -209,7 +228,7 @@ mod tests {
     #[test]
     fn missing_file_is_named() {
         jail(|_| {
-            let err = load_seq("nowhere/seq.toml", &SequencerOverrides::default()).unwrap_err();
+            let err = load_seq("nowhere/seq.toml", &NodeOverrides::default()).unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("nowhere/seq.toml"), "{msg}");
             assert!(msg.contains("--config"), "{msg}");
@@ -217,13 +236,131 @@ mod tests {
         });
     }
 
-    #[test]
-    fn the_shipped_example_is_valid() {
-        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/sequencer.toml");
-        let c: SequencerConfig = Figment::from(Serialized::defaults(SequencerConfig::default()))
+    /// Parses `examples/<role>.toml` exactly as `ordo <role>` does (defaults < file) and
+    /// checks it as an operational start would.
+    fn example<R: Role>() -> R::Config {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples")
+            .join(format!("{}.toml", R::NAME));
+        let c: R::Config = Figment::from(Serialized::defaults(R::Config::default()))
             .merge(Toml::file_exact(&example))
             .extract()
             .unwrap_or_else(|e| panic!("{}: {e}", example.display()));
-        c.validate().unwrap();
+        R::validate(&c, Step::Run).unwrap_or_else(|e| panic!("{}: {e:#}", example.display()));
+        c
+    }
+
+    #[test]
+    fn the_shipped_examples_are_valid() {
+        assert_eq!(example::<Sequencer>().node_name, "sequencer-1");
+        assert_eq!(example::<Topology>().node_name, "topology");
+        assert!(example::<Mediator>().topology_manager.is_some());
+        let p = example::<Participant>();
+        assert_eq!(
+            (p.node_name.as_str(), p.shard.as_str()),
+            ("participant-1", "shard-1")
+        );
+    }
+
+    #[test]
+    fn nested_keys_come_from_env_with_double_underscores() {
+        jail(|j| {
+            j.create_file("p.toml", "[auth]\nsecret = \"from-the-file-0123456789\"\n")?;
+            j.set_env("ORDO_PARTICIPANT_AUTH__SECRET", "1234567890123456789");
+            j.set_env("ORDO_PARTICIPANT_LIMITS__MAX_INTERPRETATION_STEPS", "77");
+            j.set_env("ORDO_PARTICIPANT_SHARD", "shard-9");
+            let c: ParticipantConfig = load(
+                Path::new("p.toml"),
+                Participant::ENV_PREFIX,
+                &NodeOverrides::default(),
+            )?;
+            assert_eq!(c.auth.secret, "1234567890123456789", "digits stay a string");
+            assert_eq!(
+                c.auth.algorithm, "HS256",
+                "the rest of the table keeps its default"
+            );
+            assert_eq!(c.limits.max_interpretation_steps, 77);
+            assert_eq!(c.shard, "shard-9");
+            j.set_env("ORDO_PARTICIPANT_AUTH__SECRTE", "x");
+            let err = load::<ParticipantConfig, _>(
+                Path::new("p.toml"),
+                Participant::ENV_PREFIX,
+                &NodeOverrides::default(),
+            )
+            .unwrap_err();
+            assert!(format!("{err:#}").contains("secrte"), "{err:#}");
+            Ok(())
+        });
+    }
+
+    fn usage_error<R: Role>(file: &str, step: Step) -> String {
+        let args = NodeArgs {
+            config: Some(PathBuf::from(file)),
+            overrides: NodeOverrides::default(),
+        };
+        match crate::node::load::<R>(&args, step) {
+            Err(crate::Failure::Usage(e)) => format!("{e:#}"),
+            Err(crate::Failure::Runtime(e)) => panic!("a runtime error: {e:#}"),
+            Ok(_) => panic!("{file} was accepted"),
+        }
+    }
+
+    #[test]
+    fn invalid_role_configs_are_usage_errors_naming_field_and_file() {
+        type Check = fn(&str, Step) -> String;
+        let cases: [(&str, &str, Check, Step, &[&str]); 5] = [
+            // A member needs the topology manager's id to run, not to be provisioned.
+            (
+                "m.toml",
+                "node_name = \"mediator\"",
+                usage_error::<Mediator>,
+                Step::Run,
+                &["topology_manager", "m.toml", "ORDO_MEDIATOR_"],
+            ),
+            (
+                "p.toml",
+                "topology_manager = \"topology::00112233445566778899aabbccddeeff\"",
+                usage_error::<Participant>,
+                Step::Run,
+                &["auth.secret", "p.toml"],
+            ),
+            (
+                "p2.toml",
+                "shard = \"Shard One\"",
+                usage_error::<Participant>,
+                Step::Init,
+                &["shard", "p2.toml"],
+            ),
+            // The manager needs its tokens even to init.
+            (
+                "t.toml",
+                "",
+                usage_error::<Topology>,
+                Step::Init,
+                &["sequencer_admin_token", "t.toml", "ORDO_TOPOLOGY_"],
+            ),
+            (
+                "t2.toml",
+                "request_timout = 3",
+                usage_error::<Topology>,
+                Step::Init,
+                &["request_timout", "t2.toml"],
+            ),
+        ];
+        jail(|j| {
+            for (file, text, check, step, expected) in cases {
+                j.create_file(file, text)?;
+                let msg = check(file, step);
+                for e in expected {
+                    assert!(msg.contains(e), "{file}: {e} not in {msg}");
+                }
+            }
+            let args = NodeArgs {
+                config: Some(PathBuf::from("m.toml")),
+                overrides: NodeOverrides::default(),
+            };
+            assert!(crate::node::load::<Mediator>(&args, Step::Init).is_ok());
+            Ok(())
+        });
     }
 }

@@ -4,7 +4,10 @@
 
 mod cli;
 mod config;
-mod sequencer;
+mod network;
+mod node;
+mod roles;
+mod token;
 mod up;
 
 use std::process::ExitCode;
@@ -33,8 +36,16 @@ fn main() -> ExitCode {
     let log_format = cli.log_format;
     init_logging(log_format);
     let result = match cli.command {
-        Command::Sequencer(cmd) => sequencer::main(*cmd),
+        Command::Sequencer(cmd) => node::main::<roles::Sequencer>(*cmd),
+        Command::Topology(cmd) => node::main::<roles::Topology>(*cmd),
+        Command::Mediator(cmd) => node::main::<roles::Mediator>(*cmd),
+        Command::Participant(cmd) => node::main::<roles::Participant>(*cmd),
         Command::Up(args) => up::main(args),
+        Command::Token(args) => token::main(&args),
+        Command::Ledger(cmd) => runtime().and_then(|rt| {
+            rt.block_on(ordo_ledger_client::cli::run(cmd))
+                .map_err(Failure::Runtime)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

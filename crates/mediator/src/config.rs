@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ordo_core::MemberId;
+use ordo_node::ListenAddrs;
+pub use ordo_node::config::ConfigError;
+use ordo_node::config::{self, Invalid};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the mediator node.
@@ -29,12 +32,12 @@ pub struct MediatorConfig {
     pub topology_manager: Option<MemberId>,
     /// How often, at most, the mediator asks the sequencer for the time (a time proof) when
     /// a decision time has passed by the wall clock and no event proved it yet. Milliseconds.
-    #[serde(with = "millis")]
+    #[serde(with = "ordo_node::config::millis")]
     pub time_proof_interval: Duration,
     /// Connections in the database pool.
     pub pool_size: u32,
     /// How often processed events are acknowledged to the sequencer (for pruning). Seconds.
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub ack_interval: Duration,
 }
 
@@ -55,43 +58,37 @@ impl Default for MediatorConfig {
     }
 }
 
-/// A configuration value that cannot work, named with what to do about it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid mediator configuration: {field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
+/// Whose configuration [`ConfigError`] names.
+const NODE: &str = "mediator";
+
+impl ListenAddrs for MediatorConfig {
+    fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.grpc_listen, self.http_listen)
+    }
 }
 
 impl MediatorConfig {
     /// Everything `run` needs.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_for_init()?;
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
+        self.check_for_init()
+            .and_then(|()| self.check_for_run())
+            .map_err(|e| e.of(NODE))
+    }
+
+    /// What `init` needs: a name, a database and a key file.
+    pub fn validate_for_init(&self) -> Result<(), ConfigError> {
+        self.check_for_init().map_err(|e| e.of(NODE))
+    }
+
+    fn check_for_run(&self) -> Result<(), Invalid> {
+        let err = |field, reason: &str| Err(Invalid::new(field, reason));
         if self.topology_manager.is_none() {
             return err(
                 "topology_manager",
                 "set the topology manager's member id (`name::fingerprint`)",
             );
         }
-        if self.sequencers.is_empty() {
-            return err("sequencers", "list every sequencer node's endpoint");
-        }
-        if let Some(bad) = self
-            .sequencers
-            .iter()
-            .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
-        {
-            return Err(ConfigError {
-                field: "sequencers",
-                reason: format!("{bad:?} is not an http:// or https:// endpoint"),
-            });
-        }
+        config::sequencer_endpoints(&self.sequencers, "list every sequencer node's endpoint")?;
         if self.time_proof_interval < Duration::from_millis(10) {
             return err("time_proof_interval", "must be at least 10 ms");
         }
@@ -104,60 +101,20 @@ impl MediatorConfig {
         if self.ack_interval.is_zero() {
             return err("ack_interval", "must be positive");
         }
-        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
-            return err("http_listen", "must differ from grpc_listen");
-        }
+        config::listen_addrs(self.grpc_listen, self.http_listen)?;
         Ok(())
     }
 
-    /// What `init` needs: a name, a database and a key file.
-    pub fn validate_for_init(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
-        if ordo_core::ids::validate_name(&self.node_name).is_err() {
-            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
-        }
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
-        {
-            return err("database_url", "expected a postgres:// URL");
-        }
+    fn check_for_init(&self) -> Result<(), Invalid> {
+        config::node_name(&self.node_name)?;
+        config::database_url(&self.database_url)?;
         if self.key_file.as_os_str().is_empty() {
-            return err("key_file", "set the path of the mediator's key file");
+            return Err(Invalid::new(
+                "key_file",
+                "set the path of the mediator's key file",
+            ));
         }
         Ok(())
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
-    }
-}
-
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Duration::try_from_secs_f64(f64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 

@@ -23,4 +23,4 @@ pub mod verdict;
 pub use config::{ConfigError, MediatorConfig};
 pub use error::MediatorError;
 pub use node::{HEALTH_SERVICE, InitOutcome, Listeners, init, run};
-pub use store::redact_url;
+pub use ordo_node::db::redact_url;

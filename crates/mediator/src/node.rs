@@ -7,17 +7,17 @@
 //! nothing half-done in memory ever counts.
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo_core::{
     Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, SystemClock,
 };
+pub use ordo_node::Listeners;
+use ordo_node::Servers;
 use ordo_protocol::{Message, SignedMessage, TimeProof};
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +29,6 @@ use crate::{metrics, outbox, store};
 /// The `grpc.health.v1` service name of the mediator (besides "" for the whole server):
 /// SERVING while it is subscribed and processing events.
 pub const HEALTH_SERVICE: &str = "ordo.mediator.v1.Mediator";
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause before a new session after a failed one.
 const SESSION_RETRY: Duration = Duration::from_secs(1);
 /// How far past the wall clock a time proof may still be sequenced.
@@ -51,51 +50,16 @@ pub struct InitOutcome {
 /// Idempotent, and safe when replicas run it at once (an advisory lock serialises them).
 pub async fn init(config: &MediatorConfig) -> Result<InitOutcome, MediatorError> {
     config.validate_for_init()?;
-    let path = config.key_file.clone();
-    let (key, key_created) = tokio::task::spawn_blocking(move || load_or_create_key(&path))
-        .await
-        .map_err(|e| MediatorError::Internal(e.to_string()))??;
+    let (key, key_created) = ordo_node::key::load_or_create(config.key_file.clone()).await?;
     let member = MemberId::new(&config.node_name, &key.public())?;
     let created = store::init(config, &member).await?;
-    tracing::info!(created, key_created, %member, db = %store::redact_url(&config.database_url), "mediator provisioned");
+    tracing::info!(created, key_created, %member, db = %ordo_node::db::redact_url(&config.database_url), "mediator provisioned");
     Ok(InitOutcome {
         created,
         key_created,
         member,
         public_key: key.public(),
     })
-}
-
-fn load_or_create_key(path: &Path) -> Result<(KeyPair, bool), MediatorError> {
-    if path.exists() {
-        return Ok((KeyPair::read_file(path)?, false));
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let key = KeyPair::generate();
-    match key.write_file(path) {
-        Ok(()) => Ok((key, true)),
-        // Another replica's init wrote it first: use that one.
-        Err(_) if path.exists() => Ok((KeyPair::read_file(path)?, false)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The node's sockets, bound before `run` so that callers can bind port 0 and learn the
-/// addresses.
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-}
-
-impl Listeners {
-    pub async fn bind(config: &MediatorConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_listen).await?,
-            http: TcpListener::bind(config.http_listen).await?,
-        })
-    }
 }
 
 /// Runs the mediator until `shutdown` resolves; then reports NOT_SERVING, stops and
@@ -114,30 +78,12 @@ pub async fn run(
 
     let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
     let (ready_tx, ready_rx) = watch::channel(false);
-    let server_stop = CancellationToken::new();
-    let grpc = {
-        let stop = server_stop.clone();
-        let mut builder = tonic::transport::Server::builder();
-        let mut router = builder.add_service(health_service);
-        if let Some(r) = ordo_node::reflection() {
-            router = router.add_service(r);
-        }
-        tokio::spawn(async move {
-            router
-                .serve_with_incoming_shutdown(ordo_node::incoming(listeners.grpc), async move {
-                    stop.cancelled().await
-                })
-                .await
-        })
-    };
-    let http = {
-        let stop = server_stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listeners.http, ordo_node::router(ready_rx))
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        })
-    };
+    let mut builder = tonic::transport::Server::builder();
+    let mut router = builder.add_service(health_service);
+    if let Some(r) = ordo_node::reflection() {
+        router = router.add_service(r);
+    }
+    let servers = Servers::spawn(router, listeners, ready_rx);
 
     let stop = CancellationToken::new();
     {
@@ -171,14 +117,9 @@ pub async fn run(
 
     tracing::info!(member = %node.me, "mediator shutting down");
     health.set(false).await;
-    server_stop.cancel();
-    let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, http).await;
+    let served = servers.drain().await;
     pool.close().await;
-    match grpc_result {
-        Ok(Ok(Err(e))) => Err(MediatorError::Server(e.to_string())),
-        _ => Ok(()),
-    }
+    served.map_err(|e| MediatorError::Server(e.to_string()))
 }
 
 struct Node {

@@ -1,13 +1,12 @@
 //! All of the mediator's SQL, over the schema in `migrations/`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::str::FromStr;
-use std::time::Duration;
 
 use ordo_core::{MemberId, PartyId, Timestamp};
+use ordo_node::db;
 use ordo_protocol::{RequestId, TopologyState, VerdictOutcome};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::Row;
+use sqlx::postgres::PgPool;
 
 use crate::config::MediatorConfig;
 use crate::error::MediatorError;
@@ -20,54 +19,24 @@ const INIT_LOCK: i64 = 0x6f72_646f_4d45_4449; // "ordoMEDI"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if user.len() < userinfo.len() {
-                ":***"
-            } else {
-                ""
-            };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-fn connect_options(config: &MediatorConfig) -> Result<PgConnectOptions, MediatorError> {
-    Ok(PgConnectOptions::from_str(&config.database_url)?
-        .application_name(&format!("ordo-mediator/{}", config.node_name)))
+fn app_name(config: &MediatorConfig) -> String {
+    format!("ordo-mediator/{}", config.node_name)
 }
 
 pub async fn connect(config: &MediatorConfig) -> Result<PgPool, MediatorError> {
-    Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect_options(config)?)
-        .await?)
+    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
 }
 
 /// Runs the migrations and records the member, under an advisory lock so that replicas
 /// initialising at once never race. Returns whether this call provisioned the database.
 pub async fn init(config: &MediatorConfig, member: &MemberId) -> Result<bool, MediatorError> {
-    let mut conn = sqlx::PgConnection::connect_with(&connect_options(config)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await?;
-    let result = init_locked(&mut conn, config, member).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    result
+    db::with_advisory_lock(
+        &config.database_url,
+        &app_name(config),
+        INIT_LOCK,
+        async |conn| init_locked(conn, config, member).await,
+    )
+    .await
 }
 
 async fn init_locked(
@@ -98,7 +67,7 @@ async fn init_locked(
 
 fn wrong_key(config: &MediatorConfig, provisioned: String, member: &MemberId) -> MediatorError {
     MediatorError::WrongKey {
-        url: redact_url(&config.database_url),
+        url: db::redact_url(&config.database_url),
         key_file: config.key_file.display().to_string(),
         provisioned,
         configured: member.to_string(),
@@ -112,27 +81,13 @@ pub async fn check_provisioned(
     config: &MediatorConfig,
     member: &MemberId,
 ) -> Result<(), MediatorError> {
-    let url = redact_url(&config.database_url);
-    let row = sqlx::query("SELECT schema_version, member_id FROM mediator_meta WHERE id = 1")
-        .fetch_optional(pool)
-        .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(MediatorError::NotProvisioned { url }),
-        // 42P01: undefined_table — the migrations never ran here.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-            return Err(MediatorError::NotProvisioned { url });
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let found: i32 = row.try_get("schema_version")?;
-    if found != SCHEMA_VERSION {
-        return Err(MediatorError::SchemaVersion {
-            url,
-            found,
-            expected: SCHEMA_VERSION,
-        });
-    }
+    let row = db::provisioned(
+        pool,
+        "SELECT schema_version, member_id FROM mediator_meta WHERE id = 1",
+        Some(SCHEMA_VERSION),
+        |why| MediatorError::unprovisioned(&config.database_url, why),
+    )
+    .await?;
     let provisioned: String = row.try_get("member_id")?;
     if provisioned != member.as_str() {
         return Err(wrong_key(config, provisioned, member));

@@ -1,9 +1,16 @@
-//! What every ordo node serves the same way (DESIGN §9): `grpc.health.v1` with NOT_SERVING
-//! before draining, gRPC reflection over all of ordo's services, and an HTTP port with
-//! Prometheus `/metrics`, `/livez` and `/readyz`.
+//! What every ordo node does the same way (DESIGN §9): `grpc.health.v1` with NOT_SERVING
+//! before draining, gRPC reflection over all of ordo's services, an HTTP port with
+//! Prometheus `/metrics`, `/livez` and `/readyz`, starting and draining those servers, the
+//! database plumbing of `init` and `run`, the member's key file and the configuration
+//! checks the nodes share.
 
+pub mod config;
+pub mod db;
 pub mod grpc;
 pub mod http;
+pub mod key;
+pub mod serve;
 
 pub use grpc::{Health, incoming, reflection};
 pub use http::{metrics_handle, router};
+pub use serve::{ListenAddrs, Listeners, Servers};

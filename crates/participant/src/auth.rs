@@ -13,8 +13,9 @@ use ordo_core::PartyId;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
 
-use crate::config::{AuthConfig, ConfigError};
+use crate::config::{AuthConfig, ConfigError, NODE};
 use crate::error::ParticipantError;
+use ordo_node::config::Invalid;
 
 const DAML_NAMESPACE: &str = "https://daml.com/ledger-api";
 
@@ -115,7 +116,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
-        let bad = |field: &'static str, reason: String| ConfigError { field, reason };
+        let bad = |field: &'static str, reason: String| Invalid::new(field, reason).of(NODE);
         let (key, algorithm) = match config.algorithm.as_str() {
             "HS256" => (
                 DecodingKey::from_secret(config.secret.as_bytes()),

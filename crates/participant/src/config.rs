@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ordo_node::ListenAddrs;
+pub use ordo_node::config::ConfigError;
+use ordo_node::config::{self, Invalid};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of one participant shard (one participant service).
@@ -41,19 +44,19 @@ pub struct ParticipantConfig {
     pub limits: Limits,
     /// How long after submission a confirmation request may still be sequenced; after
     /// that it is definitely not, and the command completes as rejected (timeout).
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub submission_timeout: Duration,
     /// How long after a confirmation request's sequencing time (beyond the domain's
     /// participant response timeout) this participant waits for the mediator's verdict
     /// before it gives the request up as timed out and releases its locks. Sequencer time.
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub mediator_reaction_timeout: Duration,
     /// How long SubmitAndWait waits for the outcome before DEADLINE_EXCEEDED (the
     /// command goes on; its completion arrives on the completion stream).
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub submit_and_wait_timeout: Duration,
     /// How often processed events are acknowledged to the sequencer.
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub acknowledge_interval: Duration,
     /// Connections in the database pool.
     pub pool_size: u32,
@@ -128,48 +131,42 @@ impl Default for ParticipantConfig {
     }
 }
 
-/// A configuration value that cannot work, named with what to do about it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid participant configuration: {field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
+/// Whose configuration [`ConfigError`] names.
+pub(crate) const NODE: &str = "participant";
+
+impl ListenAddrs for ParticipantConfig {
+    fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.grpc_listen, self.http_listen)
+    }
 }
 
 impl ParticipantConfig {
     /// Checks everything `init` needs (no sequencer or auth settings).
     pub fn validate_for_init(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
-        if ordo_core::ids::validate_name(&self.node_name).is_err() {
-            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
-        }
+        self.check_for_init().map_err(|e| e.of(NODE))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_for_init()
+            .and_then(|()| self.check_for_run())
+            .map_err(|e| e.of(NODE))
+    }
+
+    fn check_for_init(&self) -> Result<(), Invalid> {
+        let err = |field, reason: &str| Err(Invalid::new(field, reason));
+        config::node_name(&self.node_name)?;
         if let Err(reason) = ordo_protocol::topology::validate_shard_name(&self.shard) {
             return err("shard", &reason);
         }
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
-        {
-            return err("database_url", "expected a postgres:// URL");
-        }
+        config::database_url(&self.database_url)?;
         if self.key_file.as_os_str().is_empty() {
             return err("key_file", "give the path of the member's key file");
         }
         Ok(())
     }
 
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        self.validate_for_init()?;
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
+    fn check_for_run(&self) -> Result<(), Invalid> {
+        let err = |field, reason: &str| Err(Invalid::new(field, reason));
         if self.sequencers.is_empty() {
             return err("sequencers", "list every sequencer node's endpoint");
         }
@@ -209,26 +206,8 @@ impl ParticipantConfig {
         if self.pool_size < 4 {
             return err("pool_size", "must be at least 4");
         }
-        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
-            return err("http_listen", "must differ from grpc_listen");
-        }
+        config::listen_addrs(self.grpc_listen, self.http_listen)?;
         Ok(())
-    }
-}
-
-/// Durations in configuration files are whole or fractional seconds.
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

@@ -1,16 +1,26 @@
 //! Conflict detection (DESIGN §4 step 4): the activeness check of a confirmation request's
-//! inputs against this shard's active contracts, with pessimistic locks.
+//! inputs against this shard's active contracts, with pessimistic locks, and the check
+//! that each input is the contract this shard stores.
 //!
 //! A participant can judge only the contracts its hosted parties are stakeholders of (the
 //! others it never saw). Such an input must be active and not locked by another in-flight
 //! request; a request that passes locks the inputs it consumes until its verdict (Canton's
 //! pessimistic locking), so a concurrent double spend is rejected by whichever request is
-//! sequenced second. Pure: the SQL that reads the states and writes the locks is in
-//! `store`.
+//! sequenced second.
+//!
+//! Every input this shard stores must also be carried by the view exactly as stored
+//! (template, payload, signatories, observers). A submitting participant may have taken an
+//! input from a disclosure of its client (explicit disclosure) rather than from its own
+//! ACS; it is the participants storing the contract that vouch for it. As the signatories
+//! a view claims for an input are confirming parties, and their participants must store
+//! the contract for it to be active, a forged input is always rejected by someone; a
+//! participant that stores the contract checks it even when the view claims other
+//! stakeholders. Pure: the SQL that reads the states and writes the locks is in `store`.
 
 use std::collections::BTreeMap;
 
 use ordo_core::Timestamp;
+use ordo_ledger::ContractInstance;
 
 /// How a request uses one of its input contracts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,15 +28,21 @@ pub struct InputUse {
     pub contract_id: String,
     /// Archived by the request (a consuming exercise).
     pub consumed: bool,
-    /// Some stakeholder of the contract is hosted here, so this shard must know it.
+    /// Some stakeholder of the contract (as the view carries it) is hosted here, so this
+    /// shard must know it.
     pub hosted_stakeholder: bool,
+    /// The contract as the view carries it.
+    pub instance: ContractInstance,
 }
 
-/// What this shard knows of a contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What this shard knows of an active contract.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContractState {
     /// Locked for archival by this in-flight request (its sequencing timestamp).
     pub locked_by: Option<Timestamp>,
+    /// The contract as stored here (`None` if the stored copy cannot be read, which no
+    /// input then matches).
+    pub stored: Option<ContractInstance>,
 }
 
 /// The outcome of a successful check: the contracts to lock for `request`.
@@ -35,19 +51,44 @@ pub struct Locks {
     pub contract_ids: Vec<String>,
 }
 
+/// Whether a view's input is the stored contract: same template, payload, signatories
+/// and observers.
+pub fn same_contract(stored: &ContractInstance, input: &ContractInstance) -> bool {
+    stored.template == input.template
+        && stored.payload == input.payload
+        && stored.signatories == input.signatories
+        && stored.observers == input.observers
+}
+
 /// Checks the inputs of `request` against `acs` (the states of the inputs found among
-/// this shard's active contracts; an absent id is not active here). `Err` carries the
-/// rejection reason, naming the contract.
+/// this shard's active contracts; an absent id is not active here): an input with a
+/// hosted stakeholder must be active, every input stored here must match the stored
+/// contract, and none may be locked by another request. `Err` carries the rejection
+/// reason, naming the contract.
 pub fn check_activeness(
     request: Timestamp,
     inputs: &[InputUse],
     acs: &BTreeMap<String, ContractState>,
 ) -> Result<Locks, String> {
     let mut locks = Locks::default();
-    for input in inputs.iter().filter(|i| i.hosted_stakeholder) {
-        let Some(state) = acs.get(&input.contract_id) else {
-            return Err(format!("contract {} is not active", input.contract_id));
+    for input in inputs {
+        let state = match acs.get(&input.contract_id) {
+            Some(state) => state,
+            None if input.hosted_stakeholder => {
+                return Err(format!("contract {} is not active", input.contract_id));
+            }
+            None => continue,
         };
+        if !state
+            .stored
+            .as_ref()
+            .is_some_and(|stored| same_contract(stored, &input.instance))
+        {
+            return Err(format!(
+                "contract {} does not match the stored contract",
+                input.contract_id
+            ));
+        }
         match state.locked_by {
             Some(other) if other != request => {
                 return Err(format!(
@@ -67,13 +108,39 @@ pub fn check_activeness(
 
 #[cfg(test)]
 mod tests {
+    use ordo_core::{Hash, PartyId};
+    use ordo_ledger::{PackageId, Value};
+
     use super::*;
+
+    /// An Iou of bank to alice over `amount` (a whole number).
+    fn iou(amount: i64) -> ContractInstance {
+        let party = |p: &str| PartyId::new(p).unwrap();
+        ContractInstance {
+            template: "iou:Iou".parse().unwrap(),
+            package_id: PackageId(Hash::of(b"iou")),
+            payload: Value::Record(
+                [
+                    ("issuer".to_owned(), Value::Party(party("bank"))),
+                    ("owner".to_owned(), Value::Party(party("alice"))),
+                    ("currency".to_owned(), Value::Text("EUR".into())),
+                    ("amount".to_owned(), Value::Int(amount)),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+            signatories: [party("bank")].into_iter().collect(),
+            observers: [party("alice")].into_iter().collect(),
+            key: None,
+        }
+    }
 
     fn used(id: &str, consumed: bool) -> InputUse {
         InputUse {
             contract_id: id.into(),
             consumed,
             hosted_stakeholder: true,
+            instance: iou(100),
         }
     }
 
@@ -85,6 +152,7 @@ mod tests {
                     (*id).to_owned(),
                     ContractState {
                         locked_by: lock.map(Timestamp),
+                        stored: Some(iou(100)),
                     },
                 )
             })
@@ -122,11 +190,65 @@ mod tests {
     #[test]
     fn inputs_without_hosted_stakeholders_are_not_judged() {
         let foreign = InputUse {
-            contract_id: "x".into(),
-            consumed: true,
             hosted_stakeholder: false,
+            ..used("x", true)
         };
         let locks = check_activeness(Timestamp(1), &[foreign], &acs(&[])).unwrap();
         assert!(locks.contract_ids.is_empty());
+    }
+
+    #[test]
+    fn an_input_that_differs_from_the_stored_contract_is_rejected_naming_it() {
+        let stored = acs(&[("a", None)]);
+        let mismatch = |instance: ContractInstance| {
+            let input = InputUse {
+                instance,
+                ..used("a", true)
+            };
+            check_activeness(Timestamp(10), &[input], &stored).unwrap_err()
+        };
+        let expected = "contract a does not match the stored contract";
+        // A changed payload (e.g. a forged disclosure with another amount).
+        assert_eq!(mismatch(iou(1_000_000)), expected);
+        // Changed parties, or another template.
+        let mut other = iou(100);
+        other.observers.clear();
+        assert_eq!(mismatch(other), expected);
+        let mut other = iou(100);
+        other.signatories.insert(PartyId::new("mallory").unwrap());
+        assert_eq!(mismatch(other), expected);
+        let mut other = iou(100);
+        other.template = "iou:SwapProposal".parse().unwrap();
+        assert_eq!(mismatch(other), expected);
+
+        // A stored contract is checked even if the view claims no stakeholder hosted
+        // here (the forgery changed its parties), and a stored copy that cannot be read
+        // matches nothing.
+        let mut disowned = iou(100);
+        disowned.observers.clear();
+        let input = InputUse {
+            hosted_stakeholder: false,
+            instance: disowned,
+            ..used("a", true)
+        };
+        assert_eq!(
+            check_activeness(Timestamp(10), &[input], &stored).unwrap_err(),
+            expected
+        );
+        let unreadable: BTreeMap<_, _> = [(
+            "a".to_owned(),
+            ContractState {
+                locked_by: None,
+                stored: None,
+            },
+        )]
+        .into_iter()
+        .collect();
+        assert_eq!(
+            check_activeness(Timestamp(10), &[used("a", false)], &unreadable).unwrap_err(),
+            expected
+        );
+        // The very stored contract passes.
+        assert!(check_activeness(Timestamp(10), &[used("a", true)], &stored).is_ok());
     }
 }

@@ -1,17 +1,16 @@
 //! Provisioning (`init`) and the operational node (`run`).
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ordo_core::{KeyPair, MemberId, PublicKey, Timestamp};
 use ordo_ledger::PackageStore;
+pub use ordo_node::Listeners;
+use ordo_node::Servers;
 use ordo_protocol::TopologyState;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use parking_lot::RwLock;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +22,6 @@ use crate::store;
 
 /// The health service name (besides "" for the whole server): the command service.
 pub const HEALTH_SERVICE: &str = ordo_proto::ledger::v1::command_service_server::SERVICE_NAME;
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `init` did, and who the participant is (the lead's `ordo up` registers it with
 /// the topology manager: `RegisterParticipant{name, public_key, shard}`).
@@ -39,43 +37,15 @@ pub struct InitOutcome {
 /// Idempotent; replicas initialising at once are serialised by an advisory lock.
 pub async fn init(config: &ParticipantConfig) -> Result<InitOutcome, ParticipantError> {
     config.validate_for_init()?;
-    let key = load_or_create_key(&config.key_file)?;
+    let (key, _) = ordo_node::key::load_or_create(config.key_file.clone()).await?;
     let member = MemberId::new(&config.node_name, &key.public())?;
     let created = store::init(config, &member, &key.public()).await?;
-    tracing::info!(%member, created, db = %store::redact_url(&config.database_url), "participant provisioned");
+    tracing::info!(%member, created, db = %ordo_node::db::redact_url(&config.database_url), "participant provisioned");
     Ok(InitOutcome {
         member,
         public_key: key.public(),
         created,
     })
-}
-
-fn load_or_create_key(path: &Path) -> Result<KeyPair, ParticipantError> {
-    if path.exists() {
-        return Ok(KeyPair::read_file(path)?);
-    }
-    let key = KeyPair::generate();
-    match key.write_file(path) {
-        Ok(()) => Ok(key),
-        // Another replica wrote it first: use that one.
-        Err(_) if path.exists() => Ok(KeyPair::read_file(path)?),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// The node's sockets, bound before `run` so that callers can bind port 0.
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-}
-
-impl Listeners {
-    pub async fn bind(config: &ParticipantConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_listen).await?,
-            http: TcpListener::bind(config.http_listen).await?,
-        })
-    }
 }
 
 /// Topology as of the last processed event, with the package store built from its vetted
@@ -163,19 +133,11 @@ pub async fn run(
 
     let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
     let (ready_tx, ready_rx) = watch::channel(false);
-    let grpc_stop = CancellationToken::new();
-    let grpc = tokio::spawn(api::serve(
-        shared.clone(),
-        health_service,
-        listeners.grpc,
-        grpc_stop.clone(),
-    ));
-    let http_stop = grpc_stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listeners.http, ordo_node::router(ready_rx))
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let servers = Servers::spawn(
+        api::router(shared.clone(), health_service),
+        listeners,
+        ready_rx,
+    );
     health.set(true).await;
     let _ = ready_tx.send(true);
     tracing::info!(%member, shard = %shared.config.shard, "participant running");
@@ -185,14 +147,9 @@ pub async fn run(
     health.set(false).await;
     let _ = ready_tx.send(false);
     stop.cancel();
-    grpc_stop.cancel();
-    let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, http).await;
+    let served = servers.drain().await;
     let _ = processor.await;
     let _ = outbox.await;
     pool.close().await;
-    match grpc_result {
-        Ok(Ok(Err(e))) => Err(ParticipantError::Server(e.to_string())),
-        _ => Ok(()),
-    }
+    served.map_err(|e| ParticipantError::Server(e.to_string()))
 }

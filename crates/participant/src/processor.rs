@@ -394,11 +394,9 @@ async fn on_view(
     let mut outcome = conformance.and_then(|()| authorized());
     if outcome.is_ok() {
         let uses = views::input_uses(view, &hosted);
-        let ids: Vec<String> = uses
-            .iter()
-            .filter(|u| u.hosted_stakeholder)
-            .map(|u| u.contract_id.clone())
-            .collect();
+        // Every input, not only those with a stakeholder hosted here as the view claims
+        // them: a stored contract is checked against the view's copy whatever it claims.
+        let ids: Vec<String> = uses.iter().map(|u| u.contract_id.clone()).collect();
         let states = store::contract_states(tx, &ids).await?;
         match conflict::check_activeness(request, &uses, &states) {
             Ok(locks) => store::lock_contracts(tx, &locks.contract_ids, request).await?,

@@ -5,13 +5,13 @@
 //! an event commits together with the cursor.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::time::Duration;
 
 use ordo_core::{Envelope, MemberId, PublicKey, Recipients, Submission, Timestamp};
+use ordo_node::db;
+pub use ordo_node::db::redact_url;
 use ordo_protocol::TopologyState;
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::config::ParticipantConfig;
@@ -23,32 +23,12 @@ const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-fn connect_options(config: &ParticipantConfig) -> Result<PgConnectOptions, ParticipantError> {
-    Ok(PgConnectOptions::from_str(&config.database_url)?
-        .application_name(&format!("ordo-participant/{}", config.node_name)))
+fn app_name(config: &ParticipantConfig) -> String {
+    format!("ordo-participant/{}", config.node_name)
 }
 
 pub async fn connect(config: &ParticipantConfig) -> Result<PgPool, ParticipantError> {
-    Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect_options(config)?)
-        .await?)
+    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
 }
 
 /// Runs the migrations and records the member, under an advisory lock so that replicas
@@ -58,18 +38,13 @@ pub async fn init(
     member: &MemberId,
     key: &PublicKey,
 ) -> Result<bool, ParticipantError> {
-    let mut conn = PgConnection::connect_with(&connect_options(config)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await?;
-    let result = init_locked(&mut conn, config, member, key).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    result
+    db::with_advisory_lock(
+        &config.database_url,
+        &app_name(config),
+        INIT_LOCK,
+        async |conn| init_locked(conn, config, member, key).await,
+    )
+    .await
 }
 
 async fn init_locked(
@@ -115,20 +90,16 @@ pub async fn check_provisioned(
     url: &str,
     member: &MemberId,
 ) -> Result<(), ParticipantError> {
-    let row = sqlx::query("SELECT schema_version, member_id FROM p_meta WHERE id = 1")
-        .fetch_optional(pool)
-        .await;
-    let not_provisioned = || ParticipantError::NotProvisioned {
-        url: redact_url(url),
-    };
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(not_provisioned()),
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-            return Err(not_provisioned());
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // p_meta.schema_version is not checked yet: only the member the database is for.
+    let row = db::provisioned(
+        pool,
+        "SELECT member_id FROM p_meta WHERE id = 1",
+        None,
+        |_| ParticipantError::NotProvisioned {
+            url: redact_url(url),
+        },
+    )
+    .await?;
     let found: String = row.try_get("member_id")?;
     if found != member.as_str() {
         return Err(ParticipantError::WrongDatabase {
@@ -238,25 +209,34 @@ pub async fn ends(pool: &PgPool) -> Result<(i64, i64), ParticipantError> {
 
 // ---- contracts ----
 
-/// The lock states of those of `ids` that are active here, locking their rows for the
-/// transaction.
+/// The lock states and stored instances of those of `ids` that are active here, locking
+/// their rows for the transaction.
 pub async fn contract_states(
     conn: &mut PgConnection,
     ids: &[String],
 ) -> Result<BTreeMap<String, ContractState>, ParticipantError> {
     let rows = sqlx::query(
-        "SELECT contract_id, locked_by FROM p_contracts WHERE contract_id = ANY($1) FOR UPDATE",
+        "SELECT contract_id, locked_by, contract FROM p_contracts WHERE contract_id = ANY($1) FOR UPDATE",
     )
     .bind(ids)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = BTreeMap::new();
     for row in rows {
+        let contract_id: String = row.try_get("contract_id")?;
         let locked_by: Option<i64> = row.try_get("locked_by")?;
+        let bytes: Vec<u8> = row.try_get("contract")?;
+        let stored = serde_json::from_slice::<crate::events::StoredContract>(&bytes)
+            .ok()
+            .and_then(|c| serde_json::from_value(c.instance).ok());
+        if stored.is_none() {
+            tracing::warn!(contract = %contract_id, "stored contract does not parse");
+        }
         out.insert(
-            row.try_get("contract_id")?,
+            contract_id,
             ContractState {
                 locked_by: locked_by.map(Timestamp),
+                stored,
             },
         );
     }

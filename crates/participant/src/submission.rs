@@ -3,7 +3,7 @@
 //! transaction into views and the informee tree, and record the in-flight command with
 //! its confirmation request in the outbox, in one database transaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,16 +112,111 @@ fn command(
     }
 }
 
+/// The parties of a disclosed contract's `field`.
+fn disclosed_parties(
+    cid: &str,
+    field: &str,
+    names: &[String],
+) -> Result<BTreeSet<PartyId>, ParticipantError> {
+    names
+        .iter()
+        .map(|n| {
+            PartyId::new(n).map_err(|e| {
+                invalid(format!(
+                    "invalid disclosed contract {cid}: {field} {n:?}: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Reads and checks the command's disclosed contracts: each must parse and type-check
+/// against its template, and its signatories and observers must be those the template
+/// computes from its payload (whose `ensure` must hold). The instance used for
+/// interpretation is the recomputed one, so it is canonical. Errors name the contract.
+/// CPU-bound (runs the template's scripts): call it on a blocking thread.
+pub fn disclosed_contracts(
+    packages: &ordo_ledger::PackageStore,
+    disclosed: &[pb::DisclosedContract],
+    limits: &ordo_ledger::Limits,
+) -> Result<BTreeMap<ContractId, ContractInstance>, ParticipantError> {
+    let mut out = BTreeMap::new();
+    for d in disclosed {
+        let cid: ContractId = d.contract_id.parse().map_err(|_| {
+            invalid(format!(
+                "invalid disclosed contract {:?}: contract_id: expected 64 hex digits",
+                d.contract_id
+            ))
+        })?;
+        let wrong = |m: String| invalid(format!("invalid disclosed contract {cid}: {m}"));
+        let template: TemplateId = d
+            .template_id
+            .parse()
+            .map_err(|e| wrong(format!("template_id: {e}")))?;
+        let ledger = |e: ordo_ledger::LedgerError| wrong(e.to_string());
+        let arguments: serde_json::Value = serde_json::from_str(&d.create_arguments_json)
+            .map_err(|e| wrong(format!("create_arguments_json: not JSON: {e}")))?;
+        let payload = packages
+            .payload_from_json(&template, &arguments)
+            .map_err(ledger)?;
+        let signatories = disclosed_parties(&d.contract_id, "signatories", &d.signatories)?;
+        let observers = disclosed_parties(&d.contract_id, "observers", &d.observers)?;
+        if signatories.is_empty() {
+            return Err(wrong("no signatories".into()));
+        }
+        // Re-creating the contract on its claimed signatories' authority computes its
+        // parties (and key) from the payload exactly as its creation did; a claim of too
+        // few signatories fails authorization here.
+        let recreated = ordo_ledger::interpret(
+            packages,
+            &Command::Create {
+                template: template.clone(),
+                payload,
+            },
+            &signatories,
+            &BTreeMap::<ContractId, ContractInstance>::new(),
+            Hash::of_parts([b"disclosed".as_slice(), d.contract_id.as_bytes()]),
+            limits,
+        );
+        let instance = match recreated {
+            Ok(tx) => tx.created().into_values().next(),
+            Err(e) if e.kind() == ordo_ledger::ErrorKind::PermissionDenied => None,
+            Err(e) => return Err(ledger(e)),
+        };
+        let instance = instance
+            .filter(|c| c.signatories == signatories && c.observers == observers)
+            .ok_or_else(|| {
+                wrong(format!(
+                    "its signatories and observers are not those template {template} computes from its payload"
+                ))
+            })?;
+        if out.insert(cid, instance).is_some() {
+            return Err(wrong("disclosed twice".into()));
+        }
+    }
+    Ok(out)
+}
+
 /// Looks contracts up in this shard's ACS, restricted to those the reading parties are
-/// stakeholders of. Runs on a blocking thread (interpretation), so it blocks on the query.
+/// stakeholders of, and then among the command's disclosed contracts. Runs on a blocking
+/// thread (interpretation), so it blocks on the query.
 struct AcsLookup {
     pool: PgPool,
     handle: tokio::runtime::Handle,
     parties: Vec<String>,
+    disclosed: BTreeMap<ContractId, ContractInstance>,
 }
 
 impl ContractLookup for AcsLookup {
     fn lookup(&self, cid: &ContractId) -> Option<ContractInstance> {
+        self.stored(cid)
+            .or_else(|| self.disclosed.get(cid).cloned())
+    }
+}
+
+impl AcsLookup {
+    /// The copy in this shard's ACS, if the reading parties see it.
+    fn stored(&self, cid: &ContractId) -> Option<ContractInstance> {
         let id = cid.to_string();
         let found = self
             .handle
@@ -148,7 +243,7 @@ pub async fn submit(
     rights: &Rights,
     commands: Option<pb::Commands>,
 ) -> Result<Accepted, ParticipantError> {
-    let commands = commands.ok_or_else(|| invalid("missing commands".into()))?;
+    let mut commands = commands.ok_or_else(|| invalid("missing commands".into()))?;
     let snapshot = shared.snapshot();
     let params = &snapshot.topology.parameters;
     let size = commands.encoded_len();
@@ -237,22 +332,24 @@ pub async fn submit(
         .chain(&read_as)
         .map(ToString::to_string)
         .collect();
-    let lookup = AcsLookup {
+    let limits = crate::processor::limits(shared);
+    let mut lookup = AcsLookup {
         pool: shared.pool.clone(),
         handle: tokio::runtime::Handle::current(),
         parties: readers.into_iter().collect(),
+        disclosed: BTreeMap::new(),
     };
-    let limits = crate::processor::limits(shared);
+    let disclosed = std::mem::take(&mut commands.disclosed_contracts);
     let transaction = {
         let packages = snapshot.packages.clone();
         let act_as = act_as.clone();
         tokio::task::spawn_blocking(move || {
+            lookup.disclosed = disclosed_contracts(&packages, &disclosed, &limits)?;
             ordo_ledger::interpret(&packages, &cmd, &act_as, &lookup, seed, &limits)
-                .map_err(Box::new)
+                .map_err(|e| ParticipantError::from_ledger(&e))
         })
         .await
-        .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))?
-        .map_err(|e| ParticipantError::from_ledger(&e))?
+        .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))??
     };
 
     let plan = views::plan_request(

@@ -123,6 +123,7 @@ pub fn input_uses(view: &View, hosted: &BTreeSet<PartyId>) -> Vec<InputUse> {
                 consumed: consumed.contains(&id),
                 hosted_stakeholder: !instance.stakeholders().is_disjoint(hosted),
                 contract_id: id,
+                instance: instance.clone(),
             }
         })
         .collect()
@@ -474,6 +475,7 @@ mod tests {
                 contract_id: cid.to_string(),
                 consumed: true,
                 hosted_stakeholder: true,
+                instance: view.inputs[&cid].clone(),
             }]
         );
         let ctx = CommitContext {

@@ -5,6 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use ordo_node::ListenAddrs;
+pub use ordo_node::config::ConfigError;
+use ordo_node::config::{self, Invalid};
 use serde::{Deserialize, Serialize};
 
 /// Configuration of one sequencer node. Every node of a domain points at the same database.
@@ -25,10 +28,10 @@ pub struct SequencerConfig {
     /// Largest accepted submission (encoded), in bytes.
     pub max_request_bytes: usize,
     /// Lifetime of a member's authentication token.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub token_ttl: Duration,
     /// Lifetime of an authentication challenge.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub challenge_ttl: Duration,
     /// Most submissions written in one group-commit transaction.
     pub max_batch: usize,
@@ -39,7 +42,7 @@ pub struct SequencerConfig {
     /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
     /// connections: a paused writer's transaction is aborted after this, so it can never
     /// hold the order's head for longer.
-    #[serde(with = "humantime_secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub writer_stall_timeout: Duration,
 }
 
@@ -62,30 +65,24 @@ impl Default for SequencerConfig {
     }
 }
 
-/// A configuration value that cannot work, named with what to do about it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid sequencer configuration: {field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
+/// Whose configuration [`ConfigError`] names.
+const NODE: &str = "sequencer";
+
+impl ListenAddrs for SequencerConfig {
+    fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.grpc_listen, self.http_listen)
+    }
 }
 
 impl SequencerConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: &str| {
-            Err(ConfigError {
-                field,
-                reason: reason.to_owned(),
-            })
-        };
-        if ordo_core::ids::validate_name(&self.node_name).is_err() {
-            return err("node_name", "use 1 to 64 of [a-z0-9._-]");
-        }
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
-        {
-            return err("database_url", "expected a postgres:// URL");
-        }
+        self.check().map_err(|e| e.of(NODE))
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        let err = |field, reason: &str| Err(Invalid::new(field, reason));
+        config::node_name(&self.node_name)?;
+        config::database_url(&self.database_url)?;
         if self.max_request_bytes < 1024 || self.max_request_bytes > 64 * 1024 * 1024 {
             return err("max_request_bytes", "must be between 1 KiB and 64 MiB");
         }
@@ -110,26 +107,8 @@ impl SequencerConfig {
         if self.writer_stall_timeout < Duration::from_secs(1) {
             return err("writer_stall_timeout", "must be at least 1 s");
         }
-        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
-            return err("http_listen", "must differ from grpc_listen");
-        }
+        config::listen_addrs(self.grpc_listen, self.http_listen)?;
         Ok(())
-    }
-}
-
-/// Durations in configuration files are whole or fractional seconds (`token_ttl = 600`).
-mod humantime_secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
     }
 }
 

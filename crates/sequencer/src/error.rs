@@ -1,5 +1,6 @@
 //! The crate's one error type and its one mapping to `tonic::Status`.
 
+use ordo_node::db::Unprovisioned;
 use tonic::{Code, Status};
 
 use crate::config::ConfigError;
@@ -53,6 +54,19 @@ impl From<ordo_proto::convert::DecodeError> for SequencerError {
 }
 
 impl SequencerError {
+    /// Why this node must not run on the database at `url`.
+    pub(crate) fn unprovisioned(url: &str, why: Unprovisioned) -> Self {
+        let url = ordo_node::db::redact_url(url);
+        match why {
+            Unprovisioned::Missing => Self::NotProvisioned { url },
+            Unprovisioned::SchemaVersion { found, expected } => Self::SchemaVersion {
+                url,
+                found,
+                expected,
+            },
+        }
+    }
+
     /// The gRPC code this error answers with.
     pub fn code(&self) -> Code {
         match self {

@@ -20,4 +20,4 @@ mod writer;
 pub use config::{ConfigError, SequencerConfig};
 pub use error::SequencerError;
 pub use node::{HEALTH_SERVICE, InitOutcome, Listeners, init, run};
-pub use store::redact_url;
+pub use ordo_node::db::redact_url;

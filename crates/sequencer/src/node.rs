@@ -3,16 +3,17 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
-use std::time::Duration;
 
+pub use ordo_node::Listeners;
+use ordo_node::Servers;
+use ordo_node::db::redact_url;
+use ordo_node::serve::DRAIN_TIMEOUT;
 use ordo_proto::sequencer::v1::sequencer_admin_service_server::SequencerAdminServiceServer;
 use ordo_proto::sequencer::v1::sequencer_auth_service_server::SequencerAuthServiceServer;
 use ordo_proto::sequencer::v1::sequencer_service_server::{self, SequencerServiceServer};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic_health::ServingStatus;
 
 use crate::admin::AdminApi;
 use crate::auth::Authenticator;
@@ -26,7 +27,6 @@ use crate::{store, writer};
 
 /// The health service name clients watch (besides "" for the whole server).
 pub const HEALTH_SERVICE: &str = sequencer_service_server::SERVICE_NAME;
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `init` did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,24 +40,8 @@ pub struct InitOutcome {
 pub async fn init(config: &SequencerConfig) -> Result<InitOutcome, SequencerError> {
     config.validate()?;
     let created = store::init(config).await?;
-    tracing::info!(created, db = %store::redact_url(&config.database_url), "sequencer database provisioned");
+    tracing::info!(created, db = %redact_url(&config.database_url), "sequencer database provisioned");
     Ok(InitOutcome { created })
-}
-
-/// The node's sockets, bound before `run` so that callers (tests, benchmarks) can bind
-/// port 0 and learn the addresses.
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-}
-
-impl Listeners {
-    pub async fn bind(config: &SequencerConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_listen).await?,
-            http: TcpListener::bind(config.http_listen).await?,
-        })
-    }
 }
 
 /// Runs the node until `shutdown` resolves; then reports NOT_SERVING, stops accepting,
@@ -113,40 +97,24 @@ pub async fn run(
         config,
     });
 
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::NotServing).await;
+    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
     let (ready_tx, ready_rx) = watch::channel(false);
     let health_task = tokio::spawn(mirror_health(
         healthy_rx,
-        reporter.clone(),
+        health.clone(),
         ready_tx,
         stop.clone(),
     ));
-
-    let grpc_stop = CancellationToken::new();
-    let grpc = tokio::spawn(serve_grpc(
-        shared,
-        health_service,
-        listeners.grpc,
-        grpc_stop.clone(),
-    ));
-    let http_stop = grpc_stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listeners.http, ordo_node::router(ready_rx))
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let servers = Servers::spawn(grpc_router(shared, health_service), listeners, ready_rx);
     tracing::info!(node = %node, "sequencer node running");
 
     shutdown.await;
     tracing::info!(node = %node, "sequencer node shutting down");
     let running = Running {
-        reporter,
+        health,
         stop,
-        grpc_stop,
         health_task,
-        grpc,
-        http,
+        servers,
         writer_task,
         background: [reader, listener],
         pools: [writer_pool, pool],
@@ -156,12 +124,10 @@ pub async fn run(
 
 /// A running node's tasks, stopped in order by [`Running::drain`].
 struct Running {
-    reporter: tonic_health::server::HealthReporter,
+    health: ordo_node::Health,
     stop: CancellationToken,
-    grpc_stop: CancellationToken,
     health_task: JoinHandle<()>,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
-    http: JoinHandle<std::io::Result<()>>,
+    servers: Servers,
     writer_task: JoinHandle<()>,
     background: [JoinHandle<()>; 2],
     pools: [sqlx::PgPool; 2],
@@ -171,12 +137,10 @@ impl Running {
     async fn drain(self) -> Result<(), SequencerError> {
         // NOT_SERVING first so clients move away; then end streams, stop accepting, and
         // let in-flight calls finish.
-        set_health(&self.reporter, ServingStatus::NotServing).await;
+        self.health.set(false).await;
         self.stop.cancel();
         let _ = self.health_task.await;
-        self.grpc_stop.cancel();
-        let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, self.grpc).await;
-        let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.http).await;
+        let served = self.servers.drain().await;
         // The services (and their writer handles) are gone once the server returned, so
         // the writer finishes what was queued and stops.
         let _ = tokio::time::timeout(DRAIN_TIMEOUT, self.writer_task).await;
@@ -186,54 +150,36 @@ impl Running {
         for pool in self.pools {
             pool.close().await;
         }
-        match grpc_result {
-            Ok(Ok(Err(e))) => Err(SequencerError::Server(e.to_string())),
-            _ => Ok(()),
-        }
+        served.map_err(|e| SequencerError::Server(e.to_string()))
     }
-}
-
-async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    reporter.set_service_status("", status).await;
-    reporter.set_service_status(HEALTH_SERVICE, status).await;
 }
 
 /// SERVING while the tail reader can read the database; ends (NOT_SERVING) on stop.
 async fn mirror_health(
     mut healthy: watch::Receiver<bool>,
-    reporter: tonic_health::server::HealthReporter,
+    health: ordo_node::Health,
     ready: watch::Sender<bool>,
     stop: CancellationToken,
 ) {
     loop {
         let ok = *healthy.borrow_and_update();
         let _ = ready.send(ok);
-        set_health(
-            &reporter,
-            if ok {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            },
-        )
-        .await;
+        health.set(ok).await;
         tokio::select! {
             () = stop.cancelled() => break,
             changed = healthy.changed() => if changed.is_err() { break },
         }
     }
     let _ = ready.send(false);
-    set_health(&reporter, ServingStatus::NotServing).await;
+    health.set(false).await;
 }
 
-async fn serve_grpc(
+fn grpc_router(
     shared: Arc<Shared>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    listener: TcpListener,
-    stop: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> tonic::transport::server::Router {
     // The decoding limit is far above max_request_bytes so that our own check answers
     // oversized submissions with a precise RESOURCE_EXHAUSTED.
     let limit = (shared.config.max_request_bytes * 2).max(64 * 1024 * 1024);
@@ -250,8 +196,4 @@ async fn serve_grpc(
         router = router.add_service(r);
     }
     router
-        .serve_with_incoming_shutdown(ordo_node::incoming(listener), async move {
-            stop.cancelled().await
-        })
-        .await
 }

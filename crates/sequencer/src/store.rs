@@ -1,11 +1,10 @@
 //! All of the sequencer's SQL, over the schema in `migrations/`.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use ordo_node::db;
+use sqlx::Row;
+use sqlx::postgres::PgPool;
 
 use crate::config::SequencerConfig;
 use crate::error::SequencerError;
@@ -25,69 +24,38 @@ const DB_NOW: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL without its password (shown as `***`), for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if user.len() < userinfo.len() {
-                ":***"
-            } else {
-                ""
-            };
-            format!("{scheme}://{user}{hidden}@{host}{path}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-fn connect_options(config: &SequencerConfig) -> Result<PgConnectOptions, SequencerError> {
-    Ok(PgConnectOptions::from_str(&config.database_url)?
-        .application_name(&format!("ordo-sequencer/{}", config.node_name)))
+fn app_name(config: &SequencerConfig) -> String {
+    format!("ordo-sequencer/{}", config.node_name)
 }
 
 /// The node's general pool and the writer's pool. Writer connections carry
 /// `lock_timeout` and `idle_in_transaction_session_timeout`, so a paused writer cannot hold
 /// the head row (the domain's serialisation point) for longer than the stall timeout.
 pub async fn connect(config: &SequencerConfig) -> Result<(PgPool, PgPool), SequencerError> {
-    let opts = connect_options(config)?;
-    let pool = PgPoolOptions::new()
-        .max_connections(config.pool_size.saturating_sub(1).max(3))
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(opts.clone())
-        .await?;
+    let opts = db::connect_options(&config.database_url, &app_name(config))?;
+    let pool = db::pool_with(opts.clone(), config.pool_size.saturating_sub(1).max(3)).await?;
     let ms = config.writer_stall_timeout.as_millis().to_string();
-    let writer = PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(opts.options([
+    let writer = db::pool_with(
+        opts.options([
             ("lock_timeout", ms.as_str()),
             ("idle_in_transaction_session_timeout", ms.as_str()),
-        ]))
-        .await?;
+        ]),
+        1,
+    )
+    .await?;
     Ok((pool, writer))
 }
 
 /// Runs the migrations and creates the token secret, under an advisory lock so that nodes
 /// initialising at once never race. Returns whether this call provisioned the database.
 pub async fn init(config: &SequencerConfig) -> Result<bool, SequencerError> {
-    let mut conn = sqlx::PgConnection::connect_with(&connect_options(config)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await?;
-    let result = init_locked(&mut conn).await;
-    // The lock dies with the connection anyway; unlocking explicitly is just tidier.
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    result
+    db::with_advisory_lock(
+        &config.database_url,
+        &app_name(config),
+        INIT_LOCK,
+        init_locked,
+    )
+    .await
 }
 
 async fn init_locked(conn: &mut sqlx::PgConnection) -> Result<bool, SequencerError> {
@@ -107,29 +75,13 @@ async fn init_locked(conn: &mut sqlx::PgConnection) -> Result<bool, SequencerErr
 
 /// The token secret of a provisioned database, or why this node must not run on it.
 pub async fn check_provisioned(pool: &PgPool, url: &str) -> Result<Vec<u8>, SequencerError> {
-    let not_provisioned = || SequencerError::NotProvisioned {
-        url: redact_url(url),
-    };
-    let row = sqlx::query("SELECT schema_version, hmac_secret FROM seq_meta WHERE id = 1")
-        .fetch_optional(pool)
-        .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(not_provisioned()),
-        // 42P01: undefined_table — the migrations never ran here.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-            return Err(not_provisioned());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let found: i32 = row.try_get("schema_version")?;
-    if found != SCHEMA_VERSION {
-        return Err(SequencerError::SchemaVersion {
-            url: redact_url(url),
-            found,
-            expected: SCHEMA_VERSION,
-        });
-    }
+    let row = db::provisioned(
+        pool,
+        "SELECT schema_version, hmac_secret FROM seq_meta WHERE id = 1",
+        Some(SCHEMA_VERSION),
+        |why| SequencerError::unprovisioned(url, why),
+    )
+    .await?;
     Ok(row.try_get("hmac_secret")?)
 }
 
@@ -486,23 +438,4 @@ async fn sequence(db: &PgPool, batch: &[NewEvent]) -> Result<(i64, HashSet<i64>)
     .fetch_one(db)
     .await?;
     Ok((base, inserted.unwrap_or_default().into_iter().collect()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redacts_only_the_password() {
-        assert_eq!(
-            redact_url("postgres://u:pw@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("postgresql://h/db"), "postgresql://h/db");
-        assert_eq!(
-            redact_url("postgres://ordo:s3cr%40t@db:5432/seq?sslmode=require"),
-            "postgres://ordo:***@db:5432/seq?sslmode=require"
-        );
-    }
 }

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ordo_node::ListenAddrs;
+pub use ordo_node::config::ConfigError;
+use ordo_node::config::{self, Invalid};
 use ordo_protocol::DomainParameters;
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +40,7 @@ pub struct TopologyConfig {
     pub parameters: DomainParameters,
     /// How long an admin change may take to be sequenced and applied, and the deadline of
     /// the sequencer calls.
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub request_timeout: Duration,
     /// The largest package source VetPackage accepts, in bytes (it travels in one
     /// topology transaction, so it must fit the sequencer's `max_request_bytes`).
@@ -45,7 +48,7 @@ pub struct TopologyConfig {
     /// Connections in the node's database pool.
     pub pool_size: u32,
     /// How often the manager acknowledges processed events to the sequencer.
-    #[serde(with = "secs")]
+    #[serde(with = "ordo_node::config::secs")]
     pub acknowledge_interval: Duration,
 }
 
@@ -69,44 +72,31 @@ impl Default for TopologyConfig {
     }
 }
 
-/// A configuration value that cannot work, named with what to do about it.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("invalid topology manager configuration: {field}: {reason}")]
-pub struct ConfigError {
-    pub field: &'static str,
-    pub reason: String,
+/// Whose configuration [`ConfigError`] names.
+const NODE: &str = "topology manager";
+
+impl ListenAddrs for TopologyConfig {
+    fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
+        (self.grpc_listen, self.http_listen)
+    }
 }
 
 impl TopologyConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |field, reason: String| Err(ConfigError { field, reason });
-        if ordo_core::ids::validate_name(&self.node_name).is_err() {
-            return err("node_name", "use 1 to 64 of [a-z0-9._-]".into());
-        }
-        if !(self.database_url.starts_with("postgres://")
-            || self.database_url.starts_with("postgresql://"))
-        {
-            return err("database_url", "expected a postgres:// URL".into());
-        }
+        self.check().map_err(|e| e.of(NODE))
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        let err = |field, reason: String| Err(Invalid::new(field, reason));
+        config::node_name(&self.node_name)?;
+        config::database_url(&self.database_url)?;
         if self.key_file.as_os_str().is_empty() {
             return err("key_file", "set the path of the manager's key file".into());
         }
-        if self.sequencers.is_empty() {
-            return err(
-                "sequencers",
-                "list every sequencer node (http://host:port)".into(),
-            );
-        }
-        if let Some(bad) = self
-            .sequencers
-            .iter()
-            .find(|s| !(s.starts_with("http://") || s.starts_with("https://")))
-        {
-            return err(
-                "sequencers",
-                format!("{bad:?} is not an http:// or https:// endpoint"),
-            );
-        }
+        config::sequencer_endpoints(
+            &self.sequencers,
+            "list every sequencer node (http://host:port)",
+        )?;
         if self.sequencer_admin_token.is_empty() {
             return err(
                 "sequencer_admin_token",
@@ -140,9 +130,7 @@ impl TopologyConfig {
         if self.acknowledge_interval < Duration::from_millis(100) {
             return err("acknowledge_interval", "must be at least 0.1 s".into());
         }
-        if self.grpc_listen == self.http_listen && self.grpc_listen.port() != 0 {
-            return err("http_listen", "must differ from grpc_listen".into());
-        }
+        config::listen_addrs(self.grpc_listen, self.http_listen)?;
         Ok(())
     }
 }
@@ -168,22 +156,6 @@ pub fn validate_parameters(p: &DomainParameters) -> Result<(), String> {
         return Err("max_request_bytes must be > 0".into());
     }
     Ok(())
-}
-
-/// Durations in configuration files are whole or fractional seconds (`request_timeout = 10`).
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,14 @@
 //! Provisioning (`init`) and the operational node (`run`).
 
 use std::future::Future;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_core::{KeyPair, MemberId, PublicKey};
+pub use ordo_node::Listeners;
+use ordo_node::Servers;
 use ordo_proto::admin::v1::topology_admin_service_server::{self, TopologyAdminServiceServer};
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,6 @@ use crate::{processor, store};
 
 /// The health service name clients watch (besides "" for the whole server).
 pub const HEALTH_SERVICE: &str = topology_admin_service_server::SERVICE_NAME;
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What `init` did, and who the manager is (for `ordo up` to print and to configure the
 /// other members' `topology_manager`).
@@ -38,7 +37,7 @@ pub struct InitOutcome {
 /// serialises the database part).
 pub async fn init(config: &TopologyConfig) -> Result<InitOutcome, TopologyError> {
     config.validate()?;
-    let key = load_or_generate_key(&config.key_file)?;
+    let (key, _) = ordo_node::key::load_or_create(config.key_file.clone()).await?;
     let public_key = key.public();
     let member = MemberId::new(&config.node_name, &public_key)?;
     let (created, meta) = store::init(config, member.as_str(), public_key.as_bytes()).await?;
@@ -49,22 +48,6 @@ pub async fn init(config: &TopologyConfig) -> Result<InitOutcome, TopologyError>
         member,
         public_key,
     })
-}
-
-fn load_or_generate_key(path: &Path) -> Result<KeyPair, TopologyError> {
-    if path.exists() {
-        return Ok(KeyPair::read_file(path)?);
-    }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let key = KeyPair::generate();
-    match key.write_file(path) {
-        Ok(()) => Ok(key),
-        // Another `init` wrote it first: use that one.
-        Err(_) if path.exists() => Ok(KeyPair::read_file(path)?),
-        Err(e) => Err(e.into()),
-    }
 }
 
 fn check_member(
@@ -81,22 +64,6 @@ fn check_member(
         });
     }
     Ok(())
-}
-
-/// The node's sockets, bound before `run` so that callers (tests, `ordo up`) can bind port
-/// 0 and learn the addresses.
-pub struct Listeners {
-    pub grpc: TcpListener,
-    pub http: TcpListener,
-}
-
-impl Listeners {
-    pub async fn bind(config: &TopologyConfig) -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: TcpListener::bind(config.grpc_listen).await?,
-            http: TcpListener::bind(config.http_listen).await?,
-        })
-    }
 }
 
 /// Runs the node until `shutdown` resolves; then reports NOT_SERVING, stops accepting,
@@ -134,7 +101,6 @@ pub async fn run(
     let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
     let (ready_tx, ready_rx) = watch::channel(false);
     let stop = CancellationToken::new();
-    let grpc_stop = CancellationToken::new();
 
     let mut builder = tonic::transport::Server::builder();
     let mut router = builder
@@ -143,18 +109,7 @@ pub async fn run(
     if let Some(r) = ordo_node::reflection() {
         router = router.add_service(r);
     }
-    let serve_stop = grpc_stop.clone();
-    let grpc = tokio::spawn(
-        router.serve_with_incoming_shutdown(ordo_node::incoming(listeners.grpc), async move {
-            serve_stop.cancelled().await
-        }),
-    );
-    let http_stop = grpc_stop.clone();
-    let http = tokio::spawn(async move {
-        axum::serve(listeners.http, ordo_node::router(ready_rx))
-            .with_graceful_shutdown(async move { http_stop.cancelled().await })
-            .await
-    });
+    let servers = Servers::spawn(router, listeners, ready_rx);
 
     let startup = tokio::spawn(start(
         manager.clone(),
@@ -175,15 +130,10 @@ pub async fn run(
     if let Ok(Some(processor)) = startup.await {
         let _ = processor.await;
     }
-    grpc_stop.cancel();
-    let grpc_result = tokio::time::timeout(DRAIN_TIMEOUT, grpc).await;
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, http).await;
+    let served = servers.drain().await;
     drop(manager);
     pool.close().await;
-    match grpc_result {
-        Ok(Ok(Err(e))) => Err(TopologyError::Server(e.to_string())),
-        _ => Ok(()),
-    }
+    served.map_err(|e| TopologyError::Server(e.to_string()))
 }
 
 /// Connects to the sequencer, starts the processor, bootstraps and flushes; then reports

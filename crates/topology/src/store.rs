@@ -1,11 +1,10 @@
 //! All of the topology manager's SQL, over the schema in `migrations/`.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use ordo_core::Timestamp;
+use ordo_node::db;
+pub use ordo_node::db::redact_url;
 use ordo_protocol::{TopologyChange, TopologyState, TopologyTransaction};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::{Connection, Row};
 
 use crate::config::TopologyConfig;
@@ -19,32 +18,12 @@ const INIT_LOCK: i64 = 0x6f72_646f_544f_5049; // "ordoTOPI"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// The URL without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
-fn connect_options(config: &TopologyConfig) -> Result<PgConnectOptions, TopologyError> {
-    Ok(PgConnectOptions::from_str(&config.database_url)?
-        .application_name(&format!("ordo-topology/{}", config.node_name)))
+fn app_name(config: &TopologyConfig) -> String {
+    format!("ordo-topology/{}", config.node_name)
 }
 
 pub async fn connect(config: &TopologyConfig) -> Result<PgPool, TopologyError> {
-    Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect_with(connect_options(config)?)
-        .await?)
+    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
 }
 
 /// The member this database belongs to, as `init` recorded it.
@@ -62,18 +41,13 @@ pub async fn init(
     member_id: &str,
     public_key: &[u8],
 ) -> Result<(bool, Meta), TopologyError> {
-    let mut conn = sqlx::PgConnection::connect_with(&connect_options(config)?).await?;
-    sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await?;
-    let result = init_locked(&mut conn, member_id, public_key).await;
-    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(INIT_LOCK)
-        .execute(&mut conn)
-        .await;
-    let _ = conn.close().await;
-    result
+    db::with_advisory_lock(
+        &config.database_url,
+        &app_name(config),
+        INIT_LOCK,
+        async |conn| init_locked(conn, member_id, public_key).await,
+    )
+    .await
 }
 
 async fn init_locked(
@@ -114,30 +88,13 @@ async fn init_locked(
 
 /// The member a provisioned database belongs to, or why this node must not run on it.
 pub async fn check_provisioned(pool: &PgPool, url: &str) -> Result<Meta, TopologyError> {
-    let not_provisioned = || TopologyError::NotProvisioned {
-        url: redact_url(url),
-    };
-    let row =
-        sqlx::query("SELECT schema_version, member_id, public_key FROM topology_meta WHERE id = 1")
-            .fetch_optional(pool)
-            .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(not_provisioned()),
-        // 42P01: undefined_table — the migrations never ran here.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
-            return Err(not_provisioned());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let found: i32 = row.try_get("schema_version")?;
-    if found != SCHEMA_VERSION {
-        return Err(TopologyError::SchemaVersion {
-            url: redact_url(url),
-            found,
-            expected: SCHEMA_VERSION,
-        });
-    }
+    let row = db::provisioned(
+        pool,
+        "SELECT schema_version, member_id, public_key FROM topology_meta WHERE id = 1",
+        Some(SCHEMA_VERSION),
+        |why| TopologyError::unprovisioned(url, why),
+    )
+    .await?;
     Ok(Meta {
         member_id: row.try_get("member_id")?,
         public_key: row.try_get("public_key")?,
@@ -361,12 +318,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5/db"),
-            "postgres://u:***@h:5/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    fn message_ids_are_deterministic() {
         assert_eq!(message_id(7), "topology-7");
     }
 }

@@ -15,22 +15,18 @@ use std::sync::Arc;
 
 use ordo_core::PartyId;
 use ordo_proto::ledger::v1 as pb;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::auth::Rights;
 use crate::error::ParticipantError;
 use crate::node::Shared;
 
-/// Serves the Ledger API, health and reflection until `stop`.
-pub async fn serve(
+/// The gRPC server's services: the Ledger API, health and reflection.
+pub fn router(
     shared: Arc<Shared>,
     health: tonic_health::pb::health_server::HealthServer<
         impl tonic_health::pb::health_server::Health,
     >,
-    listener: TcpListener,
-    stop: CancellationToken,
-) -> Result<(), tonic::transport::Error> {
+) -> tonic::transport::server::Router {
     use pb::command_completion_service_server::CommandCompletionServiceServer;
     use pb::command_service_server::CommandServiceServer;
     use pb::command_submission_service_server::CommandSubmissionServiceServer;
@@ -70,10 +66,6 @@ pub async fn serve(
         router = router.add_service(r);
     }
     router
-        .serve_with_incoming_shutdown(ordo_node::incoming(listener), async move {
-            stop.cancelled().await
-        })
-        .await
 }
 
 /// Parses party names, naming the field and the offending value.

@@ -1,0 +1,69 @@
+//! `DIR/network.json`: what `ordo up` runs, for people, scripts and the other tools
+//! (`ordo token` reads its `auth.secret`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NetworkFile {
+    pub postgres: PostgresEntry,
+    pub sequencers: Vec<NodeEntry>,
+    pub topology: Vec<NodeEntry>,
+    pub mediators: Vec<NodeEntry>,
+    pub participants: Vec<NodeEntry>,
+    pub gateways: Vec<NodeEntry>,
+    pub auth: Auth,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PostgresEntry {
+    pub url: String,
+    /// Whether `ordo up` runs this Postgres (false when given `--database-url`).
+    pub managed: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub name: String,
+    /// A participant's shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    pub pid: Option<u32>,
+    pub grpc: String,
+    pub http: String,
+    pub metrics: String,
+    pub log: PathBuf,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Auth {
+    /// How the participants verify Ledger API tokens; `ordo token` signs with `secret`.
+    pub algorithm: String,
+    pub secret: String,
+    /// Bearer token of the sequencers' admin API (SequencerAdminService).
+    pub sequencer_admin_token: String,
+    /// Bearer token of the topology manager's admin API (TopologyAdminService).
+    pub topology_admin_token: String,
+}
+
+impl NetworkFile {
+    /// Reads a network file, telling a user without one how to get it.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the network file {}: {e}; start a network with `ordo up` \
+                 (it writes DIR/network.json once every node is ready) or pass --network FILE",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a network file of this ordo version; restart the network with \
+                 `ordo up`",
+                path.display()
+            )
+        })
+    }
+}

@@ -1,0 +1,199 @@
+//! `ordo <role> [init] --config FILE`: one path for every node role. It loads the layered
+//! configuration, validates it (a usage error, naming the file), then provisions (`init`)
+//! or runs the node until SIGTERM/Ctrl-C. What differs per role is the [`Role`] impl in
+//! `roles.rs`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use ordo_core::{MemberId, PublicKey};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Failure;
+use crate::cli::{NodeAction, NodeArgs, NodeCommand};
+
+/// Which check a configuration must pass: `init` needs less than an operational start
+/// (e.g. a member can be provisioned before the topology manager's id is known).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    Init,
+    Run,
+}
+
+/// How the binary reports a library error.
+pub enum ErrorKind {
+    /// The configuration is wrong (exit 2).
+    Config,
+    /// The database could not be reached or failed: the message gets a hint.
+    Database,
+    Other,
+}
+
+/// Who a node is after `init`; members have an id and a key, the sequencer has neither.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub created: bool,
+    pub member: Option<MemberId>,
+    pub public_key: Option<PublicKey>,
+}
+
+/// What `ordo <role> init --json` prints (one object on one line); `ordo up` reads it.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct InitReport {
+    pub role: String,
+    pub node_name: String,
+    pub created: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
+    /// The ed25519 public key, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+/// The settings every role has, for log lines and hints.
+pub struct Basics<'a> {
+    pub node_name: &'a str,
+    pub database_url: &'a str,
+    pub grpc_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+}
+
+/// A node role: its configuration type and its library's `init`/`Listeners`/`run`.
+pub trait Role {
+    /// The subcommand: `sequencer`, `topology`, `mediator`, `participant`.
+    const NAME: &'static str;
+    /// Environment variables are this prefix + the upper-cased key, e.g.
+    /// `ORDO_PARTICIPANT_DATABASE_URL` (nested keys with `__`: `…_AUTH__SECRET`).
+    const ENV_PREFIX: &'static str;
+    type Config: DeserializeOwned + Serialize + Default + Clone + Send + 'static;
+    type Error: std::error::Error + Send + Sync + 'static;
+    type Listeners;
+
+    fn basics(config: &Self::Config) -> Basics<'_>;
+    /// `grpc_listen` and `http_listen`, for `ordo up` to assign.
+    fn listen_mut(config: &mut Self::Config) -> (&mut SocketAddr, &mut SocketAddr);
+    fn validate(config: &Self::Config, step: Step) -> anyhow::Result<()>;
+    fn kind(e: &Self::Error) -> ErrorKind;
+    async fn init(config: &Self::Config) -> Result<Identity, Self::Error>;
+    async fn bind(config: &Self::Config) -> std::io::Result<Self::Listeners>;
+    async fn run(
+        config: Self::Config,
+        listeners: Self::Listeners,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Self::Error>;
+}
+
+pub fn main<R: Role>(cmd: NodeCommand) -> Result<(), Failure> {
+    match cmd.action {
+        Some(NodeAction::Init(args)) => {
+            let config = load::<R>(&args.node, Step::Init)?;
+            crate::runtime()?.block_on(init::<R>(config, args.json))
+        }
+        None => {
+            let config = load::<R>(&cmd.node, Step::Run)?;
+            crate::runtime()?.block_on(run::<R>(config))
+        }
+    }
+}
+
+/// The layered, validated configuration; any problem with it is a usage error.
+pub fn load<R: Role>(args: &NodeArgs, step: Step) -> Result<R::Config, Failure> {
+    let file = args
+        .config
+        .as_deref()
+        .ok_or_else(|| Failure::Usage(anyhow::anyhow!("--config FILE is required")))?;
+    let config: R::Config =
+        crate::config::load(file, R::ENV_PREFIX, &args.overrides).map_err(Failure::Usage)?;
+    R::validate(&config, step).map_err(|e| Failure::Usage(named(e, file, R::ENV_PREFIX)))?;
+    Ok(config)
+}
+
+fn named(e: anyhow::Error, file: &Path, prefix: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{e} (from {}, {prefix}* environment or flags)",
+        file.display()
+    )
+}
+
+async fn init<R: Role>(config: R::Config, json: bool) -> Result<(), Failure> {
+    let b = R::basics(&config);
+    let db = ordo_sequencer::redact_url(b.database_url);
+    tracing::info!(role = R::NAME, node = %b.node_name, database = %db, "provisioning");
+    let identity = R::init(&config)
+        .await
+        .map_err(|e| failure::<R>(e, &config))?;
+    let report = InitReport {
+        role: R::NAME.to_owned(),
+        node_name: b.node_name.to_owned(),
+        created: identity.created,
+        member: identity.member.as_ref().map(ToString::to_string),
+        public_key: identity.public_key.map(|k| hex::encode(k.as_bytes())),
+    };
+    let what = if report.created {
+        "provisioned"
+    } else {
+        "already provisioned"
+    };
+    match (&report.member, &report.public_key) {
+        (Some(member), Some(key)) => tracing::info!(
+            role = R::NAME, %member, public_key = %key, database = %db,
+            "{what}: register the member with these, then start it with `ordo {} --config FILE`",
+            R::NAME
+        ),
+        _ => tracing::info!(
+            role = R::NAME, database = %db,
+            "{what}: start the nodes with `ordo {} --config FILE`",
+            R::NAME
+        ),
+    }
+    if json {
+        let line = serde_json::to_string(&report)
+            .map_err(|e| Failure::Runtime(anyhow::anyhow!("encoding the init report: {e}")))?;
+        println!("{line}");
+    }
+    Ok(())
+}
+
+async fn run<R: Role>(config: R::Config) -> Result<(), Failure> {
+    let b = R::basics(&config);
+    let (name, grpc, http) = (b.node_name.to_owned(), b.grpc_listen, b.http_listen);
+    // Bind before anything else so that a taken port fails fast, naming the address.
+    let listeners = R::bind(&config).await.map_err(|e| {
+        Failure::Runtime(anyhow::anyhow!(
+            "cannot listen on grpc_listen {grpc} / http_listen {http}: {e}; choose free \
+             addresses (--grpc-listen, --http-listen)"
+        ))
+    })?;
+    tracing::info!(
+        role = R::NAME,
+        node = %name,
+        %grpc,
+        %http,
+        database = %ordo_sequencer::redact_url(b.database_url),
+        "starting"
+    );
+    let shutdown = crate::shutdown_signal()
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let hint_config = config.clone();
+    R::run(config, listeners, shutdown)
+        .await
+        .map_err(|e| failure::<R>(e, &hint_config))?;
+    tracing::info!(role = R::NAME, node = %name, "stopped");
+    Ok(())
+}
+
+/// The libraries' errors already say what to do, except a database that cannot be reached,
+/// where only the operator's side knows which setting to look at.
+fn failure<R: Role>(e: R::Error, config: &R::Config) -> Failure {
+    match R::kind(&e) {
+        ErrorKind::Config => Failure::Usage(e.into()),
+        ErrorKind::Database => Failure::Runtime(anyhow::anyhow!(
+            "{e}; check that Postgres is up and reachable at {} (database_url, \
+             {}DATABASE_URL or --database-url)",
+            ordo_sequencer::redact_url(R::basics(config).database_url),
+            R::ENV_PREFIX
+        )),
+        ErrorKind::Other => Failure::Runtime(e.into()),
+    }
+}

@@ -1,0 +1,342 @@
+//! What `ordo up` keeps in the data directory across runs: secrets (`DIR/admin-token`,
+//! `DIR/topology-admin-token`, `DIR/ledger-secret`), keys (`DIR/keys`), and each node's
+//! config (`DIR/config/<name>.toml`). A config from an earlier run is reused — an edit the
+//! operator made to it stays — and only what `ordo up` owns is refreshed: the database URL
+//! (the private Postgres may get another port), the listen addresses (kept when still
+//! free), the sequencer endpoints, tokens and ids.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ordo_core::MemberId;
+use ordo_mediator::MediatorConfig;
+use ordo_participant::ParticipantConfig;
+use ordo_sequencer::SequencerConfig;
+use ordo_topology::TopologyConfig;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::write_atomically;
+use crate::node::{Role, Step};
+use crate::roles::{Mediator, Participant, Sequencer, Topology};
+
+/// Tokens and the Ledger API secret, made once per data directory.
+pub struct Secrets {
+    pub sequencer_admin: String,
+    pub topology_admin: String,
+    /// The HS256 secret participants verify Ledger API tokens with.
+    pub ledger: String,
+}
+
+impl Secrets {
+    pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            sequencer_admin: secret(dir, "admin-token")?,
+            topology_admin: secret(dir, "topology-admin-token")?,
+            ledger: secret(dir, "ledger-secret")?,
+        })
+    }
+}
+
+fn secret(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let path = dir.join(name);
+    if let Ok(t) = std::fs::read_to_string(&path)
+        && !t.trim().is_empty()
+    {
+        return Ok(t.trim().to_owned());
+    }
+    let token = hex::encode(rand::random::<[u8; 24]>());
+    write_atomically(&path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// Every node's database URL.
+pub struct Databases {
+    pub sequencer: String,
+    pub topology: String,
+    pub mediator: String,
+    /// `shards[i]` is the database of shard `i + 1`.
+    pub shards: Vec<String>,
+}
+
+impl Databases {
+    /// Creates the missing databases on the server of `server_url` (a URL of any database
+    /// there the user may create databases from). `sequencer` is used as given.
+    pub async fn ensure(
+        server_url: &str,
+        sequencer: String,
+        shards: usize,
+    ) -> anyhow::Result<Self> {
+        let mut conn = connect(server_url).await?;
+        let mut url = async |name: String| -> anyhow::Result<String> {
+            ensure_database(&mut conn, &name).await.with_context(|| {
+                format!(
+                    "cannot create database {name} on {} (create it, or let the user \
+                         CREATEDB)",
+                    ordo_sequencer::redact_url(server_url)
+                )
+            })?;
+            Ok(with_database(server_url, &name))
+        };
+        let topology = url("ordo_topology".into()).await?;
+        let mediator = url("ordo_mediator".into()).await?;
+        let mut shard_urls = Vec::new();
+        for i in 1..=shards {
+            shard_urls.push(url(format!("ordo_shard_{i}")).await?);
+        }
+        Ok(Self {
+            sequencer,
+            topology,
+            mediator,
+            shards: shard_urls,
+        })
+    }
+}
+
+async fn connect(url: &str) -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(url).await.with_context(|| {
+        format!(
+            "cannot connect to Postgres at {}",
+            ordo_sequencer::redact_url(url)
+        )
+    })
+}
+
+async fn ensure_database(conn: &mut sqlx::PgConnection, name: &str) -> anyhow::Result<()> {
+    let exists: Option<(i32,)> = sqlx::query_as("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        // `name` is one of ours ([a-z0-9_]), never user input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// `url` with its database (the path) replaced by `db`, keeping the query.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// The config of `name` from an earlier run (and whether there was one), or the default.
+fn previous<C: DeserializeOwned + Default>(dir: &Path, name: &str) -> anyhow::Result<(C, bool)> {
+    let path = config_path(dir, name);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let config = toml::from_str(&text).with_context(|| {
+                format!(
+                    "cannot reuse {}; fix it, or delete it to have a fresh one written",
+                    path.display()
+                )
+            })?;
+            Ok((config, true))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((C::default(), false)),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn save<C: Serialize>(dir: &Path, name: &str, config: &C) -> anyhow::Result<PathBuf> {
+    let path = config_path(dir, name);
+    write_atomically(&path, toml::to_string(config)?.as_bytes())?;
+    Ok(path)
+}
+
+pub fn config_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("config").join(format!("{name}.toml"))
+}
+
+fn key_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join("keys").join(format!("{name}.key"))
+}
+
+/// The previous address when the earlier run had one and it is still free, else a fresh
+/// free port on 127.0.0.1 (so endpoints stay the same across runs where they can).
+fn address(previous: Option<SocketAddr>) -> SocketAddr {
+    previous
+        .filter(|a| a.ip().is_loopback() && std::net::TcpListener::bind(a).is_ok())
+        .unwrap_or_else(ordo_testkit::free_addr)
+}
+
+/// Loads `name`'s config (or the default), gives it listen addresses, lets `set` refresh
+/// what `ordo up` owns, validates it as a start would and writes it.
+fn refresh<R: Role>(
+    dir: &Path,
+    name: &str,
+    set: impl FnOnce(&mut R::Config),
+) -> anyhow::Result<(R::Config, PathBuf)> {
+    let (mut config, existed) = previous::<R::Config>(dir, name)?;
+    let (grpc, http) = R::listen_mut(&mut config);
+    *grpc = address(existed.then_some(*grpc));
+    let fresh_http = address(existed.then_some(*http));
+    // Two fresh picks can collide only by chance; never hand a node the same port twice.
+    *http = if fresh_http == *grpc {
+        ordo_testkit::free_addr()
+    } else {
+        fresh_http
+    };
+    set(&mut config);
+    R::validate(&config, Step::Run).with_context(|| format!("the config of {name}"))?;
+    let path = save(dir, name, &config)?;
+    Ok((config, path))
+}
+
+pub fn sequencer(
+    dir: &Path,
+    i: usize,
+    url: &str,
+    secrets: &Secrets,
+) -> anyhow::Result<(SequencerConfig, PathBuf)> {
+    let name = format!("sequencer-{i}");
+    refresh::<Sequencer>(dir, &name, |c| {
+        c.node_name = name.clone();
+        c.database_url = url.to_owned();
+        c.admin_token = secrets.sequencer_admin.clone();
+    })
+}
+
+pub fn topology(
+    dir: &Path,
+    url: &str,
+    sequencers: &[String],
+    secrets: &Secrets,
+) -> anyhow::Result<(TopologyConfig, PathBuf)> {
+    refresh::<Topology>(dir, "topology", |c| {
+        c.node_name = "topology".into();
+        c.database_url = url.to_owned();
+        c.key_file = key_path(dir, "topology");
+        c.sequencers = sequencers.to_vec();
+        c.sequencer_admin_token = secrets.sequencer_admin.clone();
+        c.admin_token = secrets.topology_admin.clone();
+    })
+}
+
+pub fn mediator(
+    dir: &Path,
+    url: &str,
+    sequencers: &[String],
+    topology_manager: &MemberId,
+) -> anyhow::Result<(MediatorConfig, PathBuf)> {
+    refresh::<Mediator>(dir, "mediator", |c| {
+        c.node_name = "mediator".into();
+        c.database_url = url.to_owned();
+        c.key_file = key_path(dir, "mediator");
+        c.sequencers = sequencers.to_vec();
+        c.topology_manager = Some(topology_manager.clone());
+    })
+}
+
+/// What a participant's config refers to outside itself.
+pub struct ParticipantLinks<'a> {
+    pub sequencers: &'a [String],
+    pub topology_manager: &'a MemberId,
+    /// The topology manager's admin endpoint, `http://host:port`.
+    pub topology_admin: String,
+    pub secrets: &'a Secrets,
+}
+
+pub fn participant(
+    dir: &Path,
+    i: usize,
+    url: &str,
+    links: &ParticipantLinks<'_>,
+) -> anyhow::Result<(ParticipantConfig, PathBuf)> {
+    let name = format!("participant-{i}");
+    refresh::<Participant>(dir, &name, |c| {
+        c.node_name = name.clone();
+        c.shard = format!("shard-{i}");
+        c.database_url = url.to_owned();
+        c.key_file = key_path(dir, &name);
+        c.sequencers = links.sequencers.to_vec();
+        c.topology_manager = links.topology_manager.to_string();
+        c.topology_admin = links.topology_admin.clone();
+        c.topology_admin_token = links.secrets.topology_admin.clone();
+        c.auth.algorithm = "HS256".into();
+        c.auth.secret = links.secrets.ledger.clone();
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_swapped_in_the_url() {
+        assert_eq!(
+            with_database(
+                "postgres://ordo@127.0.0.1:5432/ordo_sequencer",
+                "ordo_topology"
+            ),
+            "postgres://ordo@127.0.0.1:5432/ordo_topology"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@db:1/seq?sslmode=require", "ordo_shard_1"),
+            "postgres://u:p@db:1/ordo_shard_1?sslmode=require"
+        );
+        assert_eq!(
+            with_database("postgresql://db", "ordo_mediator"),
+            "postgresql://db/ordo_mediator"
+        );
+    }
+
+    #[test]
+    fn a_config_is_reused_with_its_edits_and_refreshed_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        let secrets = Secrets::load_or_create(dir.path()).unwrap();
+        assert_eq!(
+            Secrets::load_or_create(dir.path()).unwrap().ledger,
+            secrets.ledger,
+            "secrets are made once"
+        );
+        let seqs = vec!["http://127.0.0.1:1".to_owned()];
+        let (first, path) = topology(
+            dir.path(),
+            "postgres://o@h:1/ordo_topology",
+            &seqs,
+            &secrets,
+        )
+        .unwrap();
+        assert_ne!(first.grpc_listen, first.http_listen);
+        assert_eq!(first.admin_token, secrets.topology_admin);
+        // An operator's edit survives; the database URL is refreshed.
+        let edited = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("pool_size = 4", "pool_size = 7");
+        std::fs::write(&path, edited).unwrap();
+        let (second, _) = topology(
+            dir.path(),
+            "postgres://o@h:2/ordo_topology",
+            &seqs,
+            &secrets,
+        )
+        .unwrap();
+        assert_eq!(second.pool_size, 7);
+        assert_eq!(second.database_url, "postgres://o@h:2/ordo_topology");
+        assert_eq!(second.key_file, first.key_file);
+        // Free addresses are kept.
+        assert_eq!(second.grpc_listen, first.grpc_listen);
+        // A broken file is named, not overwritten.
+        std::fs::write(&path, "pool_size = \"many\"").unwrap();
+        let err = topology(dir.path(), "postgres://o@h:2/x", &seqs, &secrets).unwrap_err();
+        assert!(format!("{err:#}").contains("topology.toml"), "{err:#}");
+    }
+}

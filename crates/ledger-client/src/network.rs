@@ -1,0 +1,481 @@
+//! `Network`: a running network as described by the `network.json` that `ordo up` writes,
+//! with Ledger API tokens minted from its auth secret and parties routed to their shard.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ordo_participant::auth::{LedgerClaims, mint_hs256};
+use ordo_proto::admin::v1 as admin;
+use serde::{Deserialize, Serialize};
+use tonic::transport::Endpoint;
+
+use crate::client::{CONNECT_TIMEOUT, LedgerClient, source_chain};
+use crate::error::LedgerError;
+use crate::types::PartyDetails;
+
+/// Where `ordo up` writes the network file by default.
+pub const DEFAULT_PATH: &str = "ordo-data/network.json";
+/// The lifetime of the tokens minted here. A stream's token is checked once, when it
+/// starts, so `--follow` outlives it.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// A node of the network. Every field is optional in the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeEntry {
+    pub name: String,
+    pub pid: Option<u32>,
+    pub grpc: String,
+    pub http: String,
+    pub metrics: String,
+    pub log: Option<PathBuf>,
+}
+
+/// A participant replica and the shard it serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ParticipantEntry {
+    pub name: String,
+    pub shard: String,
+    pub pid: Option<u32>,
+    pub grpc: String,
+    pub http: String,
+    pub metrics: String,
+    pub log: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PostgresEntry {
+    pub url: String,
+    pub managed: bool,
+}
+
+/// How Ledger API tokens are made, and the admin tokens of the other APIs.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthEntry {
+    /// `HS256` (the only one tokens can be minted for here); empty is taken as HS256.
+    pub algorithm: String,
+    pub secret: String,
+    pub sequencer_admin_token: String,
+    pub topology_admin_token: String,
+}
+
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthEntry")
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running network. Unknown fields in the file are ignored, missing ones are empty.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Network {
+    /// The file it was read from (not part of the file).
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub postgres: PostgresEntry,
+    pub sequencers: Vec<NodeEntry>,
+    pub topology: Vec<NodeEntry>,
+    pub mediators: Vec<NodeEntry>,
+    pub participants: Vec<ParticipantEntry>,
+    pub gateways: Vec<NodeEntry>,
+    pub auth: AuthEntry,
+}
+
+impl Network {
+    /// Reads a network file; a missing one means the network is not running.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| LedgerError::NetworkFile {
+            path: path.to_owned(),
+            reason: if e.kind() == std::io::ErrorKind::NotFound {
+                "not found: is the network running? `ordo up --data-dir DIR` starts one and \
+                 writes DIR/network.json once every node is ready"
+                    .into()
+            } else {
+                e.to_string()
+            },
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses the text of a network file read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LedgerError> {
+        let mut network: Network =
+            serde_json::from_str(text).map_err(|e| LedgerError::NetworkFile {
+                path: path.to_owned(),
+                reason: format!("not a network file: {e}"),
+            })?;
+        network.path = path.to_owned();
+        Ok(network)
+    }
+
+    /// The shards, in the order the file lists their participants.
+    pub fn shards(&self) -> Vec<String> {
+        let mut shards: Vec<String> = Vec::new();
+        for p in &self.participants {
+            if !p.shard.is_empty() && !shards.contains(&p.shard) {
+                shards.push(p.shard.clone());
+            }
+        }
+        shards
+    }
+
+    /// The participant replicas serving `shard`.
+    pub fn replicas(&self, shard: &str) -> Vec<&ParticipantEntry> {
+        self.participants
+            .iter()
+            .filter(|p| p.shard == shard && !p.grpc.is_empty())
+            .collect()
+    }
+
+    // --- tokens ------------------------------------------------------------------------
+
+    /// A Ledger API token with `claims`, valid for `TOKEN_LIFETIME`.
+    pub fn mint_token(&self, claims: &LedgerClaims) -> Result<String, LedgerError> {
+        let algorithm = self.auth.algorithm.as_str();
+        if !(algorithm.is_empty() || algorithm == "HS256") {
+            return Err(LedgerError::Auth(format!(
+                "the network uses {algorithm} tokens; only HS256 tokens can be minted from {}",
+                self.path.display()
+            )));
+        }
+        if self.auth.secret.is_empty() {
+            return Err(LedgerError::Auth(format!(
+                "{} has no auth.secret",
+                self.path.display()
+            )));
+        }
+        let exp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_add(TOKEN_LIFETIME)
+            .as_secs();
+        let token = mint_hs256(&self.auth.secret, claims, Some(exp));
+        if token.is_empty() {
+            return Err(LedgerError::Auth("signing the token failed".into()));
+        }
+        Ok(token)
+    }
+
+    /// An admin token (party and package management), acting as no party.
+    pub fn admin_token(&self) -> Result<String, LedgerError> {
+        self.mint_token(&LedgerClaims {
+            admin: true,
+            ..Default::default()
+        })
+    }
+
+    /// A token acting (and so reading) as `parties`.
+    pub fn party_token(&self, parties: &[&str]) -> Result<String, LedgerError> {
+        self.mint_token(&LedgerClaims {
+            act_as: parties.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        })
+    }
+
+    // --- clients -----------------------------------------------------------------------
+
+    /// A client of `shard`'s active participant replica with an admin token.
+    pub async fn client_for_shard(&self, shard: &str) -> Result<LedgerClient, LedgerError> {
+        let token = self.admin_token()?;
+        self.client_for_shard_with_token(shard, &token).await
+    }
+
+    /// A client of the participant hosting `party`, acting as that party.
+    pub async fn client_for_party(&self, party: &str) -> Result<LedgerClient, LedgerError> {
+        let shard = self.shard_of(party).await?;
+        let token = self.party_token(&[party])?;
+        self.client_for_shard_with_token(&shard, &token).await
+    }
+
+    /// A client of `shard`'s active replica with the given token. Replicas are tried in
+    /// file order; a passive one answers UNAVAILABLE and is skipped.
+    pub async fn client_for_shard_with_token(
+        &self,
+        shard: &str,
+        token: &str,
+    ) -> Result<LedgerClient, LedgerError> {
+        let replicas = self.replicas(shard);
+        if replicas.is_empty() {
+            return Err(LedgerError::NotFound(format!(
+                "no participant serves shard {shard:?} in {} (shards: {})",
+                self.path.display(),
+                list_or_none(&self.shards())
+            )));
+        }
+        let mut last = None;
+        for replica in replicas {
+            let attempt = async {
+                let client = LedgerClient::connect(&replica.grpc, token).await?;
+                client.participant_id().await?;
+                Ok::<_, LedgerError>(client)
+            };
+            match attempt.await {
+                Ok(client) => return Ok(client),
+                Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| LedgerError::NotFound(format!("shard {shard}"))))
+    }
+
+    // --- parties and shards ------------------------------------------------------------
+
+    /// Every party with its shard: from the topology manager's admin API, or, when it is
+    /// not reachable, from the first participant that answers.
+    pub async fn parties(&self) -> Result<Vec<PartyDetails>, LedgerError> {
+        match self.topology_parties().await {
+            Ok(Some(parties)) => return Ok(parties),
+            Ok(None) => {}
+            Err(e) if e.code() != tonic::Code::Unavailable => return Err(e),
+            Err(_) => {}
+        }
+        let mut last = None;
+        for shard in self.shards() {
+            match self.client_for_shard(&shard).await {
+                Ok(client) => return client.list_parties().await,
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            LedgerError::NotFound(format!(
+                "{} lists no participant to ask for parties",
+                self.path.display()
+            ))
+        }))
+    }
+
+    /// The shard hosting `party`.
+    pub async fn shard_of(&self, party: &str) -> Result<String, LedgerError> {
+        self.parties()
+            .await?
+            .into_iter()
+            .find(|p| p.party == party)
+            .map(|p| p.shard)
+            .ok_or_else(|| {
+                LedgerError::NotFound(format!(
+                    "party {party} is not allocated on this network (`ordo party list` shows \
+                     the parties, `ordo party allocate {party}` allocates it)"
+                ))
+            })
+    }
+
+    /// The shard of the network file hosting the fewest parties (ties: the first listed).
+    pub async fn least_loaded_shard(&self) -> Result<String, LedgerError> {
+        let shards = self.shards();
+        let Some(first) = shards.first() else {
+            return Err(LedgerError::NotFound(format!(
+                "{} lists no participant shard",
+                self.path.display()
+            )));
+        };
+        let mut load: BTreeMap<&str, usize> = shards.iter().map(|s| (s.as_str(), 0)).collect();
+        for p in self.parties().await? {
+            if let Some(n) = load.get_mut(p.shard.as_str()) {
+                *n += 1;
+            }
+        }
+        Ok(shards
+            .iter()
+            .min_by_key(|s| load.get(s.as_str()).copied().unwrap_or(0))
+            .unwrap_or(first)
+            .clone())
+    }
+
+    /// Parties from the topology manager (`Ok(None)` when the file names none); tries each
+    /// replica, a passive or unreachable one answering UNAVAILABLE.
+    async fn topology_parties(&self) -> Result<Option<Vec<PartyDetails>>, LedgerError> {
+        let nodes: Vec<&NodeEntry> = self
+            .topology
+            .iter()
+            .filter(|n| !n.grpc.is_empty())
+            .collect();
+        if nodes.is_empty() || self.auth.topology_admin_token.is_empty() {
+            return Ok(None);
+        }
+        let mut last = None;
+        for node in nodes {
+            match list_topology_parties(&node.grpc, &self.auth.topology_admin_token).await {
+                Ok(parties) => return Ok(Some(parties)),
+                Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| LedgerError::NotFound("topology manager".into())))
+    }
+}
+
+async fn list_topology_parties(
+    endpoint: &str,
+    token: &str,
+) -> Result<Vec<PartyDetails>, LedgerError> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| LedgerError::invalid(format!("endpoint {endpoint:?}"), e))?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .connect()
+        .await
+        .map_err(|e| LedgerError::Connect {
+            endpoint: endpoint.to_owned(),
+            reason: source_chain(&e),
+        })?;
+    let bearer = crate::client::BearerToken::new(token)?;
+    let mut client =
+        admin::topology_admin_service_client::TopologyAdminServiceClient::with_interceptor(
+            channel, bearer,
+        );
+    let r = client
+        .list_parties(admin::ListPartiesRequest {
+            shard: String::new(),
+        })
+        .await?
+        .into_inner();
+    Ok(r.parties
+        .into_iter()
+        .map(|p| PartyDetails {
+            party: p.party,
+            shard: p.shard,
+            is_local: false,
+        })
+        .collect())
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_participant::AuthConfig;
+    use ordo_participant::auth::Authenticator;
+
+    use super::*;
+
+    const FILE: &str = r#"{
+      "postgres": {"url": "postgres://ordo@127.0.0.1:5432/ordo", "managed": true, "extra": 1},
+      "sequencers": [{"name": "sequencer-1", "pid": 10, "grpc": "http://127.0.0.1:4001",
+                      "http": "http://127.0.0.1:4002", "metrics": "http://127.0.0.1:4002/metrics",
+                      "log": "/tmp/logs/sequencer-1.log"}],
+      "topology": [{"name": "topology", "pid": 11, "grpc": "http://127.0.0.1:4101", "http": "", "metrics": "", "log": "x"}],
+      "mediators": [],
+      "participants": [
+        {"name": "participant-1a", "shard": "shard-1", "pid": 12, "grpc": "http://127.0.0.1:4201", "http": "h", "metrics": "m", "log": "l", "active": true},
+        {"name": "participant-2", "shard": "shard-2", "pid": null, "grpc": "http://127.0.0.1:4301"},
+        {"name": "participant-1b", "shard": "shard-1", "grpc": "http://127.0.0.1:4202"}
+      ],
+      "gateways": [{"name": "gateway-1", "http": "http://127.0.0.1:4401"}],
+      "auth": {"algorithm": "HS256", "secret": "s3cret-0123456789abcdef", "sequencer_admin_token": "st",
+               "topology_admin_token": "tt", "issuer": "ignored"},
+      "version": 2
+    }"#;
+
+    fn network() -> Network {
+        Network::parse(FILE, Path::new("net/network.json")).unwrap()
+    }
+
+    #[test]
+    fn parses_a_network_file_ignoring_unknown_fields() {
+        let n = network();
+        assert_eq!(n.path, Path::new("net/network.json"));
+        assert_eq!(n.postgres.url, "postgres://ordo@127.0.0.1:5432/ordo");
+        assert_eq!(n.sequencers[0].pid, Some(10));
+        assert_eq!(n.topology[0].grpc, "http://127.0.0.1:4101");
+        assert_eq!(n.participants.len(), 3);
+        assert_eq!(n.participants[1].pid, None);
+        assert_eq!(n.gateways[0].grpc, "");
+        assert_eq!(n.auth.topology_admin_token, "tt");
+        // Shards in file order, each once; replicas of a shard in file order.
+        assert_eq!(n.shards(), vec!["shard-1", "shard-2"]);
+        let names: Vec<&str> = n
+            .replicas("shard-1")
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, vec!["participant-1a", "participant-1b"]);
+        assert!(n.replicas("shard-9").is_empty());
+    }
+
+    #[test]
+    fn a_sparse_file_parses_with_empty_sections() {
+        // What `ordo up` writes while only the sequencers run.
+        let n = Network::parse(
+            r#"{"postgres":{"url":"u"},"sequencers":[{"name":"s","grpc":"g"}],"auth":{"sequencer_admin_token":"t"}}"#,
+            Path::new("n.json"),
+        )
+        .unwrap();
+        assert!(n.participants.is_empty() && n.shards().is_empty());
+        let e = n.admin_token().unwrap_err();
+        assert!(
+            matches!(&e, LedgerError::Auth(m) if m.contains("auth.secret")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn missing_and_malformed_files_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("network.json");
+        let e = Network::load(&missing).unwrap_err();
+        assert!(e.to_string().contains("ordo up"), "{e}");
+        assert!(e.to_string().contains("network.json"), "{e}");
+        std::fs::write(&missing, "[1, 2]").unwrap();
+        let e = Network::load(&missing).unwrap_err();
+        assert!(e.to_string().contains("not a network file"), "{e}");
+        std::fs::write(&missing, FILE).unwrap();
+        assert_eq!(Network::load(&missing).unwrap().shards().len(), 2);
+    }
+
+    fn authenticator(secret: &str) -> Authenticator {
+        Authenticator::new(&AuthConfig {
+            secret: secret.into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn minted_tokens_carry_the_claims_and_verify_with_the_secret() {
+        let n = network();
+        let auth = authenticator(&n.auth.secret);
+        let admin = auth.verify(&n.admin_token().unwrap()).unwrap();
+        assert!(admin.admin);
+        assert!(admin.act_as.is_empty());
+        let alice = auth
+            .verify(&n.party_token(&["alice", "bank"]).unwrap())
+            .unwrap();
+        assert!(!alice.admin);
+        let names: Vec<&str> = alice.act_as.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, vec!["alice", "bank"]);
+        // Another network's secret does not verify them.
+        assert!(
+            authenticator("another-secret-0123456")
+                .verify(&n.admin_token().unwrap())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn refuses_to_mint_for_asymmetric_algorithms() {
+        let mut n = network();
+        n.auth.algorithm = "EdDSA".into();
+        let e = n.admin_token().unwrap_err();
+        assert!(e.to_string().contains("EdDSA"), "{e}");
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[tokio::test]
+    async fn a_shard_not_in_the_file_is_not_found() {
+        let e = network().client_for_shard("shard-9").await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(e.to_string().contains("shard-1, shard-2"), "{e}");
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests of the ledger: real nodes on loopback over a throwaway Postgres.
+//!
+//! Every test module starts its own network (`common::LedgerNet`): one or more sequencer
+//! nodes, the topology manager, the mediator and two participant shards, each in-process
+//! on a runtime of its own, over one shared Postgres cluster with fresh databases per
+//! network.
+
+mod common;
+
+mod t01_transfer;
+mod t02_swap;
+mod t03_double_spend;
+mod t04_authorization;
+mod t05_timeout;
+mod t06_deduplication;
+mod t07_restart;
+mod t08_bad_input;
