@@ -48,6 +48,10 @@ pub struct Args {
     /// Outstanding sends per sender in closed-loop mode.
     #[arg(long, default_value_t = 256)]
     in_flight: usize,
+    /// The clients' send linger in milliseconds (how long a send waits to be batched with
+    /// others into one call); default: the client's default.
+    #[arg(long)]
+    linger_ms: Option<f64>,
     /// Seconds the baseline writes for (COPY, then INSERT).
     #[arg(long, default_value_t = 3)]
     baseline_seconds: u64,
@@ -190,13 +194,18 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     for s in 0..args.senders {
         senders.push(register(format!("sender-{s}")).await?);
     }
+    let linger_ms = args.linger_ms;
     let client = async |i: usize,
                         (member, key): &(MemberId, Arc<KeyPair>)|
            -> anyhow::Result<SequencerClient> {
         let mut eps = endpoints.clone();
         let n = eps.len();
         eps.rotate_left(i % n);
-        Ok(SequencerClient::connect(ClientConfig::new(eps, member.clone(), key.clone())).await?)
+        let mut config = ClientConfig::new(eps, member.clone(), key.clone());
+        if let Some(ms) = linger_ms {
+            config.linger = Duration::from_secs_f64(ms / 1000.0);
+        }
+        Ok(SequencerClient::connect(config).await?)
     };
 
     let shared = Arc::new(Shared {
