@@ -1,7 +1,8 @@
-//! End-to-end tests of the sequencer: real `ordo sequencer` processes on loopback, one
-//! throwaway Postgres, real clients. Each test is bounded in count and time.
+//! End-to-end tests with real `ordo` processes on loopback and one throwaway Postgres: the
+//! sequencer under crashes and failover, `ordo up`, and ledger nodes killed and restarted.
 
 mod common;
 mod failover;
+mod ledger_kill;
 mod order_under_crash;
 mod up;

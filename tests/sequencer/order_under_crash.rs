@@ -46,6 +46,13 @@ async fn total_order_survives_a_killed_node() -> anyhow::Result<()> {
     for (r, (member, key)) in recipients.iter().enumerate() {
         for copy in 0..2 {
             let client = net.client_preferring(member, key, r * 2 + copy).await?;
+            // Subscribe once every node is known healthy, so the subscription starts on
+            // its preferred node (a third of them on the node that will be killed).
+            ordo_testkit::wait_for("all nodes healthy", Duration::from_secs(30), || {
+                let n = client.healthy_endpoints().len();
+                async move { (n == 3).then_some(()) }
+            })
+            .await?;
             let mut sub = client.subscribe(Timestamp::MIN);
             let received: Arc<Mutex<Vec<SequencedEvent>>> = Arc::default();
             subscriptions.push((

@@ -24,12 +24,12 @@ use ordo_sequencer_client::admin::AdminClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use ordo_testkit::{NodeProcess, wait_for};
 
-struct Up {
-    process: NodeProcess,
-    network: serde_json::Value,
+pub(crate) struct Up {
+    pub(crate) process: NodeProcess,
+    pub(crate) network: serde_json::Value,
 }
 
-async fn up(dir: &Path) -> anyhow::Result<Up> {
+pub(crate) async fn up(dir: &Path) -> anyhow::Result<Up> {
     let data = dir.join("net");
     let data_arg = data.to_str().unwrap_or_default().to_owned();
     let process = NodeProcess::spawn(
@@ -68,7 +68,7 @@ fn text(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or_default().to_owned()
 }
 
-async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
+pub(crate) async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
     tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
         .connect_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(10))
