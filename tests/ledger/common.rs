@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ordo_core::MemberId;
@@ -156,17 +156,24 @@ where
         .thread_name(name.to_owned())
         .enable_all()
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (listeners, grpc, http) = loop {
-        match rt.spawn(bind()).await? {
-            Ok(bound) => break bound,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(node = name, error = %e, "ports still busy; retrying");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+    let (listeners, grpc, http) = ordo_testkit::wait_for(
+        &format!("{name} to bind its ports"),
+        Duration::from_secs(20),
+        || async {
+            match rt.spawn(bind()).await {
+                Ok(Ok(bound)) => Some(bound),
+                Ok(Err(e)) => {
+                    tracing::debug!(node = name, error = %e, "ports still busy; retrying");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!(node = name, error = %e, "bind task failed; retrying");
+                    None
+                }
             }
-            Err(e) => bail!("{name}: cannot bind its ports: {e}"),
-        }
-    };
+        },
+    )
+    .await?;
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown: Shutdown = Box::pin(async move {
         let _ = stopped.await;
@@ -180,23 +187,25 @@ where
         stop: Some(stop),
         task: Some(task),
     };
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if node.task.as_ref().is_some_and(|t| t.is_finished()) {
-            let outcome = match node.task.take() {
-                Some(t) => t.await,
-                None => Ok(Ok(())),
-            };
-            bail!("{name} ended while starting: {outcome:?}");
-        }
-        if serving(grpc, service).await {
-            return Ok(node);
-        }
-        if Instant::now() >= deadline {
-            bail!("{name} did not report {service} SERVING within {PATIENCE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    let ready = ordo_testkit::wait_for(
+        &format!("{name} to report {service} SERVING"),
+        PATIENCE,
+        || async {
+            if node.task.as_ref().is_some_and(|t| t.is_finished()) {
+                return Some(false);
+            }
+            serving(grpc, service).await.then_some(true)
+        },
+    )
+    .await?;
+    if !ready {
+        let outcome = match node.task.take() {
+            Some(t) => t.await,
+            None => Ok(Ok(())),
+        };
+        bail!("{name} ended while starting: {outcome:?}");
     }
+    Ok(node)
 }
 
 async fn serving(addr: SocketAddr, service: &str) -> bool {

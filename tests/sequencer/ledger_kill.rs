@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use ordo_ledger_client::{Filter, LedgerClient, LedgerError, Network};
+use ordo_ledger_client::{Filter, LedgerClient, Network};
 use ordo_testkit::{NodeProcess, wait_for};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -60,9 +60,8 @@ async fn party(network: &Network, name: &str) -> anyhow::Result<LedgerClient> {
 /// Transfers the Iou `cid` from `from` to `to`, retrying while the network is still
 /// recovering (a refused or timed-out command did not commit, so a new one is safe).
 async fn transfer(network: &Network, cid: &str, from: &str, to: &str) -> anyhow::Result<String> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let client = party(network, from).await?;
+    let client = party(network, from).await?;
+    let attempt = || async {
         let result = client
             .exercise(
                 from,
@@ -75,24 +74,26 @@ async fn transfer(network: &Network, cid: &str, from: &str, to: &str) -> anyhow:
         match result {
             // The new Iou's id is the choice's result (the sender, no stakeholder of it,
             // does not see its create in the flat form).
-            Ok(tx) => {
-                return tx
-                    .exercise_result
+            Ok(tx) => Some(
+                tx.exercise_result
                     .as_ref()
                     .and_then(|r| r.as_str())
                     .map(str::to_owned)
-                    .ok_or_else(|| anyhow::anyhow!("no new Iou id in {tx:?}"));
-            }
-            Err(e @ LedgerError::Status { .. } | e @ LedgerError::Connect { .. })
-                if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Aborted)
-                    && tokio::time::Instant::now() < deadline =>
-            {
+                    .ok_or_else(|| anyhow::anyhow!("no new Iou id in {tx:?}")),
+            ),
+            Err(e) if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
                 tracing::info!(error = %e, "transfer not committed yet; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                None
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => Some(Err(e.into())),
         }
-    }
+    };
+    wait_for(
+        &format!("a transfer from {from} to {to}"),
+        Duration::from_secs(60),
+        attempt,
+    )
+    .await?
 }
 
 /// The offsets and update ids of every transaction `parties` see on `shard`.

@@ -136,24 +136,21 @@ pub struct ProcessingState {
 }
 
 pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
-    let row = sqlx::query(
-        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(ProcessingState {
-        cursor: Timestamp(row.try_get("cursor_ts")?),
-        ledger_end: row.try_get("ledger_end")?,
-        completion_end: row.try_get("completion_end")?,
-        topology: from_json(&row.try_get::<Vec<u8>, _>("topology")?, "topology")?,
-    })
+    read_state(conn, "").await
 }
 
 /// Locks the state row for the rest of the transaction (serialising writers of offsets).
 pub async fn lock_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
-    let row = sqlx::query(
-        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1 FOR UPDATE",
-    )
+    read_state(conn, " FOR UPDATE").await
+}
+
+async fn read_state(
+    conn: &mut PgConnection,
+    lock: &'static str,
+) -> Result<ProcessingState, ParticipantError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1{lock}"
+    )))
     .fetch_one(&mut *conn)
     .await?;
     Ok(ProcessingState {
