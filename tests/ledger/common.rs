@@ -194,7 +194,9 @@ where
             if node.task.as_ref().is_some_and(|t| t.is_finished()) {
                 return Some(false);
             }
-            serving(grpc, service).await.then_some(true)
+            ordo_node::serving(&format!("http://{grpc}"), service)
+                .await
+                .then_some(true)
         },
     )
     .await?;
@@ -206,27 +208,6 @@ where
         bail!("{name} ended while starting: {outcome:?}");
     }
     Ok(node)
-}
-
-async fn serving(addr: SocketAddr, service: &str) -> bool {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
-    let Ok(endpoint) = Channel::from_shared(format!("http://{addr}")) else {
-        return false;
-    };
-    let Ok(channel) = endpoint
-        .connect_timeout(Duration::from_secs(1))
-        .connect()
-        .await
-    else {
-        return false;
-    };
-    HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: service.into(),
-        })
-        .await
-        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
 }
 
 fn loopback() -> SocketAddr {

@@ -10,8 +10,6 @@ use ordo_core::{KeyPair, MemberId, SequencedEvent, Timestamp};
 use ordo_sequencer_client::admin::AdminClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use ordo_testkit::{NodeProcess, PgCluster, PgOptions, free_addr, wait_for};
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
 pub const ADMIN_TOKEN: &str = "e2e-admin-token";
 pub const HEALTH_SERVICE: &str = "ordo.sequencer.v1.SequencerService";
@@ -195,25 +193,7 @@ impl Network {
 }
 
 pub async fn is_serving(endpoint: &str) -> bool {
-    let Ok(channel) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else {
-        return false;
-    };
-    let Ok(channel) = channel
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await
-    else {
-        return false;
-    };
-    let mut health = HealthClient::new(channel);
-    matches!(
-        health
-            .check(HealthCheckRequest {
-                service: HEALTH_SERVICE.into(),
-            })
-            .await,
-        Ok(r) if r.get_ref().status == ServingStatus::Serving as i32
-    )
+    ordo_node::serving(endpoint, HEALTH_SERVICE).await
 }
 
 /// A minimal HTTP/1.1 GET on loopback (the metrics endpoint), without another client crate.

@@ -11,11 +11,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ordo_ledger_client::{Filter, LedgerClient, Network};
 use ordo_testkit::{NodeProcess, wait_for};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
-use crate::up::{channel, up};
+use crate::up::up;
 
 const IOU: &str = "iou:Iou";
 const PACKAGE: &[u8] = include_bytes!("../../examples/packages/iou.toml");
@@ -36,15 +33,7 @@ fn nodes(network: &serde_json::Value) -> Vec<(String, i32, String)> {
 }
 
 async fn serving(grpc: &str) -> bool {
-    let Ok(ch) = channel(grpc).await else {
-        return false;
-    };
-    HealthClient::new(ch)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32)
+    ordo_node::serving(grpc, "").await
 }
 
 /// The party's client, once the party is known on its shard.

@@ -15,9 +15,6 @@ use ordo_proto::admin::v1::ListShardsRequest;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_proto::ledger::v1::GetParticipantIdRequest;
 use ordo_proto::ledger::v1::party_management_service_client::PartyManagementServiceClient;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 use ordo_core::{Clock, Envelope, KeyPair, Recipients, Submission, SystemClock, Timestamp};
 use ordo_sequencer_client::admin::AdminClient;
@@ -104,15 +101,9 @@ async fn check_nodes(network: &serde_json::Value) -> anyhow::Result<()> {
             );
         }
         for grpc in grpc_of(network, list) {
-            let reply = HealthClient::new(channel(&grpc).await?)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await?;
-            assert_eq!(
-                reply.get_ref().status,
-                ServingStatus::Serving as i32,
-                "{list} {grpc}"
+            assert!(
+                ordo_node::serving(&grpc, "").await,
+                "{list} {grpc} is not SERVING"
             );
         }
     }

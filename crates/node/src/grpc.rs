@@ -65,3 +65,27 @@ impl Health {
         }
     }
 }
+
+/// Whether the node at `endpoint` (`http://host:port`) reports `service` SERVING on
+/// `grpc.health.v1` ("" asks about the whole server). An unreachable node is not serving.
+pub async fn serving(endpoint: &str, service: &str) -> bool {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else {
+        return false;
+    };
+    let Ok(channel) = endpoint
+        .connect_timeout(std::time::Duration::from_millis(500))
+        .timeout(std::time::Duration::from_secs(2))
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32)
+}

@@ -11,6 +11,6 @@ pub mod http;
 pub mod key;
 pub mod serve;
 
-pub use grpc::{Health, incoming, reflection};
+pub use grpc::{Health, incoming, reflection, serving};
 pub use http::{metrics_handle, router};
 pub use serve::{ListenAddrs, Listeners, Servers};

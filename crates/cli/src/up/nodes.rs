@@ -138,7 +138,7 @@ async fn wait_one(node: &mut Node) -> anyhow::Result<()> {
                 log_tail(&node.entry.log)
             );
         }
-        if matches!(serving(&node.entry.grpc, node.health).await, Ok(true)) {
+        if ordo_node::serving(&node.entry.grpc, node.health).await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -150,20 +150,6 @@ async fn wait_one(node: &mut Node) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn serving(endpoint: &str, service: &str) -> anyhow::Result<bool> {
-    use tonic_health::pb::health_check_response::ServingStatus;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await?;
-    let reply = tonic_health::pb::health_client::HealthClient::new(channel)
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: service.into(),
-        })
-        .await?;
-    Ok(reply.get_ref().status == ServingStatus::Serving as i32)
 }
 
 /// Runs until the shutdown signal, reporting nodes that exit on their own.

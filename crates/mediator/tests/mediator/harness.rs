@@ -416,21 +416,11 @@ fn collect(m: &Member) -> Inbox {
 }
 
 pub async fn wait_serving(grpc: SocketAddr) -> Result<()> {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let endpoint = format!("http://{grpc}");
     wait_for("mediator SERVING", Duration::from_secs(20), || async {
-        let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
-            .ok()?
-            .connect()
+        ordo_node::serving(&endpoint, ordo_mediator::HEALTH_SERVICE)
             .await
-            .ok()?;
-        let resp = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: ordo_mediator::HEALTH_SERVICE.into(),
-            })
-            .await
-            .ok()?;
-        (resp.into_inner().status == ServingStatus::Serving as i32).then_some(())
+            .then_some(())
     })
     .await
     .context("waiting for the mediator to serve")

@@ -152,25 +152,11 @@ pub async fn start_topology(cfg: TopologyConfig) -> Result<Running<TopologyError
 }
 
 pub async fn wait_serving(addr: SocketAddr, service: &str) -> Result<()> {
-    use tonic_health::pb::health_client::HealthClient;
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let endpoint = format!("http://{addr}");
     ordo_testkit::wait_for(
         &format!("{service} SERVING"),
         Duration::from_secs(30),
-        || async {
-            let ch = Channel::from_shared(format!("http://{addr}"))
-                .ok()?
-                .connect()
-                .await
-                .ok()?;
-            let resp = HealthClient::new(ch)
-                .check(HealthCheckRequest {
-                    service: service.into(),
-                })
-                .await
-                .ok()?;
-            (resp.into_inner().status == ServingStatus::Serving as i32).then_some(())
-        },
+        || async { ordo_node::serving(&endpoint, service).await.then_some(()) },
     )
     .await
 }
