@@ -6,16 +6,19 @@
 //! - [`state`]: the pure state machine (passive, acquiring, active, stepping down);
 //! - [`store`]: the table and its statements, including [`store::check_fence`];
 //! - [`runtime`]: [`Lease::spawn`], which drives the machine against the database and
-//!   publishes the [`Role`].
+//!   publishes the [`Role`];
+//! - [`replica`]: [`Replica`], the lease as a node uses it: terms, health, `/status`.
 
 pub mod config;
 pub mod error;
+pub mod replica;
 pub mod runtime;
 pub mod state;
 pub mod store;
 
 pub use config::LeaseConfig;
 pub use error::{FenceError, LeaseError};
+pub use replica::{Replica, ReplicaConfig, ReplicaStatus, Term, holder_name};
 pub use runtime::{Lease, LeaseHandle};
 pub use state::Role;
 pub use store::{SCHEMA, check_fence, ensure_schema};

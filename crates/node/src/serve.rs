@@ -50,6 +50,17 @@ impl Servers {
         listeners: Listeners,
         ready: watch::Receiver<bool>,
     ) -> Self {
+        Self::spawn_with_routes(grpc, axum::Router::new(), listeners, ready)
+    }
+
+    /// Like [`Servers::spawn`], with `extra` routes (e.g. a replica's `/status`) merged into
+    /// the HTTP router.
+    pub fn spawn_with_routes(
+        grpc: tonic::transport::server::Router,
+        extra: axum::Router,
+        listeners: Listeners,
+        ready: watch::Receiver<bool>,
+    ) -> Self {
         let stop = CancellationToken::new();
         let grpc = {
             let stop = stop.clone();
@@ -62,7 +73,7 @@ impl Servers {
         let http = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                axum::serve(listeners.http, crate::router(ready))
+                axum::serve(listeners.http, crate::router(ready).merge(extra))
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
             })
