@@ -300,6 +300,11 @@ impl Replica {
         loop {
             // Passive: wait to win the lease.
             let token = loop {
+                if role.has_changed().is_err() {
+                    // The lease runtime is gone: this replica can never be active again.
+                    self.set_serving(false).await;
+                    return;
+                }
                 if let Role::Active { token } = *role.borrow_and_update() {
                     break token;
                 }

@@ -7,3 +7,4 @@ mod t01_compete;
 mod t02_takeover;
 mod t03_fence;
 mod t04_handover;
+mod t05_replica;
