@@ -3,6 +3,7 @@
 //! under test, and prints one JSON object.
 
 mod baseline;
+mod failover;
 mod sequencer;
 mod stats;
 
@@ -25,6 +26,9 @@ enum Bench {
     /// Throughput and send-to-delivery latency of the sequencer, against raw Postgres
     /// COPY and INSERT into the same database in the same run.
     Sequencer(sequencer::Args),
+    /// Failover time of the active-passive services: SIGKILL of the active replica to the
+    /// first commit through its successor, on a network started by `ordo up`.
+    Failover(failover::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,13 +39,21 @@ fn main() -> anyhow::Result<()> {
     match cli.bench {
         Bench::Sequencer(args) => {
             let json = args.json;
-            let report = runtime.block_on(sequencer::run(args))?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            }
+            print(&runtime.block_on(sequencer::run(args))?, json)?;
         }
+        Bench::Failover(args) => {
+            let json = args.json;
+            print(&runtime.block_on(failover::run(args))?, json)?;
+        }
+    }
+    Ok(())
+}
+
+fn print(report: &impl serde::Serialize, one_line: bool) -> anyhow::Result<()> {
+    if one_line {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(report)?);
     }
     Ok(())
 }

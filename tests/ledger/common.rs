@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use ordo_core::MemberId;
+use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
 use ordo_participant::auth::{LedgerClaims, mint_hs256};
 use ordo_participant::{AuthConfig, ParticipantConfig};
@@ -30,11 +31,14 @@ use ordo_sequencer::SequencerConfig;
 use ordo_testkit::{PgCluster, PgOptions, wait_for};
 use ordo_topology::TopologyConfig;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub const SEQ_ADMIN: &str = "ledger-e2e-sequencer-admin";
 pub const TOPOLOGY_ADMIN: &str = "ledger-e2e-topology-admin";
+/// The participant replicas' `/admin/step-down` token.
+pub const REPLICA_ADMIN: &str = "ledger-e2e-replica-admin";
 pub const JWT_SECRET: &str = "ledger-e2e-jwt-secret-0123456789";
 pub const APP: &str = "ledger-e2e";
 /// The domain's participant response timeout: short, so that the timeout test is quick.
@@ -134,15 +138,19 @@ impl Drop for Node {
     }
 }
 
+/// When a node counts as started.
+#[derive(Clone, Copy, Debug)]
+pub enum Until {
+    /// Its gRPC health reports this service SERVING.
+    Serving(&'static str),
+    /// Its HTTP port answers `/livez` (a passive replica never serves).
+    Listening,
+}
+
 /// Starts a node on a runtime of its own: `bind` (run on that runtime, retried while the
-/// ports are still held by a previous incarnation) then `run`; answers once the node's
-/// gRPC health reports `service` SERVING.
-async fn launch<L, B, BF, R, RF, E>(
-    name: &str,
-    service: &'static str,
-    bind: B,
-    run: R,
-) -> Result<Node>
+/// ports are still held by a previous incarnation) then `run`; answers once it is started
+/// as `until` says.
+async fn launch<L, B, BF, R, RF, E>(name: &str, until: Until, bind: B, run: R) -> Result<Node>
 where
     L: Send + 'static,
     B: Fn() -> BF,
@@ -188,15 +196,21 @@ where
         task: Some(task),
     };
     let ready = ordo_testkit::wait_for(
-        &format!("{name} to report {service} SERVING"),
+        &format!("{name} to be started ({until:?})"),
         PATIENCE,
         || async {
             if node.task.as_ref().is_some_and(|t| t.is_finished()) {
                 return Some(false);
             }
-            ordo_node::serving(&format!("http://{grpc}"), service)
-                .await
-                .then_some(true)
+            let started = match until {
+                Until::Serving(service) => {
+                    ordo_node::serving(&format!("http://{grpc}"), service).await
+                }
+                Until::Listening => http_request(http, "GET", "/livez", None)
+                    .await
+                    .is_ok_and(|(code, _)| code == 200),
+            };
+            started.then_some(true)
         },
     )
     .await?;
@@ -224,8 +238,51 @@ pub enum Role {
     Sequencer(usize),
     Topology,
     Mediator,
-    /// Index into [`SHARDS`].
+    /// Index into [`SHARDS`]: the shard's first replica.
     Participant(usize),
+    /// Index into [`LedgerNet::replicas`]: a further replica of a shard.
+    Replica(usize),
+}
+
+/// A further replica of a shard: same database, key and node name as the shard's first
+/// replica, its own replica name and ports.
+pub struct ExtraReplica {
+    pub shard: usize,
+    pub config: ParticipantConfig,
+    pub node: Option<Node>,
+}
+
+/// How a network is set up.
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    pub sequencer_nodes: usize,
+    /// The participants' `[replica]` timing (their names and admin token file are set by
+    /// the harness).
+    pub replica: ReplicaConfig,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        Self {
+            sequencer_nodes: 1,
+            replica: ReplicaConfig::default(),
+        }
+    }
+}
+
+impl NetOptions {
+    /// Short lease timing, so that a crashed active replica is replaced within ~1.5 s.
+    pub fn fast_failover() -> Self {
+        Self {
+            replica: ReplicaConfig {
+                ttl: Duration::from_millis(1500),
+                renew_period: Duration::from_millis(300),
+                safety_margin: Duration::from_millis(300),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
 }
 
 pub struct LedgerNet {
@@ -239,6 +296,8 @@ pub struct LedgerNet {
     pub mediator: Option<Node>,
     pub participant_configs: Vec<ParticipantConfig>,
     pub participants: Vec<Option<Node>>,
+    /// Further replicas of shards ([`Role::Replica`]).
+    pub replicas: Vec<ExtraReplica>,
     /// Lazily connecting channels to each participant (their ports survive restarts).
     channels: Vec<Channel>,
     /// Every party allocated through the harness, with its shard index.
@@ -256,6 +315,18 @@ impl LedgerNet {
     }
 
     pub async fn start_with(label: &str, sequencer_nodes: usize) -> Result<Self> {
+        Self::start_opts(
+            label,
+            NetOptions {
+                sequencer_nodes,
+                ..Default::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_opts(label: &str, options: NetOptions) -> Result<Self> {
+        let sequencer_nodes = options.sequencer_nodes;
         ordo_testkit::init_tracing();
         let pg = shared_pg().await?;
         let n = NETWORKS.fetch_add(1, Ordering::SeqCst);
@@ -342,6 +413,8 @@ impl LedgerNet {
         mediator_config.http_listen = mediator.http;
 
         // The participants, registered through the topology admin API.
+        let replica_token_file = dir.path().join("replica-admin-token");
+        std::fs::write(&replica_token_file, REPLICA_ADMIN)?;
         let mut participant_configs = Vec::new();
         let mut participants = Vec::new();
         let mut channels = Vec::new();
@@ -355,7 +428,7 @@ impl LedgerNet {
                 key_file: dir.path().join(format!("participant-{}.key", i + 1)),
                 sequencers: endpoints.clone(),
                 topology_manager: tm.member.to_string(),
-                topology_admin: topology.url(),
+                topology_admin: vec![topology.url()],
                 topology_admin_token: TOPOLOGY_ADMIN.into(),
                 auth: AuthConfig {
                     secret: JWT_SECRET.into(),
@@ -365,6 +438,11 @@ impl LedgerNet {
                 submit_and_wait_timeout: Duration::from_secs(30),
                 acknowledge_interval: Duration::from_millis(500),
                 pool_size: 6,
+                replica: ReplicaConfig {
+                    name: format!("participant-{}a", i + 1),
+                    admin_token_file: Some(replica_token_file.clone()),
+                    ..options.replica.clone()
+                },
                 ..Default::default()
             };
             let init = ordo_participant::init(&cfg).await?;
@@ -379,7 +457,7 @@ impl LedgerNet {
                 ))
                 .await
                 .with_context(|| format!("RegisterParticipant {shard}"))?;
-            let node = start_participant(cfg.clone()).await?;
+            let node = start_participant(cfg.clone(), SERVING).await?;
             cfg.grpc_listen = node.grpc;
             cfg.http_listen = node.http;
             channels.push(Channel::from_shared(node.url())?.connect_lazy());
@@ -398,6 +476,7 @@ impl LedgerNet {
             mediator: Some(mediator),
             participant_configs,
             participants,
+            replicas: Vec::new(),
             channels,
             parties: BTreeMap::new(),
             commands: AtomicUsize::new(0),
@@ -413,7 +492,15 @@ impl LedgerNet {
 
     /// The network with `iou.toml` vetted and `parties` (name, shard index) allocated.
     pub async fn with_parties(label: &str, parties: &[(&str, usize)]) -> Result<Self> {
-        let mut net = Self::start(label).await?;
+        Self::with_parties_opts(label, NetOptions::default(), parties).await
+    }
+
+    pub async fn with_parties_opts(
+        label: &str,
+        options: NetOptions,
+        parties: &[(&str, usize)],
+    ) -> Result<Self> {
+        let mut net = Self::start_opts(label, options).await?;
         net.upload_iou().await?;
         for (party, shard) in parties {
             net.allocate(party, *shard).await?;
@@ -429,6 +516,7 @@ impl LedgerNet {
             Role::Topology => &mut self.topology,
             Role::Mediator => &mut self.mediator,
             Role::Participant(i) => &mut self.participants[i],
+            Role::Replica(i) => &mut self.replicas[i].node,
         }
     }
 
@@ -459,10 +547,103 @@ impl LedgerNet {
             Role::Sequencer(i) => start_sequencer(self.sequencer_configs[i].clone()).await?,
             Role::Topology => start_topology(self.topology_config.clone()).await?,
             Role::Mediator => start_mediator(self.mediator_config.clone()).await?,
-            Role::Participant(i) => start_participant(self.participant_configs[i].clone()).await?,
+            Role::Participant(_) | Role::Replica(_) => {
+                start_participant(self.replica_config(role).clone(), SERVING).await?
+            }
         };
         *self.slot(role) = Some(node);
         Ok(())
+    }
+
+    // -- replicas of a shard -----------------------------------------------------------
+
+    /// The configuration of a participant replica.
+    pub fn replica_config(&self, role: Role) -> &ParticipantConfig {
+        match role {
+            Role::Participant(i) => &self.participant_configs[i],
+            Role::Replica(i) => &self.replicas[i].config,
+            other => panic!("{other:?} is not a participant replica"),
+        }
+    }
+
+    /// Starts another replica of `shard` named `name` on the shard's database, key and node
+    /// name; answers once it listens (it starts passive while another replica is active).
+    pub async fn add_replica(&mut self, shard: usize, name: &str) -> Result<Role> {
+        let mut config = self.participant_configs[shard].clone();
+        config.replica.name = name.to_owned();
+        config.grpc_listen = loopback();
+        config.http_listen = loopback();
+        let node = start_participant(config.clone(), Until::Listening).await?;
+        config.grpc_listen = node.grpc;
+        config.http_listen = node.http;
+        self.replicas.push(ExtraReplica {
+            shard,
+            config,
+            node: Some(node),
+        });
+        Ok(Role::Replica(self.replicas.len() - 1))
+    }
+
+    /// Starts a stopped participant replica again; answers once it listens (it may stay
+    /// passive).
+    pub async fn restart_passive(&mut self, role: Role) -> Result<()> {
+        if self.slot(role).is_some() {
+            bail!("{role:?} is already running");
+        }
+        let node = start_participant(self.replica_config(role).clone(), Until::Listening).await?;
+        *self.slot(role) = Some(node);
+        Ok(())
+    }
+
+    /// The gRPC endpoint of a participant replica (whether running or not).
+    pub fn replica_url(&self, role: Role) -> String {
+        format!("http://{}", self.replica_config(role).grpc_listen)
+    }
+
+    /// Whether a participant replica reports its Ledger API SERVING.
+    pub async fn is_serving(&self, role: Role) -> bool {
+        ordo_node::serving(&self.replica_url(role), ordo_participant::HEALTH_SERVICE).await
+    }
+
+    /// Waits until the participant replica serves.
+    pub async fn wait_serving(&self, role: Role) -> Result<()> {
+        wait_for(&format!("{role:?} to serve"), PATIENCE, || async {
+            self.is_serving(role).await.then_some(())
+        })
+        .await
+    }
+
+    /// Sends the harness's Ledger API calls for `shard` to the replica `role`.
+    pub fn point_at(&mut self, shard: usize, role: Role) -> Result<()> {
+        self.channels[shard] = Channel::from_shared(self.replica_url(role))?.connect_lazy();
+        Ok(())
+    }
+
+    /// `POST /admin/step-down` on a participant replica's HTTP port, with the replicas'
+    /// admin token: (HTTP status, body).
+    pub async fn step_down(&self, role: Role) -> Result<(u16, String)> {
+        http_request(
+            self.replica_config(role).http_listen,
+            "POST",
+            "/admin/step-down",
+            Some(REPLICA_ADMIN),
+        )
+        .await
+    }
+
+    /// A participant replica's `GET /status`.
+    pub async fn replica_status(&self, role: Role) -> Result<ordo_lease::ReplicaStatus> {
+        let (code, body) = http_request(
+            self.replica_config(role).http_listen,
+            "GET",
+            "/status",
+            None,
+        )
+        .await?;
+        if code != 200 {
+            bail!("GET /status of {role:?} answered {code}: {body}");
+        }
+        Ok(serde_json::from_str(&body)?)
     }
 
     // -- clients -----------------------------------------------------------------------
@@ -856,6 +1037,31 @@ impl LedgerNet {
         self.updates_on(self.shard_of(party), &[party]).await
     }
 
+    /// Checks every shard's update log: offsets 1..=end without gaps, each update id once.
+    pub async fn assert_logs_gapless(&self, expected_ends: &[i64]) -> Result<()> {
+        assert_eq!(self.ledger_ends().await?, expected_ends, "ledger ends");
+        for (shard, end) in expected_ends.iter().enumerate() {
+            let parties = self.parties_on(shard);
+            let updates = self.updates_on(shard, &parties).await?;
+            let offsets: Vec<i64> = updates.iter().map(|t| t.offset).collect();
+            assert_eq!(
+                offsets,
+                (1..=*end).collect::<Vec<_>>(),
+                "{}: offsets are gapless",
+                SHARDS[shard]
+            );
+            let ids: std::collections::BTreeSet<&str> =
+                updates.iter().map(|t| t.update_id.as_str()).collect();
+            assert_eq!(
+                ids.len(),
+                updates.len(),
+                "{}: each update once",
+                SHARDS[shard]
+            );
+        }
+        Ok(())
+    }
+
     /// The parties the harness allocated on `shard`.
     pub fn parties_on(&self, shard: usize) -> Vec<&str> {
         self.parties
@@ -871,7 +1077,7 @@ async fn start_sequencer(cfg: SequencerConfig) -> Result<Node> {
     let bind_cfg = cfg.clone();
     launch(
         &name,
-        ordo_sequencer::HEALTH_SERVICE,
+        Until::Serving(ordo_sequencer::HEALTH_SERVICE),
         move || {
             let cfg = bind_cfg.clone();
             async move {
@@ -889,7 +1095,7 @@ async fn start_topology(cfg: TopologyConfig) -> Result<Node> {
     let bind_cfg = cfg.clone();
     launch(
         "topology",
-        ordo_topology::HEALTH_SERVICE,
+        Until::Serving(ordo_topology::HEALTH_SERVICE),
         move || {
             let cfg = bind_cfg.clone();
             async move {
@@ -907,7 +1113,7 @@ async fn start_mediator(cfg: MediatorConfig) -> Result<Node> {
     let bind_cfg = cfg.clone();
     launch(
         "mediator",
-        ordo_mediator::HEALTH_SERVICE,
+        Until::Serving(ordo_mediator::HEALTH_SERVICE),
         move || {
             let cfg = bind_cfg.clone();
             async move {
@@ -921,12 +1127,14 @@ async fn start_mediator(cfg: MediatorConfig) -> Result<Node> {
     .await
 }
 
-async fn start_participant(cfg: ParticipantConfig) -> Result<Node> {
-    let name = cfg.node_name.clone();
+const SERVING: Until = Until::Serving(ordo_participant::HEALTH_SERVICE);
+
+async fn start_participant(cfg: ParticipantConfig, until: Until) -> Result<Node> {
+    let name = cfg.replica.name_or(&cfg.node_name).to_owned();
     let bind_cfg = cfg.clone();
     launch(
         &name,
-        ordo_participant::HEALTH_SERVICE,
+        until,
         move || {
             let cfg = bind_cfg.clone();
             async move {
@@ -943,6 +1151,41 @@ async fn start_participant(cfg: ParticipantConfig) -> Result<Node> {
 async fn topology_admin(url: &str) -> Result<TopologyAdminServiceClient<Channel>> {
     let channel = Channel::from_shared(url.to_owned())?.connect().await?;
     Ok(TopologyAdminServiceClient::new(channel))
+}
+
+/// A plain HTTP/1.1 request to a node's HTTP port: (status, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String)> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await?;
+        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
+    };
+    let text = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .with_context(|| format!("{method} {path} on {addr} timed out"))??;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no HTTP status in {text:?}"))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 //! End-to-end tests of the ledger: real nodes on loopback over a throwaway Postgres.
 //!
 //! Every test module starts its own network (`common::LedgerNet`): one or more sequencer
-//! nodes, the topology manager, the mediator and two participant shards, each in-process
-//! on a runtime of its own, over one shared Postgres cluster with fresh databases per
-//! network.
+//! nodes, the topology manager, the mediator and two participant shards (and, for the
+//! replica tests, a second replica of a shard), each in-process on a runtime of its own,
+//! over one shared Postgres cluster with fresh databases per network.
 
 mod common;
 
@@ -15,3 +15,4 @@ mod t05_timeout;
 mod t06_deduplication;
 mod t07_restart;
 mod t08_bad_input;
+mod t09_replicas;

@@ -1,35 +1,9 @@
 //! Every role stopped gracefully and crashed, once each, and started again on its
 //! database: transfers keep committing, and no update is lost or applied twice.
 
-use std::collections::BTreeSet;
-
 use anyhow::{Context, Result};
 
 use crate::common::*;
-
-/// Checks every shard's update log: offsets 1..=end without gaps, each update id once.
-async fn assert_logs_gapless(net: &LedgerNet, expected_ends: &[i64]) -> Result<()> {
-    assert_eq!(net.ledger_ends().await?, expected_ends, "ledger ends");
-    for (shard, end) in expected_ends.iter().enumerate() {
-        let parties = net.parties_on(shard);
-        let updates = net.updates_on(shard, &parties).await?;
-        let offsets: Vec<i64> = updates.iter().map(|t| t.offset).collect();
-        assert_eq!(
-            offsets,
-            (1..=*end).collect::<Vec<_>>(),
-            "{}: offsets are gapless",
-            SHARDS[shard]
-        );
-        let ids: BTreeSet<&str> = updates.iter().map(|t| t.update_id.as_str()).collect();
-        assert_eq!(
-            ids.len(),
-            updates.len(),
-            "{}: each update once",
-            SHARDS[shard]
-        );
-    }
-    Ok(())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_restarts_without_losing_or_repeating_an_update() -> Result<()> {
@@ -75,7 +49,7 @@ async fn every_role_restarts_without_losing_or_repeating_an_update() -> Result<(
             assert_eq!(moved.len(), 1, "after the {how} of {role:?}: {moved:?}");
             iou = moved[0].contract_id.clone();
             owner = next;
-            assert_logs_gapless(&net, &ends)
+            net.assert_logs_gapless(&ends)
                 .await
                 .with_context(|| format!("after the {how} of {role:?}"))?;
         }

@@ -1,35 +1,62 @@
-//! A node of any role SIGKILLed in a quiet network started by `ordo up`, and started again
-//! with its own config, resumes where it was: a transfer across both shards commits after
-//! each restart, and no update is lost or applied twice (every shard's update log is
-//! gapless, each update once; the Iou exists exactly once).
+//! The active replica of every active-passive service (each shard's participant, the
+//! mediator, the topology manager) SIGKILLed in a quiet network started by `ordo up`: a
+//! passive replica takes over (and network.json follows), a transfer across both shards
+//! commits through it, and the killed replica, started again with its own config, comes
+//! back passive. A sequencer killed and restarted likewise. Nothing is lost or applied
+//! twice (every shard's update log is gapless, each update once; the Iou exists exactly
+//! once).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
+use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use ordo_ledger_client::{Filter, LedgerClient, Network};
+use ordo_ledger_client::{Command, Filter, LedgerClient, Network, Submission};
 use ordo_testkit::{NodeProcess, wait_for};
 
-use crate::up::up;
+use crate::up::{replica_status, up};
 
 const IOU: &str = "iou:Iou";
 const PACKAGE: &[u8] = include_bytes!("../../examples/packages/iou.toml");
 
-/// Every node entry of network.json: (name, pid, grpc endpoint).
-fn nodes(network: &serde_json::Value) -> Vec<(String, i32, String)> {
+/// A node of network.json.
+struct Entry {
+    name: String,
+    service: String,
+    pid: i32,
+    grpc: String,
+    http: String,
+}
+
+/// Every node entry of network.json.
+fn nodes(network: &serde_json::Value) -> Vec<Entry> {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
     ["sequencers", "topology", "mediators", "participants"]
         .iter()
         .flat_map(|list| network[*list].as_array().cloned().unwrap_or_default())
-        .map(|n| {
-            (
-                n["name"].as_str().unwrap_or_default().to_owned(),
-                n["pid"].as_i64().unwrap_or_default() as i32,
-                n["grpc"].as_str().unwrap_or_default().to_owned(),
-            )
+        .map(|n| Entry {
+            name: text(&n["name"]),
+            service: text(&n["service"]),
+            pid: n["pid"].as_i64().unwrap_or_default() as i32,
+            grpc: text(&n["grpc"]),
+            http: text(&n["http"]),
         })
         .collect()
+}
+
+fn read_network(file: &Path) -> Option<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()
+}
+
+/// The `ordo` subcommand that runs a node of `service`.
+fn role_of(service: &str) -> &str {
+    if service.starts_with("shard-") {
+        "participant"
+    } else {
+        service
+    }
 }
 
 async fn serving(grpc: &str) -> bool {
@@ -46,21 +73,26 @@ async fn party(network: &Network, name: &str) -> anyhow::Result<LedgerClient> {
     .await
 }
 
-/// Transfers the Iou `cid` from `from` to `to`, retrying while the network is still
-/// recovering (a refused or timed-out command did not commit, so a new one is safe).
+/// Transfers the Iou `cid` from `from` to `to` through the failover-aware client (a
+/// replica that is passive or gone is skipped, a command caught in a failover keeps its
+/// command id). A command the network refused while recovering (ABORTED: its mediator or a
+/// participant was down) did not commit, so a new one is safe.
 async fn transfer(network: &Network, cid: &str, from: &str, to: &str) -> anyhow::Result<String> {
-    let client = party(network, from).await?;
+    let shard = wait_for(
+        &format!("the shard of {from}"),
+        Duration::from_secs(30),
+        || async { network.shard_of(from).await.ok() },
+    )
+    .await?;
+    let client = network.shard_client(&shard, &network.party_token(&[from])?)?;
     let attempt = || async {
-        let result = client
-            .exercise(
-                from,
-                IOU,
-                cid,
-                "Transfer",
-                serde_json::json!({ "newOwner": to }),
-            )
-            .await;
-        match result {
+        let command = Command::Exercise {
+            template_id: IOU.into(),
+            contract_id: cid.into(),
+            choice: "Transfer".into(),
+            argument: serde_json::json!({ "newOwner": to }),
+        };
+        match client.submit(Submission::new(from, command)).await {
             // The new Iou's id is the choice's result (the sender, no stakeholder of it,
             // does not see its create in the flat form).
             Ok(tx) => Some(
@@ -71,7 +103,7 @@ async fn transfer(network: &Network, cid: &str, from: &str, to: &str) -> anyhow:
                     .ok_or_else(|| anyhow::anyhow!("no new Iou id in {tx:?}")),
             ),
             Err(e) if matches!(e.code(), tonic::Code::Unavailable | tonic::Code::Aborted) => {
-                tracing::info!(error = %e, "transfer not committed yet; retrying");
+                tracing::info!(error = %e, "transfer not committed; retrying");
                 None
             }
             Err(e) => Some(Err(e.into())),
@@ -83,6 +115,135 @@ async fn transfer(network: &Network, cid: &str, from: &str, to: &str) -> anyhow:
         attempt,
     )
     .await?
+}
+
+/// Kills the active replica of `service` and waits until another one is active and
+/// SERVING (and network.json says so); then starts the killed one again with its config
+/// and waits until it is back, passive. Returns the restarted process.
+async fn fail_over(dir: &Path, service: &str) -> anyhow::Result<NodeProcess> {
+    let file = dir.join("net/network.json");
+    let replicas: Vec<Entry> = nodes(&read_network(&file).context("network.json")?)
+        .into_iter()
+        .filter(|n| n.service == service)
+        .collect();
+    anyhow::ensure!(
+        replicas.len() == 2,
+        "{service} has {} replicas",
+        replicas.len()
+    );
+    // The active one by its own account (network.json may lag by a poll).
+    let (victim, pid) = wait_for(
+        &format!("an active replica of {service}"),
+        Duration::from_secs(20),
+        || async {
+            for r in &replicas {
+                if let Some(s) = replica_status(&r.http).await
+                    && s.role == "active"
+                    && s.serving
+                {
+                    return Some((r, s.pid));
+                }
+            }
+            None
+        },
+    )
+    .await?;
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL)?;
+    let killed_at = std::time::Instant::now();
+    let heir = replicas
+        .iter()
+        .find(|r| r.name != victim.name)
+        .context("no other replica")?;
+    wait_for(
+        &format!("{} to take over {service} from {}", heir.name, victim.name),
+        Duration::from_secs(30),
+        || async {
+            let s = replica_status(&heir.http).await?;
+            (s.role == "active" && s.serving && serving(&heir.grpc).await).then_some(())
+        },
+    )
+    .await?;
+    tracing::info!(service, from = %victim.name, to = %heir.name, took = ?killed_at.elapsed(), "took over");
+    wait_for(
+        &format!("network.json to list {} as the active replica", heir.name),
+        Duration::from_secs(10),
+        || async {
+            let network = read_network(&file)?;
+            let roles: Vec<(String, String)> = ["topology", "mediators", "participants"]
+                .iter()
+                .flat_map(|l| network[*l].as_array().cloned().unwrap_or_default())
+                .filter(|n| n["service"] == service)
+                .map(|n| {
+                    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+                    (text(&n["name"]), text(&n["role"]))
+                })
+                .collect();
+            let active: Vec<&String> = roles
+                .iter()
+                .filter(|(_, role)| role == "active")
+                .map(|(name, _)| name)
+                .collect();
+            (active == [&heir.name]).then_some(())
+        },
+    )
+    .await?;
+
+    let config = dir.join(format!("net/config/{}.toml", victim.name));
+    let process = NodeProcess::spawn(
+        &victim.name,
+        Path::new(env!("CARGO_BIN_EXE_ordo")),
+        &[
+            role_of(service),
+            "--config",
+            config.to_str().unwrap_or_default(),
+        ],
+        &dir.join(format!("{}-restarted.log", victim.name)),
+    )?;
+    wait_for(
+        &format!("{} to come back passive", victim.name),
+        Duration::from_secs(30),
+        || async {
+            let s = replica_status(&victim.http).await?;
+            (s.role == "passive" && s.pid != pid).then_some(())
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; its log:\n{}", process.log()))?;
+    Ok(process)
+}
+
+/// Kills sequencer `name` and starts it again with its config.
+async fn restart_sequencer(
+    dir: &Path,
+    network: &serde_json::Value,
+    name: &str,
+) -> anyhow::Result<NodeProcess> {
+    let node = nodes(network)
+        .into_iter()
+        .find(|n| n.name == name)
+        .with_context(|| format!("{name} is not in network.json"))?;
+    kill(Pid::from_raw(node.pid), Signal::SIGKILL)?;
+    wait_for(
+        &format!("{name} to go down"),
+        Duration::from_secs(20),
+        || async { (!serving(&node.grpc).await).then_some(()) },
+    )
+    .await?;
+    let config = dir.join(format!("net/config/{name}.toml"));
+    let process = NodeProcess::spawn(
+        name,
+        Path::new(env!("CARGO_BIN_EXE_ordo")),
+        &["sequencer", "--config", config.to_str().unwrap_or_default()],
+        &dir.join(format!("{name}-restarted.log")),
+    )?;
+    wait_for(
+        &format!("{name} to serve again"),
+        Duration::from_secs(60),
+        || async { serving(&node.grpc).await.then_some(()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}; its log:\n{}", process.log()))?;
+    Ok(process)
 }
 
 /// The offsets and update ids of every transaction `parties` see on `shard`.
@@ -138,57 +299,23 @@ async fn every_role_killed_and_restarted_resumes() -> anyhow::Result<()> {
     let mut owner = "alice";
 
     let mut restarted = Vec::new();
-    for victim in [
-        "participant-2",
-        "mediator",
-        "topology",
-        "sequencer-1",
-        "participant-1",
-    ] {
-        let (name, pid, grpc) = nodes(&net.network)
-            .into_iter()
-            .find(|(n, _, _)| n == victim)
-            .ok_or_else(|| anyhow::anyhow!("{victim} is not in network.json"))?;
-        kill(Pid::from_raw(pid), Signal::SIGKILL)?;
-        wait_for(
-            &format!("{name} to go down"),
-            Duration::from_secs(20),
-            || {
-                let grpc = grpc.clone();
-                async move { (!serving(&grpc).await).then_some(()) }
-            },
-        )
-        .await?;
-
-        let role = name.split('-').next().unwrap_or_default().to_owned();
-        let config = dir.path().join(format!("net/config/{name}.toml"));
-        let process = NodeProcess::spawn(
-            &name,
-            Path::new(env!("CARGO_BIN_EXE_ordo")),
-            &[&role, "--config", config.to_str().unwrap_or_default()],
-            &dir.path().join(format!("{name}-restarted.log")),
-        )?;
-        wait_for(
-            &format!("{name} to serve again"),
-            Duration::from_secs(60),
-            || {
-                let grpc = grpc.clone();
-                async move { serving(&grpc).await.then_some(()) }
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}; its log:\n{}", process.log()))?;
+    for victim in ["shard-2", "mediator", "topology", "sequencer-1", "shard-1"] {
+        let process = if victim == "sequencer-1" {
+            restart_sequencer(dir.path(), &net.network, victim).await?
+        } else {
+            fail_over(dir.path(), victim).await?
+        };
         restarted.push(process);
 
         let to = if owner == "alice" { "bob" } else { "alice" };
         cid = transfer(&network, &cid, owner, to)
             .await
-            .map_err(|e| anyhow::anyhow!("transfer after restarting {name}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("transfer after killing {victim}'s node: {e}"))?;
         owner = to;
         // Committed on both shards: the new owner's shard shows it too.
         let client = party(&network, owner).await?;
         wait_for(
-            &format!("{owner} to see the Iou after {name} restarted"),
+            &format!("{owner} to see the Iou after {victim}'s node was killed"),
             Duration::from_secs(30),
             || async {
                 let acs = client.active_contracts(&Filter::party(owner)).await.ok()?;
@@ -218,6 +345,8 @@ async fn every_role_killed_and_restarted_resumes() -> anyhow::Result<()> {
         ids.dedup();
         assert_eq!(ids.len(), log.len(), "{shard} holds an update twice");
     }
+    // Through shard-1's replica that is active now (the first client's one was killed).
+    let bank = party(&network, "bank").await?;
     let acs = bank.active_contracts(&Filter::party("bank")).await?;
     assert_eq!(acs.contracts.len(), 1, "the Iou exists once: {acs:?}");
     assert_eq!(acs.contracts[0].contract_id, cid);

@@ -1,8 +1,10 @@
-//! `ordo up`: one command runs a local network (sequencers, topology manager, mediator,
-//! two participant shards); it writes network.json when every node is ready, stops
-//! cleanly on SIGTERM, and a second run on the same directory resumes the same network
-//! with its data and member identities. `ordo token` mints a token the participants
-//! accept.
+//! `ordo up`: one command runs a local network (two active-active sequencers, two replicas
+//! each of the topology manager, the mediator and two participant shards); it writes
+//! network.json when every node is ready, listing each with its service and role (one
+//! active replica per service), keeps the roles current, stops cleanly on SIGTERM, and a
+//! second run on the same directory resumes the same network with its data and member
+//! identities. `ordo token` mints a token the participants accept; `ordo admin status`
+//! reports every node and `ordo admin failover` hands a service over.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -17,9 +19,12 @@ use ordo_proto::ledger::v1::GetParticipantIdRequest;
 use ordo_proto::ledger::v1::party_management_service_client::PartyManagementServiceClient;
 
 use ordo_core::{Clock, Envelope, KeyPair, Recipients, Submission, SystemClock, Timestamp};
+use ordo_lease::ReplicaStatus;
 use ordo_sequencer_client::admin::AdminClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use ordo_testkit::{NodeProcess, wait_for};
+
+use crate::common::http_get;
 
 pub(crate) struct Up {
     pub(crate) process: NodeProcess,
@@ -57,6 +62,17 @@ fn grpc_of(network: &serde_json::Value, list: &str) -> Vec<String> {
         .collect()
 }
 
+/// The gRPC endpoints of the replicas of `list` that network.json lists as active.
+fn active_grpc_of(network: &serde_json::Value, list: &str) -> Vec<String> {
+    network[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["role"] == "active")
+        .filter_map(|n| n["grpc"].as_str().map(str::to_owned))
+        .collect()
+}
+
 fn endpoints(network: &serde_json::Value) -> Vec<String> {
     grpc_of(network, "sequencers")
 }
@@ -81,42 +97,157 @@ fn bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
     Ok(req)
 }
 
-/// Checks the shape of the new nodes' entries and that every listed node is SERVING.
+/// A replica's `GET /status`, or None when it does not answer.
+pub(crate) async fn replica_status(http: &str) -> Option<ReplicaStatus> {
+    let addr = http.strip_prefix("http://")?.parse().ok()?;
+    let body = http_get(addr, "/status").await.ok()?;
+    serde_json::from_str(&body).ok()
+}
+
+/// What `ordo` prints for `args`, failing on a non-zero exit.
+pub(crate) fn ordo(args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ordo {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The node names of each list, and the service of each.
+const LAYOUT: [(&str, &[(&str, &str)]); 4] = [
+    (
+        "sequencers",
+        &[("sequencer-1", "sequencer"), ("sequencer-2", "sequencer")],
+    ),
+    (
+        "topology",
+        &[("topology-a", "topology"), ("topology-b", "topology")],
+    ),
+    (
+        "mediators",
+        &[("mediator-a", "mediator"), ("mediator-b", "mediator")],
+    ),
+    (
+        "participants",
+        &[
+            ("participant-1-a", "shard-1"),
+            ("participant-1-b", "shard-1"),
+            ("participant-2-a", "shard-2"),
+            ("participant-2-b", "shard-2"),
+        ],
+    ),
+];
+
+/// Checks the nodes' entries and roles: every sequencer active and SERVING; every other
+/// service exactly one active replica, SERVING, and the passive ones answering `/status`
+/// but not SERVING.
 async fn check_nodes(network: &serde_json::Value) -> anyhow::Result<()> {
-    for (list, count) in [
-        ("sequencers", 2),
-        ("topology", 1),
-        ("mediators", 1),
-        ("participants", 2),
-    ] {
-        let entries = network[list].as_array().map_or(0, Vec::len);
-        assert_eq!(entries, count, "{list} in network.json: {network}");
-        for node in network[list].as_array().into_iter().flatten() {
-            for key in ["name", "grpc", "http", "metrics", "log"] {
+    let mut active: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (list, expected) in LAYOUT {
+        let entries = network[list].as_array().cloned().unwrap_or_default();
+        let names: Vec<(String, String)> = entries
+            .iter()
+            .map(|n| (text(&n["name"]), text(&n["service"])))
+            .collect();
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(n, s)| ((*n).to_owned(), (*s).to_owned()))
+            .collect();
+        assert_eq!(names, expected, "{list} in network.json: {network}");
+        for node in &entries {
+            for key in ["name", "service", "role", "grpc", "http", "metrics", "log"] {
                 assert!(node[key].is_string(), "{list} entry lacks {key}: {node}");
             }
             assert!(
                 node["pid"].as_u64().is_some(),
                 "{list} entry lacks pid: {node}"
             );
-        }
-        for grpc in grpc_of(network, list) {
-            assert!(
-                ordo_node::serving(&grpc, "").await,
-                "{list} {grpc} is not SERVING"
-            );
+            let grpc = text(&node["grpc"]);
+            let serving = ordo_node::serving(&grpc, "").await;
+            match text(&node["role"]).as_str() {
+                "active" => {
+                    assert!(serving, "active {node} is not SERVING");
+                    active
+                        .entry(text(&node["service"]))
+                        .or_default()
+                        .push(text(&node["name"]));
+                }
+                "passive" => {
+                    assert_ne!(list, "sequencers", "a passive sequencer: {node}");
+                    assert!(!serving, "passive {node} is SERVING");
+                    let status = replica_status(&text(&node["http"])).await;
+                    assert_eq!(
+                        status.map(|s| (s.role, s.pid)),
+                        Some((
+                            "passive".to_owned(),
+                            node["pid"].as_u64().unwrap_or(0) as u32
+                        )),
+                        "{node}'s /status"
+                    );
+                }
+                other => panic!("role {other:?} in {node}"),
+            }
         }
     }
+    for service in ["topology", "mediator", "shard-1", "shard-2"] {
+        assert_eq!(
+            active.get(service).map_or(0, Vec::len),
+            1,
+            "active replicas of {service}: {active:?}"
+        );
+    }
+    assert_eq!(active["sequencer"].len(), 2);
     let shards: Vec<String> = network["participants"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|p| text(&p["shard"]))
         .collect();
-    assert_eq!(shards, ["shard-1", "shard-2"], "{network}");
+    assert_eq!(
+        shards,
+        ["shard-1", "shard-1", "shard-2", "shard-2"],
+        "{network}"
+    );
     assert_eq!(network["auth"]["algorithm"], "HS256");
     assert!(text(&network["auth"]["secret"]).len() >= 16, "{network}");
     assert!(!text(&network["auth"]["topology_admin_token"]).is_empty());
+    assert!(!text(&network["auth"]["replica_admin_token"]).is_empty());
+    Ok(())
+}
+
+/// `ordo admin status --json` agrees with network.json: every node, healthy, same role.
+fn check_admin_status(file: &Path, network: &serde_json::Value) -> anyhow::Result<()> {
+    let out = ordo(&[
+        "admin",
+        "status",
+        "--json",
+        "--network",
+        &file.display().to_string(),
+    ])?;
+    let report: Vec<serde_json::Value> = serde_json::from_str(&out)?;
+    let mut listed = 0;
+    for (list, _) in LAYOUT {
+        for node in network[list].as_array().into_iter().flatten() {
+            listed += 1;
+            let row = report
+                .iter()
+                .find(|r| r["name"] == node["name"])
+                .with_context(|| format!("{} missing in {out}", node["name"]))?;
+            assert_eq!(row["service"], node["service"], "{row}");
+            assert_eq!(row["role"], node["role"], "{row}");
+            assert_eq!(row["healthy"], true, "{row}");
+            assert_eq!(row["pid"], node["pid"], "{row}");
+            if list != "sequencers" {
+                assert!(row["lease_token"].as_i64().is_some(), "{row}");
+            }
+        }
+    }
+    assert_eq!(report.len(), listed, "{out}");
     Ok(())
 }
 
@@ -138,14 +269,14 @@ async fn participant_ids(
     let token = String::from_utf8(out.stdout)?.trim().to_owned();
 
     let mut reported = BTreeMap::new();
-    for grpc in grpc_of(network, "participants") {
+    for grpc in active_grpc_of(network, "participants") {
         let id = PartyManagementServiceClient::new(channel(&grpc).await?)
             .get_participant_id(bearer(GetParticipantIdRequest {}, &token)?)
             .await?
             .into_inner();
         reported.insert(id.shard, id.participant_id);
     }
-    let topology = grpc_of(network, "topology");
+    let topology = active_grpc_of(network, "topology");
     let listed = TopologyAdminServiceClient::new(channel(&topology[0]).await?)
         .list_shards(bearer(
             ListShardsRequest {},
@@ -183,7 +314,63 @@ async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
         assert!(first.network.get(key).is_some(), "network.json lacks {key}");
     }
     check_nodes(&first.network).await?;
+    let file = dir.path().join("net/network.json");
+    check_admin_status(&file, &first.network)?;
     let ids = participant_ids(dir.path(), &first.network).await?;
+
+    // A graceful failover of shard-1: the other replica serves, and network.json follows.
+    let before = first.network["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["service"] == "shard-1" && p["role"] == "active")
+        .map(|p| text(&p["name"]))
+        .context("no active replica of shard-1")?;
+    let out = ordo(&[
+        "admin",
+        "failover",
+        "--service",
+        "shard-1",
+        "--json",
+        "--network",
+        &file.display().to_string(),
+    ])?;
+    let outcome: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(outcome["from"], before.as_str(), "{outcome}");
+    let after = text(&outcome["to"]);
+    assert!(
+        after.starts_with("participant-1-") && after != before,
+        "{outcome}"
+    );
+    let followed = wait_for(
+        "network.json to show the new active replica",
+        Duration::from_secs(10),
+        || {
+            let file = file.clone();
+            let after = after.clone();
+            async move {
+                let network: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+                let active = network["participants"]
+                    .as_array()?
+                    .iter()
+                    .any(|p| p["name"] == after.as_str() && p["role"] == "active");
+                active.then_some(network)
+            }
+        },
+    )
+    .await?;
+    check_nodes(&followed).await?;
+    let err = ordo(&[
+        "admin",
+        "failover",
+        "--service",
+        "sequencer",
+        "--network",
+        &file.display().to_string(),
+    ])
+    .unwrap_err();
+    assert!(err.to_string().contains("active-active"), "{err}");
     let token = first.network["auth"]["sequencer_admin_token"]
         .as_str()
         .unwrap_or_default()

@@ -40,6 +40,8 @@ pub enum Command {
     Up(UpArgs),
     /// Print a Ledger API bearer token (HS256 JWT) for the network `ordo up` runs.
     Token(TokenArgs),
+    /// Operator commands: every node's status, a graceful failover of a service.
+    Admin(crate::admin::AdminArgs),
     /// Ledger API commands for operators and scripts (party, package, submit, acs,
     /// updates, demo), on the network a network.json describes.
     #[command(flatten)]
@@ -254,6 +256,42 @@ mod tests {
                 "{role}"
             );
         }
+    }
+
+    #[test]
+    fn admin_commands_take_a_network_file() {
+        use crate::admin::{AdminArgs, AdminCommand};
+        let cli = Cli::try_parse_from(["ordo", "admin", "status", "--json"]).unwrap();
+        let Command::Admin(AdminArgs {
+            command: AdminCommand::Status(s),
+        }) = cli.command
+        else {
+            panic!("expected admin status");
+        };
+        assert!(s.json);
+        assert_eq!(s.network, PathBuf::from("ordo-data/network.json"));
+        let cli = Cli::try_parse_from([
+            "ordo",
+            "admin",
+            "failover",
+            "--service",
+            "shard-1",
+            "--network",
+            "n.json",
+        ])
+        .unwrap();
+        let Command::Admin(AdminArgs {
+            command: AdminCommand::Failover(f),
+        }) = cli.command
+        else {
+            panic!("expected admin failover");
+        };
+        assert_eq!(
+            (f.service.as_str(), f.network.as_path(), f.timeout, f.json),
+            ("shard-1", std::path::Path::new("n.json"), 15, false)
+        );
+        let err = Cli::try_parse_from(["ordo", "admin", "failover"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 clean exit, 1 runtime failure, 2 bad configuration or usage.
 
+mod admin;
 mod cli;
 mod config;
 mod network;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Participant(cmd) => node::main::<roles::Participant>(*cmd),
         Command::Up(args) => up::main(args),
         Command::Token(args) => token::main(&args),
+        Command::Admin(args) => admin::main(args),
         Command::Ledger(cmd) => runtime().and_then(|rt| {
             rt.block_on(ordo_ledger_client::cli::run(cmd))
                 .map_err(Failure::Runtime)

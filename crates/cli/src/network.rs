@@ -1,5 +1,5 @@
 //! `DIR/network.json`: what `ordo up` runs, for people, scripts and the other tools
-//! (`ordo token` reads its `auth.secret`).
+//! (`ordo token` reads its `auth.secret`; `ordo admin` its nodes and tokens).
 
 use std::path::{Path, PathBuf};
 
@@ -24,9 +24,19 @@ pub struct PostgresEntry {
     pub managed: bool,
 }
 
+/// One node: a sequencer, or one replica of an active-passive service.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeEntry {
+    /// The process's name (a replica's `[replica] name`, e.g. `participant-1-b`).
     pub name: String,
+    /// The logical service: `sequencer`, `topology`, `mediator`, or a participant's shard
+    /// (`shard-1`). The replicas of one service share its database and member identity.
+    #[serde(default)]
+    pub service: String,
+    /// `active` or `passive`, kept current by `ordo up` while it runs (a replica that is
+    /// down is `passive`); sequencers are active-active, always `active`.
+    #[serde(default)]
+    pub role: String,
     /// A participant's shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
@@ -46,6 +56,9 @@ pub struct Auth {
     pub sequencer_admin_token: String,
     /// Bearer token of the topology manager's admin API (TopologyAdminService).
     pub topology_admin_token: String,
+    /// Bearer token of every replica's `POST /admin/step-down` (`ordo admin failover`).
+    #[serde(default)]
+    pub replica_admin_token: String,
 }
 
 impl NetworkFile {

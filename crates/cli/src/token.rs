@@ -113,6 +113,7 @@ mod tests {
                 secret: secret.into(),
                 sequencer_admin_token: "s".into(),
                 topology_admin_token: "t".into(),
+                replica_admin_token: "r".into(),
             },
         }
     }

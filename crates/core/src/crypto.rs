@@ -106,6 +106,16 @@ impl KeyPair {
             path: path.display().to_string(),
             reason,
         };
+        // Written in full to a private temporary file, then linked into place: the link
+        // fails if the file exists, and a concurrent reader never sees it half-written.
+        let name = path
+            .file_name()
+            .ok_or_else(|| err("names no file".into()))?
+            .to_string_lossy();
+        let tmp = path.with_file_name(format!(
+            ".{name}.{}.tmp",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -113,8 +123,13 @@ impl KeyPair {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(path).map_err(|e| err(e.to_string()))?;
-        writeln!(f, "{}", hex::encode(self.0.to_bytes())).map_err(|e| err(e.to_string()))
+        let written = opts.open(&tmp).and_then(|mut f| {
+            writeln!(f, "{}", hex::encode(self.0.to_bytes()))?;
+            f.sync_all()
+        });
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        let _ = std::fs::remove_file(&tmp);
+        linked.map_err(|e| err(e.to_string()))
     }
 }
 

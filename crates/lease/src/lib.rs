@@ -9,6 +9,7 @@
 //!   publishes the [`Role`];
 //! - [`replica`]: [`Replica`], the lease as a node uses it: terms, health, `/status`.
 
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod replica;

@@ -94,6 +94,21 @@ impl ReplicaConfig {
         }
     }
 
+    /// Options for the connections of the service's database pool. A replica frozen or
+    /// cut off in the middle of a transaction would hold its row locks for as long as its
+    /// connection lives, and so block the next active replica; Postgres ends such a
+    /// session once it has idled in its transaction for a ttl, by which time that replica's
+    /// lease has lapsed anyway.
+    pub fn connect_options(
+        &self,
+        options: sqlx::postgres::PgConnectOptions,
+    ) -> sqlx::postgres::PgConnectOptions {
+        options.options([(
+            "idle_in_transaction_session_timeout",
+            format!("{}ms", self.ttl.as_millis()),
+        )])
+    }
+
     /// Checks the timing and the name, reporting fields as `replica.<field>`.
     pub fn validate(&self) -> Result<(), Invalid> {
         if !self.name.is_empty()

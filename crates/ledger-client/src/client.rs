@@ -13,8 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::LedgerError;
 use crate::types::{
-    self, ActiveContracts, Command, Filter, PackageDetails, ParticipantInfo, PartyDetails,
-    Submission, Transaction, TransactionResult, UploadedPackage,
+    self, ActiveContracts, Command, Completion, Filter, LedgerEnds, PackageDetails,
+    ParticipantInfo, PartyDetails, Submission, Transaction, TransactionResult, UploadedPackage,
 };
 
 /// The application id commands are submitted as unless told otherwise.
@@ -24,8 +24,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Large enough for any page of active contracts or any package.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// How often an open connection with calls in flight is pinged, and how long a ping may
+/// go unanswered before the calls fail UNAVAILABLE: a frozen server (SIGSTOP, partition)
+/// is noticed instead of waited on forever.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A stream of flat transactions.
 pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<Transaction, LedgerError>> + Send>>;
+/// A stream of command completions.
+pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<Completion, LedgerError>> + Send>>;
 
 /// Adds `authorization: Bearer <token>` to every request.
 #[derive(Clone)]
@@ -83,6 +91,8 @@ impl LedgerClient {
             .map_err(|e| LedgerError::invalid(format!("endpoint {endpoint:?}"), e))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEP_ALIVE)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .connect()
             .await
             .map_err(|e| connect_error(source_chain(&e)))?;
@@ -140,6 +150,12 @@ impl LedgerClient {
     fn state(&self) -> pb::state_service_client::StateServiceClient<Authed> {
         pb::state_service_client::StateServiceClient::new(self.authed())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    fn completions_client(
+        &self,
+    ) -> pb::command_completion_service_client::CommandCompletionServiceClient<Authed> {
+        pb::command_completion_service_client::CommandCompletionServiceClient::new(self.authed())
     }
 
     fn updates_client(&self) -> pb::update_service_client::UpdateServiceClient<Authed> {
@@ -332,12 +348,83 @@ impl LedgerClient {
 
     /// The offset of the latest update on this shard (0 when none).
     pub async fn ledger_end(&self) -> Result<i64, LedgerError> {
-        Ok(self
+        Ok(self.ledger_ends().await?.offset)
+    }
+
+    /// The ends of this shard's update log and completion log.
+    pub async fn ledger_ends(&self) -> Result<LedgerEnds, LedgerError> {
+        let r = self
             .state()
             .get_ledger_end(pb::GetLedgerEndRequest {})
             .await?
-            .into_inner()
-            .offset)
+            .into_inner();
+        Ok(LedgerEnds {
+            offset: r.offset,
+            completion_offset: r.completion_offset,
+        })
+    }
+
+    /// The completions of this client's application id for commands acting as one of
+    /// `parties` (each must be in the token's act_as), after completion offset
+    /// `begin_exclusive`; live once caught up.
+    pub async fn completions(
+        &self,
+        parties: &[String],
+        begin_exclusive: i64,
+    ) -> Result<CompletionStream, LedgerError> {
+        let stream = self
+            .completions_client()
+            .completion_stream(pb::CompletionStreamRequest {
+                application_id: self.application_id.clone(),
+                parties: parties.to_vec(),
+                begin_exclusive,
+            })
+            .await?
+            .into_inner();
+        Ok(Box::pin(stream.filter_map(|item| async move {
+            match item {
+                Err(s) => Some(Err(LedgerError::from(s))),
+                Ok(r) => r.completion.map(|c| Ok(types::completion(c))),
+            }
+        })))
+    }
+
+    /// A committed transaction as `parties` see it, in the form [`LedgerClient::submit`]
+    /// returns (flat events and the exercised choices).
+    pub async fn transaction_by_id(
+        &self,
+        update_id: &str,
+        parties: &[String],
+    ) -> Result<TransactionResult, LedgerError> {
+        let filter = pb::TransactionFilter {
+            parties: parties.to_vec(),
+            template_ids: Vec::new(),
+        };
+        let fetch = |shape: pb::UpdateShape| {
+            let mut client = self.updates_client();
+            let request = pb::GetTransactionByIdRequest {
+                update_id: update_id.to_owned(),
+                filter: Some(filter.clone()),
+                shape: shape as i32,
+            };
+            async move {
+                Ok::<_, LedgerError>(client.get_transaction_by_id(request).await?.into_inner())
+            }
+        };
+        let flat = fetch(pb::UpdateShape::Flat).await?;
+        let tree = fetch(pb::UpdateShape::Tree).await?;
+        let transaction = match flat.update {
+            Some(pb::get_updates_response::Update::Transaction(t)) => Some(t),
+            _ => None,
+        };
+        let transaction_tree = match tree.update {
+            Some(pb::get_updates_response::Update::TransactionTree(t)) => Some(t),
+            _ => None,
+        };
+        types::transaction_result(pb::SubmitAndWaitForTransactionResponse {
+            transaction,
+            transaction_tree,
+        })
     }
 
     /// The transactions after offset `from` that the filter's parties see, in offset

@@ -5,20 +5,24 @@
 //! - `client`: [`LedgerClient`], one participant's Ledger API with a bearer token.
 //! - `network`: [`Network`], the nodes of a running network, token minting, party → shard
 //!   routing.
+//! - `failover`: [`ShardClient`], a shard across its replicas: submission that rides
+//!   through a failover with the same command id.
 //! - `types`: what the client returns (ledger values as `serde_json::Value`).
 //! - `cli`: the clap commands the `ordo` binary mounts.
 
 pub mod cli;
 pub mod client;
 pub mod error;
+pub mod failover;
 pub mod network;
 pub mod types;
 
-pub use client::{LedgerClient, UpdateStream};
+pub use client::{CompletionStream, LedgerClient, UpdateStream, new_command_id};
 pub use error::LedgerError;
+pub use failover::{RetryPolicy, ShardClient, is_failover_error};
 pub use network::Network;
 pub use types::{
-    ActiveContracts, Archived, Command, Contract, DisclosedContract, Event, Exercised, Filter,
-    PackageDetails, ParticipantInfo, PartyDetails, Submission, Transaction, TransactionResult,
-    UploadedPackage,
+    ActiveContracts, Archived, Command, Completion, Contract, DisclosedContract, Event, Exercised,
+    Filter, LedgerEnds, PackageDetails, ParticipantInfo, PartyDetails, Submission, Transaction,
+    TransactionResult, UploadedPackage,
 };

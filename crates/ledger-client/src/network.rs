@@ -12,10 +12,13 @@ use tonic::transport::Endpoint;
 
 use crate::client::{CONNECT_TIMEOUT, LedgerClient, source_chain};
 use crate::error::LedgerError;
-use crate::types::PartyDetails;
+use crate::failover::ShardClient;
+use crate::types::{PartyDetails, Submission, TransactionResult};
 
 /// Where `ordo up` writes the network file by default.
 pub const DEFAULT_PATH: &str = "ordo-data/network.json";
+/// The `role` of the replica that serves (`passive` for the others).
+pub const ACTIVE: &str = "active";
 /// The lifetime of the tokens minted here. A stream's token is checked once, when it
 /// starts, so `--follow` outlives it.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
@@ -25,6 +28,11 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 #[serde(default)]
 pub struct NodeEntry {
     pub name: String,
+    /// The logical service the node is a replica of: `sequencer`, `topology`, `mediator`
+    /// (empty in files of older versions).
+    pub service: String,
+    /// `active` or `passive` as `ordo up` last saw it (sequencers are all `active`).
+    pub role: String,
     pub pid: Option<u32>,
     pub grpc: String,
     pub http: String,
@@ -38,6 +46,10 @@ pub struct NodeEntry {
 pub struct ParticipantEntry {
     pub name: String,
     pub shard: String,
+    /// The logical service: the shard's name (empty in files of older versions).
+    pub service: String,
+    /// `active` or `passive` as `ordo up` last saw it.
+    pub role: String,
     pub pid: Option<u32>,
     pub grpc: String,
     pub http: String,
@@ -61,6 +73,8 @@ pub struct AuthEntry {
     pub secret: String,
     pub sequencer_admin_token: String,
     pub topology_admin_token: String,
+    /// Bearer token of the replicas' `POST /admin/step-down` (`ordo admin failover`).
+    pub replica_admin_token: String,
 }
 
 impl std::fmt::Debug for AuthEntry {
@@ -126,12 +140,27 @@ impl Network {
         shards
     }
 
-    /// The participant replicas serving `shard`.
+    /// The participant replicas serving `shard`, the one the file lists as active first
+    /// (otherwise in file order).
     pub fn replicas(&self, shard: &str) -> Vec<&ParticipantEntry> {
-        self.participants
+        let mut replicas: Vec<&ParticipantEntry> = self
+            .participants
             .iter()
             .filter(|p| p.shard == shard && !p.grpc.is_empty())
-            .collect()
+            .collect();
+        replicas.sort_by_key(|p| p.role != ACTIVE);
+        replicas
+    }
+
+    /// The topology manager's replicas, the active one first.
+    pub fn topology_replicas(&self) -> Vec<&NodeEntry> {
+        let mut replicas: Vec<&NodeEntry> = self
+            .topology
+            .iter()
+            .filter(|n| !n.grpc.is_empty())
+            .collect();
+        replicas.sort_by_key(|n| n.role != ACTIVE);
+        replicas
     }
 
     // --- tokens ------------------------------------------------------------------------
@@ -194,8 +223,38 @@ impl Network {
         self.client_for_shard_with_token(&shard, &token).await
     }
 
+    /// A client of `shard`'s replicas that rides through failovers (see [`ShardClient`]).
+    pub fn shard_client(&self, shard: &str, token: &str) -> Result<ShardClient, LedgerError> {
+        let replicas = self.replicas(shard);
+        if replicas.is_empty() {
+            return Err(self.unknown_shard(shard));
+        }
+        let endpoints = replicas.iter().map(|r| r.grpc.clone()).collect();
+        Ok(ShardClient::new(shard, endpoints, token))
+    }
+
+    /// Submits through `shard`'s active replica with `token`, retrying across a failover
+    /// with the same command id (see [`ShardClient::submit`]).
+    pub async fn submit_with_failover(
+        &self,
+        shard: &str,
+        token: &str,
+        submission: Submission,
+    ) -> Result<TransactionResult, LedgerError> {
+        self.shard_client(shard, token)?.submit(submission).await
+    }
+
+    fn unknown_shard(&self, shard: &str) -> LedgerError {
+        LedgerError::NotFound(format!(
+            "no participant serves shard {shard:?} in {} (shards: {})",
+            self.path.display(),
+            list_or_none(&self.shards())
+        ))
+    }
+
     /// A client of `shard`'s active replica with the given token. Replicas are tried in
-    /// file order; a passive one answers UNAVAILABLE and is skipped.
+    /// turn, the one the file lists as active first; a passive or unreachable one is
+    /// skipped.
     pub async fn client_for_shard_with_token(
         &self,
         shard: &str,
@@ -203,11 +262,7 @@ impl Network {
     ) -> Result<LedgerClient, LedgerError> {
         let replicas = self.replicas(shard);
         if replicas.is_empty() {
-            return Err(LedgerError::NotFound(format!(
-                "no participant serves shard {shard:?} in {} (shards: {})",
-                self.path.display(),
-                list_or_none(&self.shards())
-            )));
+            return Err(self.unknown_shard(shard));
         }
         let mut last = None;
         for replica in replicas {
@@ -289,13 +344,9 @@ impl Network {
     }
 
     /// Parties from the topology manager (`Ok(None)` when the file names none); tries each
-    /// replica, a passive or unreachable one answering UNAVAILABLE.
+    /// replica, skipping a passive (UNAVAILABLE) or unreachable one.
     async fn topology_parties(&self) -> Result<Option<Vec<PartyDetails>>, LedgerError> {
-        let nodes: Vec<&NodeEntry> = self
-            .topology
-            .iter()
-            .filter(|n| !n.grpc.is_empty())
-            .collect();
+        let nodes = self.topology_replicas();
         if nodes.is_empty() || self.auth.topology_admin_token.is_empty() {
             return Ok(None);
         }
@@ -402,6 +453,48 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["participant-1a", "participant-1b"]);
         assert!(n.replicas("shard-9").is_empty());
+    }
+
+    #[test]
+    fn replicas_are_tried_active_first() {
+        let n = Network::parse(
+            r#"{"topology": [{"name": "topology-a", "service": "topology", "role": "passive", "grpc": "a"},
+                             {"name": "topology-b", "service": "topology", "role": "active", "grpc": "b"}],
+                "participants": [
+                  {"name": "participant-1-a", "shard": "shard-1", "service": "shard-1", "role": "passive", "grpc": "1a"},
+                  {"name": "participant-1-b", "shard": "shard-1", "service": "shard-1", "role": "active", "grpc": "1b"},
+                  {"name": "participant-2-a", "shard": "shard-2", "service": "shard-2", "role": "passive", "grpc": "2a"},
+                  {"name": "participant-2-b", "shard": "shard-2", "service": "shard-2", "role": "passive", "grpc": "2b"}],
+                "auth": {"replica_admin_token": "rt"}}"#,
+            Path::new("n.json"),
+        )
+        .unwrap();
+        assert_eq!(n.participants[1].service, "shard-1");
+        assert_eq!(n.auth.replica_admin_token, "rt");
+        let names = |v: Vec<&ParticipantEntry>| -> Vec<String> {
+            v.into_iter().map(|p| p.name.clone()).collect()
+        };
+        assert_eq!(
+            names(n.replicas("shard-1")),
+            ["participant-1-b", "participant-1-a"]
+        );
+        // No active one known (a failover in progress): file order.
+        assert_eq!(
+            names(n.replicas("shard-2")),
+            ["participant-2-a", "participant-2-b"]
+        );
+        let topology: Vec<&str> = n
+            .topology_replicas()
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(topology, ["topology-b", "topology-a"]);
+        let client = n.shard_client("shard-1", "t").unwrap();
+        assert_eq!(client.endpoints(), ["1b", "1a"]);
+        assert_eq!(
+            n.shard_client("shard-9", "t").unwrap_err().code(),
+            tonic::Code::NotFound
+        );
     }
 
     #[test]

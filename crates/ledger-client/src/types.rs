@@ -282,6 +282,69 @@ impl TransactionResult {
     }
 }
 
+/// The ends of a shard's two logs: the update log and the completion log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEnds {
+    /// The offset of the latest update (0 when none).
+    pub offset: i64,
+    /// The offset of the latest completion (0 when none): a completion stream read from
+    /// here sees every command completed after this call.
+    pub completion_offset: i64,
+}
+
+/// The outcome of one command, from the completion stream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub command_id: String,
+    pub application_id: String,
+    pub submission_id: String,
+    pub act_as: Vec<String>,
+    /// The gRPC code of the outcome (`Ok` for a committed transaction).
+    #[serde(with = "code_serde")]
+    pub code: tonic::Code,
+    /// Why the command was rejected; empty on success.
+    pub message: String,
+    /// The transaction's id and update offset, on success.
+    pub update_id: String,
+    pub offset: i64,
+    /// This completion's position in the shard's completion log.
+    pub completion_offset: i64,
+}
+
+impl Completion {
+    pub fn succeeded(&self) -> bool {
+        self.code == tonic::Code::Ok
+    }
+}
+
+/// A gRPC code as its number in JSON.
+mod code_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(code: &tonic::Code, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(*code as i32)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<tonic::Code, D::Error> {
+        Ok(tonic::Code::from_i32(i32::deserialize(d)?))
+    }
+}
+
+pub(crate) fn completion(c: pb::Completion) -> Completion {
+    let status = c.status.unwrap_or_default();
+    Completion {
+        command_id: c.command_id,
+        application_id: c.application_id,
+        submission_id: c.submission_id,
+        act_as: c.act_as,
+        code: tonic::Code::from_i32(status.code),
+        message: status.message,
+        update_id: c.update_id,
+        offset: c.offset,
+        completion_offset: c.completion_offset,
+    }
+}
+
 /// The active contracts of a filter and the offset they are consistent with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ActiveContracts {

@@ -68,7 +68,10 @@ impl pb::state_service_server::StateService for State {
         request: Request<pb::GetLedgerEndRequest>,
     ) -> Result<Response<pb::GetLedgerEndResponse>, Status> {
         check(request.metadata())?;
-        Ok(Response::new(pb::GetLedgerEndResponse { offset: 3 }))
+        Ok(Response::new(pb::GetLedgerEndResponse {
+            offset: 3,
+            completion_offset: 0,
+        }))
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ordo_core::MemberId;
+use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
@@ -39,6 +40,10 @@ pub struct MediatorConfig {
     /// How often processed events are acknowledged to the sequencer (for pruning). Seconds.
     #[serde(with = "ordo_node::config::secs")]
     pub ack_interval: Duration,
+    /// The `[replica]` section: this replica's name and the lease timing. Every replica of
+    /// the mediator uses the same database and key; one is active (lease service
+    /// `mediator`), the others wait warm and take over from the database.
+    pub replica: ReplicaConfig,
 }
 
 impl Default for MediatorConfig {
@@ -54,6 +59,7 @@ impl Default for MediatorConfig {
             time_proof_interval: Duration::from_millis(200),
             pool_size: 4,
             ack_interval: Duration::from_secs(5),
+            replica: ReplicaConfig::default(),
         }
     }
 }
@@ -102,6 +108,7 @@ impl MediatorConfig {
             return err("ack_interval", "must be positive");
         }
         config::listen_addrs(self.grpc_listen, self.http_listen)?;
+        self.replica.validate()?;
         Ok(())
     }
 
@@ -154,6 +161,26 @@ mod tests {
         let mut c = valid();
         c.time_proof_interval = Duration::from_millis(1);
         assert_eq!(c.validate().unwrap_err().field, "time_proof_interval");
+        let mut c = valid();
+        c.replica.renew_period = Duration::from_secs(5);
+        let e = c.validate().unwrap_err();
+        assert_eq!((e.node, e.field), ("mediator", "replica.renew_period"));
+        let mut c = valid();
+        c.replica.name = "mediator b".into();
+        assert_eq!(c.validate().unwrap_err().field, "replica.name");
+    }
+
+    #[test]
+    fn reads_the_replica_section_in_milliseconds() {
+        let c: MediatorConfig = toml::from_str(
+            "[replica]\nname = \"mediator-b\"\nttl = 1500\nrenew_period = 300\nsafety_margin = 300",
+        )
+        .unwrap();
+        assert_eq!(c.replica.name, "mediator-b");
+        assert_eq!(c.replica.ttl, Duration::from_millis(1500));
+        assert_eq!(c.replica.renew_period, Duration::from_millis(300));
+        assert_eq!(MediatorConfig::default().replica, ReplicaConfig::default());
+        assert!(toml::from_str::<MediatorConfig>("[replica]\nttl_ms = 1").is_err());
     }
 
     #[test]

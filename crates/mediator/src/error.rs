@@ -38,6 +38,11 @@ pub enum MediatorError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("mediator state in the database is corrupt: {0}")]
     Corrupt(String),
+    /// This replica does not hold the mediator lease (any more): it must not write.
+    #[error("mediator replica is not active: {0}")]
+    Fenced(#[from] ordo_lease::FenceError),
+    #[error("mediator lease: {0}")]
+    Lease(#[from] ordo_lease::LeaseError),
     #[error("mediator sequencer client: {0}")]
     Sequencer(#[from] ordo_sequencer_client::ClientError),
     #[error("mediator I/O: {0}")]
@@ -69,7 +74,13 @@ impl MediatorError {
             Self::NotProvisioned { .. } | Self::SchemaVersion { .. } | Self::WrongKey { .. } => {
                 Code::FailedPrecondition
             }
-            Self::Database(_) | Self::Sequencer(_) | Self::Io(_) => Code::Unavailable,
+            Self::Lease(ordo_lease::LeaseError::Config(_)) => Code::InvalidArgument,
+            // Deposed or passive: another replica is (or is about to be) active.
+            Self::Database(_)
+            | Self::Sequencer(_)
+            | Self::Io(_)
+            | Self::Fenced(_)
+            | Self::Lease(_) => Code::Unavailable,
             Self::Key(_)
             | Self::Migrate(_)
             | Self::Corrupt(_)

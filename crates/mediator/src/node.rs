@@ -1,10 +1,13 @@
 //! Provisioning (`init`) and the operational node (`run`).
 //!
-//! `run` serves health, reflection and metrics, and runs *sessions*: a session loads the
-//! state from the database (cursor, topology, pending requests), subscribes after the
-//! cursor and processes events strictly in order, committing each event's changes with
-//! the cursor. Any failure ends the session; the next one resumes from the database, so
-//! nothing half-done in memory ever counts.
+//! `run` serves health, reflection, metrics and the replica's `/status`, and competes for
+//! the mediator's lease (DESIGN §3): the mediator is active-passive, one replica active at
+//! a time. While active it runs *sessions*: a session loads the state from the database
+//! (cursor, topology, pending requests with their answers and decision times), subscribes
+//! after the cursor and processes events strictly in order, committing each event's
+//! changes with the cursor in one fenced transaction. Any failure ends the session; the
+//! next one — in this replica or, after a failover, in another — resumes from the
+//! database, so nothing half-done in memory ever counts and no in-flight request is lost.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +16,7 @@ use std::time::{Duration, Instant};
 use ordo_core::{
     Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, SystemClock,
 };
+use ordo_lease::{Replica, Term};
 pub use ordo_node::Listeners;
 use ordo_node::Servers;
 use ordo_protocol::{Message, SignedMessage, TimeProof};
@@ -29,6 +33,8 @@ use crate::{metrics, outbox, store};
 /// The `grpc.health.v1` service name of the mediator (besides "" for the whole server):
 /// SERVING while it is subscribed and processing events.
 pub const HEALTH_SERVICE: &str = "ordo.mediator.v1.Mediator";
+/// The lease service the mediator's replicas compete for (one lease per domain mediator).
+pub const LEASE_SERVICE: &str = "mediator";
 /// Pause before a new session after a failed one.
 const SESSION_RETRY: Duration = Duration::from_secs(1);
 /// How far past the wall clock a time proof may still be sequenced.
@@ -62,9 +68,11 @@ pub async fn init(config: &MediatorConfig) -> Result<InitOutcome, MediatorError>
     })
 }
 
-/// Runs the mediator until `shutdown` resolves; then reports NOT_SERVING, stops and
-/// returns. Refuses to run on a database `init` never provisioned (or provisioned for
-/// another key).
+/// Runs the mediator replica until `shutdown` resolves. It competes for the mediator's
+/// lease and processes only while it holds it (SERVING); otherwise it waits, warm and
+/// NOT_SERVING. On `shutdown` it finishes the event in hand, releases the lease (so that
+/// another replica takes over at once), drains and returns. Refuses to run on a database
+/// `init` never provisioned (or provisioned for another key).
 pub async fn run(
     config: MediatorConfig,
     listeners: Listeners,
@@ -78,12 +86,21 @@ pub async fn run(
 
     let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
     let (ready_tx, ready_rx) = watch::channel(false);
+    let (replica, lease) = Replica::start(
+        pool.clone(),
+        LEASE_SERVICE,
+        &config.replica,
+        &config.node_name,
+        health,
+        ready_tx,
+    )
+    .await?;
     let mut builder = tonic::transport::Server::builder();
     let mut router = builder.add_service(health_service);
     if let Some(r) = ordo_node::reflection() {
         router = router.add_service(r);
     }
-    let servers = Servers::spawn(router, listeners, ready_rx);
+    let servers = Servers::spawn_with_routes(router, replica.routes(), listeners, ready_rx);
 
     let stop = CancellationToken::new();
     {
@@ -93,30 +110,27 @@ pub async fn run(
             stop.cancel();
         });
     }
-    tracing::info!(member = %me, "mediator running");
+    tracing::info!(member = %me, replica = %replica.name(), "mediator running");
     let node = Node {
         config,
         me,
         key,
         pool: pool.clone(),
         clock: Arc::new(SystemClock),
-        stop: stop.clone(),
+        replica: replica.clone(),
     };
-    while !stop.is_cancelled() {
-        let result = node.session(&health, &ready_tx).await;
-        health.set(false).await;
-        let _ = ready_tx.send(false);
-        if let Err(e) = result {
-            tracing::error!(error = %e, "mediator session failed; resuming from the database");
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(SESSION_RETRY) => {}
-            }
-        }
-    }
+    // Returns on `stop`, once the active session finished its event.
+    replica
+        .run_terms(&stop, SESSION_RETRY, |term| node.term(term))
+        .await;
 
-    tracing::info!(member = %node.me, "mediator shutting down");
-    health.set(false).await;
+    tracing::info!(member = %node.me, "mediator shutting down; releasing the lease");
+    if let Err(e) = replica.step_down().await {
+        tracing::warn!(error = %e, "releasing the lease failed; the next replica takes over when it expires");
+    }
+    // Released (or given up). Stop competing at once: draining may outlast a TTL, after
+    // which the runtime would take the lease again with no session to run.
+    lease.abort();
     let served = servers.drain().await;
     pool.close().await;
     served.map_err(|e| MediatorError::Server(e.to_string()))
@@ -128,23 +142,29 @@ struct Node {
     key: Arc<KeyPair>,
     pool: PgPool,
     clock: Arc<dyn Clock>,
-    stop: CancellationToken,
+    replica: Replica,
 }
 
 impl Node {
-    /// Resumes from the database and processes events until `stop` (`Ok`) or a failure.
-    async fn session(
-        &self,
-        health: &ordo_node::Health,
-        ready: &watch::Sender<bool>,
-    ) -> Result<(), MediatorError> {
+    /// One session of a term; a failure is logged, shown in `/status`, and the session
+    /// restarts (from the database) while the term lasts.
+    async fn term(&self, term: Term) {
+        if let Err(e) = self.session(&term).await {
+            tracing::error!(error = %e, token = term.token, "mediator session failed; resuming from the database");
+            self.replica.error(&e);
+        }
+    }
+
+    /// Resumes from the database and processes events until the term's `stop` (`Ok`) or a
+    /// failure. A failed fence (this replica was deposed) ends it at once.
+    async fn session(&self, term: &Term) -> Result<(), MediatorError> {
         let topology_manager = self
             .config
             .topology_manager
             .clone()
             .ok_or_else(|| MediatorError::Internal("no topology manager configured".into()))?;
         let client = tokio::select! {
-            () = self.stop.cancelled() => return Ok(()),
+            () = term.stop.cancelled() => return Ok(()),
             c = SequencerClient::connect(ClientConfig::new(
                 self.config.sequencers.clone(),
                 self.me.clone(),
@@ -155,14 +175,15 @@ impl Node {
         let mut processor =
             Processor::resume(self.me.clone(), self.key.clone(), topology_manager, resumed);
         metrics::pending_requests(processor.core.len());
-        tracing::info!(cursor = %processor.cursor, pending = processor.core.len(), "mediator session resuming");
+        tracing::info!(cursor = %processor.cursor, pending = processor.core.len(), token = term.token, "mediator session resuming");
 
-        // Background work of this session ends with it.
-        let session_stop = self.stop.child_token();
+        // Background work of this session ends with it (and with the term).
+        let session_stop = term.stop.child_token();
         let _guard = session_stop.clone().drop_guard();
         let wake = Arc::new(Notify::new());
         tokio::spawn(outbox::run(
             self.pool.clone(),
+            self.replica.clone(),
             client.clone(),
             wake.clone(),
             session_stop.clone(),
@@ -192,21 +213,24 @@ impl Node {
             }
         });
 
-        health.set(true).await;
-        let _ = ready.send(true);
+        term.ready().await;
         let mut ticker = tokio::time::interval(self.config.time_proof_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_proof: Option<Instant> = None;
         loop {
             tokio::select! {
-                () = self.stop.cancelled() => return Ok(()),
+                // The stop first: it also ends the subscription task, whose closed channel
+                // must not read as a failure.
+                biased;
+                () = term.stop.cancelled() => return Ok(()),
                 event = events.recv() => {
                     let event = event.ok_or_else(|| {
                         MediatorError::Internal("the subscription task ended".into())
                     })??;
                     let at = event.timestamp;
                     let changes = processor.handle(event).await?;
-                    store::commit(&self.pool, at, &changes).await?;
+                    store::commit(&self.pool, &self.replica, at, &changes).await?;
+                    self.replica.processed(at);
                     metrics::pending_requests(processor.core.len());
                     for (d, _) in &changes.decided {
                         tracing::info!(request = %d.request, outcome = d.outcome_label(), decided_at = %d.decided_at, "verdict");
@@ -220,7 +244,7 @@ impl Node {
                 _ = ticker.tick() => {
                     if self.time_proof_due(&processor, last_proof) {
                         last_proof = Some(Instant::now());
-                        self.send_time_proof(&client);
+                        self.send_time_proof(&client, &session_stop);
                     }
                 }
             }
@@ -240,7 +264,7 @@ impl Node {
             && last_proof.is_none_or(|t| t.elapsed() >= self.config.time_proof_interval)
     }
 
-    fn send_time_proof(&self, client: &SequencerClient) {
+    fn send_time_proof(&self, client: &SequencerClient, stop: &CancellationToken) {
         let nonce: u64 = rand::random();
         let payload = SignedMessage::encode(
             &self.me,
@@ -256,8 +280,13 @@ impl Node {
             }],
         };
         let client = client.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            match client.send(submission).await {
+            let sent = tokio::select! {
+                () = stop.cancelled() => return,
+                sent = client.send(submission) => sent,
+            };
+            match sent {
                 Ok(s) => {
                     tracing::debug!(at = %s.timestamp, "time proof sequenced");
                     metrics::time_proof_sent();

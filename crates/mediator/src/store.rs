@@ -3,10 +3,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_core::{MemberId, PartyId, Timestamp};
+use ordo_lease::Replica;
 use ordo_node::db;
 use ordo_protocol::{RequestId, TopologyState, VerdictOutcome};
-use sqlx::Row;
 use sqlx::postgres::PgPool;
+use sqlx::{Postgres, Row, Transaction};
 
 use crate::config::MediatorConfig;
 use crate::error::MediatorError;
@@ -19,12 +20,18 @@ const INIT_LOCK: i64 = 0x6f72_646f_4d45_4449; // "ordoMEDI"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The connections' `application_name`: the replica, so that an operator can tell the
+/// replicas' sessions apart in `pg_stat_activity`.
 fn app_name(config: &MediatorConfig) -> String {
-    format!("ordo-mediator/{}", config.node_name)
+    format!(
+        "ordo-mediator/{}",
+        config.replica.name_or(&config.node_name)
+    )
 }
 
 pub async fn connect(config: &MediatorConfig) -> Result<PgPool, MediatorError> {
-    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
+    let options = db::connect_options(&config.database_url, &app_name(config))?;
+    Ok(db::pool_with(config.replica.connect_options(options), config.pool_size).await?)
 }
 
 /// Runs the migrations and records the member, under an advisory lock so that replicas
@@ -194,10 +201,27 @@ pub struct Changes {
     pub decided: Vec<(Decision, OutboxMessage)>,
 }
 
-/// Commits `changes` and moves the cursor to `at`. The cursor only moves forward: a
-/// second writer processing the same event (which HA will fence anyway) fails here
-/// instead of deciding twice.
-pub async fn commit(pool: &PgPool, at: Timestamp, changes: &Changes) -> Result<(), MediatorError> {
+/// Commits `tx` only if `replica` still holds the mediator lease with its token: a
+/// deposed replica (paused, partitioned, slow) never writes. The check locks the lease row
+/// until the commit, so a takeover waits for this transaction.
+async fn fenced_commit(
+    mut tx: Transaction<'_, Postgres>,
+    replica: &Replica,
+) -> Result<(), MediatorError> {
+    replica.fence(&mut tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Commits `changes` and moves the cursor to `at`, fenced by `replica`'s lease. The cursor
+/// only moves forward: a second writer processing the same event (which the fence already
+/// refuses) fails here instead of deciding twice.
+pub async fn commit(
+    pool: &PgPool,
+    replica: &Replica,
+    at: Timestamp,
+    changes: &Changes,
+) -> Result<(), MediatorError> {
     let mut tx = pool.begin().await?;
     let moved = sqlx::query("UPDATE mediator_cursor SET ts = $1 WHERE id = 1 AND ts < $1")
         .bind(at.micros())
@@ -296,8 +320,7 @@ pub async fn commit(pool: &PgPool, at: Timestamp, changes: &Changes) -> Result<(
         .execute(&mut *tx)
         .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    fenced_commit(tx, replica).await
 }
 
 /// Outbox messages still to send, oldest first.
@@ -323,22 +346,29 @@ pub async fn outbox(pool: &PgPool) -> Result<Vec<OutboxMessage>, MediatorError> 
         .collect()
 }
 
-/// The message was sequenced: it leaves the outbox.
-pub async fn outbox_sequenced(pool: &PgPool, message_id: &str) -> Result<(), MediatorError> {
+/// The message was sequenced: it leaves the outbox (fenced by `replica`'s lease).
+pub async fn outbox_sequenced(
+    pool: &PgPool,
+    replica: &Replica,
+    message_id: &str,
+) -> Result<(), MediatorError> {
+    let mut tx = pool.begin().await?;
     sqlx::query("DELETE FROM outbox WHERE message_id = $1")
         .bind(message_id)
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    fenced_commit(tx, replica).await
 }
 
 /// A failed attempt; `refused` stops retries (the sequencer's answer was definite).
 pub async fn outbox_failed(
     pool: &PgPool,
+    replica: &Replica,
     message_id: &str,
     error: &str,
     refused: bool,
 ) -> Result<(), MediatorError> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2, refused = $3
          WHERE message_id = $1",
@@ -346,7 +376,10 @@ pub async fn outbox_failed(
     .bind(message_id)
     .bind(error)
     .bind(refused)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    fenced_commit(tx, replica).await
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Configuration of one participant shard (one participant service).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -32,10 +33,12 @@ pub struct ParticipantConfig {
     /// The topology manager's member id: topology transactions are accepted only when
     /// signed by it.
     pub topology_manager: String,
-    /// The topology manager's admin gRPC endpoint (`ordo.admin.v1.TopologyAdminService`),
-    /// used to allocate parties and vet packages. Empty: those calls fail with
-    /// FAILED_PRECONDITION.
-    pub topology_admin: String,
+    /// The topology manager's admin gRPC endpoints (`ordo.admin.v1.TopologyAdminService`),
+    /// one per topology replica, used to allocate parties and vet packages: a call tries
+    /// them in order and skips those that are passive (UNAVAILABLE) or unreachable. A file
+    /// may give one endpoint as a string. Empty: those calls fail with FAILED_PRECONDITION.
+    #[serde(deserialize_with = "one_or_many")]
+    pub topology_admin: Vec<String>,
     /// Bearer token for the topology manager's admin service.
     pub topology_admin_token: String,
     /// How Ledger API bearer tokens (JWT) are verified.
@@ -60,6 +63,9 @@ pub struct ParticipantConfig {
     pub acknowledge_interval: Duration,
     /// Connections in the database pool.
     pub pool_size: u32,
+    /// This replica of the shard (active-passive with a fenced lease whose service name
+    /// is the `shard`).
+    pub replica: ReplicaConfig,
 }
 
 /// Ledger API token verification.
@@ -118,7 +124,7 @@ impl Default for ParticipantConfig {
             key_file: PathBuf::from("participant-1.key"),
             sequencers: vec!["http://127.0.0.1:4001".into()],
             topology_manager: String::new(),
-            topology_admin: String::new(),
+            topology_admin: Vec::new(),
             topology_admin_token: String::new(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
@@ -127,7 +133,26 @@ impl Default for ParticipantConfig {
             submit_and_wait_timeout: Duration::from_secs(60),
             acknowledge_interval: Duration::from_secs(5),
             pool_size: 10,
+            replica: ReplicaConfig::default(),
         }
+    }
+}
+
+/// A list of strings, also given as one string (an empty string is an empty list).
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(d) {
+        Ok(OneOrMany::One(s)) if s.is_empty() => Ok(Vec::new()),
+        Ok(OneOrMany::One(s)) => Ok(vec![s]),
+        Ok(OneOrMany::Many(v)) => Ok(v),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected an endpoint or a list of endpoints, e.g. \"http://127.0.0.1:4101\"",
+        )),
     }
 }
 
@@ -206,8 +231,18 @@ impl ParticipantConfig {
         if self.pool_size < 4 {
             return err("pool_size", "must be at least 4");
         }
+        if let Some(bad) = self
+            .topology_admin
+            .iter()
+            .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return Err(Invalid::new(
+                "topology_admin",
+                format!("{bad:?} is not an http:// or https:// endpoint"),
+            ));
+        }
         config::listen_addrs(self.grpc_listen, self.http_listen)?;
-        Ok(())
+        self.replica.validate()
     }
 }
 
@@ -246,5 +281,54 @@ mod tests {
         let mut c = valid();
         c.topology_manager = "nope".into();
         assert_eq!(c.validate().unwrap_err().field, "topology_manager");
+        let mut c = valid();
+        c.topology_admin = vec!["127.0.0.1:4101".into()];
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "topology_admin");
+        assert!(e.reason.contains("127.0.0.1:4101"), "{e}");
+        let mut c = valid();
+        c.replica.renew_period = c.replica.ttl;
+        assert_eq!(c.validate().unwrap_err().field, "replica.renew_period");
+        let mut c = valid();
+        c.replica.name = "no spaces".into();
+        assert_eq!(c.validate().unwrap_err().field, "replica.name");
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Admin {
+        #[serde(deserialize_with = "one_or_many")]
+        topology_admin: Vec<String>,
+    }
+
+    fn admin(json: &str) -> Result<Vec<String>, String> {
+        serde_json::from_str::<Admin>(json)
+            .map(|a| a.topology_admin)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn topology_admin_is_one_endpoint_or_a_list() {
+        assert_eq!(
+            admin(r#"{"topology_admin": "http://a:1"}"#),
+            Ok(vec!["http://a:1".to_owned()])
+        );
+        assert_eq!(
+            admin(r#"{"topology_admin": ["http://a:1", "http://b:2"]}"#),
+            Ok(vec!["http://a:1".to_owned(), "http://b:2".to_owned()])
+        );
+        assert_eq!(admin(r#"{"topology_admin": ""}"#), Ok(vec![]));
+        let e = admin(r#"{"topology_admin": 7}"#).unwrap_err();
+        assert!(e.contains("list of endpoints"), "{e}");
+    }
+
+    #[test]
+    fn the_replica_section_reads_milliseconds() {
+        let c: ParticipantConfig = serde_json::from_value(serde_json::json!({
+            "replica": {"name": "p1b", "ttl": 1500, "renew_period": 300, "safety_margin": 300}
+        }))
+        .unwrap();
+        assert_eq!(c.replica.name, "p1b");
+        assert_eq!(c.replica.ttl, Duration::from_millis(1500));
+        assert_eq!(c.replica.renew_period, Duration::from_millis(300));
     }
 }

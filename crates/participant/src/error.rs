@@ -30,6 +30,12 @@ pub enum ParticipantError {
     Io(#[from] std::io::Error),
     #[error("sequencer: {0}")]
     Sequencer(#[from] ordo_sequencer_client::ClientError),
+    /// A write refused by the lease fence: this replica is not (or no longer) the active
+    /// one; its term is over.
+    #[error("this participant replica may not write: {0}")]
+    Fenced(#[from] ordo_lease::FenceError),
+    #[error("participant replica lease: {0}")]
+    Lease(#[from] ordo_lease::LeaseError),
     #[error("participant gRPC server: {0}")]
     Server(String),
     #[error("{0}")]
@@ -71,9 +77,12 @@ impl ParticipantError {
             | Self::WrongDatabase { .. } => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
-            Self::Database(_) | Self::Unavailable(_) | Self::Io(_) | Self::Sequencer(_) => {
-                Code::Unavailable
-            }
+            Self::Database(_)
+            | Self::Unavailable(_)
+            | Self::Io(_)
+            | Self::Sequencer(_)
+            | Self::Fenced(_)
+            | Self::Lease(_) => Code::Unavailable,
             Self::Migrate(_) | Self::Server(_) | Self::Internal(_) | Self::Key(_) => Code::Internal,
         }
     }

@@ -8,6 +8,11 @@
 //! - `conflict` (activeness and locks) and `views` (splitting and committing
 //!   transactions) are the pure deciding cores; `store` holds all SQL; `outbox` sends.
 //! - `api`: the Ledger API services (`ordo.ledger.v1`); `auth`: JWT bearer tokens.
+//! - `node` and `session`: the shard runs active-passive (DESIGN §3). Replicas compete
+//!   for the shard's lease; the active one resumes from the database and runs the
+//!   processor and the outbox for its term, and fences every write with the lease
+//!   (`Shared::commit`). A passive replica answers the Ledger API UNAVAILABLE, naming the
+//!   active one.
 
 pub mod api;
 pub mod auth;
@@ -18,6 +23,7 @@ pub mod events;
 mod node;
 mod outbox;
 pub mod processor;
+mod session;
 pub mod store;
 pub mod submission;
 mod topology_admin;

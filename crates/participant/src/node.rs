@@ -4,13 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use ordo_core::{KeyPair, MemberId, PublicKey, Timestamp};
+use ordo_lease::Replica;
 use ordo_ledger::PackageStore;
 pub use ordo_node::Listeners;
 use ordo_node::Servers;
 use ordo_protocol::TopologyState;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use parking_lot::RwLock;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -75,16 +76,90 @@ pub struct Shared {
     /// The last completion offset.
     pub completion_end: watch::Sender<i64>,
     pub outbox_wake: Notify,
+    /// This replica of the shard: its lease (the fence of every write), health and status.
+    pub replica: Replica,
+    /// While this replica serves (active and resumed from the database): a token cancelled
+    /// when its term ends. `None` while passive or taking over.
+    pub term: watch::Sender<Option<CancellationToken>>,
 }
 
 impl Shared {
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.read().clone()
     }
+
+    /// The term this replica serves in, if it serves.
+    pub fn serving_term(&self) -> Option<CancellationToken> {
+        self.term.borrow().clone().filter(|t| !t.is_cancelled())
+    }
+
+    /// The term this replica serves in, or UNAVAILABLE naming the active replica.
+    pub async fn require_serving(&self) -> Result<CancellationToken, ParticipantError> {
+        match self.serving_term() {
+            Some(term) => Ok(term),
+            None => Err(ParticipantError::Unavailable(
+                self.unavailable_message().await,
+            )),
+        }
+    }
+
+    /// Why this replica does not serve now, naming the active replica when there is one.
+    pub async fn unavailable_message(&self) -> String {
+        if self.replica.is_active() {
+            format!(
+                "replica {} of {} is taking over and resumes from the database; retry shortly",
+                self.replica.name(),
+                self.config.shard
+            )
+        } else {
+            self.replica.unavailable_message().await
+        }
+    }
+
+    /// The answer to a call whose replica stopped being the active one while it ran;
+    /// `what_next` tells the caller how to go on.
+    pub fn term_ended(&self, what_next: &str) -> ParticipantError {
+        ParticipantError::Unavailable(format!(
+            "replica {} of {} is no longer the active replica; {what_next}",
+            self.replica.name(),
+            self.config.shard
+        ))
+    }
+
+    /// Commits a state-changing transaction if this replica still holds the shard's lease
+    /// (the fence, checked in the transaction itself); otherwise it rolls back and the
+    /// error (UNAVAILABLE) says the replica is not the active one.
+    pub async fn commit(&self, mut tx: Transaction<'_, Postgres>) -> Result<(), ParticipantError> {
+        self.replica.fence(&mut tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the cached snapshot and the watched ends with `state` as stored.
+    pub(crate) fn reload(&self, state: store::ProcessingState) {
+        let old = self.snapshot();
+        let packages = if old.topology.packages == state.topology.packages {
+            old.packages.clone()
+        } else {
+            Arc::new(crate::processor::package_store(&state.topology))
+        };
+        *self.snapshot.write() = Arc::new(Snapshot {
+            topology: state.topology,
+            packages,
+            cursor: state.cursor,
+        });
+        self.processed.send_replace(state.cursor);
+        self.ledger_end.send_replace(state.ledger_end);
+        self.completion_end.send_replace(state.completion_end);
+    }
 }
 
-/// Runs the node until `shutdown` resolves; then reports NOT_SERVING, stops accepting,
-/// drains and returns. Refuses to run on a database `init` never provisioned.
+/// Runs the node until `shutdown` resolves. The replica competes for the shard's lease:
+/// passive, it keeps its database pool and sequencer connection open and answers the
+/// Ledger API UNAVAILABLE; in each term as the active replica it resumes from the database
+/// and processes (`session`). On shutdown it finishes the term, releases the lease (the
+/// other replica takes over at once), drains and returns. Refuses to run on a database
+/// `init` never provisioned.
 pub async fn run(
     config: ParticipantConfig,
     listeners: Listeners,
@@ -108,6 +183,18 @@ pub async fn run(
     ))
     .await?;
 
+    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let (replica, lease_task) = Replica::start(
+        pool.clone(),
+        &config.shard,
+        &config.replica,
+        &config.node_name,
+        health,
+        ready_tx,
+    )
+    .await?;
+
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Arc::new(Snapshot {
             topology: state.topology.clone(),
@@ -125,31 +212,55 @@ pub async fn run(
         topology_manager,
         auth,
         sequencer,
+        replica: replica.clone(),
+        term: watch::Sender::new(None),
     });
 
-    let stop = CancellationToken::new();
-    let processor = tokio::spawn(crate::processor::run(shared.clone(), stop.clone()));
-    let outbox = tokio::spawn(crate::outbox::run(shared.clone(), stop.clone()));
-
-    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
-    let (ready_tx, ready_rx) = watch::channel(false);
-    let servers = Servers::spawn(
+    let servers = Servers::spawn_with_routes(
         api::router(shared.clone(), health_service),
+        replica.routes(),
         listeners,
         ready_rx,
     );
-    health.set(true).await;
-    let _ = ready_tx.send(true);
-    tracing::info!(%member, shard = %shared.config.shard, "participant running");
+    tracing::info!(%member, shard = %shared.config.shard, replica = %replica.name(), "participant running; competing for the shard's lease");
 
-    shutdown.await;
+    let stop = CancellationToken::new();
+    let mut terms = {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            // A failed session is retried once the lease had a chance to be checked.
+            let retry = shared.config.replica.renew_period;
+            let replica = shared.replica.clone();
+            replica
+                .run_terms(&stop, retry, |term| {
+                    crate::session::run(shared.clone(), term)
+                })
+                .await;
+        })
+    };
+    // The terms end only on `stop`, unless the lease runtime died: then the node cannot
+    // serve any more and stops with an error.
+    let lease_died = tokio::select! {
+        () = shutdown => false,
+        _ = &mut terms => true,
+    };
     tracing::info!(%member, "participant shutting down");
-    health.set(false).await;
-    let _ = ready_tx.send(false);
     stop.cancel();
+    if !lease_died {
+        let _ = terms.await;
+    }
+    if let Err(e) = replica.step_down().await {
+        tracing::warn!(error = %e, "releasing the shard's lease failed; it expires by itself");
+    }
     let served = servers.drain().await;
-    let _ = processor.await;
-    let _ = outbox.await;
+    // The lease is released: nothing is left for its runtime to do.
+    lease_task.abort();
     pool.close().await;
+    if lease_died {
+        return Err(ParticipantError::Lease(ordo_lease::LeaseError::Stopped {
+            service: shared.config.shard.clone(),
+        }));
+    }
     served.map_err(|e| ParticipantError::Server(e.to_string()))
 }

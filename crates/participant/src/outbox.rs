@@ -15,51 +15,70 @@ use std::time::Duration;
 use ordo_core::{Envelope, Recipients, Submission, Timestamp};
 use ordo_protocol::{Message, SignedMessage, TimeProof};
 use ordo_sequencer_client::ClientError;
-use parking_lot::Mutex;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::error::ParticipantError;
 use crate::node::Shared;
 use crate::store::{self, Outcome};
 
 /// How often the outbox is scanned when nothing wakes the sender.
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
-    let sending: Arc<Mutex<HashSet<String>>> = Arc::default();
+/// Sends the outbox until `stop`. A deletion the lease fence refuses ends it with that
+/// error: this replica's term is over (the active replica resends what is left).
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
+    // Sends in flight, by message id; aborted when this returns or is dropped.
+    let mut sending: HashSet<String> = HashSet::new();
+    let mut sends: JoinSet<(String, Result<(), ParticipantError>)> = JoinSet::new();
     loop {
         match store::outbox(&shared.pool, 1000).await {
             Ok(rows) => {
                 for row in rows {
                     let id = row.submission.message_id.clone();
-                    if !sending.lock().insert(id.clone()) {
+                    if !sending.insert(id.clone()) {
                         continue;
                     }
                     let shared = shared.clone();
-                    let sending = sending.clone();
-                    tokio::spawn(async move {
-                        send_one(&shared, row).await;
-                        sending.lock().remove(&id);
-                        shared.outbox_wake.notify_one();
-                    });
+                    sends.spawn(async move { (id, send_one(&shared, row).await) });
                 }
             }
             Err(e) => tracing::warn!(error = %e, "reading the outbox failed; retrying"),
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = shared.outbox_wake.notified() => {}
-            () = tokio::time::sleep(SCAN_INTERVAL) => {}
+        // Rescan when woken, when a send finished, or every SCAN_INTERVAL.
+        let deadline = tokio::time::Instant::now() + SCAN_INTERVAL;
+        let sent = tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = shared.outbox_wake.notified() => None,
+            () = tokio::time::sleep_until(deadline) => None,
+            Some(sent) = sends.join_next() => Some(sent),
+        };
+        match sent {
+            Some(Ok((id, outcome))) => {
+                sending.remove(&id);
+                if let Err(e @ ParticipantError::Fenced(_)) = outcome {
+                    return Err(e);
+                }
+            }
+            Some(Err(e)) => {
+                return Err(ParticipantError::Internal(format!(
+                    "an outbox send panicked: {e}"
+                )));
+            }
+            None => {}
         }
     }
 }
 
-async fn send_one(shared: &Shared, row: store::OutboxRow) {
+/// Sends one row; deletes it once the answer is definite. Only a refused fence is an
+/// error (the row stays for the active replica); everything else is retried later.
+async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<(), ParticipantError> {
     let id = row.submission.message_id.clone();
     let mst = row.submission.max_sequencing_time;
     match shared.sequencer.send(row.submission).await {
         Ok(sequenced) => {
             tracing::debug!(message_id = %id, ts = sequenced.timestamp.micros(), "sequenced");
-            delete(shared, &id).await;
+            delete(shared, &id).await
         }
         Err(ClientError::Rejected(status)) => {
             tracing::warn!(message_id = %id, %status, "the sequencer refused a message");
@@ -73,31 +92,47 @@ async fn send_one(shared: &Shared, row: store::OutboxRow) {
                     update_id: String::new(),
                     ledger_offset: 0,
                 };
-                if let Err(e) = crate::processor::reject_unsequenced(shared, &id, &outcome).await {
-                    tracing::warn!(message_id = %id, error = %e, "completing a refused command failed");
-                    return;
+                match crate::processor::reject_unsequenced(shared, &id, &outcome).await {
+                    Ok(()) => {}
+                    Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(message_id = %id, error = %e, "completing a refused command failed");
+                        return Ok(());
+                    }
                 }
             }
-            delete(shared, &id).await;
+            delete(shared, &id).await
         }
         Err(ClientError::Expired { .. }) => {
             tracing::info!(message_id = %id, "no definite answer before max sequencing time");
             if row.is_command {
                 request_time_proof(shared, mst).await;
             }
-            delete(shared, &id).await;
+            delete(shared, &id).await
         }
         Err(e) => {
             // Nothing definite (no healthy endpoint, shutting down): retry later.
             tracing::info!(message_id = %id, error = %e, "send failed; will retry");
             tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
         }
     }
 }
 
-async fn delete(shared: &Shared, id: &str) {
-    if let Err(e) = store::delete_outbox(&shared.pool, id).await {
-        tracing::warn!(message_id = %id, error = %e, "deleting an outbox row failed");
+/// Deletes a sent row, fenced: a deposed replica leaves it to the active one.
+async fn delete(shared: &Shared, id: &str) -> Result<(), ParticipantError> {
+    let deleted = async {
+        let mut tx = shared.pool.begin().await?;
+        store::delete_outbox(&mut tx, id).await?;
+        shared.commit(tx).await
+    };
+    match deleted.await {
+        Err(e @ ParticipantError::Fenced(_)) => Err(e),
+        Err(e) => {
+            tracing::warn!(message_id = %id, error = %e, "deleting an outbox row failed");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 

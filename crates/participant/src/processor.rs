@@ -52,22 +52,26 @@ pub fn package_store(topology: &TopologyState) -> PackageStore {
     store
 }
 
-pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
+/// Processes the sequencer's events from the stored cursor on, until `stop`. A write the
+/// lease fence refuses ends it with that error: this replica's term is over. Other
+/// failures are retried.
+pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
     let mut last_ack = Instant::now();
     'subscribe: loop {
         let cursor = shared.snapshot().cursor;
         let mut subscription = shared.sequencer.subscribe(cursor);
         loop {
             let event = tokio::select! {
-                () = stop.cancelled() => return,
+                () = stop.cancelled() => return Ok(()),
                 e = subscription.next() => e,
             };
             let event = match event {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
+                    shared.replica.error(format!("sequencer subscription: {e}"));
                     tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = stop.cancelled() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     continue 'subscribe;
@@ -77,16 +81,22 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) {
             loop {
                 match process(&shared, &event).await {
                     Ok(()) => break,
+                    Err(e @ ParticipantError::Fenced(_)) => return Err(e),
                     Err(e) => {
                         tracing::warn!(ts = event.timestamp.micros(), error = %e, "processing an event failed; retrying");
+                        shared.replica.error(format!(
+                            "processing the event at {}: {e}",
+                            event.timestamp.micros()
+                        ));
                         tokio::select! {
-                            () = stop.cancelled() => return,
+                            () = stop.cancelled() => return Ok(()),
                             () = tokio::time::sleep(backoff) => {}
                         }
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
             }
+            shared.replica.processed(event.timestamp);
             if last_ack.elapsed() >= shared.config.acknowledge_interval {
                 last_ack = Instant::now();
                 let client = shared.sequencer.clone();
@@ -242,6 +252,16 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
     if state.cursor >= ts {
         return Ok(());
     }
+    if state.cursor != snapshot.cursor {
+        // Only the active replica writes, and a term starts by reloading; should the
+        // cache still be stale, it must not be the base of this event's effects.
+        let stored = state.cursor.micros();
+        shared.reload(state);
+        return Err(ParticipantError::Internal(format!(
+            "the stored cursor {stored} is not this replica's {}: the state was advanced elsewhere; reloaded it",
+            snapshot.cursor.micros()
+        )));
+    }
     let mut effects = Effects::default();
     if event.sender == shared.member {
         store::set_command_request(&mut tx, &event.message_id, ts).await?;
@@ -284,7 +304,7 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
         store::save_topology(&mut tx, &topology).await?;
     }
     store::set_cursor(&mut tx, ts).await?;
-    tx.commit().await?;
+    shared.commit(tx).await?;
 
     let packages = if topology_changed && topology.packages != snapshot.topology.packages {
         Arc::new(package_store(&topology))
@@ -602,7 +622,7 @@ pub async fn reject_unsequenced(
     let offset =
         store::complete_command(&mut tx, message_id, outcome, state.cursor.max(Timestamp(1)))
             .await?;
-    tx.commit().await?;
+    shared.commit(tx).await?;
     if let Some(offset) = offset {
         shared.completion_end.send_replace(offset);
     }

@@ -23,12 +23,18 @@ const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The connections' `application_name`: the replica, so that an operator can tell the
+/// replicas' sessions apart in `pg_stat_activity`.
 fn app_name(config: &ParticipantConfig) -> String {
-    format!("ordo-participant/{}", config.node_name)
+    format!(
+        "ordo-participant/{}",
+        config.replica.name_or(&config.node_name)
+    )
 }
 
 pub async fn connect(config: &ParticipantConfig) -> Result<PgPool, ParticipantError> {
-    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
+    let options = db::connect_options(&config.database_url, &app_name(config))?;
+    Ok(db::pool_with(config.replica.connect_options(options), config.pool_size).await?)
 }
 
 /// Runs the migrations and records the member, under an advisory lock so that replicas
@@ -54,6 +60,10 @@ async fn init_locked(
     key: &PublicKey,
 ) -> Result<bool, ParticipantError> {
     MIGRATOR.run(&mut *conn).await?;
+    // The replicas' lease table (each replica also creates it if missing when it starts).
+    sqlx::raw_sql(ordo_lease::SCHEMA)
+        .execute(&mut *conn)
+        .await?;
     let existing: Option<String> = sqlx::query_scalar("SELECT member_id FROM p_meta WHERE id = 1")
         .fetch_optional(&mut *conn)
         .await?;
@@ -841,10 +851,13 @@ pub async fn outbox(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, Partici
         .collect()
 }
 
-pub async fn delete_outbox(pool: &PgPool, message_id: &str) -> Result<(), ParticipantError> {
+pub async fn delete_outbox(
+    conn: &mut PgConnection,
+    message_id: &str,
+) -> Result<(), ParticipantError> {
     sqlx::query("DELETE FROM p_outbox WHERE message_id = $1")
         .bind(message_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(())
 }

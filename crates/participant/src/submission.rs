@@ -13,6 +13,7 @@ use ordo_proto::ledger::v1 as pb;
 use ordo_protocol::{Message, SignedMessage, ViewMessage};
 use prost::Message as _;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::parse_parties;
 use crate::auth::Rights;
@@ -427,17 +428,20 @@ pub async fn submit(
         return Err(duplicate());
     }
     store::insert_outbox(&mut tx, &submission, true).await?;
-    tx.commit().await?;
+    shared.commit(tx).await?;
     shared.outbox_wake.notify_one();
     tracing::debug!(command = %commands.command_id, %message_id, "command in flight");
     Ok(Accepted { key, act_as })
 }
 
-/// Waits for the command's completion, at most `timeout`.
+/// Waits for the command's completion, at most `timeout`, and only while this replica
+/// serves in `term`: when the term ends the command goes on on the active replica, and
+/// the answer is UNAVAILABLE at once.
 pub async fn wait_completion(
     shared: &Shared,
     key: &CommandKey,
     timeout: Duration,
+    term: &CancellationToken,
 ) -> Result<CompletionRow, ParticipantError> {
     let mut ends = shared.completion_end.subscribe();
     let wait = async {
@@ -462,7 +466,18 @@ pub async fn wait_completion(
             }
         }
     };
-    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+    let waited = tokio::select! {
+        waited = tokio::time::timeout(timeout, wait) => waited,
+        () = term.cancelled() => {
+            return Err(shared.term_ended(&format!(
+                "command {} is in flight and not lost: retry with the same command id on the \
+                 active replica (a duplicate answers ALREADY_EXISTS while it is in flight) or \
+                 find its completion on the completion stream",
+                key.command_id
+            )));
+        }
+    };
+    waited.map_err(|_| {
         ParticipantError::DeadlineExceeded(format!(
             "command {} has no outcome after {timeout:?}; it may still complete (see the completion stream)",
             key.command_id

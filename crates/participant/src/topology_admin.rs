@@ -1,6 +1,7 @@
 //! Calls to the topology manager's admin service (`ordo.admin.v1.TopologyAdminService`)
 //! for party allocation and package vetting, and waiting until a change is in effect here.
 
+use std::future::Future;
 use std::time::Duration;
 
 use ordo_core::Timestamp;
@@ -13,40 +14,71 @@ use crate::node::Shared;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn client(shared: &Shared) -> Result<TopologyAdminServiceClient<Channel>, ParticipantError> {
-    let endpoint = &shared.config.topology_admin;
-    if endpoint.is_empty() {
-        return Err(ParticipantError::FailedPrecondition(
-            "this participant has no topology_admin endpoint configured; parties and packages cannot be added through it".into(),
-        ));
-    }
-    let channel = Endpoint::from_shared(endpoint.clone())
-        .map_err(|e| {
-            ParticipantError::FailedPrecondition(format!(
-                "invalid topology_admin endpoint {endpoint}: {e}"
-            ))
-        })?
+async fn connect(endpoint: &str) -> Result<TopologyAdminServiceClient<Channel>, String> {
+    let channel = Endpoint::from_shared(endpoint.to_owned())
+        .map_err(|e| format!("invalid endpoint: {e}"))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(TIMEOUT)
         .connect()
         .await
-        .map_err(|e| {
-            ParticipantError::Unavailable(format!(
-                "topology manager at {endpoint} unreachable: {e}"
-            ))
-        })?;
+        .map_err(|e| format!("unreachable: {e}"))?;
     Ok(TopologyAdminServiceClient::new(channel))
 }
 
-fn authorized<T>(shared: &Shared, message: T) -> Result<tonic::Request<T>, ParticipantError> {
-    let mut request = tonic::Request::new(message);
-    let value = format!("Bearer {}", shared.config.topology_admin_token)
+/// Makes an admin call on the first topology manager replica that takes it: endpoints
+/// that are unreachable or answer UNAVAILABLE (a passive replica does) are skipped. Any
+/// other answer is final.
+async fn call<T, F, Fut>(shared: &Shared, call: F) -> Result<T, ParticipantError>
+where
+    F: Fn(TopologyAdminServiceClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let endpoints = &shared.config.topology_admin;
+    if endpoints.is_empty() {
+        return Err(ParticipantError::FailedPrecondition(
+            "this participant has no topology_admin endpoint configured; parties and packages cannot be added through it".into(),
+        ));
+    }
+    let mut skipped = Vec::new();
+    for endpoint in endpoints {
+        let client = match connect(endpoint).await {
+            Ok(c) => c,
+            Err(reason) => {
+                skipped.push(format!("{endpoint}: {reason}"));
+                continue;
+            }
+        };
+        match call(client).await {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                skipped.push(format!("{endpoint}: {}", status.message()));
+            }
+            Err(status) => return Err(relay(status)),
+        }
+    }
+    Err(ParticipantError::Unavailable(format!(
+        "no topology manager replica took the call: {}",
+        skipped.join("; ")
+    )))
+}
+
+type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
+
+/// The `authorization` value of the admin calls.
+fn bearer(shared: &Shared) -> Result<Bearer, ParticipantError> {
+    format!("Bearer {}", shared.config.topology_admin_token)
         .parse()
         .map_err(|_| {
             ParticipantError::FailedPrecondition("topology_admin_token is not valid ASCII".into())
-        })?;
-    request.metadata_mut().insert("authorization", value);
-    Ok(request)
+        })
+}
+
+fn authorized<T>(bearer: &Bearer, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
+    request
 }
 
 /// The topology manager's answer, passed on with its code (ALREADY_EXISTS, NOT_FOUND, …).
@@ -68,18 +100,18 @@ fn relay(status: tonic::Status) -> ParticipantError {
 
 /// Allocates `party` on this shard; returns the sequencing timestamp it takes effect at.
 pub async fn allocate_party(shared: &Shared, party: &str) -> Result<Timestamp, ParticipantError> {
-    let mut c = client(shared).await?;
-    let response = c
-        .allocate_party(authorized(
-            shared,
+    let bearer = bearer(shared)?;
+    let response = call(shared, |mut c| {
+        let request = authorized(
+            &bearer,
             admin::AllocatePartyRequest {
                 party: party.to_owned(),
                 shard: shared.config.shard.clone(),
             },
-        )?)
-        .await
-        .map_err(relay)?
-        .into_inner();
+        );
+        async move { c.allocate_party(request).await }
+    })
+    .await?;
     Ok(Timestamp(response.effect.map_or(0, |e| e.timestamp)))
 }
 
@@ -89,18 +121,18 @@ pub async fn vet_package(
     package_id: &str,
     source: &str,
 ) -> Result<Timestamp, ParticipantError> {
-    let mut c = client(shared).await?;
-    let response = c
-        .vet_package(authorized(
-            shared,
+    let bearer = bearer(shared)?;
+    let response = call(shared, |mut c| {
+        let request = authorized(
+            &bearer,
             admin::VetPackageRequest {
                 package_id: package_id.to_owned(),
                 source: source.to_owned(),
             },
-        )?)
-        .await
-        .map_err(relay)?
-        .into_inner();
+        );
+        async move { c.vet_package(request).await }
+    })
+    .await?;
     Ok(Timestamp(response.effect.map_or(0, |e| e.timestamp)))
 }
 
@@ -110,14 +142,16 @@ pub async fn wait_applied(
     what: &str,
     applied: impl Fn(&ordo_protocol::TopologyState) -> bool,
 ) -> Result<(), ParticipantError> {
+    let term = shared.require_serving().await?;
     let mut processed = shared.processed.subscribe();
     let wait = async {
         loop {
             if applied(&shared.snapshot().topology) {
                 return;
             }
-            if processed.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = processed.changed() => if changed.is_err() { return },
+                () = term.cancelled() => return,
             }
         }
     };
@@ -129,8 +163,8 @@ pub async fn wait_applied(
     if applied(&shared.snapshot().topology) {
         Ok(())
     } else {
-        Err(ParticipantError::Unavailable(format!(
-            "{what}: the participant is shutting down"
+        Err(shared.term_ended(&format!(
+            "{what} was accepted by the topology manager; the active replica applies it"
         )))
     }
 }

@@ -16,7 +16,14 @@ use crate::plan;
 pub struct AdminApi(pub Arc<Manager>);
 
 impl AdminApi {
-    fn check<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
+    /// The one check of every call: the caller's token, then whether this replica serves
+    /// (a passive replica answers UNAVAILABLE naming the active one).
+    async fn check<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
+        self.authenticate(req)?;
+        self.0.available().await
+    }
+
+    fn authenticate<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
         let header = req
             .metadata()
             .get("authorization")
@@ -91,7 +98,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::RegisterParticipantRequest>,
     ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let r = req.into_inner();
         let (member, outcome) = self
             .0
@@ -107,7 +114,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::RegisterMediatorRequest>,
     ) -> Result<Response<pb::RegisterMediatorResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let r = req.into_inner();
         let (member, outcome) = self
             .0
@@ -123,7 +130,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::AllocatePartyRequest>,
     ) -> Result<Response<pb::AllocatePartyResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let r = req.into_inner();
         let (shard, outcome) = self
             .0
@@ -148,7 +155,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListPartiesRequest>,
     ) -> Result<Response<pb::ListPartiesResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let filter = req.into_inner().shard;
         let state = self.0.current();
         if !filter.is_empty() && !state.shards.contains_key(&filter) {
@@ -174,7 +181,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let state = self.0.current();
         let shards = state
             .shards
@@ -195,7 +202,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::VetPackageRequest>,
     ) -> Result<Response<pb::VetPackageResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let r = req.into_inner();
         let max = self.0.config.max_package_bytes;
         let ((), outcome) = self
@@ -212,7 +219,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListPackagesRequest>,
     ) -> Result<Response<pb::ListPackagesResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let include_source = req.into_inner().include_source;
         let state = self.0.current();
         let packages = state
@@ -238,7 +245,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::GetTopologyResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let state = self.0.current();
         let state_json = serde_json::to_string(&*state)
             .map_err(|e| TopologyError::Internal(format!("encoding the topology: {e}")))?;
@@ -253,7 +260,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::SetParametersRequest>,
     ) -> Result<Response<pb::SetParametersResponse>, Status> {
-        self.check(&req)?;
+        self.check(&req).await?;
         let parameters = parameters_from_pb(req.into_inner().parameters)?;
         let ((), outcome) = self
             .0

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
@@ -50,6 +51,10 @@ pub struct TopologyConfig {
     /// How often the manager acknowledges processed events to the sequencer.
     #[serde(with = "ordo_node::config::secs")]
     pub acknowledge_interval: Duration,
+    /// The `[replica]` section: this replica's name and the lease timing. Every replica of
+    /// the manager uses the same database and key; one is active (lease service
+    /// `topology`) and serves the admin API, the others answer UNAVAILABLE naming it.
+    pub replica: ReplicaConfig,
 }
 
 impl Default for TopologyConfig {
@@ -68,6 +73,7 @@ impl Default for TopologyConfig {
             max_package_bytes: 512 * 1024,
             pool_size: 4,
             acknowledge_interval: Duration::from_secs(5),
+            replica: ReplicaConfig::default(),
         }
     }
 }
@@ -131,6 +137,7 @@ impl TopologyConfig {
             return err("acknowledge_interval", "must be at least 0.1 s".into());
         }
         config::listen_addrs(self.grpc_listen, self.http_listen)?;
+        self.replica.validate()?;
         Ok(())
     }
 }
@@ -196,6 +203,25 @@ mod tests {
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "parameters");
         assert!(e.reason.contains("participant_response_timeout_us"), "{e}");
+        let mut c = valid();
+        c.replica.safety_margin = c.replica.ttl;
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            (e.node, e.field),
+            ("topology manager", "replica.safety_margin")
+        );
+    }
+
+    #[test]
+    fn reads_the_replica_section_in_milliseconds() {
+        let c: TopologyConfig = serde_json::from_str(
+            r#"{"replica":{"name":"topology-b","ttl":1500,"renew_period":300,"safety_margin":300}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.replica.name, "topology-b");
+        assert_eq!(c.replica.ttl, Duration::from_millis(1500));
+        assert_eq!(c.replica.safety_margin, Duration::from_millis(300));
+        assert!(serde_json::from_str::<TopologyConfig>(r#"{"replica":{"ttl_ms":1}}"#).is_err());
     }
 
     #[test]

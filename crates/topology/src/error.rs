@@ -32,6 +32,11 @@ pub enum TopologyError {
     },
     #[error(transparent)]
     Key(#[from] ordo_core::CoreError),
+    /// This replica does not hold the topology lease (any more): it must not write.
+    #[error("topology manager replica is not active: {0}")]
+    Fenced(#[from] ordo_lease::FenceError),
+    #[error("topology manager lease: {0}")]
+    Lease(#[from] ordo_lease::LeaseError),
     #[error("topology database: {0}")]
     Database(#[from] sqlx::Error),
     #[error("topology schema migration: {0}")]
@@ -76,7 +81,10 @@ impl TopologyError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated(_) => Code::Unauthenticated,
-            Self::InvalidArgument(_) | Self::Config(_) | Self::Key(_) => Code::InvalidArgument,
+            Self::InvalidArgument(_)
+            | Self::Config(_)
+            | Self::Key(_)
+            | Self::Lease(ordo_lease::LeaseError::Config(_)) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
             Self::AlreadyExists(_) => Code::AlreadyExists,
             Self::FailedPrecondition(_)
@@ -86,7 +94,12 @@ impl TopologyError {
             // The database, the sequencer or this node is (maybe briefly) unavailable:
             // retrying is safe, because a change that was proposed is re-sent with the same
             // message id and applied once.
-            Self::Database(_) | Self::Unavailable(_) | Self::Io(_) => Code::Unavailable,
+            // So is a deposed replica: the active one finishes (or refuses) the change.
+            Self::Database(_)
+            | Self::Unavailable(_)
+            | Self::Io(_)
+            | Self::Fenced(_)
+            | Self::Lease(_) => Code::Unavailable,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Migrate(_) | Self::Server(_) | Self::Internal(_) => Code::Internal,
         }

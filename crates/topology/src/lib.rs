@@ -7,10 +7,13 @@
 //! sequencing timestamp. The manager also keeps the sequencer's member registry: it
 //! registers each member there before broadcasting its AddMember.
 //!
+//! It runs active-passive: replicas share the database and key, the holder of the
+//! `topology` lease (`ordo-lease`) serves, and every write is fenced with its token.
+//!
 //! - `plan`: what an admin request means for the topology (pure, unit-tested);
 //! - `manager`: the change pipeline (one at a time: decide, propose, send, await);
 //! - `processor`: the manager's own subscription, where changes take effect;
-//! - `store`: the SQL; `admin`: the gRPC adapter; `node`: `init` and `run`.
+//! - `store`: the SQL; `admin`: the gRPC adapter; `node`: `init`, `run` and the terms.
 
 mod admin;
 pub mod config;
@@ -23,4 +26,4 @@ pub mod store;
 
 pub use config::{ConfigError, TopologyConfig};
 pub use error::TopologyError;
-pub use node::{HEALTH_SERVICE, InitOutcome, Listeners, init, run};
+pub use node::{HEALTH_SERVICE, InitOutcome, LEASE_SERVICE, Listeners, init, run};

@@ -10,17 +10,21 @@
 //!   may have been sequenced; re-sends use the same message id, which the sequencer
 //!   recognises, so nothing is sequenced twice.
 //! - A member is registered in the sequencer before its AddMember is proposed.
+//! - Only the active replica (the topology lease's holder) changes anything: the pipeline
+//!   works within a *term* (its sequencer client and stop token), every write is fenced,
+//!   and a passive replica answers every admin call UNAVAILABLE naming the active one.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_core::{Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, Timestamp};
+use ordo_lease::Replica;
 use ordo_protocol::{MemberRole, Message, SignedMessage, TopologyChange, TopologyState};
 use ordo_sequencer_client::admin::AdminClient;
 use ordo_sequencer_client::{ClientError, Disposition, SequencerClient, classify};
 use sqlx::PgPool;
 use tokio::sync::{Mutex, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::TopologyConfig;
 use crate::error::TopologyError;
@@ -49,6 +53,15 @@ pub struct Outcome {
     pub state: Arc<TopologyState>,
 }
 
+/// The current term of this replica as the active one.
+struct ActiveTerm {
+    client: SequencerClient,
+    /// Cancelled when the term ends: waits of in-flight changes give up.
+    stop: CancellationToken,
+    /// Bootstrapped and flushed: admin calls are served.
+    ready: bool,
+}
+
 pub struct Manager {
     pub config: TopologyConfig,
     pub pool: PgPool,
@@ -56,10 +69,20 @@ pub struct Manager {
     pub key: Arc<KeyPair>,
     pub progress: watch::Receiver<Progress>,
     pub registry: SequencerRegistry,
-    client: OnceLock<SequencerClient>,
-    ready: AtomicBool,
+    /// The lease: whether this replica is active, and the fence of every write.
+    pub replica: Replica,
+    term: parking_lot::Mutex<Option<ActiveTerm>>,
     /// One change in flight at a time.
     turn: Mutex<()>,
+}
+
+/// Ends the manager's term when dropped (with the term's session).
+pub struct TermGuard<'a>(&'a Manager);
+
+impl Drop for TermGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.term.lock() = None;
+    }
 }
 
 impl Manager {
@@ -69,6 +92,7 @@ impl Manager {
         member: MemberId,
         key: Arc<KeyPair>,
         progress: watch::Receiver<Progress>,
+        replica: Replica,
     ) -> Self {
         let registry = SequencerRegistry {
             endpoints: config.sequencers.clone(),
@@ -81,8 +105,8 @@ impl Manager {
             key,
             progress,
             registry,
-            client: OnceLock::new(),
-            ready: AtomicBool::new(false),
+            replica,
+            term: parking_lot::Mutex::new(None),
             turn: Mutex::new(()),
         }
     }
@@ -92,22 +116,43 @@ impl Manager {
         self.progress.borrow().state.clone()
     }
 
-    pub fn set_client(&self, client: SequencerClient) {
-        let _ = self.client.set(client);
+    /// A term begins: changes go through `client` until `stop` or the guard's drop.
+    pub fn begin_term(&self, client: SequencerClient, stop: CancellationToken) -> TermGuard<'_> {
+        *self.term.lock() = Some(ActiveTerm {
+            client,
+            stop,
+            ready: false,
+        });
+        TermGuard(self)
     }
 
+    /// The term's bootstrap and flush are done: admin calls are served.
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        if let Some(term) = self.term.lock().as_mut() {
+            term.ready = true;
+        }
     }
 
-    fn ready_client(&self) -> Result<&SequencerClient, TopologyError> {
-        match self.client.get() {
-            Some(c) if self.ready.load(Ordering::Acquire) => Ok(c),
-            _ => Err(TopologyError::Unavailable(
-                "the topology manager is starting: it is not yet connected to the sequencer \
-                 and bootstrapped; retry shortly"
-                    .into(),
-            )),
+    /// Ok when this replica serves admin calls: it holds the lease and its term is ready.
+    /// Otherwise UNAVAILABLE, naming the active replica when this one is passive. The one
+    /// check of every admin call.
+    pub async fn available(&self) -> Result<(), TopologyError> {
+        if !self.replica.is_active() {
+            return Err(TopologyError::Unavailable(
+                self.replica.unavailable_message().await,
+            ));
+        }
+        match self.term.lock().as_ref() {
+            Some(term) if term.ready => Ok(()),
+            _ => Err(starting()),
+        }
+    }
+
+    /// The term's client and stop token, once the term is ready.
+    fn ready_term(&self) -> Result<(SequencerClient, CancellationToken), TopologyError> {
+        match self.term.lock().as_ref() {
+            Some(term) if term.ready => Ok((term.client.clone(), term.stop.clone())),
+            _ => Err(starting()),
         }
     }
 
@@ -118,8 +163,8 @@ impl Manager {
         decide: impl FnOnce(&TopologyState) -> Result<(T, Decision), TopologyError>,
     ) -> Result<(T, Outcome), TopologyError> {
         let _turn = self.turn.lock().await;
-        let client = self.ready_client()?;
-        self.flush(client).await?;
+        let (client, stop) = self.ready_term()?;
+        self.flush(&client, &stop).await?;
         let state = self.current();
         let (value, decision) = decide(&state)?;
         let outcome = match decision {
@@ -137,13 +182,18 @@ impl Manager {
             Decision::Propose(change) => {
                 let tx = plan::next_transaction(&state, change)?;
                 self.register_in_sequencer(&tx.change).await?;
-                let ids =
-                    store::insert_proposals(&self.pool, std::slice::from_ref(&tx), now()).await?;
+                let ids = store::insert_proposals(
+                    &self.pool,
+                    &self.replica,
+                    std::slice::from_ref(&tx),
+                    now(),
+                )
+                .await?;
                 let proposal = store::Proposal {
                     tx,
                     message_id: ids.into_iter().next().unwrap_or_default(),
                 };
-                let timestamp = self.send_and_wait(client, &proposal).await?;
+                let timestamp = self.send_and_wait(&client, &stop, &proposal).await?;
                 let tx = proposal.tx;
                 Outcome {
                     serial: tx.serial,
@@ -158,6 +208,8 @@ impl Manager {
 
     /// On a fresh database, proposes the bootstrap: the manager itself (serial 1), the
     /// domain parameters (2) and the sequencer endpoints (3). All three rows or none.
+    /// Idempotent across replicas and terms: it asks the database (which the term reloaded
+    /// the state from) whether anything was ever proposed, and the write is fenced.
     pub async fn bootstrap(&self) -> Result<bool, TopologyError> {
         let _turn = self.turn.lock().await;
         let state = self.current();
@@ -186,22 +238,30 @@ impl Manager {
                 .map_err(|e| TopologyError::Internal(format!("bootstrap: {e}")))?;
             txs.push(tx);
         }
-        store::insert_proposals(&self.pool, &txs, now()).await?;
+        store::insert_proposals(&self.pool, &self.replica, &txs, now()).await?;
         tracing::info!(member = %self.member, "topology bootstrap proposed");
         Ok(true)
     }
 
     /// Sends every unsequenced proposal, in serial order, waiting for each to be applied.
-    /// Called at startup (with the client set, before `set_ready`).
+    /// Called at the start of a term (after `begin_term`, before `set_ready`): proposals the
+    /// previous active replica left unsent are sent now.
     pub async fn flush_pending(&self) -> Result<(), TopologyError> {
         let _turn = self.turn.lock().await;
-        let client = self.client.get().ok_or_else(|| {
-            TopologyError::Unavailable("not connected to the sequencer yet".into())
-        })?;
-        self.flush(client).await
+        let (client, stop) = self
+            .term
+            .lock()
+            .as_ref()
+            .map(|t| (t.client.clone(), t.stop.clone()))
+            .ok_or_else(|| TopologyError::Unavailable("no active term".into()))?;
+        self.flush(&client, &stop).await
     }
 
-    async fn flush(&self, client: &SequencerClient) -> Result<(), TopologyError> {
+    async fn flush(
+        &self,
+        client: &SequencerClient,
+        stop: &CancellationToken,
+    ) -> Result<(), TopologyError> {
         for proposal in store::pending(&self.pool).await? {
             let serial = proposal.tx.serial;
             if serial <= self.current().serial {
@@ -210,7 +270,7 @@ impl Manager {
             }
             tracing::info!(serial, "sending an unsequenced topology transaction");
             self.register_in_sequencer(&proposal.tx.change).await?;
-            self.send_and_wait(client, &proposal).await?;
+            self.send_and_wait(client, stop, &proposal).await?;
         }
         Ok(())
     }
@@ -234,11 +294,12 @@ impl Manager {
         Ok(())
     }
 
-    /// Broadcasts a proposal and waits until the processor applied (or refused) it. Returns its
-    /// sequencing timestamp.
+    /// Broadcasts a proposal and waits until the processor applied (or refused) it, or the
+    /// term ends (`stop`). Returns its sequencing timestamp.
     async fn send_and_wait(
         &self,
         client: &SequencerClient,
+        stop: &CancellationToken,
         proposal: &store::Proposal,
     ) -> Result<Timestamp, TopologyError> {
         let tx = &proposal.tx;
@@ -256,7 +317,7 @@ impl Manager {
             Ok(s) => s,
             Err(ClientError::Rejected(status)) => {
                 // A definite answer: nothing was sequenced, so the serial is free again.
-                store::delete_pending(&self.pool, tx.serial).await?;
+                store::delete_pending(&self.pool, &self.replica, tx.serial).await?;
                 return Err(TopologyError::FailedPrecondition(format!(
                     "the sequencer refused topology transaction {} ({:?}): {}",
                     tx.serial,
@@ -280,7 +341,18 @@ impl Manager {
                     .as_ref()
                     .is_some_and(|(serial, ts, _)| *serial == tx.serial && *ts == at)
         });
-        let done = match tokio::time::timeout(self.config.request_timeout, applied).await {
+        let waited = tokio::select! {
+            () = stop.cancelled() => {
+                return Err(TopologyError::Unavailable(format!(
+                    "this replica stopped being the active topology manager while topology \
+                     transaction {} (sequenced at {at}) was being applied; it takes effect at \
+                     that timestamp, and the active replica answers for it: retry there",
+                    tx.serial
+                )));
+            }
+            waited = tokio::time::timeout(self.config.request_timeout, applied) => waited,
+        };
+        let done = match waited {
             Err(_) => {
                 return Err(TopologyError::DeadlineExceeded(format!(
                     "topology transaction {} was sequenced at {at} but is not applied yet; \
@@ -305,6 +377,14 @@ impl Manager {
             )))
         }
     }
+}
+
+fn starting() -> TopologyError {
+    TopologyError::Unavailable(
+        "the topology manager is starting its term as the active replica: it is not yet \
+         connected to the sequencer and bootstrapped; retry shortly"
+            .into(),
+    )
 }
 
 fn now() -> Timestamp {

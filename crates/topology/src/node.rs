@@ -1,10 +1,18 @@
 //! Provisioning (`init`) and the operational node (`run`).
+//!
+//! The topology manager is active-passive (DESIGN §3): replicas share the database and
+//! the key, and compete for the `topology` lease. The holder runs a *term*: it registers
+//! in the sequencer, reloads the state from the database (the previous active may have
+//! advanced it), follows its subscription, bootstraps a fresh topology, re-sends
+//! unsequenced proposals and then serves the admin API. The others stay warm and answer
+//! UNAVAILABLE, naming the active replica.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_core::{KeyPair, MemberId, PublicKey};
+use ordo_lease::{Replica, Term};
 pub use ordo_node::Listeners;
 use ordo_node::Servers;
 use ordo_proto::admin::v1::topology_admin_service_server::{self, TopologyAdminServiceServer};
@@ -20,6 +28,10 @@ use crate::{processor, store};
 
 /// The health service name clients watch (besides "" for the whole server).
 pub const HEALTH_SERVICE: &str = topology_admin_service_server::SERVICE_NAME;
+/// The lease service the manager's replicas compete for.
+pub const LEASE_SERVICE: &str = "topology";
+/// Pause before a new term session after a failed one.
+const SESSION_RETRY: Duration = Duration::from_secs(1);
 
 /// What `init` did, and who the manager is (for `ordo up` to print and to configure the
 /// other members' `topology_manager`).
@@ -66,13 +78,11 @@ fn check_member(
     Ok(())
 }
 
-/// Runs the node until `shutdown` resolves; then reports NOT_SERVING, stops accepting,
-/// drains and returns. Refuses to run on a database `init` never provisioned, or with a
-/// key file that is not the database's.
-///
-/// In the background it registers itself in the sequencer, follows its subscription from
-/// the stored cursor, bootstraps a fresh topology (serials 1–3), re-sends unsequenced
-/// proposals, and then reports SERVING.
+/// Runs the replica until `shutdown` resolves. It competes for the topology lease and
+/// serves the admin API only while it holds it (SERVING); otherwise it answers UNAVAILABLE
+/// naming the active replica (NOT_SERVING). On `shutdown` it ends its term, releases the
+/// lease (another replica takes over at once), drains and returns. Refuses to run on a
+/// database `init` never provisioned, or with a key file that is not the database's.
 pub async fn run(
     config: TopologyConfig,
     listeners: Listeners,
@@ -84,6 +94,18 @@ pub async fn run(
     let key = Arc::new(KeyPair::read_file(&config.key_file)?);
     let member = MemberId::new(&config.node_name, &key.public())?;
     check_member(&config, &meta, &member)?;
+
+    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let (replica, lease) = Replica::start(
+        pool.clone(),
+        LEASE_SERVICE,
+        &config.replica,
+        &config.node_name,
+        health,
+        ready_tx,
+    )
+    .await?;
     let (state, _) = store::load_state(&pool).await?;
     metrics::gauge!("ordo_topology_serial").set(state.serial as f64);
     let (progress_tx, progress_rx) = watch::channel(Progress {
@@ -96,11 +118,8 @@ pub async fn run(
         member.clone(),
         key,
         progress_rx,
+        replica.clone(),
     ));
-
-    let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
-    let (ready_tx, ready_rx) = watch::channel(false);
-    let stop = CancellationToken::new();
 
     let mut builder = tonic::transport::Server::builder();
     let mut router = builder
@@ -109,51 +128,65 @@ pub async fn run(
     if let Some(r) = ordo_node::reflection() {
         router = router.add_service(r);
     }
-    let servers = Servers::spawn(router, listeners, ready_rx);
+    let servers = Servers::spawn_with_routes(router, replica.routes(), listeners, ready_rx);
 
-    let startup = tokio::spawn(start(
-        manager.clone(),
-        progress_tx,
-        stop.clone(),
-        health.clone(),
-        ready_tx.clone(),
-    ));
-    tracing::info!(%member, "topology manager running");
-
-    shutdown.await;
-    tracing::info!(%member, "topology manager shutting down");
-    // NOT_SERVING first so clients move away; then stop the processor, stop accepting and
-    // let in-flight calls finish.
-    health.set(false).await;
-    let _ = ready_tx.send(false);
-    stop.cancel();
-    if let Ok(Some(processor)) = startup.await {
-        let _ = processor.await;
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
     }
+    tracing::info!(%member, replica = %replica.name(), "topology manager running");
+    // Returns on `stop`, once the active term's session finished (NOT_SERVING by then).
+    replica
+        .run_terms(&stop, SESSION_RETRY, |term| {
+            run_term(&manager, &progress_tx, term)
+        })
+        .await;
+
+    tracing::info!(%member, "topology manager shutting down; releasing the lease");
+    if let Err(e) = replica.step_down().await {
+        tracing::warn!(error = %e, "releasing the lease failed; the next replica takes over when it expires");
+    }
+    // Released (or given up). Stop competing at once: draining may outlast a TTL, after
+    // which the runtime would take the lease again with no session to run.
+    lease.abort();
     let served = servers.drain().await;
     drop(manager);
     pool.close().await;
     served.map_err(|e| TopologyError::Server(e.to_string()))
 }
 
-/// Connects to the sequencer, starts the processor, bootstraps and flushes; then reports
-/// SERVING. Each step is retried until it succeeds or the node stops. Returns the
-/// processor task.
-async fn start(
-    manager: Arc<Manager>,
-    progress: watch::Sender<Progress>,
-    stop: CancellationToken,
-    health: ordo_node::Health,
-    ready: watch::Sender<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let m = &manager;
+/// One session of a term; a failure is logged, shown in `/status`, and the session
+/// restarts while the term lasts.
+async fn run_term(manager: &Arc<Manager>, progress: &watch::Sender<Progress>, term: Term) {
+    if let Err(e) = serve_term(manager, progress, &term).await {
+        tracing::error!(error = %e, token = term.token, "topology manager session failed");
+        manager.replica.error(&e);
+    }
+}
+
+/// Registers in the sequencer, connects, reloads the state, starts the processor,
+/// bootstraps and flushes; then reports SERVING and processes until the term's stop. Each
+/// step is retried until it succeeds or the term ends; a failed fence ends it at once.
+async fn serve_term(
+    m: &Arc<Manager>,
+    progress: &watch::Sender<Progress>,
+    term: &Term,
+) -> Result<(), TopologyError> {
+    let stop = &term.stop;
     let public = m.key.public();
     let name = m.member.name().to_owned();
-    retry(&stop, "registering in the sequencer", || {
+    let registered = retry(stop, "registering in the sequencer", || {
         m.registry.register(&name, &public)
     })
     .await?;
-    let client = retry(&stop, "connecting to the sequencer", || async {
+    if registered.is_none() {
+        return Ok(());
+    }
+    let client = retry(stop, "connecting to the sequencer", || async {
         let mut cfg =
             ClientConfig::new(m.config.sequencers.clone(), m.member.clone(), m.key.clone());
         cfg.request_timeout = m.config.request_timeout;
@@ -162,31 +195,54 @@ async fn start(
             .map_err(|e| TopologyError::Unavailable(e.to_string()))
     })
     .await?;
-    manager.set_client(client.clone());
-    let processor = tokio::spawn(processor::run(
-        manager.clone(),
-        client,
-        progress,
-        stop.clone(),
-    ));
-    let started = async {
-        retry(&stop, "bootstrapping topology", || m.bootstrap()).await?;
-        retry(&stop, "sending pending topology transactions", || {
+    let Some(client) = client else {
+        return Ok(());
+    };
+    // The previous active replica may have advanced the topology: start from the database.
+    let (state, cursor) = store::load_state(&m.pool).await?;
+    tracing::info!(serial = state.serial, %cursor, token = term.token, "topology manager term starting");
+    progress.send_modify(|p| {
+        p.state = Arc::new(state);
+        p.refused = None;
+    });
+    let _term = m.begin_term(client.clone(), stop.clone());
+    let processor = processor::run(m, client, progress, stop.clone());
+    tokio::pin!(processor);
+    let startup = async {
+        if retry(stop, "bootstrapping topology", || m.bootstrap())
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        retry(stop, "sending pending topology transactions", || {
             m.flush_pending()
         })
         .await
     };
-    if started.await.is_some() {
-        manager.set_ready();
-        health.set(true).await;
-        let _ = ready.send(true);
-        tracing::info!(serial = manager.current().serial, "topology manager ready");
+    tokio::select! {
+        outcome = &mut processor => return outcome,
+        started = startup => if started?.is_none() {
+            return processor.await;
+        },
     }
-    Some(processor)
+    m.set_ready();
+    term.ready().await;
+    tracing::info!(
+        serial = m.current().serial,
+        token = term.token,
+        "topology manager ready"
+    );
+    processor.await
 }
 
 /// Runs `step` until it succeeds (`Some`) or `stop` (`None`), backing off between tries.
-async fn retry<T, F, Fut>(stop: &CancellationToken, what: &str, mut step: F) -> Option<T>
+/// A failed fence is not retried: this replica was deposed, the term is over.
+async fn retry<T, F, Fut>(
+    stop: &CancellationToken,
+    what: &str,
+    mut step: F,
+) -> Result<Option<T>, TopologyError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, TopologyError>>,
@@ -194,15 +250,16 @@ where
     let mut backoff = Duration::from_millis(100);
     loop {
         let outcome = tokio::select! {
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
             outcome = step() => outcome,
         };
         match outcome {
-            Ok(v) => return Some(v),
+            Ok(v) => return Ok(Some(v)),
+            Err(e @ TopologyError::Fenced(_)) => return Err(e),
             Err(e) => tracing::warn!(error = %e, "{what} failed; retrying in {backoff:?}"),
         }
         tokio::select! {
-            () = stop.cancelled() => return None,
+            () = stop.cancelled() => return Ok(None),
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));

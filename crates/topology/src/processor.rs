@@ -1,7 +1,8 @@
 //! The manager's own subscription: it is a member too, so its broadcasts come back to it
 //! in sequencing order. Each of its topology transactions takes effect here, at its
 //! sequencing timestamp: the state, the transaction row and the cursor are written in one
-//! database transaction, then published to the waiting admin call.
+//! database transaction (fenced by the replica's lease), then published to the waiting
+//! admin call. It runs only within the active replica's term.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,14 +20,15 @@ use crate::store::{self, Effect};
 
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Processes events until `stop`. On any failure it reloads the state and cursor from the
-/// database and resubscribes from there, so an event is applied exactly once.
+/// Processes events until `stop` (`Ok`). On a failure it reloads the state and cursor
+/// from the database and resubscribes from there, so an event is applied exactly once —
+/// except a failed fence: this replica was deposed, so it returns the error at once.
 pub async fn run(
-    manager: Arc<Manager>,
+    manager: &Manager,
     client: SequencerClient,
-    progress: watch::Sender<Progress>,
+    progress: &watch::Sender<Progress>,
     stop: CancellationToken,
-) {
+) -> Result<(), TopologyError> {
     let (processed_tx, processed_rx) = watch::channel(Timestamp::MIN);
     let acks = tokio::spawn(acknowledge(
         client.clone(),
@@ -34,19 +36,21 @@ pub async fn run(
         manager.config.acknowledge_interval,
         stop.clone(),
     ));
-    loop {
-        match follow(&manager, &client, &progress, &processed_tx, &stop).await {
-            Ok(()) => break,
+    let outcome = loop {
+        match follow(manager, &client, progress, &processed_tx, &stop).await {
+            Ok(()) => break Ok(()),
+            Err(e @ TopologyError::Fenced(_)) => break Err(e),
             Err(e) => {
                 tracing::warn!(error = %e, "topology subscription failed; resuming from the database cursor")
             }
         }
         tokio::select! {
-            () = stop.cancelled() => break,
+            () = stop.cancelled() => break Ok(()),
             () = tokio::time::sleep(RETRY) => {}
         }
-    }
-    let _ = acks.await;
+    };
+    acks.abort();
+    outcome
 }
 
 /// Follows the subscription from the stored cursor; returns `Ok` on stop.
@@ -67,6 +71,7 @@ async fn follow(
         };
         let at = event.timestamp;
         process(manager, progress, event).await?;
+        manager.replica.processed(at);
         let _ = processed.send(at);
     }
 }
@@ -87,13 +92,14 @@ async fn process(
         None
     };
     let Some(tx) = tx else {
-        return store::record(&manager.pool, at, Effect::None).await;
+        return store::record(&manager.pool, &manager.replica, at, Effect::None).await;
     };
     let mut next = (*progress.borrow().state).clone();
     match next.apply(&tx, at) {
         Ok(()) => {
             store::record(
                 &manager.pool,
+                &manager.replica,
                 at,
                 Effect::Applied {
                     tx: &tx,
@@ -116,7 +122,7 @@ async fn process(
                 serial: tx.serial,
                 reason: &reason,
             };
-            store::record(&manager.pool, at, effect).await?;
+            store::record(&manager.pool, &manager.replica, at, effect).await?;
             progress.send_modify(|p| p.refused = Some((tx.serial, at, reason)));
         }
     }

@@ -1,11 +1,14 @@
-//! All of the topology manager's SQL, over the schema in `migrations/`.
+//! All of the topology manager's SQL, over the schema in `migrations/`. Every write of the
+//! running node is one transaction fenced by the replica's lease ([`Replica::fence`]), so
+//! a deposed replica never commits; only `init` (provisioning, idempotent) is not.
 
 use ordo_core::Timestamp;
+use ordo_lease::Replica;
 use ordo_node::db;
 pub use ordo_node::db::redact_url;
 use ordo_protocol::{TopologyChange, TopologyState, TopologyTransaction};
 use sqlx::postgres::PgPool;
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Postgres, Row, Transaction};
 
 use crate::config::TopologyConfig;
 use crate::error::TopologyError;
@@ -18,12 +21,18 @@ const INIT_LOCK: i64 = 0x6f72_646f_544f_5049; // "ordoTOPI"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
+/// The connections' `application_name`: the replica, so that an operator can tell the
+/// replicas' sessions apart in `pg_stat_activity`.
 fn app_name(config: &TopologyConfig) -> String {
-    format!("ordo-topology/{}", config.node_name)
+    format!(
+        "ordo-topology/{}",
+        config.replica.name_or(&config.node_name)
+    )
 }
 
 pub async fn connect(config: &TopologyConfig) -> Result<PgPool, TopologyError> {
-    Ok(db::pool(&config.database_url, &app_name(config), config.pool_size).await?)
+    let options = db::connect_options(&config.database_url, &app_name(config))?;
+    Ok(db::pool_with(config.replica.connect_options(options), config.pool_size).await?)
 }
 
 /// The member this database belongs to, as `init` recorded it.
@@ -105,6 +114,17 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, TopologyError> {
     serde_json::to_string(value).map_err(|e| TopologyError::Internal(format!("encoding JSON: {e}")))
 }
 
+/// Commits `db` only if `replica` still holds the topology lease with its token. The check
+/// locks the lease row until the commit, so a takeover waits for this transaction.
+async fn fenced_commit(
+    mut db: Transaction<'_, Postgres>,
+    replica: &Replica,
+) -> Result<(), TopologyError> {
+    replica.fence(&mut db).await?;
+    db.commit().await?;
+    Ok(())
+}
+
 /// The applied topology and the subscription cursor.
 pub async fn load_state(pool: &PgPool) -> Result<(TopologyState, Timestamp), TopologyError> {
     let row = sqlx::query("SELECT state::text AS state, cursor FROM topology_state WHERE id = 1")
@@ -132,9 +152,11 @@ pub fn message_id(serial: u64) -> String {
 }
 
 /// Writes proposals, all or none, and returns their message ids: `topology-<serial>`, or
-/// `topology-<serial>-<n>` when that serial was refused before (n − 1 times).
+/// `topology-<serial>-<n>` when that serial was refused before (n − 1 times). Fenced by
+/// `replica`.
 pub async fn insert_proposals(
     pool: &PgPool,
+    replica: &Replica,
     txs: &[TopologyTransaction],
     now: Timestamp,
 ) -> Result<Vec<String>, TopologyError> {
@@ -164,7 +186,7 @@ pub async fn insert_proposals(
         .await?;
         ids.push(id);
     }
-    db.commit().await?;
+    fenced_commit(db, replica).await?;
     Ok(ids)
 }
 
@@ -208,12 +230,18 @@ pub async fn pending(pool: &PgPool) -> Result<Vec<Proposal>, TopologyError> {
 }
 
 /// Forgets a proposal that was never sequenced (the sequencer refused it definitely).
-pub async fn delete_pending(pool: &PgPool, serial: u64) -> Result<(), TopologyError> {
+/// Fenced by `replica`.
+pub async fn delete_pending(
+    pool: &PgPool,
+    replica: &Replica,
+    serial: u64,
+) -> Result<(), TopologyError> {
+    let mut db = pool.begin().await?;
     sqlx::query("DELETE FROM topology_transactions WHERE serial = $1 AND sequenced_at IS NULL")
         .bind(serial_i64(serial)?)
-        .execute(pool)
+        .execute(&mut *db)
         .await?;
-    Ok(())
+    fenced_commit(db, replica).await
 }
 
 /// What processing one sequenced event changes, written in one database transaction
@@ -231,7 +259,13 @@ pub enum Effect<'a> {
     Refused { serial: u64, reason: &'a str },
 }
 
-pub async fn record(pool: &PgPool, at: Timestamp, effect: Effect<'_>) -> Result<(), TopologyError> {
+/// Writes `effect` and moves the cursor to `at`, fenced by `replica`.
+pub async fn record(
+    pool: &PgPool,
+    replica: &Replica,
+    at: Timestamp,
+    effect: Effect<'_>,
+) -> Result<(), TopologyError> {
     let mut db = pool.begin().await?;
     match effect {
         Effect::None => {
@@ -288,8 +322,7 @@ pub async fn record(pool: &PgPool, at: Timestamp, effect: Effect<'_>) -> Result<
                 .await?;
         }
     }
-    db.commit().await?;
-    Ok(())
+    fenced_commit(db, replica).await
 }
 
 /// When `change` (exactly) last took effect, if it did.

@@ -1,15 +1,22 @@
 //! What `ordo up` keeps in the data directory across runs: secrets (`DIR/admin-token`,
-//! `DIR/topology-admin-token`, `DIR/ledger-secret`), keys (`DIR/keys`), and each node's
-//! config (`DIR/config/<name>.toml`). A config from an earlier run is reused — an edit the
-//! operator made to it stays — and only what `ordo up` owns is refreshed: the database URL
-//! (the private Postgres may get another port), the listen addresses (kept when still
-//! free), the sequencer endpoints, tokens and ids.
+//! `DIR/topology-admin-token`, `DIR/ledger-secret`, `DIR/replica-admin-token`), keys
+//! (`DIR/keys/<member>.key`), and each node's config (`DIR/config/<name>.toml`, one per
+//! replica). A config from an earlier run is reused — an edit the operator made to it
+//! stays — and only what `ordo up` owns is refreshed: the database URL (the private
+//! Postgres may get another port), the listen addresses (kept when still free), the
+//! sequencer and topology endpoints, tokens, ids and the replica's name.
+//!
+//! The replicas of one service (`topology-a`, `topology-b`) share its database, its key
+//! and its `node_name` (they are one member); they differ in `[replica] name` and ports.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context;
 use ordo_core::MemberId;
+use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
 use ordo_participant::ParticipantConfig;
 use ordo_sequencer::SequencerConfig;
@@ -27,7 +34,13 @@ pub struct Secrets {
     pub topology_admin: String,
     /// The HS256 secret participants verify Ledger API tokens with.
     pub ledger: String,
+    /// The bearer token of every replica's `POST /admin/step-down`, and its file (the
+    /// replicas read it from there: `[replica] admin_token_file`).
+    pub replica_admin: String,
+    pub replica_admin_file: PathBuf,
 }
+
+const REPLICA_ADMIN_TOKEN: &str = "replica-admin-token";
 
 impl Secrets {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
@@ -35,6 +48,8 @@ impl Secrets {
             sequencer_admin: secret(dir, "admin-token")?,
             topology_admin: secret(dir, "topology-admin-token")?,
             ledger: secret(dir, "ledger-secret")?,
+            replica_admin: secret(dir, REPLICA_ADMIN_TOKEN)?,
+            replica_admin_file: dir.join(REPLICA_ADMIN_TOKEN),
         })
     }
 }
@@ -168,12 +183,35 @@ fn key_path(dir: &Path, name: &str) -> PathBuf {
     dir.join("keys").join(format!("{name}.key"))
 }
 
-/// The previous address when the earlier run had one and it is still free, else a fresh
-/// free port on 127.0.0.1 (so endpoints stay the same across runs where they can).
-fn address(previous: Option<SocketAddr>) -> SocketAddr {
-    previous
-        .filter(|a| a.ip().is_loopback() && std::net::TcpListener::bind(a).is_ok())
-        .unwrap_or_else(ordo_testkit::free_addr)
+/// The addresses handed out by this process, with the node each went to. A port is only
+/// checked free, not held, until its node binds it, so two nodes must never be handed the
+/// same one.
+static ASSIGNED: Mutex<BTreeMap<SocketAddr, String>> = Mutex::new(BTreeMap::new());
+
+/// For node `name`: the previous address when the earlier run had one and it is still
+/// free, else a fresh free port on 127.0.0.1 (so endpoints stay the same across runs where
+/// they can); never one handed to another node.
+fn address(name: &str, previous: Option<SocketAddr>) -> SocketAddr {
+    let mut assigned = ASSIGNED.lock().unwrap_or_else(PoisonError::into_inner);
+    let available = |a: &SocketAddr, assigned: &BTreeMap<SocketAddr, String>| {
+        assigned.get(a).is_none_or(|owner| owner == name)
+    };
+    let addr = previous
+        .filter(|a| {
+            a.ip().is_loopback()
+                && available(a, &assigned)
+                && std::net::TcpListener::bind(a).is_ok()
+        })
+        .unwrap_or_else(|| {
+            loop {
+                let fresh = ordo_testkit::free_addr();
+                if !assigned.contains_key(&fresh) {
+                    break fresh;
+                }
+            }
+        });
+    assigned.insert(addr, name.to_owned());
+    addr
 }
 
 /// Loads `name`'s config (or the default), gives it listen addresses, lets `set` refresh
@@ -185,14 +223,8 @@ fn refresh<R: Role>(
 ) -> anyhow::Result<(R::Config, PathBuf)> {
     let (mut config, existed) = previous::<R::Config>(dir, name)?;
     let (grpc, http) = R::listen_mut(&mut config);
-    *grpc = address(existed.then_some(*grpc));
-    let fresh_http = address(existed.then_some(*http));
-    // Two fresh picks can collide only by chance; never hand a node the same port twice.
-    *http = if fresh_http == *grpc {
-        ordo_testkit::free_addr()
-    } else {
-        fresh_http
-    };
+    *grpc = address(name, existed.then_some(*grpc));
+    *http = address(name, existed.then_some(*http));
     set(&mut config);
     R::validate(&config, Step::Run).with_context(|| format!("the config of {name}"))?;
     let path = save(dir, name, &config)?;
@@ -213,34 +245,48 @@ pub fn sequencer(
     })
 }
 
+/// The `[replica]` section `ordo up` owns: the replica's name and the admin token file.
+/// The timing (ttl, renew period, safety margin) stays as the file has it.
+fn replica(c: &mut ReplicaConfig, name: &str, secrets: &Secrets) {
+    c.name = name.to_owned();
+    c.admin_token_file = Some(secrets.replica_admin_file.clone());
+}
+
+/// The config of topology manager replica `name` (`topology-a`, …).
 pub fn topology(
     dir: &Path,
+    name: &str,
     url: &str,
     sequencers: &[String],
     secrets: &Secrets,
 ) -> anyhow::Result<(TopologyConfig, PathBuf)> {
-    refresh::<Topology>(dir, "topology", |c| {
+    refresh::<Topology>(dir, name, |c| {
         c.node_name = "topology".into();
         c.database_url = url.to_owned();
         c.key_file = key_path(dir, "topology");
         c.sequencers = sequencers.to_vec();
         c.sequencer_admin_token = secrets.sequencer_admin.clone();
         c.admin_token = secrets.topology_admin.clone();
+        replica(&mut c.replica, name, secrets);
     })
 }
 
+/// The config of mediator replica `name` (`mediator-a`, …).
 pub fn mediator(
     dir: &Path,
+    name: &str,
     url: &str,
     sequencers: &[String],
     topology_manager: &MemberId,
+    secrets: &Secrets,
 ) -> anyhow::Result<(MediatorConfig, PathBuf)> {
-    refresh::<Mediator>(dir, "mediator", |c| {
+    refresh::<Mediator>(dir, name, |c| {
         c.node_name = "mediator".into();
         c.database_url = url.to_owned();
         c.key_file = key_path(dir, "mediator");
         c.sequencers = sequencers.to_vec();
         c.topology_manager = Some(topology_manager.clone());
+        replica(&mut c.replica, name, secrets);
     })
 }
 
@@ -248,29 +294,32 @@ pub fn mediator(
 pub struct ParticipantLinks<'a> {
     pub sequencers: &'a [String],
     pub topology_manager: &'a MemberId,
-    /// The topology manager's admin endpoint, `http://host:port`.
-    pub topology_admin: String,
+    /// Every topology manager replica's admin endpoint, `http://host:port`.
+    pub topology_admin: Vec<String>,
     pub secrets: &'a Secrets,
 }
 
+/// The config of replica `name` (`participant-1-a`, …) of shard `i`'s participant.
 pub fn participant(
     dir: &Path,
     i: usize,
+    name: &str,
     url: &str,
     links: &ParticipantLinks<'_>,
 ) -> anyhow::Result<(ParticipantConfig, PathBuf)> {
-    let name = format!("participant-{i}");
-    refresh::<Participant>(dir, &name, |c| {
-        c.node_name = name.clone();
+    let member = format!("participant-{i}");
+    refresh::<Participant>(dir, name, |c| {
+        c.node_name = member.clone();
         c.shard = format!("shard-{i}");
         c.database_url = url.to_owned();
-        c.key_file = key_path(dir, &name);
+        c.key_file = key_path(dir, &member);
         c.sequencers = links.sequencers.to_vec();
         c.topology_manager = links.topology_manager.to_string();
         c.topology_admin = links.topology_admin.clone();
         c.topology_admin_token = links.secrets.topology_admin.clone();
         c.auth.algorithm = "HS256".into();
         c.auth.secret = links.secrets.ledger.clone();
+        replica(&mut c.replica, name, links.secrets);
     })
 }
 
@@ -310,6 +359,7 @@ mod tests {
         let seqs = vec!["http://127.0.0.1:1".to_owned()];
         let (first, path) = topology(
             dir.path(),
+            "topology-a",
             "postgres://o@h:1/ordo_topology",
             &seqs,
             &secrets,
@@ -317,6 +367,40 @@ mod tests {
         .unwrap();
         assert_ne!(first.grpc_listen, first.http_listen);
         assert_eq!(first.admin_token, secrets.topology_admin);
+        assert_eq!(first.node_name, "topology");
+        assert_eq!(first.replica.name, "topology-a");
+        assert_eq!(
+            first.replica.admin_token_file.as_deref(),
+            Some(dir.path().join("replica-admin-token").as_path())
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("replica-admin-token")).unwrap(),
+            secrets.replica_admin
+        );
+        // The other replica: same member, key and database; its own name, file and ports.
+        let (other, other_path) = topology(
+            dir.path(),
+            "topology-b",
+            "postgres://o@h:1/ordo_topology",
+            &seqs,
+            &secrets,
+        )
+        .unwrap();
+        assert_ne!(other_path, path);
+        assert_eq!(
+            (
+                other.node_name.as_str(),
+                &other.key_file,
+                &other.database_url
+            ),
+            (
+                first.node_name.as_str(),
+                &first.key_file,
+                &first.database_url
+            )
+        );
+        assert_eq!(other.replica.name, "topology-b");
+        assert_ne!(other.grpc_listen, first.grpc_listen);
         // An operator's edit survives; the database URL is refreshed.
         let edited = std::fs::read_to_string(&path)
             .unwrap()
@@ -324,6 +408,7 @@ mod tests {
         std::fs::write(&path, edited).unwrap();
         let (second, _) = topology(
             dir.path(),
+            "topology-a",
             "postgres://o@h:2/ordo_topology",
             &seqs,
             &secrets,
@@ -336,7 +421,14 @@ mod tests {
         assert_eq!(second.grpc_listen, first.grpc_listen);
         // A broken file is named, not overwritten.
         std::fs::write(&path, "pool_size = \"many\"").unwrap();
-        let err = topology(dir.path(), "postgres://o@h:2/x", &seqs, &secrets).unwrap_err();
-        assert!(format!("{err:#}").contains("topology.toml"), "{err:#}");
+        let err = topology(
+            dir.path(),
+            "topology-a",
+            "postgres://o@h:2/x",
+            &seqs,
+            &secrets,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("topology-a.toml"), "{err:#}");
     }
 }

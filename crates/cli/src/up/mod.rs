@@ -1,11 +1,14 @@
 //! `ordo up`: a whole local network in one command. It starts a private Postgres in the
-//! data directory (unless given a database URL) with one database per node, writes each
-//! node's config (`DIR/config`) and key (`DIR/keys`), provisions every node (`ordo <role>
-//! init`), starts the sequencers, then the topology manager, registers the mediator and
-//! the participant shards with it, starts them, and writes `DIR/network.json` once every
-//! node reports SERVING. A second `ordo up` on the same directory resumes the same network
-//! with its data, keys and secrets. Ctrl-C or SIGTERM stops the nodes (members first, then
-//! the sequencers; SIGTERM, then a grace period), then Postgres.
+//! data directory (unless given a database URL) with one database per service, writes
+//! each node's config (`DIR/config`) and key (`DIR/keys`), provisions every service
+//! (`ordo <role> init`), starts the sequencers (active-active), then two replicas of the
+//! topology manager, registers the mediator and the participant shards with it, starts two
+//! replicas of each, and writes `DIR/network.json` once every sequencer and every
+//! service's active replica reports SERVING (and every passive one answers `/status`).
+//! While it runs it keeps each replica's `role` in network.json current. A second `ordo
+//! up` on the same directory resumes the same network with its data, keys and secrets.
+//! Ctrl-C or SIGTERM stops the nodes (members first, then the sequencers; SIGTERM, then a
+//! grace period), then Postgres.
 
 mod configs;
 mod nodes;
@@ -70,8 +73,8 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
         r = start(&env, args.sequencers, &mut nodes) => Some(r),
         () = &mut shutdown => None,
     };
-    let file = match started {
-        Some(Ok(file)) => file,
+    match started {
+        Some(Ok(())) => {}
         Some(Err(e)) => {
             nodes::stop_all(&mut nodes).await;
             return Err(e);
@@ -81,17 +84,17 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
             nodes::stop_all(&mut nodes).await;
             return Ok(());
         }
-    };
-    write_atomically(&network_json, &serde_json::to_vec_pretty(&file)?)?;
+    }
+    write_network(&network_json, &network_file(&env, &nodes))?;
     println!("ordo network is up");
     for n in &nodes {
         println!(
-            "  {:<14} grpc {}  metrics {}",
-            n.entry.name, n.entry.grpc, n.entry.metrics
+            "  {:<16} {:<10} {:<8} grpc {}  metrics {}",
+            n.entry.name, n.entry.service, n.entry.role, n.entry.grpc, n.entry.metrics
         );
     }
     println!(
-        "  {:<14} {}",
+        "  {:<16} {}",
         "postgres",
         ordo_sequencer::redact_url(&dbs.sequencer)
     );
@@ -102,11 +105,21 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
         network_json.display()
     );
     println!(
+        "every node's role and health: `ordo admin status --network {}`",
+        network_json.display()
+    );
+    println!(
         "Ctrl-C stops the network; `ordo up --data-dir {}` resumes it.",
         args.data_dir.display()
     );
 
-    nodes::supervise(&mut nodes, shutdown).await;
+    // network.json follows the replicas' roles while the network runs.
+    nodes::supervise(&mut nodes, shutdown, |nodes| {
+        if let Err(e) = write_network(&network_json, &network_file(&env, nodes)) {
+            tracing::error!(error = %e, "cannot update network.json");
+        }
+    })
+    .await;
     let _ = std::fs::remove_file(&network_json);
     nodes::stop_all(&mut nodes).await;
     drop(pg);
@@ -125,8 +138,16 @@ struct Env<'a> {
 }
 
 impl Env<'_> {
-    async fn init(&self, role: &str, name: &str, config: &Path) -> anyhow::Result<Member> {
-        let report = nodes::provision(self.exe, self.dir, role, name, config).await?;
+    /// Provisions the service of the node `launch` would start; the member it reports.
+    async fn init(&self, launch: &Launch) -> anyhow::Result<Member> {
+        let report = nodes::provision(
+            self.exe,
+            self.dir,
+            launch.role,
+            &launch.name,
+            &launch.config,
+        )
+        .await?;
         Member::from_report(&report)
     }
 
@@ -136,115 +157,140 @@ impl Env<'_> {
     }
 }
 
-/// Provisions and starts every node in dependency order, pushing each started one to
-/// `nodes` (so the caller stops them whatever happens). Returns the network file.
-async fn start(
-    env: &Env<'_>,
-    sequencers: usize,
-    nodes: &mut Vec<Node>,
-) -> anyhow::Result<NetworkFile> {
-    let (dir, secrets) = (env.dir, env.secrets);
+/// The replicas of every active-passive service: `topology-a`, `topology-b`, ….
+const REPLICAS: [&str; 2] = ["a", "b"];
 
-    // Configs and provisioning; the members' configs name the topology manager's id.
-    let mut seq_configs = Vec::new();
-    for i in 1..=sequencers {
-        seq_configs.push(configs::sequencer(dir, i, &env.dbs.sequencer, secrets)?);
+fn replica_names(base: &str) -> Vec<String> {
+    REPLICAS.iter().map(|r| format!("{base}-{r}")).collect()
+}
+
+/// Every node to start, with its written config, and the members to register.
+struct Plan {
+    sequencers: Vec<Launch>,
+    topology: Vec<Launch>,
+    /// The topology manager replicas' admin endpoints.
+    topology_admin: Vec<String>,
+    /// The mediator's and the participants' replicas.
+    members: Vec<Launch>,
+    mediator: Member,
+    /// Each shard with its participant.
+    participants: Vec<(String, Member)>,
+}
+
+/// Provisions and starts every node in dependency order, pushing each started one to
+/// `nodes` (so the caller stops them whatever happens).
+async fn start(env: &Env<'_>, sequencers: usize, nodes: &mut Vec<Node>) -> anyhow::Result<()> {
+    let plan = prepare(env, sequencers).await?;
+    // The sequencers, then the manager (it registers itself in them and bootstraps).
+    for launch in plan.sequencers {
+        env.spawn(launch, nodes)?;
     }
-    let endpoints: Vec<String> = seq_configs
+    nodes::wait_ready(nodes).await?;
+    for launch in plan.topology {
+        env.spawn(launch, nodes)?;
+    }
+    nodes::wait_ready(nodes).await?;
+    // Members must be in topology (and so in the sequencer) before they connect.
+    let mut registrar = Registrar::connect(&plan.topology_admin, &env.secrets.topology_admin)?;
+    registrar.register(&plan.mediator, None).await?;
+    for (shard, member) in &plan.participants {
+        registrar.register(member, Some(shard)).await?;
+    }
+    for launch in plan.members {
+        env.spawn(launch, nodes)?;
+    }
+    nodes::wait_ready(nodes).await?;
+    nodes::refresh_roles(nodes).await;
+    Ok(())
+}
+
+/// Writes every node's config and provisions every service once (through its first
+/// replica's config: the replicas share the database and key). The members' configs name
+/// the topology manager's id, which its provisioning reports.
+async fn prepare(env: &Env<'_>, sequencers: usize) -> anyhow::Result<Plan> {
+    let (dir, secrets) = (env.dir, env.secrets);
+    let mut plan_sequencers = Vec::new();
+    for i in 1..=sequencers {
+        let (c, path) = configs::sequencer(dir, i, &env.dbs.sequencer, secrets)?;
+        let listen = (c.grpc_listen, c.http_listen);
+        plan_sequencers.push(Launch::sequencer(c.node_name, path, listen));
+    }
+    let endpoints: Vec<String> = plan_sequencers
         .iter()
-        .map(|(c, _)| format!("http://{}", c.grpc_listen))
+        .map(|l| format!("http://{}", l.grpc))
         .collect();
-    nodes::provision(env.exe, dir, "sequencer", "sequencer-1", &seq_configs[0].1).await?;
-    let (topo, topo_path) = configs::topology(dir, &env.dbs.topology, &endpoints, secrets)?;
+    let first = &plan_sequencers[0];
+    nodes::provision(env.exe, dir, "sequencer", &first.name, &first.config).await?;
+
+    let mut topology = Vec::new();
+    for name in replica_names("topology") {
+        let (c, path) = configs::topology(dir, &name, &env.dbs.topology, &endpoints, secrets)?;
+        topology.push(Launch::replica(
+            "topology",
+            name,
+            "topology",
+            path,
+            (c.grpc_listen, c.http_listen),
+        ));
+    }
     let manager: MemberId = env
-        .init("topology", "topology", &topo_path)
+        .init(&topology[0])
         .await?
         .member
         .parse()
         .context("the topology manager's member id")?;
-    let (med, med_path) = configs::mediator(dir, &env.dbs.mediator, &endpoints, &manager)?;
-    let mediator = env.init("mediator", "mediator", &med_path).await?;
+
+    let mut members = Vec::new();
+    for name in replica_names("mediator") {
+        let url = &env.dbs.mediator;
+        let (c, path) = configs::mediator(dir, &name, url, &endpoints, &manager, secrets)?;
+        members.push(Launch::replica(
+            "mediator",
+            name,
+            "mediator",
+            path,
+            (c.grpc_listen, c.http_listen),
+        ));
+    }
+    let mediator = env.init(&members[0]).await?;
+
     let links = ParticipantLinks {
         sequencers: &endpoints,
         topology_manager: &manager,
-        topology_admin: format!("http://{}", topo.grpc_listen),
+        topology_admin: topology
+            .iter()
+            .map(|l| format!("http://{}", l.grpc))
+            .collect(),
         secrets,
     };
     let mut participants = Vec::new();
     for (i, url) in env.dbs.shards.iter().enumerate() {
-        let (config, path) = configs::participant(dir, i + 1, url, &links)?;
-        let member = env.init("participant", &config.node_name, &path).await?;
-        participants.push((config, path, member));
+        let shard = format!("shard-{}", i + 1);
+        let first = members.len();
+        for name in replica_names(&format!("participant-{}", i + 1)) {
+            let (c, path) = configs::participant(dir, i + 1, &name, url, &links)?;
+            members.push(Launch::replica(
+                "participant",
+                name,
+                &c.shard,
+                path,
+                (c.grpc_listen, c.http_listen),
+            ));
+        }
+        participants.push((shard, env.init(&members[first]).await?));
     }
+    Ok(Plan {
+        sequencers: plan_sequencers,
+        topology_admin: links.topology_admin,
+        topology,
+        members,
+        mediator,
+        participants,
+    })
+}
 
-    // The sequencers, then the manager (it registers itself in them and bootstraps).
-    for (c, path) in &seq_configs {
-        env.spawn(
-            Launch {
-                role: "sequencer",
-                name: c.node_name.clone(),
-                shard: None,
-                config: path.clone(),
-                grpc: c.grpc_listen,
-                http: c.http_listen,
-                health: ordo_sequencer::HEALTH_SERVICE,
-                tier: 0,
-            },
-            nodes,
-        )?;
-    }
-    nodes::wait_ready(nodes).await?;
-    env.spawn(
-        Launch {
-            role: "topology",
-            name: topo.node_name.clone(),
-            shard: None,
-            config: topo_path,
-            grpc: topo.grpc_listen,
-            http: topo.http_listen,
-            health: ordo_topology::HEALTH_SERVICE,
-            tier: 1,
-        },
-        nodes,
-    )?;
-    nodes::wait_ready(nodes).await?;
-
-    // Members must be in topology (and so in the sequencer) before they connect.
-    let mut registrar = Registrar::connect(&links.topology_admin, &secrets.topology_admin).await?;
-    registrar.register(&mediator, None).await?;
-    for (c, _, member) in &participants {
-        registrar.register(member, Some(&c.shard)).await?;
-    }
-    env.spawn(
-        Launch {
-            role: "mediator",
-            name: med.node_name.clone(),
-            shard: None,
-            config: med_path,
-            grpc: med.grpc_listen,
-            http: med.http_listen,
-            health: ordo_mediator::HEALTH_SERVICE,
-            tier: 2,
-        },
-        nodes,
-    )?;
-    for (c, path, _) in participants {
-        env.spawn(
-            Launch {
-                role: "participant",
-                name: c.node_name.clone(),
-                shard: Some(c.shard.clone()),
-                config: path,
-                grpc: c.grpc_listen,
-                http: c.http_listen,
-                health: ordo_participant::HEALTH_SERVICE,
-                tier: 2,
-            },
-            nodes,
-        )?;
-    }
-    nodes::wait_ready(nodes).await?;
-
+/// What network.json says about the running nodes.
+fn network_file(env: &Env<'_>, nodes: &[Node]) -> NetworkFile {
     let entries = |role: &str| {
         nodes
             .iter()
@@ -252,7 +298,7 @@ async fn start(
             .map(|n| n.entry.clone())
             .collect::<Vec<_>>()
     };
-    Ok(NetworkFile {
+    NetworkFile {
         postgres: PostgresEntry {
             url: env.dbs.sequencer.clone(),
             managed: env.managed_postgres,
@@ -264,11 +310,17 @@ async fn start(
         gateways: vec![],
         auth: Auth {
             algorithm: "HS256".into(),
-            secret: secrets.ledger.clone(),
-            sequencer_admin_token: secrets.sequencer_admin.clone(),
-            topology_admin_token: secrets.topology_admin.clone(),
+            secret: env.secrets.ledger.clone(),
+            sequencer_admin_token: env.secrets.sequencer_admin.clone(),
+            topology_admin_token: env.secrets.topology_admin.clone(),
+            replica_admin_token: env.secrets.replica_admin.clone(),
         },
-    })
+    }
+}
+
+/// Writes network.json (atomically).
+fn write_network(path: &Path, file: &NetworkFile) -> anyhow::Result<()> {
+    write_atomically(path, &serde_json::to_vec_pretty(file)?)
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {

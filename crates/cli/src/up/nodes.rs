@@ -1,6 +1,9 @@
 //! The node processes of `ordo up`: each role runs as a child process of this binary
-//! (`ordo <role> --config FILE`), its output in `DIR/logs/<name>.log`.
+//! (`ordo <role> --config FILE`), its output in `DIR/logs/<name>.log`. A sequencer is
+//! ready when it reports SERVING; an active-passive service when every replica answers
+//! `GET /status` and one of them (the active) reports SERVING.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,17 +13,27 @@ use tokio::process::{Child, Command};
 
 use crate::network::NodeEntry;
 use crate::node::InitReport;
+use ordo_lease::client as replica_http;
 
 /// How long a node may take to report SERVING.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// How often the replicas' roles are polled for network.json.
+const ROLE_POLL: Duration = Duration::from_millis(500);
+/// The service of the sequencer nodes (active-active).
+pub const SEQUENCER: &str = "sequencer";
+pub const ACTIVE: &str = "active";
+pub const PASSIVE: &str = "passive";
 
 /// What to start: a role's node with its written config.
 pub struct Launch {
     /// The subcommand: `sequencer`, `topology`, `mediator`, `participant`.
     pub role: &'static str,
+    /// The process's name: a sequencer's node name, or a replica's name.
     pub name: String,
+    /// The logical service (`sequencer`, `topology`, `mediator`, `shard-1`, …).
+    pub service: String,
     pub shard: Option<String>,
     pub config: PathBuf,
     pub grpc: SocketAddr,
@@ -31,9 +44,56 @@ pub struct Launch {
     pub tier: u8,
 }
 
+impl Launch {
+    /// A sequencer node (tier 0: stopped last).
+    pub fn sequencer(name: String, config: PathBuf, listen: (SocketAddr, SocketAddr)) -> Self {
+        Self {
+            role: "sequencer",
+            name,
+            service: SEQUENCER.into(),
+            shard: None,
+            config,
+            grpc: listen.0,
+            http: listen.1,
+            health: ordo_sequencer::HEALTH_SERVICE,
+            tier: 0,
+        }
+    }
+
+    /// A replica of an active-passive service: the topology manager (tier 1), the mediator
+    /// or a participant (tier 2). `listen` is its gRPC and HTTP address.
+    pub fn replica(
+        role: &'static str,
+        name: String,
+        service: &str,
+        config: PathBuf,
+        listen: (SocketAddr, SocketAddr),
+    ) -> Self {
+        let (health, tier) = match role {
+            "topology" => (ordo_topology::HEALTH_SERVICE, 1),
+            "mediator" => (ordo_mediator::HEALTH_SERVICE, 2),
+            _ => (ordo_participant::HEALTH_SERVICE, 2),
+        };
+        Self {
+            role,
+            name,
+            service: service.to_owned(),
+            shard: (role == "participant").then(|| service.to_owned()),
+            config,
+            grpc: listen.0,
+            http: listen.1,
+            health,
+            tier,
+        }
+    }
+}
+
 pub struct Node {
     pub entry: NodeEntry,
     pub role: &'static str,
+    /// A replica of an active-passive service (it has a lease and `/status`), not a
+    /// sequencer.
+    pub replicated: bool,
     child: Child,
     health: &'static str,
     tier: u8,
@@ -102,9 +162,13 @@ pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", launch.name))?;
+    let replicated = launch.service != SEQUENCER;
     Ok(Node {
         entry: NodeEntry {
             name: launch.name,
+            // Until the first poll: sequencers are all active, replicas assumed passive.
+            role: if replicated { PASSIVE } else { ACTIVE }.into(),
+            service: launch.service,
             shard: launch.shard,
             pid: child.id(),
             grpc: format!("http://{}", launch.grpc),
@@ -113,69 +177,143 @@ pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
             log,
         },
         role: launch.role,
+        replicated,
         child,
         health: launch.health,
         tier: launch.tier,
     })
 }
 
-/// Waits until every node's gRPC health reports SERVING, failing early if one exits.
+/// Waits until every sequencer reports SERVING and every active-passive service has all
+/// its replicas answering `/status` and one of them SERVING; fails early if a node exits.
 pub async fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<()> {
-    for node in nodes {
-        wait_one(node).await?;
-    }
-    Ok(())
-}
-
-async fn wait_one(node: &mut Node) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some(status) = node.child.try_wait()? {
-            bail!(
-                "{} exited ({status}) while starting; the end of its log ({}):\n{}",
-                node.entry.name,
-                node.entry.log.display(),
-                log_tail(&node.entry.log)
-            );
+        for node in nodes.iter_mut() {
+            if let Some(status) = node.child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) while starting; the end of its log ({}):\n{}",
+                    node.entry.name,
+                    node.entry.log.display(),
+                    log_tail(&node.entry.log)
+                );
+            }
         }
-        if ordo_node::serving(&node.entry.grpc, node.health).await {
+        let waiting = not_ready(nodes).await;
+        if waiting.is_empty() {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             bail!(
-                "{} did not become ready within {READY_TIMEOUT:?}; see {}",
-                node.entry.name,
-                node.entry.log.display()
+                "not ready within {READY_TIMEOUT:?}: {}; see the logs in {}",
+                waiting.join("; "),
+                nodes[0]
+                    .entry
+                    .log
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Runs until the shutdown signal, reporting nodes that exit on their own.
-pub async fn supervise(nodes: &mut [Node], shutdown: impl Future<Output = ()>) {
+/// What is not ready yet, one phrase each.
+async fn not_ready(nodes: &[Node]) -> Vec<String> {
+    let checks = nodes.iter().map(|n| async move {
+        let serving = ordo_node::serving(&n.entry.grpc, n.health).await;
+        let answers = !n.replicated || replica_http::status(&n.entry.http).await.is_ok();
+        (serving, answers)
+    });
+    let checks = futures::future::join_all(checks).await;
+    let mut waiting = Vec::new();
+    let mut services: BTreeMap<&str, bool> = BTreeMap::new();
+    for (n, (serving, answers)) in nodes.iter().zip(checks) {
+        if !n.replicated {
+            if !serving {
+                waiting.push(format!("{} is not SERVING", n.entry.name));
+            }
+            continue;
+        }
+        if !answers {
+            waiting.push(format!("{} does not answer GET /status", n.entry.name));
+        }
+        *services.entry(&n.entry.service).or_default() |= serving;
+    }
+    for (service, serving) in services {
+        if !serving {
+            waiting.push(format!("no replica of {service} is SERVING"));
+        }
+    }
+    waiting
+}
+
+/// Runs until the shutdown signal, reporting nodes that exit on their own and calling
+/// `changed` whenever a replica's role (or process) changed; see [`refresh_roles`].
+pub async fn supervise(
+    nodes: &mut [Node],
+    shutdown: impl Future<Output = ()>,
+    mut changed: impl FnMut(&[Node]),
+) {
     tokio::pin!(shutdown);
     let mut reported = vec![false; nodes.len()];
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(ROLE_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            _ = tick.tick() => {
-                for (node, reported) in nodes.iter_mut().zip(reported.iter_mut()) {
-                    if *reported {
-                        continue;
-                    }
-                    if let Ok(Some(status)) = node.child.try_wait() {
-                        *reported = true;
-                        tracing::error!(
-                            node = %node.entry.name, %status, log = %node.entry.log.display(),
-                            "node exited; the others keep running (restart the network to bring it back)"
-                        );
-                    }
-                }
+            _ = tick.tick() => {}
+        }
+        for (node, reported) in nodes.iter_mut().zip(reported.iter_mut()) {
+            if *reported {
+                continue;
+            }
+            if let Ok(Some(status)) = node.child.try_wait() {
+                *reported = true;
+                tracing::error!(
+                    node = %node.entry.name, %status, log = %node.entry.log.display(),
+                    "node exited; the others keep running (restart the network to bring it back)"
+                );
             }
         }
+        let refreshed = tokio::select! {
+            () = &mut shutdown => return,
+            refreshed = refresh_roles(nodes) => refreshed,
+        };
+        if refreshed {
+            changed(nodes);
+        }
     }
+}
+
+/// Asks every replica for its role and pid (`GET /status`) and records them in its
+/// entry: a replica that does not answer is `passive` (it serves nothing). Whether
+/// anything changed.
+pub async fn refresh_roles(nodes: &mut [Node]) -> bool {
+    let polled: Vec<usize> = (0..nodes.len()).filter(|&i| nodes[i].replicated).collect();
+    let answers = futures::future::join_all(
+        polled
+            .iter()
+            .map(|&i| replica_http::status(&nodes[i].entry.http)),
+    )
+    .await;
+    let mut changed = false;
+    for (i, answer) in polled.into_iter().zip(answers) {
+        let entry = &mut nodes[i].entry;
+        let (role, pid) = match answer {
+            Ok(s) if s.role == ACTIVE => (ACTIVE, Some(s.pid)),
+            Ok(s) => (PASSIVE, Some(s.pid)),
+            Err(_) => (PASSIVE, entry.pid),
+        };
+        if entry.role != role || entry.pid != pid {
+            tracing::info!(node = %entry.name, service = %entry.service, role, "replica role changed");
+            entry.role = role.to_owned();
+            entry.pid = pid;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// Stops the nodes tier by tier, highest first (participants and mediator, then the

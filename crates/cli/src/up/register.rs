@@ -11,8 +11,8 @@ use tonic::metadata::MetadataValue;
 
 use crate::node::InitReport;
 
-/// How long the manager may stay UNAVAILABLE (it reports SERVING before it is asked, so
-/// this covers a sequencer hiccup only).
+/// How long the manager may stay UNAVAILABLE (a replica reports SERVING before it is
+/// asked, so this covers a sequencer hiccup or a failover only).
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A member as `init` reported it.
@@ -41,33 +41,47 @@ impl Member {
     }
 }
 
+/// The topology manager's admin API across its replicas: calls go to the replica that
+/// last answered, and move to the next one while the current one is UNAVAILABLE (passive)
+/// or unreachable.
 pub struct Registrar {
-    client: TopologyAdminServiceClient<tonic::transport::Channel>,
+    clients: Vec<(
+        String,
+        TopologyAdminServiceClient<tonic::transport::Channel>,
+    )>,
+    current: usize,
     bearer: MetadataValue<tonic::metadata::Ascii>,
 }
 
 impl Registrar {
-    pub async fn connect(endpoint: &str, token: &str) -> anyhow::Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .with_context(|| format!("connecting to the topology manager at {endpoint}"))?;
+    pub fn connect(endpoints: &[String], token: &str) -> anyhow::Result<Self> {
+        let mut clients = Vec::new();
+        for endpoint in endpoints {
+            // Lazy: a replica that is down now is simply skipped when called.
+            let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
+                .with_context(|| format!("the topology admin endpoint {endpoint:?}"))?
+                .connect_timeout(Duration::from_secs(2))
+                .timeout(Duration::from_secs(30))
+                .connect_lazy();
+            clients.push((endpoint.clone(), TopologyAdminServiceClient::new(channel)));
+        }
+        anyhow::ensure!(!clients.is_empty(), "no topology manager endpoint");
         Ok(Self {
-            client: TopologyAdminServiceClient::new(channel),
+            clients,
+            current: 0,
             bearer: format!("Bearer {token}")
                 .parse()
                 .context("the topology admin token is not valid in a header")?,
         })
     }
 
-    /// Registers the mediator (`shard` None) or a shard's participant, retrying while the
-    /// manager is UNAVAILABLE.
+    /// Registers the mediator (`shard` None) or a shard's participant, retrying on the
+    /// next replica while the one asked is UNAVAILABLE.
     pub async fn register(&mut self, m: &Member, shard: Option<&str>) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + REGISTER_TIMEOUT;
         loop {
-            let mut client = self.client.clone();
+            let (endpoint, client) = &self.clients[self.current];
+            let mut client = client.clone();
             let (name, public_key) = (m.name.clone(), m.public_key.clone());
             let registered = match shard {
                 None => client
@@ -88,11 +102,14 @@ impl Registrar {
                 Err(s)
                     if s.code() == Code::Unavailable && tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::debug!(member = %m.name, status = %s, "topology manager unavailable; retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
+                    tracing::debug!(member = %m.name, %endpoint, status = %s, "topology manager replica unavailable; trying the next");
+                    self.current = (self.current + 1) % self.clients.len();
+                    if self.current == 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 Err(s) => bail!(
-                    "registering {} with the topology manager failed: {:?}: {}",
+                    "registering {} with the topology manager ({endpoint}) failed: {:?}: {}",
                     m.name,
                     s.code(),
                     s.message()

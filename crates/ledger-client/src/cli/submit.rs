@@ -1,5 +1,6 @@
 //! `ordo submit create|exercise|create-and-exercise`: one command, as the acting party, on
-//! the shard hosting it; prints the resulting events.
+//! the shard hosting it; prints the resulting events. A failover of the shard's
+//! participant during the command is ridden through (see [`crate::failover`]).
 
 use ordo_participant::auth::LedgerClaims;
 
@@ -142,7 +143,9 @@ async fn submit(
         read_as: submitter.read_as.clone(),
         ..Default::default()
     })?;
-    let client = network.client_for_shard_with_token(&shard, &token).await?;
+    // Rides through a failover of the shard's participant: retried with the same
+    // command id, and a retry that finds the command already submitted reads its outcome.
+    let client = network.shard_client(&shard, &token)?;
     let mut submission = Submission::new(submitter.act_as, command);
     submission.read_as = submitter.read_as;
     submission.command_id = submitter.command_id;

@@ -11,6 +11,7 @@ use ordo_core::Clock;
 use ordo_core::{
     Envelope, KeyPair, MemberId, PartyId, Recipients, Submission, SystemClock, Timestamp,
 };
+use ordo_lease::{ReplicaConfig, ReplicaStatus};
 use ordo_mediator::MediatorConfig;
 use ordo_protocol::topology::encode_key;
 use ordo_protocol::{
@@ -424,4 +425,174 @@ pub async fn wait_serving(grpc: SocketAddr) -> Result<()> {
     })
     .await
     .context("waiting for the mediator to serve")
+}
+
+/// Lease timing of the replicas in the failover tests: a crashed active is replaced within
+/// about two seconds.
+pub fn short_lease(name: &str, admin_token_file: Option<std::path::PathBuf>) -> ReplicaConfig {
+    ReplicaConfig {
+        name: name.into(),
+        ttl: Duration::from_millis(1500),
+        renew_period: Duration::from_millis(300),
+        safety_margin: Duration::from_millis(300),
+        admin_token_file,
+    }
+}
+
+/// A mediator replica running in its own tokio runtime, so that a test can crash it:
+/// shutting the runtime down drops every task at once — the lease runtime's too, so the
+/// lease is not released and the others must wait for it to expire.
+pub struct ReplicaNode {
+    pub name: String,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), ordo_mediator::MediatorError>>>,
+}
+
+impl ReplicaNode {
+    pub async fn serving(&self) -> bool {
+        ordo_node::serving(
+            &format!("http://{}", self.grpc),
+            ordo_mediator::HEALTH_SERVICE,
+        )
+        .await
+    }
+
+    pub async fn status(&self) -> Result<ReplicaStatus> {
+        let (code, body) = http(self.http, "GET", "/status", None).await?;
+        anyhow::ensure!(code == 200, "GET /status of {}: {code} {body}", self.name);
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Kills the replica without any goodbye.
+    pub fn crash(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReplicaNode {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Domain {
+    /// Starts a replica of the mediator named `name` (same database and key as every
+    /// other) with [`short_lease`] timing; it may be active or passive.
+    pub async fn start_replica(
+        &self,
+        name: &str,
+        admin_token_file: Option<std::path::PathBuf>,
+    ) -> Result<ReplicaNode> {
+        let config = MediatorConfig {
+            replica: short_lease(name, admin_token_file),
+            ..self.mediator_config.clone()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()?;
+        let bind_config = config.clone();
+        let listeners = runtime
+            .spawn(async move { ordo_mediator::Listeners::bind(&bind_config).await })
+            .await??;
+        let grpc = listeners.grpc.local_addr()?;
+        let http_addr = listeners.http.local_addr()?;
+        let (stop, rx) = oneshot::channel::<()>();
+        let task = runtime.spawn(ordo_mediator::run(config, listeners, async move {
+            let _ = rx.await;
+        }));
+        let node = ReplicaNode {
+            name: name.into(),
+            grpc,
+            http: http_addr,
+            runtime: Some(runtime),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        wait_for("the replica's /status", Duration::from_secs(20), || async {
+            node.status().await.ok()
+        })
+        .await?;
+        Ok(node)
+    }
+
+    /// The mediator's cursor in its database.
+    pub async fn cursor(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT ts FROM mediator_cursor WHERE id = 1")
+                .fetch_one(&self.db)
+                .await?,
+        )
+    }
+}
+
+/// Waits until exactly one of `replicas` is SERVING; returns its index.
+pub async fn one_serving(replicas: &[&ReplicaNode]) -> Result<usize> {
+    wait_for(
+        "exactly one serving replica",
+        Duration::from_secs(20),
+        || async {
+            let mut serving = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                if r.serving().await {
+                    serving.push(i);
+                }
+            }
+            (serving.len() == 1).then(|| serving[0])
+        },
+    )
+    .await
+}
+
+/// A plain HTTP/1.0 request; returns the status code and the body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(
+            format!(
+                "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line in {response:?}"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
 }

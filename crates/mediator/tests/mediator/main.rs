@@ -8,3 +8,4 @@ mod t01_decisions;
 mod t02_timeout;
 mod t03_restart;
 mod t04_provisioning;
+mod t05_failover;

@@ -27,11 +27,13 @@ impl CommandApi {
         request: tonic::Request<pb::SubmitAndWaitRequest>,
     ) -> Result<(submission::Accepted, CompletionRow), tonic::Status> {
         let rights = self.0.auth.authenticate(request.metadata())?;
+        let term = self.0.require_serving().await?;
         let accepted = submission::submit(&self.0, &rights, request.into_inner().commands).await?;
         let completion = submission::wait_completion(
             &self.0,
             &accepted.key,
             self.0.config.submit_and_wait_timeout,
+            &term,
         )
         .await?;
         if completion.outcome.code != 0 {

@@ -36,11 +36,17 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
         }
         rights.require_act_as(&parties)?;
         let parties: Vec<String> = parties.iter().map(ToString::to_string).collect();
+        let term = self.0.require_serving().await?;
         let shared = self.0.clone();
         let stream = async_stream::try_stream! {
             let mut after = req.begin_exclusive.max(0);
             let mut ends = shared.completion_end.subscribe();
             loop {
+                if term.is_cancelled() {
+                    Err::<(), ParticipantError>(shared.term_ended(&format!(
+                        "resume the completion stream after completion offset {after} on the active replica"
+                    )))?;
+                }
                 let known = *ends.borrow_and_update();
                 if after < known {
                     let rows = store::completions(&shared.pool, &req.application_id, &parties, after, BATCH).await?;
@@ -53,8 +59,9 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
                     }
                     continue;
                 }
-                if ends.changed().await.is_err() {
-                    break;
+                tokio::select! {
+                    changed = ends.changed() => if changed.is_err() { break },
+                    () = term.cancelled() => {}
                 }
             }
         };

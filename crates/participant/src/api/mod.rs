@@ -1,6 +1,7 @@
 //! The Ledger API (gRPC package `ordo.ledger.v1`): one file per service, protobuf ⇄
 //! domain conversions in `convert`.
 
+pub mod active_only;
 pub mod command;
 pub mod completion;
 pub mod convert;
@@ -16,11 +17,13 @@ use std::sync::Arc;
 use ordo_core::PartyId;
 use ordo_proto::ledger::v1 as pb;
 
+use self::active_only::ActiveOnly;
 use crate::auth::Rights;
 use crate::error::ParticipantError;
 use crate::node::Shared;
 
-/// The gRPC server's services: the Ledger API, health and reflection.
+/// The gRPC server's services: the Ledger API (only while this replica serves, see
+/// [`active_only`]), health, reflection and the version.
 pub fn router(
     shared: Arc<Shared>,
     health: tonic_health::pb::health_server::HealthServer<
@@ -41,26 +44,37 @@ pub fn router(
     let mut builder = tonic::transport::Server::builder();
     let mut router = builder
         .add_service(health)
-        .add_service(
+        .add_service(ActiveOnly::new(
+            shared.clone(),
             CommandServiceServer::new(command::CommandApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        )
-        .add_service(
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
             CommandSubmissionServiceServer::new(command::SubmissionApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        )
-        .add_service(CommandCompletionServiceServer::new(
-            completion::CompletionApi(shared.clone()),
         ))
-        .add_service(UpdateServiceServer::new(update::UpdateApi(shared.clone())))
-        .add_service(StateServiceServer::new(state::StateApi(shared.clone())))
-        .add_service(PartyManagementServiceServer::new(party::PartyApi(
+        .add_service(ActiveOnly::new(
             shared.clone(),
-        )))
-        .add_service(
+            CommandCompletionServiceServer::new(completion::CompletionApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
+            UpdateServiceServer::new(update::UpdateApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
+            StateServiceServer::new(state::StateApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
+            PartyManagementServiceServer::new(party::PartyApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
             PackageServiceServer::new(package::PackageApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        )
+        ))
         .add_service(VersionServiceServer::new(version::VersionApi));
     if let Some(r) = ordo_node::reflection() {
         router = router.add_service(r);

@@ -59,7 +59,10 @@ impl pb::state_service_server::StateService for StateApi {
         request: tonic::Request<pb::GetLedgerEndRequest>,
     ) -> ApiResult<pb::GetLedgerEndResponse> {
         self.0.auth.authenticate(request.metadata())?;
-        let (offset, _) = store::ends(&self.0.pool).await?;
-        Ok(tonic::Response::new(pb::GetLedgerEndResponse { offset }))
+        let (offset, completion_offset) = store::ends(&self.0.pool).await?;
+        Ok(tonic::Response::new(pb::GetLedgerEndResponse {
+            offset,
+            completion_offset,
+        }))
     }
 }

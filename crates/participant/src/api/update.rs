@@ -46,6 +46,7 @@ impl pb::update_service_server::UpdateService for UpdateApi {
             ))
             .into());
         }
+        let term = self.0.require_serving().await?;
         let shared = self.0.clone();
         let end = (req.end_inclusive != 0).then_some(req.end_inclusive);
         let stream = async_stream::try_stream! {
@@ -54,6 +55,11 @@ impl pb::update_service_server::UpdateService for UpdateApi {
             loop {
                 if end.is_some_and(|e| after >= e) {
                     break;
+                }
+                if term.is_cancelled() {
+                    Err::<(), ParticipantError>(shared.term_ended(&format!(
+                        "resume the update stream after offset {after} on the active replica"
+                    )))?;
                 }
                 let known = *ends.borrow_and_update();
                 let until = end.map_or(known, |e| e.min(known));
@@ -68,8 +74,9 @@ impl pb::update_service_server::UpdateService for UpdateApi {
                     }
                     continue;
                 }
-                if ends.changed().await.is_err() {
-                    break;
+                tokio::select! {
+                    changed = ends.changed() => if changed.is_err() { break },
+                    () = term.cancelled() => {}
                 }
             }
         };

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use ordo_core::{KeyPair, MemberId, Timestamp};
+use ordo_lease::{ReplicaConfig, ReplicaStatus};
 use ordo_proto::admin::v1 as pb;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_protocol::{Message, SignedMessage, TopologyState, TopologyTransaction};
@@ -321,4 +322,165 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).await?;
     Ok(out)
+}
+
+/// Lease timing of the replicas in the failover tests: a crashed active is replaced within
+/// about two seconds.
+pub fn short_lease(name: &str, admin_token_file: Option<std::path::PathBuf>) -> ReplicaConfig {
+    ReplicaConfig {
+        name: name.into(),
+        ttl: Duration::from_millis(1500),
+        renew_period: Duration::from_millis(300),
+        safety_margin: Duration::from_millis(300),
+        admin_token_file,
+    }
+}
+
+/// A manager replica running in its own tokio runtime, so that a test can crash it:
+/// shutting the runtime down drops every task at once — the lease runtime's too, so the
+/// lease is not released and the others must wait for it to expire.
+pub struct ReplicaNode {
+    pub name: String,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), TopologyError>>>,
+}
+
+impl ReplicaNode {
+    /// Starts a replica named `name` of the manager `cfg` describes (after `init`); it may
+    /// be active or passive.
+    pub async fn start(
+        cfg: &TopologyConfig,
+        name: &str,
+        admin_token_file: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
+        let cfg = TopologyConfig {
+            replica: short_lease(name, admin_token_file),
+            ..cfg.clone()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name(name)
+            .enable_all()
+            .build()?;
+        let bind = cfg.clone();
+        let listeners = runtime
+            .spawn(async move { ordo_topology::Listeners::bind(&bind).await })
+            .await??;
+        let grpc = listeners.grpc.local_addr()?;
+        let http = listeners.http.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = runtime.spawn(ordo_topology::run(cfg, listeners, async move {
+            let _ = rx.await;
+        }));
+        let node = Self {
+            name: name.into(),
+            grpc,
+            http,
+            runtime: Some(runtime),
+            stop: Some(tx),
+            task: Some(task),
+        };
+        ordo_testkit::wait_for("the replica's /status", Duration::from_secs(20), || async {
+            node.status().await.ok()
+        })
+        .await?;
+        Ok(node)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    pub async fn serving(&self) -> bool {
+        ordo_node::serving(&self.url(), ordo_topology::HEALTH_SERVICE).await
+    }
+
+    pub async fn admin(&self) -> Result<TopologyAdminServiceClient<Channel>> {
+        let ch = Channel::from_shared(self.url())?.connect().await?;
+        Ok(TopologyAdminServiceClient::new(ch))
+    }
+
+    pub async fn status(&self) -> Result<ReplicaStatus> {
+        let (code, body) = http(self.http, "GET", "/status", None).await?;
+        anyhow::ensure!(code == 200, "GET /status of {}: {code} {body}", self.name);
+        Ok(serde_json::from_str(&body)?)
+    }
+
+    /// Kills the replica without any goodbye.
+    pub fn crash(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+
+    /// Graceful shutdown; returns what `run` returned.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ReplicaNode {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Waits until exactly one of `replicas` is SERVING; returns its index.
+pub async fn one_serving(replicas: &[&ReplicaNode]) -> Result<usize> {
+    ordo_testkit::wait_for(
+        "exactly one serving replica",
+        Duration::from_secs(30),
+        || async {
+            let mut serving = Vec::new();
+            for (i, r) in replicas.iter().enumerate() {
+                if r.serving().await {
+                    serving.push(i);
+                }
+            }
+            (serving.len() == 1).then(|| serving[0])
+        },
+    )
+    .await
+}
+
+/// A plain HTTP/1.0 request; returns the status code and the body.
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    s.write_all(
+        format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status line in {out:?}"))?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((code, body))
 }

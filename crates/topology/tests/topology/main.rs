@@ -7,3 +7,5 @@ mod t01_lifecycle;
 mod t02_bad_input;
 mod t03_restart;
 mod t04_provisioning;
+mod t05_replicas;
+mod t06_fence;

@@ -246,6 +246,8 @@ async fn bootstrap_members_parties_and_a_follower_agrees() -> Result<()> {
     );
 
     node.stop().await?;
+    // Its open subscription would hold up the sequencers' drain.
+    drop(follower);
     for s in net.sequencers {
         s.stop().await?;
     }

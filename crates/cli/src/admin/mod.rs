@@ -1,0 +1,94 @@
+//! `ordo admin`: operator commands over the network a network.json describes.
+//!
+//! - `ordo admin status`: every node's service, role, health, lease and lag ([`status`]);
+//! - `ordo admin failover --service NAME`: a graceful hand-over from a service's active
+//!   replica to another one ([`failover`]).
+
+mod failover;
+mod status;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ordo_ledger_client::Network;
+use ordo_ledger_client::network::DEFAULT_PATH;
+
+use crate::Failure;
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Every node: service, role (active/passive), health, pid, lease holder and fencing
+    /// token, sequencer lag, cursor and last error.
+    Status(StatusArgs),
+    /// Hand a service over gracefully: its active replica steps down and another one
+    /// takes over; prints who took over and how long it took.
+    Failover(FailoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The network file written by `ordo up`.
+    #[arg(long, value_name = "FILE", env = "ORDO_NETWORK", default_value = DEFAULT_PATH)]
+    pub network: PathBuf,
+    /// Print a JSON array, one object per node, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FailoverArgs {
+    /// The service to fail over: `topology`, `mediator` or a shard (`shard-1`).
+    #[arg(long, value_name = "NAME")]
+    pub service: String,
+    /// The network file written by `ordo up`.
+    #[arg(long, value_name = "FILE", env = "ORDO_NETWORK", default_value = DEFAULT_PATH)]
+    pub network: PathBuf,
+    /// How long another replica may take to serve, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub timeout: u64,
+    /// Print the outcome as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(args: AdminArgs) -> Result<(), Failure> {
+    let rt = crate::runtime()?;
+    match args.command {
+        AdminCommand::Status(a) => {
+            let network = load(&a.network)?;
+            let nodes = rt.block_on(status::probe_all(&network));
+            if a.json {
+                let text =
+                    serde_json::to_string_pretty(&nodes).map_err(|e| Failure::Runtime(e.into()))?;
+                println!("{text}");
+            } else {
+                print!("{}", status::table(&nodes));
+            }
+            Ok(())
+        }
+        AdminCommand::Failover(a) => {
+            let network = load(&a.network)?;
+            let timeout = Duration::from_secs(a.timeout);
+            let outcome = rt.block_on(failover::run(&network, &a.service, timeout))?;
+            if a.json {
+                let text =
+                    serde_json::to_string(&outcome).map_err(|e| Failure::Runtime(e.into()))?;
+                println!("{text}");
+            } else {
+                println!("{outcome}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Network, Failure> {
+    Network::load(path).map_err(|e| Failure::Usage(e.into()))
+}

@@ -1,0 +1,123 @@
+//! Fencing against a real Postgres: a replica that lost the lease commits nothing.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use ordo_core::KeyPair;
+use ordo_lease::ReplicaConfig;
+use ordo_testkit::{PgCluster, PgOptions, wait_for};
+use tokio::sync::watch;
+
+use super::*;
+
+fn pending_request(id: i64, submitter: &MemberId) -> Result<PendingRequest> {
+    let answer = PartyAnswer {
+        host: submitter.clone(),
+        answered: false,
+    };
+    Ok(PendingRequest {
+        id: Timestamp(id),
+        root_hash: format!("root-{id}"),
+        submitter: submitter.clone(),
+        confirming_parties: [(PartyId::new("alice")?, answer)].into(),
+        informee_participants: [submitter.clone()].into(),
+        decision_time: Timestamp(id + 1_000_000),
+    })
+}
+
+async fn counts(pool: &PgPool) -> Result<(i64, i64, i64, i64)> {
+    Ok(sqlx::query_as(
+        "SELECT (SELECT ts FROM mediator_cursor WHERE id = 1),
+                (SELECT count(*) FROM pending_requests),
+                (SELECT count(*) FROM pending_answers),
+                (SELECT coalesce(sum(attempts), 0) FROM outbox)::bigint",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
+    ordo_testkit::init_tracing();
+    let pg = tokio::task::spawn_blocking(|| PgCluster::start(PgOptions::default())).await??;
+    let config = MediatorConfig {
+        database_url: pg.create_database("mediator").await?,
+        replica: ReplicaConfig {
+            ttl: Duration::from_millis(1500),
+            renew_period: Duration::from_millis(300),
+            safety_margin: Duration::from_millis(300),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let me = MemberId::new("mediator", &KeyPair::generate().public())?;
+    init(&config, &me).await?;
+    let pool = connect(&config).await?;
+    let (health, _service) = ordo_node::Health::new(vec![]).await;
+    let (ready, _ready_rx) = watch::channel(false);
+    let (replica, lease) = Replica::start(
+        pool.clone(),
+        "mediator",
+        &config.replica,
+        &config.node_name,
+        health,
+        ready,
+    )
+    .await?;
+    wait_for("the lease", Duration::from_secs(10), || async {
+        replica.is_active().then_some(())
+    })
+    .await?;
+
+    // Active: the event's changes commit with the cursor.
+    let opened = Changes {
+        opened: vec![pending_request(5, &me)?],
+        ..Default::default()
+    };
+    commit(&pool, &replica, Timestamp(10), &opened).await?;
+    sqlx::query(
+        "INSERT INTO outbox (message_id, recipients, payload, created_at)
+         VALUES ('verdict-1', '{}', '\\x00', 1)",
+    )
+    .execute(&pool)
+    .await?;
+    let before = counts(&pool).await?;
+    assert_eq!(before, (10, 1, 1, 0));
+
+    // Another replica takes the lease over (as a failover does while this one is paused).
+    sqlx::query(
+        "UPDATE ordo_lease SET holder = 'mediator-b#00000001', fencing_token = fencing_token + 1,
+                expires_at = clock_timestamp() + interval '1 hour'
+         WHERE service = 'mediator'",
+    )
+    .execute(&pool)
+    .await?;
+
+    let next = Changes {
+        opened: vec![pending_request(15, &me)?],
+        answered: vec![(Timestamp(5), vec![PartyId::new("alice")?])],
+        ..Default::default()
+    };
+    let err = commit(&pool, &replica, Timestamp(20), &next)
+        .await
+        .expect_err("a deposed replica must not commit");
+    assert!(matches!(err, MediatorError::Fenced(_)), "{err:?}");
+    assert_eq!(err.code(), tonic::Code::Unavailable);
+    let err = outbox_sequenced(&pool, &replica, "verdict-1")
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, MediatorError::Fenced(_)), "{err:?}");
+    let err = outbox_failed(&pool, &replica, "verdict-1", "unreachable", false)
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, MediatorError::Fenced(_)), "{err:?}");
+
+    // Nothing changed: cursor, pending requests and answers, outbox.
+    assert_eq!(counts(&pool).await?, before);
+    let answered: bool = sqlx::query_scalar("SELECT answered FROM pending_answers")
+        .fetch_one(&pool)
+        .await?;
+    assert!(!answered);
+    lease.abort();
+    Ok(())
+}
