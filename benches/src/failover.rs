@@ -56,6 +56,8 @@ struct ServiceReport {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// `ordo up`'s replicas renew their lease this often (the default).
+const RENEW_PERIOD_MS: u64 = 1000;
 
 pub async fn run(args: Args) -> Result<Report> {
     let ordo = match args.ordo {
@@ -77,6 +79,12 @@ pub async fn run(args: Args) -> Result<Report> {
             // A quiet start: the probe commits before the kill.
             probe(&net, &ledger, service, run).await?;
             let victim = net.active(service, TIMEOUT).await?;
+            // At a random moment of the victim's renew cycle: a loop of fixed steps would
+            // otherwise kill at the same phase every run.
+            tokio::time::sleep(Duration::from_millis(rand::random_range(
+                0..RENEW_PERIOD_MS,
+            )))
+            .await;
             let killed_at = Instant::now();
             victim.signal(Signal::SIGKILL).await?;
             let committed_at = probe(&net, &ledger, service, run).await?;

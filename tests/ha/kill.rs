@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use nix::sys::signal::Signal;
+use ordo_testkit::wait_for;
 
 use crate::harness::{Ledger, Net, Outcome, after};
 use crate::{COMMITS, SERIAL, TAKEOVER, WORKERS, ordo};
@@ -30,6 +31,27 @@ async fn kill_active_under_load(service: &str) -> Result<()> {
         "{} still active after SIGKILL",
         victim.name
     );
+    // The lease metrics of the new active replica, labelled with the service (its first
+    // renew comes one renew period after the takeover).
+    let url = format!("{}/metrics", successor.http);
+    let lines: Vec<String> = [
+        "ordo_lease_failovers_total",
+        "ordo_lease_takeover_seconds_count",
+        "ordo_lease_renew_seconds_count",
+        "ordo_lease_since_renew_seconds",
+        "ordo_lease_role",
+    ]
+    .iter()
+    .map(|metric| format!("{metric}{{service=\"{service}\"}}"))
+    .collect();
+    wait_for("the lease metrics", TAKEOVER, || async {
+        let metrics = ordo_node::http_client::get_ok(&url).await.ok()?;
+        lines
+            .iter()
+            .all(|l| metrics.contains(l.as_str()))
+            .then_some(())
+    })
+    .await?;
     if service == "topology" {
         // Topology changes go through the new active manager.
         let shard1 = net.network.client_for_shard("shard-1").await?;

@@ -21,6 +21,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use ordo_core::MemberId;
 use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
+use ordo_node::http_client::{self, Answer, Method};
 use ordo_participant::auth::{LedgerClaims, mint_hs256};
 use ordo_participant::{AuthConfig, ParticipantConfig};
 use ordo_proto::admin::v1 as admin;
@@ -31,7 +32,6 @@ use ordo_sequencer::SequencerConfig;
 use ordo_testkit::{PgCluster, PgOptions, wait_for};
 use ordo_topology::TopologyConfig;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -206,9 +206,9 @@ where
                 Until::Serving(service) => {
                     ordo_node::serving(&format!("http://{grpc}"), service).await
                 }
-                Until::Listening => http_request(http, "GET", "/livez", None)
+                Until::Listening => http_client::get(&format!("http://{http}/livez"))
                     .await
-                    .is_ok_and(|(code, _)| code == 200),
+                    .is_ok_and(|a| a.status == 200),
             };
             started.then_some(true)
         },
@@ -620,29 +620,25 @@ impl LedgerNet {
     }
 
     /// `POST /admin/step-down` on a participant replica's HTTP port, with the replicas'
-    /// admin token: (HTTP status, body).
-    pub async fn step_down(&self, role: Role) -> Result<(u16, String)> {
-        http_request(
-            self.replica_config(role).http_listen,
-            "POST",
-            "/admin/step-down",
-            Some(REPLICA_ADMIN),
-        )
-        .await
+    /// admin token.
+    pub async fn step_down(&self, role: Role) -> Result<Answer> {
+        self.step_down_with(role, REPLICA_ADMIN).await
+    }
+
+    /// `POST /admin/step-down` on a participant replica's HTTP port, with `token`.
+    pub async fn step_down_with(&self, role: Role, token: &str) -> Result<Answer> {
+        let http = self.replica_config(role).http_listen;
+        let url = format!("http://{http}/admin/step-down");
+        let timeout = http_client::DEFAULT_TIMEOUT;
+        Ok(http_client::request(Method::POST, &url, Some(token), timeout).await?)
     }
 
     /// A participant replica's `GET /status`.
     pub async fn replica_status(&self, role: Role) -> Result<ordo_lease::ReplicaStatus> {
-        let (code, body) = http_request(
-            self.replica_config(role).http_listen,
-            "GET",
-            "/status",
-            None,
-        )
-        .await?;
-        if code != 200 {
-            bail!("GET /status of {role:?} answered {code}: {body}");
-        }
+        let http = self.replica_config(role).http_listen;
+        let body = http_client::get_ok(&format!("http://{http}/status"))
+            .await
+            .with_context(|| format!("the status of {role:?}"))?;
         Ok(serde_json::from_str(&body)?)
     }
 
@@ -1151,41 +1147,6 @@ async fn start_participant(cfg: ParticipantConfig, until: Until) -> Result<Node>
 async fn topology_admin(url: &str) -> Result<TopologyAdminServiceClient<Channel>> {
     let channel = Channel::from_shared(url.to_owned())?.connect().await?;
     Ok(TopologyAdminServiceClient::new(channel))
-}
-
-/// A plain HTTP/1.1 request to a node's HTTP port: (status, body).
-pub async fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-) -> Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let auth = bearer
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        stream.write_all(request.as_bytes()).await?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).await?;
-        anyhow::Ok(String::from_utf8_lossy(&response).into_owned())
-    };
-    let text = tokio::time::timeout(Duration::from_secs(10), exchange)
-        .await
-        .with_context(|| format!("{method} {path} on {addr} timed out"))??;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no HTTP status in {text:?}"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
 }
 
 // ---------------------------------------------------------------------------------------

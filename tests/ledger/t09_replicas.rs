@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use ordo_node::http_client::Answer;
 use ordo_proto::ledger::v1 as pb;
 use ordo_testkit::wait_for;
 use sqlx::{PgPool, Row};
@@ -113,8 +114,8 @@ async fn the_passive_replica_takes_over_after_a_crash_and_a_step_down() -> Resul
     // The crashed replica comes back passive; a graceful step-down hands over to it.
     net.restart_passive(A).await?;
     assert!(!net.is_serving(A).await, "the restarted replica is passive");
-    let (code, body) = net.step_down(b).await?;
-    assert_eq!(code, 200, "step-down answered {body}");
+    let Answer { status, body } = net.step_down(b).await?;
+    assert_eq!(status, 200, "step-down answered {body}");
     assert!(body.contains("stepped down"), "{body}");
     net.wait_serving(A).await?;
     wait_for("b to stop serving", PATIENCE, || async {
@@ -130,16 +131,9 @@ async fn the_passive_replica_takes_over_after_a_crash_and_a_step_down() -> Resul
     net.assert_logs_gapless(&[6, 5]).await?;
 
     // A step-down needs the token, and only the active replica steps down.
-    let (code, _) = http_request(
-        net.replica_config(A).http_listen,
-        "POST",
-        "/admin/step-down",
-        Some("wrong"),
-    )
-    .await?;
-    assert_eq!(code, 401);
-    let (code, body) = net.step_down(b).await?;
-    assert_eq!(code, 409, "{body}");
+    assert_eq!(net.step_down_with(A, "wrong").await?.status, 401);
+    let Answer { status, body } = net.step_down(b).await?;
+    assert_eq!(status, 409, "{body}");
     assert!(body.contains("participant-1a"), "{body}");
     Ok(())
 }
@@ -202,8 +196,8 @@ async fn a_command_in_flight_at_the_end_of_a_term_completes_on_the_active_replic
     .await?;
 
     // The term ends: SubmitAndWait answers at once, not after submit_and_wait_timeout.
-    let (code, body) = net.step_down(A).await?;
-    assert_eq!(code, 200, "{body}");
+    let Answer { status, body } = net.step_down(A).await?;
+    assert_eq!(status, 200, "{body}");
     let answered = tokio::time::timeout(Duration::from_secs(5), waiting)
         .await
         .context("SubmitAndWait did not answer within 5 s of the step-down")??;

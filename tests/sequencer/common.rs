@@ -188,27 +188,13 @@ impl Network {
 
     /// Text of node `i`'s Prometheus `/metrics`.
     pub async fn metrics(&self, i: usize) -> anyhow::Result<String> {
-        http_get(self.nodes[i].http, "/metrics").await
+        let url = format!("http://{}/metrics", self.nodes[i].http);
+        Ok(ordo_node::http_client::get_ok(&url).await?)
     }
 }
 
 pub async fn is_serving(endpoint: &str) -> bool {
     ordo_node::serving(endpoint, HEALTH_SERVICE).await
-}
-
-/// A minimal HTTP/1.1 GET on loopback (the metrics endpoint), without another client crate.
-pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let (head, body) = out.split_once("\r\n\r\n").context("no HTTP header end")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    Ok(body.to_owned())
 }
 
 /// The value of the first sample of `metric` (summed over its label sets) in Prometheus text.

@@ -24,8 +24,6 @@ use ordo_sequencer_client::admin::AdminClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use ordo_testkit::{NodeProcess, wait_for};
 
-use crate::common::http_get;
-
 pub(crate) struct Up {
     pub(crate) process: NodeProcess,
     pub(crate) network: serde_json::Value,
@@ -99,8 +97,8 @@ fn bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
 
 /// A replica's `GET /status`, or None when it does not answer.
 pub(crate) async fn replica_status(http: &str) -> Option<ReplicaStatus> {
-    let addr = http.strip_prefix("http://")?.parse().ok()?;
-    let body = http_get(addr, "/status").await.ok()?;
+    let url = ordo_node::http_client::url(http, "/status").ok()?;
+    let body = ordo_node::http_client::get_ok(&url).await.ok()?;
     serde_json::from_str(&body).ok()
 }
 

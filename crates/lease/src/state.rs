@@ -55,6 +55,9 @@ pub enum State {
     },
 }
 
+/// How long after the holder's expiry (as reported) a passive replica tries again.
+pub const EXPIRY_SLACK: Duration = Duration::from_millis(20);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AcquireResult {
     /// The lease is ours with `token`, valid for `valid_for` from the statement's start.
@@ -62,9 +65,11 @@ pub enum AcquireResult {
         token: i64,
         valid_for: Duration,
     },
-    /// Someone else holds an unexpired lease.
+    /// Someone else holds an unexpired lease, which (by the database's clock, at the
+    /// statement) expires in `expires_in` unless renewed.
     Lost {
         holder: Option<String>,
+        expires_in: Option<Duration>,
     },
     Failed,
 }
@@ -238,6 +243,20 @@ impl Machine {
                 };
                 vec![Command::Report(Role::Active { token })]
             }
+            AcquireResult::Lost {
+                expires_in: Some(expires_in),
+                ..
+            } if !step_down => {
+                // A live holder renews long before its lease expires; one that has not
+                // renewed for a while may be gone. Try again right after the expiry
+                // (judged early from the send, plus a little for the statement's
+                // latency) if that comes before the regular retry, so that a dead
+                // holder is replaced within ttl of its last renew rather than up to a
+                // renew period later.
+                let at_expiry = sent_at + expires_in + EXPIRY_SLACK;
+                self.passive(at_expiry.clamp(now, now + t.renew_period));
+                vec![]
+            }
             AcquireResult::Lost { .. } | AcquireResult::Failed => {
                 self.after_release(now, step_down);
                 vec![]
@@ -410,6 +429,7 @@ mod tests {
         m.handle(t0, Input::Tick);
         let lost = AcquireResult::Lost {
             holder: Some("b".into()),
+            expires_in: Some(TTL - ms(100)),
         };
         assert_eq!(m.handle(t0 + ms(5), Input::Acquired(lost)), vec![]);
         assert_eq!(m.role(), Role::Passive);
@@ -418,6 +438,34 @@ mod tests {
             m.handle(t0 + ms(5) + RENEW, Input::Tick),
             vec![Command::TryAcquire]
         );
+    }
+
+    #[test]
+    fn a_lease_about_to_expire_is_tried_again_right_after_its_expiry() {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        m.handle(t0, Input::Tick);
+        // The holder last renewed 2.7 s ago: its lease runs out in 300 ms.
+        let lost = AcquireResult::Lost {
+            holder: Some("b".into()),
+            expires_in: Some(ms(300)),
+        };
+        m.handle(t0 + ms(5), Input::Acquired(lost));
+        assert_eq!(m.role(), Role::Passive);
+        assert_eq!(m.next_wakeup(), t0 + ms(300) + EXPIRY_SLACK);
+        assert_eq!(
+            m.handle(t0 + ms(300) + EXPIRY_SLACK, Input::Tick),
+            vec![Command::TryAcquire]
+        );
+        // Already expired by the time the answer arrives: at once.
+        let mut m = machine(t0);
+        m.handle(t0, Input::Tick);
+        let lost = AcquireResult::Lost {
+            holder: Some("b".into()),
+            expires_in: Some(ms(1)),
+        };
+        m.handle(t0 + ms(50), Input::Acquired(lost));
+        assert_eq!(m.next_wakeup(), t0 + ms(50));
     }
 
     #[test]

@@ -71,7 +71,9 @@ pub async fn acquire(
          )
          SELECT (SELECT fencing_token FROM taken) AS token,
                 (SELECT valid FROM taken) AS valid,
-                (SELECT holder FROM ordo_lease WHERE service = $1) AS holder",
+                (SELECT holder FROM ordo_lease WHERE service = $1) AS holder,
+                (SELECT EXTRACT(EPOCH FROM expires_at - now())::float8
+                 FROM ordo_lease WHERE service = $1) AS remaining",
     )
     .bind(service)
     .bind(holder)
@@ -87,6 +89,7 @@ pub async fn acquire(
         // The holder comes from the statement's snapshot: informational only.
         None => AcquireResult::Lost {
             holder: row.try_get("holder")?,
+            expires_in: row.try_get::<Option<f64>, _>("remaining")?.map(valid_for),
         },
     })
 }

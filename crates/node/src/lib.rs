@@ -1,13 +1,14 @@
 //! What every ordo node does the same way (DESIGN §9): `grpc.health.v1` with NOT_SERVING
 //! before draining, gRPC reflection over all of ordo's services, an HTTP port with
-//! Prometheus `/metrics`, `/livez` and `/readyz`, starting and draining those servers, the
-//! database plumbing of `init` and `run`, the member's key file and the configuration
-//! checks the nodes share.
+//! Prometheus `/metrics`, `/livez` and `/readyz` (and [`http_client`], the client side of
+//! such endpoints), starting and draining those servers, the database plumbing of `init`
+//! and `run`, the member's key file and the configuration checks the nodes share.
 
 pub mod config;
 pub mod db;
 pub mod grpc;
 pub mod http;
+pub mod http_client;
 pub mod key;
 pub mod serve;
 

@@ -13,6 +13,7 @@ use ordo_core::{
 };
 use ordo_lease::{ReplicaConfig, ReplicaStatus};
 use ordo_mediator::MediatorConfig;
+use ordo_node::http_client::{self, Answer, Method};
 use ordo_protocol::topology::encode_key;
 use ordo_protocol::{
     ConfirmationResponse, DomainParameters, InformeeTree, MemberRole, Message, ResponseOutcome,
@@ -461,9 +462,17 @@ impl ReplicaNode {
     }
 
     pub async fn status(&self) -> Result<ReplicaStatus> {
-        let (code, body) = http(self.http, "GET", "/status", None).await?;
-        anyhow::ensure!(code == 200, "GET /status of {}: {code} {body}", self.name);
+        let body = http_client::get_ok(&format!("http://{}/status", self.http))
+            .await
+            .with_context(|| format!("the status of {}", self.name))?;
         Ok(serde_json::from_str(&body)?)
+    }
+
+    /// `POST /admin/step-down` with `token`.
+    pub async fn step_down(&self, token: &str) -> Result<Answer> {
+        let url = format!("http://{}/admin/step-down", self.http);
+        let timeout = http_client::DEFAULT_TIMEOUT;
+        Ok(http_client::request(Method::POST, &url, Some(token), timeout).await?)
     }
 
     /// Kills the replica without any goodbye.
@@ -561,38 +570,4 @@ pub async fn one_serving(replicas: &[&ReplicaNode]) -> Result<usize> {
         },
     )
     .await
-}
-
-/// A plain HTTP/1.0 request; returns the status code and the body.
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    stream
-        .write_all(
-            format!(
-                "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Length: 0\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no status line in {response:?}"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
 }

@@ -1,8 +1,8 @@
 //! Approve, Reject, and responses that must be ignored.
 
 use anyhow::Result;
+use ordo_node::http_client;
 use ordo_protocol::{ResponseOutcome, Verdict, VerdictOutcome};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
@@ -101,7 +101,7 @@ async fn approve_reject_and_ignored_responses() -> Result<()> {
     }
 
     // The metrics show the decisions.
-    let metrics = http_get(node.http, "/metrics").await?;
+    let metrics = http_client::get_ok(&format!("http://{}/metrics", node.http)).await?;
     assert!(
         metrics.contains("ordo_mediator_verdicts_total{outcome=\"approve\"}"),
         "{metrics}"
@@ -111,14 +111,4 @@ async fn approve_reject_and_ignored_responses() -> Result<()> {
     assert!(metrics.contains("ordo_mediator_decision_latency_seconds"));
     node.stop().await?;
     Ok(())
-}
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body).await?;
-    Ok(body)
 }

@@ -106,20 +106,13 @@ async fn a_passive_replica_takes_over_and_resumes_in_flight_requests() -> Result
     // A step-down hands over to a third replica; the old active stays up, passive.
     let c = d.start_replica("mediator-c", Some(token_file)).await?;
     assert!(!c.serving().await);
-    let (code, _) = http(passive.http, "POST", "/admin/step-down", Some("wrong")).await?;
-    assert_eq!(code, 401);
+    assert_eq!(passive.step_down("wrong").await?.status, 401);
     assert!(
         passive.serving().await,
         "a refused step-down changes nothing"
     );
-    let (code, body) = http(
-        passive.http,
-        "POST",
-        "/admin/step-down",
-        Some(STEP_DOWN_TOKEN),
-    )
-    .await?;
-    assert_eq!(code, 200, "{body}");
+    let answer = passive.step_down(STEP_DOWN_TOKEN).await?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(one_serving(&[&passive, &c]).await?, 1);
     assert_eq!(passive.status().await?.role, "passive");
 

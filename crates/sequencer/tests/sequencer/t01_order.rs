@@ -1,21 +1,12 @@
 //! Concurrent writers on two nodes; every reader on every node sees the same order.
 
 use anyhow::Result;
+use ordo_node::http_client;
 use ordo_proto::sequencer::v1 as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::*;
 
 const PER_SENDER: usize = 40;
-
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<String> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_deliver_one_order() -> Result<()> {
@@ -138,14 +129,12 @@ async fn two_nodes_deliver_one_order() -> Result<()> {
     let st = status(n1).await?;
     assert_eq!(st.events, (2 * PER_SENDER) as i64);
     assert_eq!(st.head_timestamp, *all.last().unwrap_or(&0));
-    let metrics = http_get(n0.http, "/metrics").await?;
+    let metrics = http_client::get_ok(&format!("http://{}/metrics", n0.http)).await?;
     assert!(metrics.contains("ordo_sequencer_sends_total"), "{metrics}");
-    assert!(
-        http_get(n0.http, "/readyz")
-            .await?
-            .starts_with("HTTP/1.0 200")
-    );
-    assert!(http_get(n0.http, "/livez").await?.contains("ok"));
+    let readyz = http_client::get(&format!("http://{}/readyz", n0.http)).await?;
+    assert_eq!(readyz.status, 200, "{}", readyz.body);
+    let livez = http_client::get_ok(&format!("http://{}/livez", n0.http)).await?;
+    assert_eq!(livez, "ok");
 
     n2.stop().await?;
     for n in net.nodes {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use ordo_core::{KeyPair, MemberId, Timestamp};
 use ordo_lease::{ReplicaConfig, ReplicaStatus};
+use ordo_node::http_client::{self, Answer, Method};
 use ordo_proto::admin::v1 as pb;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_protocol::{Message, SignedMessage, TopologyState, TopologyTransaction};
@@ -313,17 +314,6 @@ pub async fn db_counts(pool: &sqlx::PgPool) -> Result<(i64, i64)> {
     Ok((total, pending))
 }
 
-/// A plain HTTP GET on the node's HTTP port (for /metrics).
-pub async fn http_get(addr: SocketAddr, path: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    Ok(out)
-}
-
 /// Lease timing of the replicas in the failover tests: a crashed active is replaced within
 /// about two seconds.
 pub fn short_lease(name: &str, admin_token_file: Option<std::path::PathBuf>) -> ReplicaConfig {
@@ -404,9 +394,17 @@ impl ReplicaNode {
     }
 
     pub async fn status(&self) -> Result<ReplicaStatus> {
-        let (code, body) = http(self.http, "GET", "/status", None).await?;
-        anyhow::ensure!(code == 200, "GET /status of {}: {code} {body}", self.name);
+        let body = http_client::get_ok(&format!("http://{}/status", self.http))
+            .await
+            .with_context(|| format!("the status of {}", self.name))?;
         Ok(serde_json::from_str(&body)?)
+    }
+
+    /// `POST /admin/step-down` with `token`.
+    pub async fn step_down(&self, token: &str) -> Result<Answer> {
+        let url = format!("http://{}/admin/step-down", self.http);
+        let timeout = http_client::DEFAULT_TIMEOUT;
+        Ok(http_client::request(Method::POST, &url, Some(token), timeout).await?)
     }
 
     /// Kills the replica without any goodbye.
@@ -452,35 +450,4 @@ pub async fn one_serving(replicas: &[&ReplicaNode]) -> Result<usize> {
         },
     )
     .await
-}
-
-/// A plain HTTP/1.0 request; returns the status code and the body.
-pub async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    s.write_all(
-        format!("{method} {path} HTTP/1.0\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
-            .as_bytes(),
-    )
-    .await?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).await?;
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .with_context(|| format!("no status line in {out:?}"))?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use ordo_core::{KeyPair, MemberId, PartyId};
+use ordo_node::http_client;
 use ordo_proto::admin::v1 as pb;
 use ordo_protocol::{MemberRole, TopologyChange};
 
@@ -238,7 +239,7 @@ async fn bootstrap_members_parties_and_a_follower_agrees() -> Result<()> {
     assert_eq!(registered.len(), 4);
 
     // Metrics.
-    let metrics = http_get(node.http, "/metrics").await?;
+    let metrics = http_client::get_ok(&format!("http://{}/metrics", node.http)).await?;
     assert!(metrics.contains("ordo_topology_serial"), "{metrics}");
     assert!(
         metrics.contains("ordo_topology_changes_total{kind=\"allocate_party\"}"),

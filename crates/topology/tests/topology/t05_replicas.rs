@@ -121,14 +121,8 @@ async fn replicas_fail_over_and_hand_over_without_a_second_bootstrap() -> Result
     // A step-down hands over to a third replica; the old active stays up, passive, and
     // names the new one.
     let c3 = ReplicaNode::start(&cfg, "topology-c", Some(token_file)).await?;
-    let (code, body) = http(
-        passive.http,
-        "POST",
-        "/admin/step-down",
-        Some(STEP_DOWN_TOKEN),
-    )
-    .await?;
-    assert_eq!(code, 200, "{body}");
+    let answer = passive.step_down(STEP_DOWN_TOKEN).await?;
+    assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(one_serving(&[&passive, &c3]).await?, 1);
     let status = passive.status().await?;
     assert_eq!(status.role, "passive");
