@@ -13,7 +13,7 @@ use ordo_core::{
 };
 use ordo_lease::{ReplicaConfig, ReplicaStatus};
 use ordo_mediator::MediatorConfig;
-use ordo_node::http_client::{self, Answer, Method};
+use ordo_node::http_client::StatusCode;
 use ordo_protocol::topology::encode_key;
 use ordo_protocol::{
     ConfirmationResponse, DomainParameters, InformeeTree, MemberRole, Message, ResponseOutcome,
@@ -462,17 +462,14 @@ impl ReplicaNode {
     }
 
     pub async fn status(&self) -> Result<ReplicaStatus> {
-        let body = http_client::get_ok(&format!("http://{}/status", self.http))
+        ordo_lease::client::status(&format!("http://{}", self.http))
             .await
-            .with_context(|| format!("the status of {}", self.name))?;
-        Ok(serde_json::from_str(&body)?)
+            .with_context(|| format!("the status of {}", self.name))
     }
 
     /// `POST /admin/step-down` with `token`.
-    pub async fn step_down(&self, token: &str) -> Result<Answer> {
-        let url = format!("http://{}/admin/step-down", self.http);
-        let timeout = http_client::DEFAULT_TIMEOUT;
-        Ok(http_client::request(Method::POST, &url, Some(token), timeout).await?)
+    pub async fn step_down(&self, token: &str) -> Result<(StatusCode, String)> {
+        Ok(ordo_lease::client::step_down(&format!("http://{}", self.http), token).await?)
     }
 
     /// Kills the replica without any goodbye.

@@ -106,13 +106,13 @@ async fn a_passive_replica_takes_over_and_resumes_in_flight_requests() -> Result
     // A step-down hands over to a third replica; the old active stays up, passive.
     let c = d.start_replica("mediator-c", Some(token_file)).await?;
     assert!(!c.serving().await);
-    assert_eq!(passive.step_down("wrong").await?.status, 401);
+    assert_eq!(passive.step_down("wrong").await?.0, 401);
     assert!(
         passive.serving().await,
         "a refused step-down changes nothing"
     );
-    let answer = passive.step_down(STEP_DOWN_TOKEN).await?;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (status, message) = passive.step_down(STEP_DOWN_TOKEN).await?;
+    assert_eq!(status, 200, "{message}");
     assert_eq!(one_serving(&[&passive, &c]).await?, 1);
     assert_eq!(passive.status().await?.role, "passive");
 

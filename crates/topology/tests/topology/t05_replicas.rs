@@ -121,8 +121,8 @@ async fn replicas_fail_over_and_hand_over_without_a_second_bootstrap() -> Result
     // A step-down hands over to a third replica; the old active stays up, passive, and
     // names the new one.
     let c3 = ReplicaNode::start(&cfg, "topology-c", Some(token_file)).await?;
-    let answer = passive.step_down(STEP_DOWN_TOKEN).await?;
-    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (status, message) = passive.step_down(STEP_DOWN_TOKEN).await?;
+    assert_eq!(status, 200, "{message}");
     assert_eq!(one_serving(&[&passive, &c3]).await?, 1);
     let status = passive.status().await?;
     assert_eq!(status.role, "passive");
