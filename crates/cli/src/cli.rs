@@ -36,6 +36,8 @@ pub enum Command {
     Mediator(Box<NodeCommand>),
     /// Run a participant shard (`ordo participant init` provisions its database and key).
     Participant(Box<NodeCommand>),
+    /// Run the JSON API gateway: HTTP/JSON in front of the shards (docs/gateway.md).
+    Gateway(Box<crate::gateway::GatewayArgs>),
     /// Run a whole local network: a private Postgres and every node, until Ctrl-C.
     Up(UpArgs),
     /// Print a Ledger API bearer token (HS256 JWT) for the network `ordo up` runs.

@@ -5,6 +5,7 @@
 mod admin;
 mod cli;
 mod config;
+mod gateway;
 mod network;
 mod node;
 mod roles;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Command::Topology(cmd) => node::main::<roles::Topology>(*cmd),
         Command::Mediator(cmd) => node::main::<roles::Mediator>(*cmd),
         Command::Participant(cmd) => node::main::<roles::Participant>(*cmd),
+        Command::Gateway(args) => gateway::main(*args),
         Command::Up(args) => up::main(args),
         Command::Token(args) => token::main(&args),
         Command::Admin(args) => admin::main(args),

@@ -1,0 +1,125 @@
+//! Errors: [`ApiError`], what a request is answered with (`{"status": N, "errors": [..]}`),
+//! and the one mapping from the Ledger API's gRPC codes to HTTP statuses; and
+//! [`GatewayError`], why the gateway could not start or stopped.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use ordo_ledger_client::LedgerError;
+use ordo_node::config::ConfigError;
+use serde_json::json;
+use tonic::Code;
+
+/// Why the gateway could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Network(#[from] LedgerError),
+    #[error("HTTP server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// A request's failure: its HTTP status and what to tell the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+}
+
+/// The HTTP status of a Ledger API failure. The one place the gateway maps codes: every
+/// handler's ledger error goes through here.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        // Not active, locked by a pending transaction, or a duplicate command id.
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(e: LedgerError) -> Self {
+        Self::new(http_status(e.code()), e.message())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::warn!(status = self.status.as_u16(), error = %self.message, "request failed");
+        }
+        let body = json!({ "status": self.status.as_u16(), "errors": [self.message] });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// A successful answer: `{"status": 200, "result": …}`.
+pub fn ok(result: impl serde::Serialize) -> Response {
+    Json(json!({ "status": 200, "result": result })).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledger_codes_map_to_the_documented_statuses() {
+        for (code, status) in [
+            (Code::InvalidArgument, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::FailedPrecondition, 409),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 503),
+        ] {
+            assert_eq!(http_status(code).as_u16(), status, "{code:?}");
+        }
+        let e = ApiError::from(LedgerError::Status {
+            code: Code::FailedPrecondition,
+            message: "contract 12 is not active".into(),
+        });
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.message, "contract 12 is not active");
+        let c = ApiError::from(LedgerError::Connect {
+            endpoint: "http://127.0.0.1:1".into(),
+            reason: "refused".into(),
+        });
+        assert_eq!(c.status, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,151 @@
+//! The HTTP server: the `/v1` API behind the tower-http layers, `/livez`, `/readyz` and
+//! `/metrics`, and the readiness check.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use ordo_ledger_client::Network;
+use ordo_participant::auth::Authenticator;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{GatewayConfig, NODE};
+use crate::error::GatewayError;
+use crate::state::Gateway;
+
+/// How often readiness is checked until the gateway is ready.
+const READY_POLL: Duration = Duration::from_millis(200);
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then drains in-flight
+/// requests. Fails at once on a bad configuration or an unreadable network file.
+pub async fn run(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    config.validate()?;
+    let network = Network::load(&config.network_file)?;
+    let auth = config.effective_auth(&network)?;
+    let authenticator = Authenticator::new(&auth)
+        .map_err(|e| ordo_node::config::ConfigError { node: NODE, ..e })?;
+    let gateway = Arc::new(Gateway::new(network, authenticator));
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let readiness = tokio::spawn(become_ready(gateway.clone(), ready_tx));
+    let app = app(&config, gateway, ready_rx);
+    tracing::info!(addr = %listener.local_addr()?, network = %config.network_file.display(), "gateway serving");
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    readiness.abort();
+    Ok(served?)
+}
+
+/// The whole service: the API and the node endpoints behind the shared layers.
+fn app(config: &GatewayConfig, gateway: Arc<Gateway>, ready: watch::Receiver<bool>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let api = crate::api::routes()
+        .route_layer(axum::middleware::from_fn(track))
+        .with_state(gateway);
+    let mut app = api.merge(ordo_node::router(ready)).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(
+                |req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                },
+            ))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .layer(CompressionLayer::new())
+            .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            ))
+            .layer(DefaultBodyLimit::max(config.max_body_bytes)),
+    );
+    if let Some(cors) = cors(&config.cors_allowed_origins) {
+        app = app.layer(cors);
+    }
+    app
+}
+
+/// CORS for the configured origins; `None` when none are (no CORS headers at all).
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        // Checked by `GatewayConfig::validate`.
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers(Any)
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Counts requests by route and status, and times them by route.
+async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
+    let route = path.as_str().to_owned();
+    let start = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ordo_gateway_requests_total", "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("ordo_gateway_request_duration_seconds", "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// Ready once the topology manager (or, without one, a participant) has answered for the
+/// network's parties: the gateway can route.
+async fn become_ready(gateway: Arc<Gateway>, ready: watch::Sender<bool>) {
+    loop {
+        match gateway.network.parties().await {
+            Ok(parties) => {
+                for p in parties {
+                    gateway.remember(&p.party, &p.shard);
+                }
+                tracing::info!("gateway ready: topology answered");
+                ready.send_replace(true);
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, "gateway not ready yet"),
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cors_only_when_origins_are_configured() {
+        assert!(cors(&[]).is_none());
+        assert!(cors(&["*".into()]).is_some());
+        assert!(cors(&["https://app.example".into()]).is_some());
+    }
+}

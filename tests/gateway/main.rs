@@ -1,0 +1,32 @@
+//! The JSON API gateway over HTTP against a real network: `ordo up` (real node processes),
+//! the gateway in-process on 127.0.0.1:0, driven with a real HTTP client (reqwest).
+//!
+//! One network serves the whole suite (it is about fifteen processes); the numbered
+//! modules run in order on it, each on its own parties.
+
+mod harness;
+#[allow(dead_code)] // the HA suite's network harness; this suite uses `Net::start`
+#[path = "../ha/harness.rs"]
+mod net;
+
+mod s1_story;
+mod s2_statuses;
+mod s3_double_spend;
+
+use std::path::Path;
+
+use harness::Env;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_over_http() -> anyhow::Result<()> {
+    let mut env = Env::start(Path::new(env!("CARGO_BIN_EXE_ordo"))).await?;
+    let outcome = async {
+        s1_story::run(&env).await?;
+        s2_statuses::run(&env).await?;
+        s3_double_spend::run(&env).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    let logs = env.stop().await;
+    outcome.map_err(|e| anyhow::anyhow!("{e:#}\n--- ordo up's output:\n{logs}"))
+}
