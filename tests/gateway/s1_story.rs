@@ -160,6 +160,35 @@ pub async fn run(env: &Env) -> Result<()> {
         "alice must not see bob's Iou: {not_bobs}"
     );
 
+    // Create-and-exercise with a consuming choice: bank issues an Iou to itself and
+    // transfers it to bob in one command; the issued Iou is transient.
+    let issued = env
+        .ok(
+            "/v1/create-and-exercise",
+            &bank_t,
+            &json!({"templateId": IOU,
+                    "payload": {"issuer": "bank", "owner": "bank", "currency": "EUR", "amount": "7"},
+                    "choice": "Transfer", "argument": {"newOwner": "bob"}}),
+        )
+        .await?;
+    let direct = issued["exerciseResult"]
+        .as_str()
+        .context("exerciseResult")?
+        .to_owned();
+    let bob_now = wait_for(
+        "bob's shard to show the second Iou",
+        CROSS_SHARD,
+        || async {
+            let ious = env.ious(&bob_t).await.ok()?;
+            (ious.len() == 2).then_some(ious)
+        },
+    )
+    .await?;
+    ensure!(
+        bob_now.contains(&(direct.clone(), "bob".to_owned())),
+        "{bob_now:?}"
+    );
+
     // Node endpoints, request ids, metrics.
     let r = env
         .http

@@ -16,3 +16,4 @@ mod t06_deduplication;
 mod t07_restart;
 mod t08_bad_input;
 mod t09_replicas;
+mod t10_create_and_exercise;

@@ -316,16 +316,20 @@ impl Transaction {
         let mut nodes = BTreeMap::new();
         let mut inputs = BTreeMap::new();
         let mut roots = Vec::new();
-        for root in &projection.roots {
-            let subtree = self.subtree(*root);
-            let created_here: BTreeSet<ContractId> = subtree
-                .iter()
-                .filter_map(|id| match &self.nodes[*id] {
-                    Node::Create { contract_id, .. } => Some(*contract_id),
-                    _ => None,
-                })
-                .collect();
-            for id in &subtree {
+        let subtrees: Vec<Vec<NodeId>> =
+            projection.roots.iter().map(|r| self.subtree(*r)).collect();
+        // Contracts the view itself creates, in any of its subtrees (a create-and-exercise
+        // has the create and the exercise as two roots): never inputs.
+        let created_here: BTreeSet<ContractId> = subtrees
+            .iter()
+            .flatten()
+            .filter_map(|id| match &self.nodes[*id] {
+                Node::Create { contract_id, .. } => Some(*contract_id),
+                _ => None,
+            })
+            .collect();
+        for (root, subtree) in projection.roots.iter().zip(&subtrees) {
+            for id in subtree {
                 let node = &self.nodes[*id];
                 let cid = node.contract_id();
                 if !matches!(node, Node::Create { .. })

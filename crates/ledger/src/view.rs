@@ -38,6 +38,10 @@ pub fn reinterpret_view(
             )));
         }
     }
+    // The contracts a root may use: the view's inputs, and what earlier roots created and
+    // did not consume (a create-and-exercise is two roots: the create, then the exercise
+    // of the contract it created).
+    let mut known = view.inputs.clone();
     for root in &view.roots {
         if root.parent.is_none() && root.authorizers != view.submitters {
             return Err(LedgerError::Conformance(format!(
@@ -51,7 +55,7 @@ pub fn reinterpret_view(
         let node = view.nodes.get(&root.node).ok_or_else(|| {
             LedgerError::Conformance(format!("root node {} is not in the view", root.node))
         })?;
-        machine.reset(view.inputs.clone(), root.node, root.authorizers.clone());
+        machine.reset(known.clone(), root.node, root.authorizers.clone());
         let auth = &root.authorizers;
         let outcome = match node {
             Node::Create { contract, .. } => {
@@ -90,7 +94,26 @@ pub fn reinterpret_view(
             )),
             other => other,
         })?;
-        compare(view, root.node, &machine.nodes())?;
+        let produced = machine.nodes();
+        compare(view, root.node, &produced)?;
+        for node in &produced {
+            match node {
+                Node::Create {
+                    contract_id,
+                    contract,
+                } => {
+                    known.insert(*contract_id, contract.clone());
+                }
+                Node::Exercise {
+                    contract_id,
+                    consuming: true,
+                    ..
+                } => {
+                    known.remove(contract_id);
+                }
+                _ => {}
+            }
+        }
     }
     Ok(())
 }
