@@ -43,7 +43,7 @@ pub struct Report {
     /// Per service: milliseconds from SIGKILL to the first commit through the successor.
     services: Vec<ServiceReport>,
     /// The lease settings of the replicas (`ordo up`'s defaults).
-    lease: &'static str,
+    lease: String,
 }
 
 #[derive(Serialize)]
@@ -56,8 +56,6 @@ struct ServiceReport {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-/// `ordo up`'s replicas renew their lease this often (the default).
-const RENEW_PERIOD_MS: u64 = 1000;
 
 pub async fn run(args: Args) -> Result<Report> {
     let ordo = match args.ordo {
@@ -70,6 +68,8 @@ pub async fn run(args: Args) -> Result<Report> {
             ordo.display()
         );
     }
+    // The lease settings `ordo up` gives its replicas: the defaults.
+    let lease = ordo_lease::ReplicaConfig::default();
     let mut net = Net::start(&ordo).await?;
     let ledger = Arc::new(Ledger::setup(&net.network, 1).await?);
     let mut services = Vec::new();
@@ -81,10 +81,8 @@ pub async fn run(args: Args) -> Result<Report> {
             let victim = net.active(service, TIMEOUT).await?;
             // At a random moment of the victim's renew cycle: a loop of fixed steps would
             // otherwise kill at the same phase every run.
-            tokio::time::sleep(Duration::from_millis(rand::random_range(
-                0..RENEW_PERIOD_MS,
-            )))
-            .await;
+            let renew_ms = lease.renew_period.as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..renew_ms))).await;
             let killed_at = Instant::now();
             victim.signal(Signal::SIGKILL).await?;
             let committed_at = probe(&net, &ledger, service, run).await?;
@@ -109,7 +107,12 @@ pub async fn run(args: Args) -> Result<Report> {
     }
     Ok(Report {
         services,
-        lease: "ttl 3000 ms, renew_period 1000 ms, safety_margin 500 ms",
+        lease: format!(
+            "ttl {} ms, renew_period {} ms, safety_margin {} ms",
+            lease.ttl.as_millis(),
+            lease.renew_period.as_millis(),
+            lease.safety_margin.as_millis()
+        ),
     })
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -638,19 +638,15 @@ async fn wait_for_log(
     committed: usize,
 ) -> Result<Vec<(i64, String, String)>> {
     let expected = ledger.issues_on(shard) + committed;
-    let mut last = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        last = ledger.update_log(shard).await?;
-        if last.len() >= expected {
-            return Ok(last);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!(
-        "{shard}'s log has {} transactions after 30 s, expected {expected}",
-        last.len()
+    wait_for(
+        &format!("{shard}'s log to hold {expected} transactions"),
+        Duration::from_secs(30),
+        || async {
+            let log = ledger.update_log(shard).await.ok()?;
+            (log.len() >= expected).then_some(log)
+        },
     )
+    .await
 }
 
 /// An answer of the ledger itself (the command did not commit) rather than a failure to
