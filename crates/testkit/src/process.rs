@@ -1,11 +1,14 @@
 //! A node process started from a binary, its output kept in a log file, killable with any
-//! signal. Killed (SIGKILL) on drop so a failing test leaves nothing running.
+//! signal. It runs in a process group of its own, which is killed (SIGKILL) on drop, so a
+//! failing test leaves nothing running: not the process, and not the processes it started
+//! (`ordo up`'s nodes).
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 pub struct NodeProcess {
@@ -23,11 +26,26 @@ impl NodeProcess {
             .open(log)
             .with_context(|| format!("opening log {}", log.display()))?;
         let err = out.try_clone()?;
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
+            // Its own group, led by it: `kill` reaches whatever it started too.
+            .process_group(0);
+        // SIGTERM when the test process dies without dropping it (killed, or Ctrl-C, which
+        // no longer reaches the group), so `ordo up` still stops the nodes it started. The
+        // signal comes when the spawning *thread* ends: callers spawn from the test's
+        // runtime threads, which live as long as the test.
+        // SAFETY: `pre_exec` runs between fork and exec; `prctl` is async-signal-safe.
+        #[allow(unsafe_code)]
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+            });
+        }
+        let child = command
             .spawn()
             .with_context(|| format!("starting {name}: {}", bin.display()))?;
         Ok(Self {
@@ -55,18 +73,21 @@ impl NodeProcess {
         kill(Pid::from_raw(pid), sig).with_context(|| format!("{sig} to {}", self.name))
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL to the process and every process of its group (what it started), and reap.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 
-    /// SIGTERM, then wait up to `timeout` for a clean exit (SIGKILL after that).
-    /// Returns whether it exited by itself.
+    /// SIGTERM, then wait up to `timeout` for a clean exit (SIGKILL to its group after
+    /// that). Returns whether it exited by itself.
     pub fn terminate(&mut self, timeout: std::time::Duration) -> bool {
-        let Some(mut c) = self.child.take() else {
+        let Some(c) = self.child.as_mut() else {
             return true;
         };
         if let Ok(pid) = i32::try_from(c.id()) {
@@ -75,12 +96,12 @@ impl NodeProcess {
         let deadline = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = c.try_wait() {
+                self.child = None;
                 return true;
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        let _ = c.kill();
-        let _ = c.wait();
+        self.kill();
         false
     }
 
