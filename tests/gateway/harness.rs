@@ -1,5 +1,7 @@
-//! `ordo up` in a temporary directory, the gateway in-process, and an HTTP client whose
-//! calls check the answer's shape (`{"status": N, "result"|"errors"}`).
+//! `ordo up` in a temporary directory, the gateway in-process (with its cache in that
+//! directory; it can be stopped and started again on the same file, and a second one with
+//! its own cache started beside it), and an HTTP client whose calls check the answer's
+//! shape (`{"status": N, "result"|"errors"}`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,15 +20,78 @@ pub const IOU: &str = "iou:Iou";
 pub const PACKAGE: &[u8] = include_bytes!("../../examples/packages/iou.toml");
 /// How long a transaction committed on one shard may take to show on another.
 pub const CROSS_SHARD: Duration = Duration::from_secs(20);
+/// How long a gateway may take to become ready (its cache filled from the shards).
+const READY: Duration = Duration::from_secs(60);
 
 pub struct Env {
     /// The network; stopped when the environment is dropped.
     net: Net,
     pub network: Network,
+    /// The gateway's base URL (it changes when the gateway is restarted).
     pub base: String,
     pub http: reqwest::Client,
+    /// The gateway's cache file.
+    pub cache_file: PathBuf,
+    gateway: Option<Gateway>,
+}
+
+/// A gateway running in-process on 127.0.0.1:0.
+pub struct Gateway {
+    pub base: String,
     stop: Option<oneshot::Sender<()>>,
-    gateway: Option<JoinHandle<Result<(), ordo_gateway::GatewayError>>>,
+    task: Option<JoinHandle<Result<(), ordo_gateway::GatewayError>>>,
+}
+
+impl Gateway {
+    /// Starts a gateway routing by `network_file` with its cache in `cache_file`, and waits
+    /// until it is ready.
+    pub async fn start(
+        network_file: &Path,
+        cache_file: &Path,
+        http: &reqwest::Client,
+    ) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut config = GatewayConfig {
+            network_file: network_file.to_owned(),
+            ..Default::default()
+        };
+        config.cache.file = cache_file.to_owned();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ordo_gateway::run(config, listener, async {
+            let _ = stopped.await;
+        }));
+        let readyz = format!("{base}/readyz");
+        wait_for("the gateway's /readyz", READY, || async {
+            let r = http.get(&readyz).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await?;
+        Ok(Self {
+            base,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops the gateway and waits until it has (its cache closed and unlocked).
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+
+    /// The HTTP calls to this gateway.
+    pub fn api<'a>(&'a self, http: &'a reqwest::Client) -> Api<'a> {
+        Api {
+            base: &self.base,
+            http,
+        }
+    }
 }
 
 /// An answer: the HTTP status and the body's `result` (or its `errors`, joined).
@@ -40,45 +105,48 @@ pub struct Answer {
 impl Env {
     pub async fn start(ordo: &Path) -> Result<Self> {
         let net = Net::start(ordo).await?;
-        let file: PathBuf = net.dir.path().join("net/network.json");
         let network = net.network.clone();
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let config = GatewayConfig {
-            network_file: file,
-            ..Default::default()
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let gateway = tokio::spawn(ordo_gateway::run(config, listener, async {
-            let _ = stopped.await;
-        }));
+        let cache_file = net.dir.path().join("gateway-cache.sqlite");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        let readyz = format!("{base}/readyz");
-        wait_for("the gateway's /readyz", Duration::from_secs(60), || async {
-            let r = http.get(&readyz).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await?;
+        let gateway = Gateway::start(&network.path, &cache_file, &http).await?;
         Ok(Self {
             net,
             network,
-            base,
+            base: gateway.base.clone(),
             http,
-            stop: Some(stop),
+            cache_file,
             gateway: Some(gateway),
         })
     }
 
+    /// The temporary directory the network and the cache live in.
+    pub fn dir(&self) -> &Path {
+        self.net.dir.path()
+    }
+
+    /// Stops the gateway (it must stop cleanly).
+    pub async fn stop_gateway(&mut self) -> Result<()> {
+        match self.gateway.take() {
+            Some(mut g) => g.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Starts the gateway again, on the same cache file (stopping it first if it runs).
+    pub async fn restart_gateway(&mut self) -> Result<()> {
+        self.stop_gateway().await?;
+        let gateway = Gateway::start(&self.network.path, &self.cache_file, &self.http).await?;
+        self.base = gateway.base.clone();
+        self.gateway = Some(gateway);
+        Ok(())
+    }
+
     /// Stops the gateway; ordo up's output (the network stops when `self` is dropped).
     pub async fn stop(&mut self) -> String {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(g) = self.gateway.take() {
-            let _ = g.await;
+        if let Err(e) = self.stop_gateway().await {
+            return format!("the gateway failed: {e:#}\n{}", self.net.up_log());
         }
         self.net.up_log()
     }
@@ -91,6 +159,49 @@ impl Env {
         Ok(self.network.party_token(&[party])?)
     }
 
+    /// The HTTP calls to the gateway.
+    pub fn api(&self) -> Api<'_> {
+        Api {
+            base: &self.base,
+            http: &self.http,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Answer> {
+        self.api().post(path, token, body).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Answer> {
+        self.api().post_raw(path, token, body).await
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<Answer> {
+        self.api().get(path, token).await
+    }
+
+    /// `POST` that must succeed; its result.
+    pub async fn ok(&self, path: &str, token: &str, body: &Value) -> Result<Value> {
+        self.api().ok(path, token, body).await
+    }
+
+    /// The active Ious `token` sees, as (contract id, owner) pairs, sorted.
+    pub async fn ious(&self, token: &str) -> Result<Vec<(String, String)>> {
+        self.api().ious(token).await
+    }
+}
+
+/// The calls to one gateway.
+pub struct Api<'a> {
+    pub base: &'a str,
+    http: &'a reqwest::Client,
+}
+
+impl Api<'_> {
     pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Result<Answer> {
         let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
         if let Some(t) = token {
@@ -123,7 +234,7 @@ impl Env {
     /// `POST` that must succeed; its result.
     pub async fn ok(&self, path: &str, token: &str, body: &Value) -> Result<Value> {
         let a = self.post(path, Some(token), body).await?;
-        ensure!(a.status == 200, "POST {path} {body}: {a:?}");
+        ensure!(a.status == 200, "POST {}{path} {body}: {a:?}", self.base);
         Ok(a.result)
     }
 
@@ -152,6 +263,17 @@ impl Env {
             .collect();
         ious.sort();
         Ok(ious)
+    }
+
+    /// The gateway's Prometheus text.
+    pub async fn metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The JSON API gateway over HTTP against a real network: `ordo up` (real node processes),
-//! the gateway in-process on 127.0.0.1:0, driven with a real HTTP client (reqwest).
+//! the gateway in-process on 127.0.0.1:0, driven with a real HTTP client (reqwest) and a
+//! real WebSocket client (tokio-tungstenite).
 //!
 //! One network serves the whole suite (it is about fifteen processes); the numbered
 //! modules run in order on it, each on its own parties.
@@ -12,6 +13,11 @@ mod net;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
+mod s4_cache;
+mod s5_two_gateways;
+mod s6_stream;
+mod s7_openapi;
+mod s8_shard_add;
 
 use std::path::Path;
 
@@ -24,6 +30,11 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s1_story::run(&env).await?;
         s2_statuses::run(&env).await?;
         s3_double_spend::run(&env).await?;
+        s4_cache::run(&mut env).await?;
+        s5_two_gateways::run(&env).await?;
+        s6_stream::run(&env).await?;
+        s7_openapi::run(&env).await?;
+        s8_shard_add::run(&env).await?;
         anyhow::Ok(())
     }
     .await;

@@ -364,7 +364,7 @@ impl Ledger {
         let client = self.client(&owner)?;
         // A transfer commits on the submitting shard first; the new owner's shard applies
         // it moments later. Submit once the owner's shard sees the Iou.
-        self.visible(&client, &owner, &cid_of(&submission)).await?;
+        visible(&client, &owner, &cid_of(&submission)).await?;
         let submitted_at = Instant::now();
         let result = client.submit(submission).await;
         let outcome = match result {
@@ -396,29 +396,6 @@ impl Ledger {
             answered_at: Instant::now(),
             outcome,
         })
-    }
-
-    /// Waits until `party`'s shard lists `cid` among its active contracts.
-    async fn visible(&self, client: &ShardClient, party: &str, cid: &str) -> Result<()> {
-        let filter = Filter::party(party);
-        wait_for(
-            &format!("{party}'s shard to show {cid}"),
-            Duration::from_secs(30),
-            || async {
-                let acs = client
-                    .read(|c| {
-                        let filter = filter.clone();
-                        async move { c.active_contracts(&filter).await }
-                    })
-                    .await
-                    .ok()?;
-                acs.contracts
-                    .iter()
-                    .any(|c| c.contract_id == cid)
-                    .then_some(())
-            },
-        )
-        .await
     }
 
     /// Runs every worker's transfers back to back until `stop` is set; every record.
@@ -681,4 +658,27 @@ impl Ledger {
 /// Records answered after `at`.
 pub fn after(records: &[Record], at: Instant) -> impl Iterator<Item = &Record> {
     records.iter().filter(move |r| r.answered_at > at)
+}
+
+/// Waits until `party`'s shard lists `cid` among its active contracts.
+pub async fn visible(client: &ShardClient, party: &str, cid: &str) -> Result<()> {
+    let filter = Filter::party(party);
+    wait_for(
+        &format!("{party}'s shard to show {cid}"),
+        Duration::from_secs(30),
+        || async {
+            let acs = client
+                .read(|c| {
+                    let filter = filter.clone();
+                    async move { c.active_contracts(&filter).await }
+                })
+                .await
+                .ok()?;
+            acs.contracts
+                .iter()
+                .any(|c| c.contract_id == cid)
+                .then_some(())
+        },
+    )
+    .await
 }

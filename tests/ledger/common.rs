@@ -1168,7 +1168,7 @@ fn mint(act_as: &[&str], read_as: &[&str], admin: bool) -> String {
             act_as: act_as.iter().map(|s| (*s).to_owned()).collect(),
             read_as: read_as.iter().map(|s| (*s).to_owned()).collect(),
             admin,
-            application_id: None,
+            ..Default::default()
         },
         None,
     )

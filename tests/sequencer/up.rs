@@ -1,10 +1,12 @@
 //! `ordo up`: one command runs a local network (two active-active sequencers, two replicas
-//! each of the topology manager, the mediator and two participant shards); it writes
-//! network.json when every node is ready, listing each with its service and role (one
-//! active replica per service), keeps the roles current, stops cleanly on SIGTERM, and a
-//! second run on the same directory resumes the same network with its data and member
-//! identities. `ordo token` mints a token the participants accept; `ordo admin status`
-//! reports every node and `ordo admin failover` hands a service over.
+//! each of the topology manager, the mediator and two participant shards, and a gateway);
+//! it writes network.json when every node is ready, listing each with its service and role
+//! (one active replica per service) and the gateway with its HTTP endpoint, keeps the roles
+//! current, stops cleanly on SIGTERM, and a second run on the same directory resumes the
+//! same network with its data, member identities and ports. `ordo token` mints a token the
+//! participants accept; `ordo admin status` reports every node, `ordo admin failover` hands
+//! a service over, and `ordo admin shard add` refuses bad requests with exit code 2,
+//! changing nothing.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -39,13 +41,19 @@ pub(crate) async fn up(dir: &Path) -> anyhow::Result<Up> {
         &dir.join("up.log"),
     )?;
     let file = data.join("network.json");
-    let network = wait_for("network.json", Duration::from_secs(120), || {
-        let file = file.clone();
-        async move {
-            let text = std::fs::read_to_string(file).ok()?;
-            serde_json::from_str::<serde_json::Value>(&text).ok()
-        }
-    })
+    // The file lists the gateway once it is ready, after the ledger nodes.
+    let network = wait_for(
+        "network.json with its gateway",
+        Duration::from_secs(120),
+        || {
+            let file = file.clone();
+            async move {
+                let text = std::fs::read_to_string(file).ok()?;
+                let network = serde_json::from_str::<serde_json::Value>(&text).ok()?;
+                (network["gateways"].as_array()?.len() == 1).then_some(network)
+            }
+        },
+    )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; ordo up's output:\n{}", process.log()))?;
     Ok(Up { process, network })
@@ -100,6 +108,18 @@ pub(crate) async fn replica_status(http: &str) -> Option<ReplicaStatus> {
     let url = ordo_node::http_client::url(http, "/status").ok()?;
     let body = ordo_node::http_client::get_ok(&url).await.ok()?;
     serde_json::from_str(&body).ok()
+}
+
+/// `ordo args`: its exit code, stdout and stderr.
+fn ordo_exit(args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ordo"))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
 }
 
 /// What `ordo` prints for `args`, failing on a non-zero exit.
@@ -228,7 +248,17 @@ fn check_admin_status(file: &Path, network: &serde_json::Value) -> anyhow::Resul
         &file.display().to_string(),
     ])?;
     let report: Vec<serde_json::Value> = serde_json::from_str(&out)?;
-    let mut listed = 0;
+    let gateway = report
+        .iter()
+        .find(|r| r["name"] == "gateway-1")
+        .with_context(|| format!("no gateway in {out}"))?;
+    assert_eq!(
+        (&gateway["service"], &gateway["role"], &gateway["healthy"]),
+        (&"gateway".into(), &"active".into(), &true.into()),
+        "{gateway}"
+    );
+    assert_eq!(gateway["http"], network["gateways"][0]["http"], "{gateway}");
+    let mut listed = 1;
     for (list, _) in LAYOUT {
         for node in network[list].as_array().into_iter().flatten() {
             listed += 1;
@@ -246,6 +276,129 @@ fn check_admin_status(file: &Path, network: &serde_json::Value) -> anyhow::Resul
         }
     }
     assert_eq!(report.len(), listed, "{out}");
+    Ok(())
+}
+
+/// network.json lists the gateway `ordo up` runs, with an HTTP endpoint whose `/readyz`
+/// answers 200, and the control API; the control token is the owner's only. The gateway's
+/// HTTP endpoint.
+async fn check_gateway(dir: &Path, network: &serde_json::Value) -> anyhow::Result<String> {
+    let gateways = network["gateways"].as_array().cloned().unwrap_or_default();
+    assert_eq!(gateways.len(), 1, "{network}");
+    let g = &gateways[0];
+    assert_eq!(
+        (&g["name"], &g["service"]),
+        (&"gateway-1".into(), &"gateway".into())
+    );
+    assert!(g["pid"].as_u64().is_some() && g["log"].is_string(), "{g}");
+    assert!(
+        g.get("grpc").is_none(),
+        "a gateway has no gRPC endpoint: {g}"
+    );
+    let http = text(&g["http"]);
+    assert!(http.starts_with("http://127.0.0.1:"), "{g}");
+    let readyz = ordo_node::http_client::get(&format!("{http}/readyz")).await?;
+    assert_eq!(readyz.status, 200, "{http}/readyz: {readyz:?}");
+    assert!(
+        text(&network["control"]["http"]).starts_with("http://127.0.0.1:"),
+        "{network}"
+    );
+    let token = dir.join("net/control-token");
+    let mode = std::fs::metadata(&token)?.permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", token.display());
+    Ok(http)
+}
+
+/// The shards in topology with their participant.
+async fn topology_shards(network: &serde_json::Value) -> anyhow::Result<BTreeMap<String, String>> {
+    let topology = active_grpc_of(network, "topology");
+    let listed = TopologyAdminServiceClient::new(channel(&topology[0]).await?)
+        .list_shards(bearer(
+            ListShardsRequest {},
+            &text(&network["auth"]["topology_admin_token"]),
+        )?)
+        .await?
+        .into_inner();
+    Ok(listed
+        .shards
+        .into_iter()
+        .map(|s| (s.shard, s.participant))
+        .collect())
+}
+
+/// `ordo admin shard add` with `args` exits 2 with a message containing `expected`.
+fn refused(args: &[&str], file: &Path, expected: &str) -> anyhow::Result<()> {
+    let mut all = vec!["admin", "shard", "add"];
+    all.extend_from_slice(args);
+    let file = file.display().to_string();
+    all.extend(["--network", &file]);
+    let (code, stdout, stderr) = ordo_exit(&all)?;
+    assert_eq!(code, 2, "ordo {all:?}: {stdout}{stderr}");
+    assert!(stderr.contains(expected), "ordo {all:?}: {stderr}");
+    Ok(())
+}
+
+/// Bad requests to add a shard: each exits 2 with a clear message, and nothing changes —
+/// network.json lists the same nodes, topology the same shards, and nothing was recorded
+/// or provisioned for a shard.
+async fn shard_add_rejections(dir: &Path, network: &serde_json::Value) -> anyhow::Result<()> {
+    let file = dir.join("net/network.json");
+    let nodes_of = |network: &serde_json::Value| -> Vec<(String, String)> {
+        [
+            "sequencers",
+            "topology",
+            "mediators",
+            "participants",
+            "gateways",
+        ]
+        .iter()
+        .flat_map(|l| network[*l].as_array().cloned().unwrap_or_default())
+        .map(|n| (text(&n["name"]), text(&n["http"])))
+        .collect()
+    };
+    let shards_before = topology_shards(network).await?;
+    refused(
+        &["--name", "shard-x"],
+        &file,
+        "invalid shard name \"shard-x\"",
+    )?;
+    refused(&["--name", "east"], &file, "use shard-<n>")?;
+    refused(&["--name", "shard-03"], &file, "invalid shard name")?;
+    refused(&["--name", "shard-1"], &file, "shard shard-1 exists")?;
+    refused(
+        &["--name", "shard-3", "--replicas", "0"],
+        &file,
+        "1 to 3 replicas",
+    )?;
+    refused(
+        &["--name", "shard-3", "--replicas", "4"],
+        &file,
+        "1 to 3 replicas",
+    )?;
+    // A copy of the network file with another token next to it.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other)?;
+    std::fs::copy(&file, other.join("network.json"))?;
+    std::fs::write(other.join("control-token"), "not-the-token")?;
+    refused(
+        &["--name", "shard-3"],
+        &other.join("network.json"),
+        "wrong bearer token",
+    )?;
+
+    let now: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    assert_eq!(nodes_of(&now), nodes_of(network), "network.json changed");
+    assert_eq!(topology_shards(&now).await?, shards_before);
+    assert_eq!(shards_before.len(), 2, "{shards_before:?}");
+    let data = dir.join("net");
+    assert!(
+        !data.join("shards.json").exists(),
+        "a refused shard was recorded"
+    );
+    assert!(
+        !data.join("config/participant-3-a.toml").exists(),
+        "a refused shard was provisioned"
+    );
     Ok(())
 }
 
@@ -274,19 +427,7 @@ async fn participant_ids(
             .into_inner();
         reported.insert(id.shard, id.participant_id);
     }
-    let topology = active_grpc_of(network, "topology");
-    let listed = TopologyAdminServiceClient::new(channel(&topology[0]).await?)
-        .list_shards(bearer(
-            ListShardsRequest {},
-            &text(&network["auth"]["topology_admin_token"]),
-        )?)
-        .await?
-        .into_inner();
-    let listed: BTreeMap<String, String> = listed
-        .shards
-        .into_iter()
-        .map(|s| (s.shard, s.participant))
-        .collect();
+    let listed = topology_shards(network).await?;
     assert_eq!(reported, listed, "participants and topology disagree");
     assert_eq!(reported.len(), 2, "{reported:?}");
     Ok(reported)
@@ -312,9 +453,11 @@ async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
         assert!(first.network.get(key).is_some(), "network.json lacks {key}");
     }
     check_nodes(&first.network).await?;
+    let gateway = check_gateway(dir.path(), &first.network).await?;
     let file = dir.path().join("net/network.json");
     check_admin_status(&file, &first.network)?;
     let ids = participant_ids(dir.path(), &first.network).await?;
+    shard_add_rejections(dir.path(), &first.network).await?;
 
     // A graceful failover of shard-1: the other replica serves, and network.json follows.
     let before = first.network["participants"]
@@ -399,9 +542,20 @@ async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
         !dir.path().join("net/network.json").exists(),
         "network.json outlived the network"
     );
+    // Nobody answers for the file of a stopped network.
+    refused(
+        &["--name", "shard-3"],
+        &dir.path().join("other/network.json"),
+        "refused the connection",
+    )?;
 
     let mut second = up(dir.path()).await?;
     check_nodes(&second.network).await?;
+    assert_eq!(
+        check_gateway(dir.path(), &second.network).await?,
+        gateway,
+        "the gateway's port changed across restarts"
+    );
     assert_eq!(
         participant_ids(dir.path(), &second.network).await?,
         ids,

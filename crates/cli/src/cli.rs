@@ -294,6 +294,42 @@ mod tests {
         );
         let err = Cli::try_parse_from(["ordo", "admin", "failover"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+
+        use crate::admin::{ShardArgs, ShardCommand};
+        let cli =
+            Cli::try_parse_from(["ordo", "admin", "shard", "add", "--name", "shard-3"]).unwrap();
+        let Command::Admin(AdminArgs {
+            command:
+                AdminCommand::Shard(ShardArgs {
+                    command: ShardCommand::Add(a),
+                }),
+        }) = cli.command
+        else {
+            panic!("expected admin shard add");
+        };
+        assert_eq!(
+            (a.name.as_str(), a.replicas, a.network.as_path(), a.json),
+            (
+                "shard-3",
+                2,
+                std::path::Path::new("ordo-data/network.json"),
+                false
+            )
+        );
+        let err = Cli::try_parse_from(["ordo", "admin", "shard", "add"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        let err = Cli::try_parse_from([
+            "ordo",
+            "admin",
+            "shard",
+            "add",
+            "--name",
+            "shard-3",
+            "--replicas",
+            "-1",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

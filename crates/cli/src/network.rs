@@ -1,5 +1,6 @@
 //! `DIR/network.json`: what `ordo up` runs, for people, scripts and the other tools
-//! (`ordo token` reads its `auth.secret`; `ordo admin` its nodes and tokens).
+//! (`ordo token` reads its `auth.secret`; `ordo admin` its nodes, tokens and control API;
+//! the gateways their shards).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,16 @@ pub struct NetworkFile {
     pub mediators: Vec<NodeEntry>,
     pub participants: Vec<NodeEntry>,
     pub gateways: Vec<NodeEntry>,
+    #[serde(default)]
+    pub control: ControlEntry,
     pub auth: Auth,
+}
+
+/// `ordo up`'s control API (`POST /shards`), on loopback; its bearer token is the file
+/// `control-token` next to network.json.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ControlEntry {
+    pub http: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -24,23 +34,26 @@ pub struct PostgresEntry {
     pub managed: bool,
 }
 
-/// One node: a sequencer, or one replica of an active-passive service.
+/// One node: a sequencer, one replica of an active-passive service, or a gateway.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeEntry {
     /// The process's name (a replica's `[replica] name`, e.g. `participant-1-b`).
     pub name: String,
-    /// The logical service: `sequencer`, `topology`, `mediator`, or a participant's shard
-    /// (`shard-1`). The replicas of one service share its database and member identity.
+    /// The logical service: `sequencer`, `topology`, `mediator`, a participant's shard
+    /// (`shard-1`), or `gateway`. The replicas of one service share its database and member
+    /// identity.
     #[serde(default)]
     pub service: String,
     /// `active` or `passive`, kept current by `ordo up` while it runs (a replica that is
-    /// down is `passive`); sequencers are active-active, always `active`.
+    /// down is `passive`); sequencers and gateways are active-active, always `active`.
     #[serde(default)]
     pub role: String,
     /// A participant's shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
     pub pid: Option<u32>,
+    /// The gRPC endpoint; a gateway has none (HTTP only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub grpc: String,
     pub http: String,
     pub metrics: String,

@@ -44,6 +44,7 @@ fn claims(args: &TokenArgs) -> anyhow::Result<LedgerClaims> {
         read_as: parties(&args.read_as, "--read-as")?,
         admin: args.admin,
         application_id: args.application_id.clone(),
+        ..Default::default()
     })
 }
 
@@ -84,7 +85,7 @@ mod tests {
     use ordo_participant::auth::Authenticator;
 
     use super::*;
-    use crate::network::{Auth, PostgresEntry};
+    use crate::network::{Auth, ControlEntry, PostgresEntry};
 
     fn args(act_as: &[&str]) -> TokenArgs {
         TokenArgs {
@@ -108,6 +109,9 @@ mod tests {
             mediators: vec![],
             participants: vec![],
             gateways: vec![],
+            control: ControlEntry {
+                http: "http://127.0.0.1:2".into(),
+            },
             auth: Auth {
                 algorithm: "HS256".into(),
                 secret: secret.into(),

@@ -23,15 +23,20 @@ pub fn bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
 
 /// The body parsed as `T`; a malformed or ill-typed body is a 400 that names the field.
 pub fn json<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = bytes(body)?;
-    let de = &mut serde_json::Deserializer::from_slice(&body);
+    parse(&bytes(body)?, "the request body")
+}
+
+/// `text` parsed as `T`, `what` naming it in the errors (`the request body`, `the first
+/// message`); malformed or ill-typed JSON is a 400 that names the field.
+pub fn parse<T: DeserializeOwned>(text: &[u8], what: &str) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::bad_request(format!("the request body is not JSON: {inner}"))
+            ApiError::bad_request(format!("{what} is not JSON: {inner}"))
         } else if path == "." {
-            ApiError::bad_request(format!("invalid request body: {inner}"))
+            ApiError::bad_request(format!("{what} is invalid: {inner}"))
         } else {
             ApiError::bad_request(format!("invalid field `{path}`: {inner}"))
         }

@@ -31,6 +31,30 @@ pub struct GatewayConfig {
     /// Bearer token verification, as the participants do it. With `HS256` and no
     /// `secret`, the secret of network.json's `auth` section is used.
     pub auth: AuthConfig,
+    /// The local cache queries are answered from.
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: the gateway's own SQLite file of active contracts (docs/gateway.md).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// The SQLite file, created (with its folder) when missing. One gateway per file: a
+    /// running gateway holds `<file>.lock`.
+    pub file: PathBuf,
+    /// A file holding a Ledger API token with the `readAsAnyParty` claim, which the cache
+    /// reads every party's contracts with. Needed with EdDSA or RS256 tokens; with HS256
+    /// the gateway mints one from its secret when this is not set.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            file: PathBuf::from("ordo-data/gateway-cache.sqlite"),
+            token_file: None,
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +66,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -80,7 +105,48 @@ impl GatewayConfig {
                 ));
             }
         }
-        check_auth(&self.auth, true)
+        check_auth(&self.auth, true)?;
+        self.check_cache()
+    }
+
+    fn check_cache(&self) -> Result<(), Invalid> {
+        if self.cache.file.as_os_str().is_empty() {
+            return Err(Invalid::new(
+                "cache.file",
+                "give the path of the gateway's cache file (SQLite), e.g. \
+                 ordo-data/gateway-cache.sqlite",
+            ));
+        }
+        if self.cache.file.is_dir() {
+            return Err(Invalid::new(
+                "cache.file",
+                format!(
+                    "{} is a directory: name a file in it",
+                    self.cache.file.display()
+                ),
+            ));
+        }
+        match &self.cache.token_file {
+            Some(f) if f.as_os_str().is_empty() => Err(Invalid::new(
+                "cache.token_file",
+                "give the path of a file holding a token with readAsAnyParty, or leave it out",
+            )),
+            None if self.auth.algorithm != "HS256" => Err(Invalid::new(
+                "cache.token_file",
+                format!(
+                    "with {} tokens the gateway cannot mint its cache's token: give a file \
+                     holding a Ledger API token with the readAsAnyParty claim",
+                    self.auth.algorithm
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// How long a query waits for the cache to catch up with a shard: most of the request
+    /// timeout, so that it is answered 503 naming the shard rather than 408.
+    pub fn cache_wait_limit(&self) -> Duration {
+        self.request_timeout - self.request_timeout / 10
     }
 
     /// The auth settings to verify tokens with: the configured ones, or with an HS256
@@ -161,6 +227,17 @@ mod tests {
         assert_eq!(field(&c), "auth.algorithm");
         c.auth.algorithm = "EdDSA".into();
         assert_eq!(field(&c), "auth.public_key_pem");
+        c.auth.public_key_pem = "-----BEGIN PUBLIC KEY-----".into();
+        assert_eq!(field(&c), "cache.token_file");
+        c.cache.token_file = Some("cache.token".into());
+        assert_eq!(c.validate(), Ok(()));
+        c.cache.token_file = Some(PathBuf::new());
+        assert_eq!(field(&c), "cache.token_file");
+        c = GatewayConfig::default();
+        c.cache.file = PathBuf::new();
+        assert_eq!(field(&c), "cache.file");
+        c.cache.file = std::env::temp_dir();
+        assert_eq!(field(&c), "cache.file");
     }
 
     #[test]

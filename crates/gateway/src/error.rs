@@ -6,6 +6,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use ordo_ledger_client::LedgerError;
+
+use crate::cache::CacheError;
 use ordo_node::config::ConfigError;
 use serde_json::json;
 use tonic::Code;
@@ -17,6 +19,8 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Network(#[from] LedgerError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("HTTP server: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -73,6 +77,12 @@ pub fn http_status(code: Code) -> StatusCode {
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
         Self::new(http_status(e.code()), e.message())
+    }
+}
+
+impl From<CacheError> for ApiError {
+    fn from(e: CacheError) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     }
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP server: the `/v1` API behind the tower-http layers, `/livez`, `/readyz` and
-//! `/metrics`, and the readiness check.
+//! `/metrics`, and the readiness check; the cache's feeds and the following of
+//! network.json run beside it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +10,9 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use ordo_ledger_client::Network;
 use ordo_participant::auth::Authenticator;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -21,34 +21,46 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::cache::{self, Cache};
 use crate::config::{GatewayConfig, NODE};
 use crate::error::GatewayError;
+use crate::network_file::NetworkFile;
 use crate::state::Gateway;
 
 /// How often readiness is checked until the gateway is ready.
 const READY_POLL: Duration = Duration::from_millis(200);
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then drains in-flight
-/// requests. Fails at once on a bad configuration or an unreadable network file.
+/// requests, stops the cache's feeds and closes the cache. Fails at once on a bad
+/// configuration, an unreadable network file, or a cache file another gateway uses.
 pub async fn run(
     config: GatewayConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     config.validate()?;
-    let network = Network::load(&config.network_file)?;
-    let auth = config.effective_auth(&network)?;
+    let network = NetworkFile::load(&config.network_file)?;
+    let auth = config.effective_auth(&network.current())?;
     let authenticator = Authenticator::new(&auth)
         .map_err(|e| ordo_node::config::ConfigError { node: NODE, ..e })?;
-    let gateway = Arc::new(Gateway::new(network, authenticator));
+    let token = cache::feed_token(&config.cache, &auth, &authenticator)?;
+    let cache = Cache::open(&config.cache.file, token, config.cache_wait_limit()).await?;
+    let gateway = Arc::new(Gateway::new(network, authenticator, cache));
     let (ready_tx, ready_rx) = watch::channel(false);
     let readiness = tokio::spawn(become_ready(gateway.clone(), ready_tx));
-    let app = app(&config, gateway, ready_rx);
+    let following = tokio::spawn(gateway.clone().follow_network());
+    let (stop_feeds, feeds_stopped) = oneshot::channel();
+    let feeds = tokio::spawn(cache::feed_shards(gateway.clone(), feeds_stopped));
+    let app = app(&config, gateway.clone(), ready_rx);
     tracing::info!(addr = %listener.local_addr()?, network = %config.network_file.display(), "gateway serving");
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     readiness.abort();
+    following.abort();
+    let _ = stop_feeds.send(());
+    let _ = feeds.await;
+    gateway.cache.close().await;
     Ok(served?)
 }
 
@@ -120,22 +132,32 @@ async fn track(path: MatchedPath, req: Request, next: Next) -> Response {
 }
 
 /// Ready once the topology manager (or, without one, a participant) has answered for the
-/// network's parties: the gateway can route.
+/// network's parties (the gateway can route), and the cache has caught up with the ledger
+/// end each shard had when the gateway started (queries answer without waiting).
 async fn become_ready(gateway: Arc<Gateway>, ready: watch::Sender<bool>) {
+    let shards = gateway.network().shards();
     loop {
-        match gateway.network.parties().await {
+        match gateway.network().parties().await {
             Ok(parties) => {
                 for p in parties {
                     gateway.remember(&p.party, &p.shard);
                 }
-                tracing::info!("gateway ready: topology answered");
-                ready.send_replace(true);
-                return;
+                tracing::info!("topology answered");
+                break;
             }
             Err(e) => tracing::debug!(error = %e, "gateway not ready yet"),
         }
         tokio::time::sleep(READY_POLL).await;
     }
+    let caught_up = shards
+        .iter()
+        .map(|shard| cache::caught_up_at_start(&gateway, shard, READY_POLL));
+    futures::future::join_all(caught_up).await;
+    tracing::info!(
+        ?shards,
+        "gateway ready: topology answered and the cache caught up"
+    );
+    ready.send_replace(true);
 }
 
 #[cfg(test)]

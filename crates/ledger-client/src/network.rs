@@ -57,6 +57,15 @@ pub struct ParticipantEntry {
     pub log: Option<PathBuf>,
 }
 
+/// `ordo up`'s control API (`ordo admin shard add` calls it); empty when the file names
+/// none.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlEntry {
+    /// `http://127.0.0.1:port`.
+    pub http: String,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PostgresEntry {
@@ -97,7 +106,9 @@ pub struct Network {
     pub topology: Vec<NodeEntry>,
     pub mediators: Vec<NodeEntry>,
     pub participants: Vec<ParticipantEntry>,
+    /// The JSON API gateways (`http` each; no `grpc`).
     pub gateways: Vec<NodeEntry>,
+    pub control: ControlEntry,
     pub auth: AuthEntry,
 }
 
@@ -423,7 +434,10 @@ mod tests {
         {"name": "participant-2", "shard": "shard-2", "pid": null, "grpc": "http://127.0.0.1:4301"},
         {"name": "participant-1b", "shard": "shard-1", "grpc": "http://127.0.0.1:4202"}
       ],
-      "gateways": [{"name": "gateway-1", "http": "http://127.0.0.1:4401"}],
+      "gateways": [{"name": "gateway-1", "service": "gateway", "role": "active", "pid": 13,
+                    "http": "http://127.0.0.1:4401", "metrics": "http://127.0.0.1:4401/metrics",
+                    "log": "/tmp/logs/gateway-1.log"}],
+      "control": {"http": "http://127.0.0.1:4501"},
       "auth": {"algorithm": "HS256", "secret": "s3cret-0123456789abcdef", "sequencer_admin_token": "st",
                "topology_admin_token": "tt", "issuer": "ignored"},
       "version": 2
@@ -443,6 +457,11 @@ mod tests {
         assert_eq!(n.participants.len(), 3);
         assert_eq!(n.participants[1].pid, None);
         assert_eq!(n.gateways[0].grpc, "");
+        assert_eq!(
+            (n.gateways[0].http.as_str(), n.gateways[0].pid),
+            ("http://127.0.0.1:4401", Some(13))
+        );
+        assert_eq!(n.control.http, "http://127.0.0.1:4501");
         assert_eq!(n.auth.topology_admin_token, "tt");
         // Shards in file order, each once; replicas of a shard in file order.
         assert_eq!(n.shards(), vec!["shard-1", "shard-2"]);
@@ -506,6 +525,7 @@ mod tests {
         )
         .unwrap();
         assert!(n.participants.is_empty() && n.shards().is_empty());
+        assert!(n.gateways.is_empty() && n.control.http.is_empty());
         let e = n.admin_token().unwrap_err();
         assert!(
             matches!(&e, LedgerError::Auth(m) if m.contains("auth.secret")),

@@ -2,9 +2,11 @@
 //!
 //! Claims, at the top level or, as in Daml, under `"https://daml.com/ledger-api"`:
 //! `actAs` (parties the caller may submit as, and read as), `readAs` (parties the caller
-//! may read as), `admin` (party and package management), `applicationId` (when set, the
-//! only application id the caller may submit or read completions as). `exp` is checked
-//! when present; `aud` when the configuration names an audience.
+//! may read as), `readAsAnyParty` (Daml's `CanReadAsAnyParty` right: read as any party,
+//! and read every party's projection with a filter naming none), `admin` (party and
+//! package management), `applicationId` (when set, the only application id the caller may
+//! submit or read completions as). `exp` is checked when present; `aud` when the
+//! configuration names an audience.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +28,13 @@ pub struct LedgerClaims {
     pub act_as: Vec<String>,
     #[serde(rename = "readAs", default, skip_serializing_if = "Vec::is_empty")]
     pub read_as: Vec<String>,
+    /// Read as any party (Daml's `CanReadAsAnyParty` user right).
+    #[serde(
+        rename = "readAsAnyParty",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub read_as_any_party: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub admin: bool,
     #[serde(
@@ -49,12 +58,15 @@ struct RawClaims {
 pub struct Rights {
     pub act_as: BTreeSet<PartyId>,
     pub read_as: BTreeSet<PartyId>,
+    /// Read as any party: a filter naming no party reads every party's projection.
+    pub read_as_any_party: bool,
     pub admin: bool,
     pub application_id: Option<String>,
 }
 
 impl Rights {
-    /// The parties whose projection the caller may read: actAs ∪ readAs.
+    /// The parties named in the token whose projection the caller may read: actAs ∪
+    /// readAs (with `read_as_any_party`, any other party too).
     pub fn readable(&self) -> BTreeSet<PartyId> {
         self.act_as.union(&self.read_as).cloned().collect()
     }
@@ -87,6 +99,9 @@ impl Rights {
         &self,
         parties: impl IntoIterator<Item = &'a PartyId>,
     ) -> Result<(), ParticipantError> {
+        if self.read_as_any_party {
+            return Ok(());
+        }
         for p in parties {
             if !self.act_as.contains(p) && !self.read_as.contains(p) {
                 return Err(ParticipantError::PermissionDenied(format!(
@@ -195,6 +210,7 @@ impl Authenticator {
         Ok(Rights {
             act_as: parties(&claims.act_as, "actAs")?,
             read_as: parties(&claims.read_as, "readAs")?,
+            read_as_any_party: claims.read_as_any_party,
             admin: claims.admin,
             application_id: claims.application_id,
         })
@@ -255,8 +271,8 @@ mod tests {
             &LedgerClaims {
                 act_as: vec!["alice".into()],
                 read_as: vec!["bank".into()],
-                admin: false,
                 application_id: Some("app".into()),
+                ..Default::default()
             },
             None,
         );
@@ -271,6 +287,7 @@ mod tests {
         );
         assert!(rights.require_read_as([&party("carol")]).is_err());
         assert!(rights.require_admin().is_err());
+        assert!(!rights.read_as_any_party);
         assert!(rights.require_application("app").is_ok());
         assert!(rights.require_application("other").is_err());
         assert_eq!(rights.readable().len(), 2);
@@ -279,7 +296,7 @@ mod tests {
     #[test]
     fn reads_daml_namespaced_claims() {
         let claims = serde_json::json!({
-            DAML_NAMESPACE: {"actAs": ["bob"], "admin": true},
+            DAML_NAMESPACE: {"actAs": ["bob"], "admin": true, "readAsAnyParty": true},
         });
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -290,6 +307,24 @@ mod tests {
         let rights = auth().verify(&token).unwrap();
         assert!(rights.admin);
         assert!(rights.act_as.contains(&party("bob")));
+        assert!(rights.read_as_any_party);
+    }
+
+    #[test]
+    fn read_as_any_party_reads_as_every_party() {
+        let claims = LedgerClaims {
+            read_as_any_party: true,
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json, serde_json::json!({"readAsAnyParty": true}));
+        let token = mint_hs256(SECRET, &claims, None);
+        let rights = auth().verify(&token).unwrap();
+        assert!(rights.read_as_any_party);
+        assert!(rights.readable().is_empty());
+        assert!(rights.require_read_as([&party("carol")]).is_ok());
+        assert!(rights.require_act_as([&party("carol")]).is_err());
+        assert!(rights.require_admin().is_err());
     }
 
     #[test]

@@ -83,9 +83,34 @@ pub struct StoredTx {
 /// A reader: the parties whose projection it reads, and optionally only some templates.
 #[derive(Clone, Debug, Default)]
 pub struct Reader {
-    pub parties: BTreeSet<String>,
+    pub parties: Parties,
     /// Empty: every template.
     pub templates: BTreeSet<String>,
+}
+
+/// Whose projection a reader reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Parties {
+    /// These parties'.
+    Only(BTreeSet<String>),
+    /// Every party's (a token with `readAsAnyParty` and a filter naming no party): every
+    /// recorded witness and stakeholder is seen, on this shard or not.
+    Any,
+}
+
+impl Default for Parties {
+    fn default() -> Self {
+        Parties::Only(BTreeSet::new())
+    }
+}
+
+impl Parties {
+    pub fn contains(&self, party: &str) -> bool {
+        match self {
+            Parties::Only(parties) => parties.contains(party),
+            Parties::Any => true,
+        }
+    }
 }
 
 impl Reader {
@@ -302,7 +327,14 @@ mod tests {
 
     fn reader(parties: &[&str]) -> Reader {
         Reader {
-            parties: set(parties),
+            parties: Parties::Only(set(parties)),
+            templates: BTreeSet::new(),
+        }
+    }
+
+    fn any_party() -> Reader {
+        Reader {
+            parties: Parties::Any,
             templates: BTreeSet::new(),
         }
     }
@@ -323,7 +355,7 @@ mod tests {
         assert_eq!(tx.command_id_for(&reader(&["bob"])), "");
         assert_eq!(tx.command_id_for(&reader(&["alice"])), "cmd");
         let filtered = Reader {
-            parties: set(&["bank"]),
+            parties: Parties::Only(set(&["bank"])),
             templates: set(&["other:T"]),
         };
         assert!(tx.flat_events(&filtered).is_empty());
@@ -343,5 +375,35 @@ mod tests {
         assert_eq!(roots, vec![0]);
         assert_eq!(nodes.len(), 2);
         assert!(!tx.visible_to(&reader(&["carol"])));
+    }
+
+    #[test]
+    fn an_any_party_reader_sees_every_witness_and_stakeholder() {
+        let tx = transfer();
+        let flat = tx.flat_events(&any_party());
+        assert!(
+            matches!(
+                &flat[..],
+                [
+                    FlatEvent::Archived { contract_id, witnesses: archived, .. },
+                    FlatEvent::Created { contract, witnesses: created, .. },
+                ] if *contract_id == "c1" && contract.contract_id == "c2"
+                    && archived == &["alice", "bank"] && created == &["bank", "bob"]
+            ),
+            "{flat:?}"
+        );
+        let (nodes, roots) = tx.tree(&any_party());
+        assert_eq!(roots, vec![0]);
+        assert_eq!(nodes[&0], ["alice", "bank", "bob"]);
+        assert!(tx.visible_to(&any_party()));
+        assert_eq!(tx.command_id_for(&any_party()), "cmd");
+        // Template filters still apply.
+        let other = Reader {
+            parties: Parties::Any,
+            templates: set(&["other:T"]),
+        };
+        assert!(tx.flat_events(&other).is_empty());
+        // Nobody named is not everybody.
+        assert!(!tx.visible_to(&reader(&[])));
     }
 }

@@ -322,11 +322,12 @@ pub async fn visible_contract(
     .await?)
 }
 
-/// The active contracts visible to `parties` (optionally of `templates`) and the ledger
-/// end they are consistent with, read in one snapshot.
+/// The active contracts visible to `parties` (`None`: every active contract of the shard),
+/// optionally of `templates`, and the ledger end they are consistent with, read in one
+/// snapshot.
 pub async fn active_contracts(
     pool: &PgPool,
-    parties: &[String],
+    parties: Option<&[String]>,
     templates: &[String],
 ) -> Result<(i64, Vec<Vec<u8>>), ParticipantError> {
     let mut tx = pool.begin().await?;
@@ -338,10 +339,12 @@ pub async fn active_contracts(
         .await?;
     let rows: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT contract FROM p_contracts
-         WHERE stakeholders && $1 AND (cardinality($2::text[]) = 0 OR template_id = ANY($2))
+         WHERE ($1 OR stakeholders && $2)
+           AND (cardinality($3::text[]) = 0 OR template_id = ANY($3))
          ORDER BY created_offset, contract_id",
     )
-    .bind(parties)
+    .bind(parties.is_none())
+    .bind(parties.unwrap_or_default())
     .bind(templates)
     .fetch_all(&mut *tx)
     .await?;

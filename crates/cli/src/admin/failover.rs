@@ -10,7 +10,7 @@ use ordo_ledger_client::Network;
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::status::{Listed, SEQUENCER, listed};
+use super::status::{Kind, Listed, SEQUENCER, listed};
 use crate::Failure;
 use ordo_lease::client as replica_http;
 
@@ -56,10 +56,17 @@ pub fn replicas_of(nodes: Vec<Listed>, service: &str) -> Result<Vec<Listed>, Str
             known.join(", ")
         ));
     };
-    if first.sequencer || service == SEQUENCER {
+    if first.kind == Kind::Sequencer || service == SEQUENCER {
         return Err(
             "the sequencers are active-active: every node serves, there is nothing to fail \
              over (to take one out, stop it; clients move to the others)"
+                .into(),
+        );
+    }
+    if first.kind == Kind::Gateway {
+        return Err(
+            "the gateways are active-active and keep no ledger state: every one serves, \
+             there is nothing to fail over (put them behind a load balancer)"
                 .into(),
         );
     }
@@ -184,11 +191,11 @@ pub async fn run(network: &Network, service: &str, timeout: Duration) -> Result<
 mod tests {
     use super::*;
 
-    fn node(name: &str, service: &str, sequencer: bool) -> Listed {
+    fn node(name: &str, service: &str, kind: Kind) -> Listed {
         Listed {
             name: name.into(),
             service: service.into(),
-            sequencer,
+            kind,
             grpc: String::new(),
             http: String::new(),
             pid: None,
@@ -197,11 +204,12 @@ mod tests {
 
     fn network() -> Vec<Listed> {
         vec![
-            node("sequencer-1", "sequencer", true),
-            node("sequencer-2", "sequencer", true),
-            node("topology-a", "topology", false),
-            node("topology-b", "topology", false),
-            node("mediator", "mediator", false),
+            node("sequencer-1", "sequencer", Kind::Sequencer),
+            node("sequencer-2", "sequencer", Kind::Sequencer),
+            node("topology-a", "topology", Kind::Replica),
+            node("topology-b", "topology", Kind::Replica),
+            node("mediator", "mediator", Kind::Replica),
+            node("gateway-1", "gateway", Kind::Gateway),
         ]
     }
 
@@ -210,8 +218,11 @@ mod tests {
         let e = replicas_of(network(), "shard-9").unwrap_err();
         assert_eq!(
             e,
-            "unknown service \"shard-9\"; the network has: mediator, sequencer, topology"
+            "unknown service \"shard-9\"; the network has: gateway, mediator, sequencer, \
+             topology"
         );
+        let e = replicas_of(network(), "gateway").unwrap_err();
+        assert!(e.contains("gateways are active-active"), "{e}");
         let e = replicas_of(network(), "sequencer").unwrap_err();
         assert!(e.contains("active-active"), "{e}");
         let e = replicas_of(network(), "mediator").unwrap_err();
@@ -226,7 +237,10 @@ mod tests {
 
     #[test]
     fn the_active_replica_is_the_lease_holder() {
-        let (a, b) = (node("p-a", "shard-1", false), node("p-b", "shard-1", false));
+        let (a, b) = (
+            node("p-a", "shard-1", Kind::Replica),
+            node("p-b", "shard-1", Kind::Replica),
+        );
         let status = |role: &str, token: Option<i64>| ReplicaStatus {
             role: role.into(),
             token,

@@ -2,9 +2,12 @@
 //!
 //! - `ordo admin status`: every node's service, role, health, lease and lag ([`status`]);
 //! - `ordo admin failover --service NAME`: a graceful hand-over from a service's active
-//!   replica to another one ([`failover`]).
+//!   replica to another one ([`failover`]);
+//! - `ordo admin shard add --name shard-3`: a new participant shard in the running network,
+//!   provisioned and started by `ordo up` ([`shard`]).
 
 mod failover;
+mod shard;
 mod status;
 
 use std::path::PathBuf;
@@ -30,6 +33,38 @@ pub enum AdminCommand {
     /// Hand a service over gracefully: its active replica steps down and another one
     /// takes over; prints who took over and how long it took.
     Failover(FailoverArgs),
+    /// Participant shards of the running network.
+    Shard(ShardArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShardArgs {
+    #[command(subcommand)]
+    pub command: ShardCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShardCommand {
+    /// Add a participant shard while the network runs: `ordo up` makes its database, key
+    /// and configs, registers it with the topology manager, starts its replicas and lists
+    /// them in network.json, which the gateways follow.
+    Add(ShardAddArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShardAddArgs {
+    /// The new shard: `shard-<n>` (served by `participant-<n>`), e.g. `shard-3`.
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Its replicas (one active, the others passive), 1 to 3.
+    #[arg(long, value_name = "N", default_value_t = crate::up::DEFAULT_REPLICAS)]
+    pub replicas: usize,
+    /// The network file written by `ordo up` (its control-token file is read next to it).
+    #[arg(long, value_name = "FILE", env = "ORDO_NETWORK", default_value = DEFAULT_PATH)]
+    pub network: PathBuf,
+    /// Print `ordo up`'s answer as one JSON object (`shard`, `participant`, `replicas`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +118,18 @@ pub fn main(args: AdminArgs) -> Result<(), Failure> {
                 println!("{text}");
             } else {
                 println!("{outcome}");
+            }
+            Ok(())
+        }
+        AdminCommand::Shard(ShardArgs {
+            command: ShardCommand::Add(a),
+        }) => {
+            let network = load(&a.network)?;
+            let added = rt.block_on(shard::add(&network, &a.name, a.replicas))?;
+            if a.json {
+                println!("{}", added.0);
+            } else {
+                println!("{}", added.message());
             }
             Ok(())
         }

@@ -3,8 +3,9 @@
 //!
 //! `healthy` means: for a sequencer and for a service's active replica, `grpc.health.v1`
 //! answers SERVING; for a passive replica, its `GET /status` answers (it is up and warm,
-//! ready to take over). A replica whose `/status` does not answer is reported `passive`
-//! (it is not serving), unhealthy, with `last_error` saying why it is unreachable.
+//! ready to take over); for a gateway, its `GET /readyz` answers 200. A replica whose
+//! `/status` does not answer is reported `passive` (it is not serving), unhealthy, with
+//! `last_error` saying why it is unreachable.
 
 use std::fmt::Write as _;
 
@@ -15,14 +16,26 @@ use ordo_lease::client as replica_http;
 
 /// The service name of the sequencers (active-active: every node serves).
 pub const SEQUENCER: &str = "sequencer";
+/// The service name of the gateways (active-active).
+pub const GATEWAY: &str = "gateway";
+
+/// What a node is, which decides how it is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A sequencer node: no lease, its gRPC health.
+    Sequencer,
+    /// A replica of an active-passive service: its `GET /status`.
+    Replica,
+    /// A JSON API gateway: no lease, no gRPC, its `GET /readyz`.
+    Gateway,
+}
 
 /// A node as the network file lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listed {
     pub name: String,
     pub service: String,
-    /// A sequencer node (no lease) rather than a replica of an active-passive service.
-    pub sequencer: bool,
+    pub kind: Kind,
     pub grpc: String,
     pub http: String,
     pub pid: Option<u32>,
@@ -55,37 +68,43 @@ pub struct NodeStatus {
     pub last_error: Option<String>,
 }
 
-/// Every node of the file: sequencers, topology manager, mediators, participants, in that
-/// order. The service defaults to the list's (files of older versions have none).
+/// Every node of the file: sequencers, topology manager, mediators, participants,
+/// gateways, in that order. The service defaults to the list's (files of older versions
+/// have none).
 pub fn listed(network: &Network) -> Vec<Listed> {
     let mut out = Vec::new();
     let lists = [
-        (&network.sequencers, SEQUENCER),
-        (&network.topology, "topology"),
-        (&network.mediators, "mediator"),
+        (&network.sequencers, SEQUENCER, Kind::Sequencer),
+        (&network.topology, "topology", Kind::Replica),
+        (&network.mediators, "mediator", Kind::Replica),
     ];
-    for (nodes, default_service) in lists {
-        for n in nodes {
-            out.push(Listed {
-                name: n.name.clone(),
-                service: or(&n.service, default_service),
-                sequencer: default_service == SEQUENCER,
-                grpc: n.grpc.clone(),
-                http: n.http.clone(),
-                pid: n.pid,
-            });
-        }
+    let entry = |n: &ordo_ledger_client::network::NodeEntry, service: &str, kind| Listed {
+        name: n.name.clone(),
+        service: or(&n.service, service),
+        kind,
+        grpc: n.grpc.clone(),
+        http: n.http.clone(),
+        pid: n.pid,
+    };
+    for (nodes, default_service, kind) in lists {
+        out.extend(nodes.iter().map(|n| entry(n, default_service, kind)));
     }
     for p in &network.participants {
         out.push(Listed {
             name: p.name.clone(),
             service: or(&p.service, &p.shard),
-            sequencer: false,
+            kind: Kind::Replica,
             grpc: p.grpc.clone(),
             http: p.http.clone(),
             pid: p.pid,
         });
     }
+    out.extend(
+        network
+            .gateways
+            .iter()
+            .map(|n| entry(n, GATEWAY, Kind::Gateway)),
+    );
     out
 }
 
@@ -117,12 +136,25 @@ pub async fn probe(node: &Listed) -> NodeStatus {
         cursor: None,
         last_error: None,
     };
-    if node.sequencer {
-        s.healthy = ordo_node::serving(&node.grpc, "").await;
-        if !s.healthy {
-            s.last_error = Some(format!("not SERVING on {} (down or starting)", node.grpc));
+    match node.kind {
+        Kind::Sequencer => {
+            s.healthy = ordo_node::serving(&node.grpc, "").await;
+            if !s.healthy {
+                s.last_error = Some(format!("not SERVING on {} (down or starting)", node.grpc));
+            }
+            return s;
         }
-        return s;
+        Kind::Gateway => {
+            s.healthy = crate::up::readyz(&node.http).await;
+            if !s.healthy {
+                s.last_error = Some(format!(
+                    "GET {}/readyz does not answer 200 (down, starting or catching up)",
+                    node.http
+                ));
+            }
+            return s;
+        }
+        Kind::Replica => {}
     }
     match replica_http::status(&node.http).await {
         Err(e) => {
@@ -233,26 +265,28 @@ mod tests {
       "mediators": [{"name": "mediator", "pid": 3, "grpc": "g", "http": "h"}],
       "participants": [{"name": "participant-1-b", "shard": "shard-1", "service": "shard-1",
                         "role": "passive", "grpc": "http://127.0.0.1:5", "http": "http://127.0.0.1:6"},
-                       {"name": "participant-2", "shard": "shard-2", "grpc": "g2", "http": "h2"}]
+                       {"name": "participant-2", "shard": "shard-2", "grpc": "g2", "http": "h2"}],
+      "gateways": [{"name": "gateway-1", "role": "active", "pid": 4, "http": "http://127.0.0.1:7"}]
     }"#;
 
     #[test]
     fn lists_every_node_with_its_service() {
         let network = Network::parse(FILE, Path::new("n.json")).unwrap();
         let nodes = listed(&network);
-        let names: Vec<(&str, &str, bool)> = nodes
+        let names: Vec<(&str, &str, Kind)> = nodes
             .iter()
-            .map(|n| (n.name.as_str(), n.service.as_str(), n.sequencer))
+            .map(|n| (n.name.as_str(), n.service.as_str(), n.kind))
             .collect();
         assert_eq!(
             names,
             vec![
-                ("sequencer-1", "sequencer", true),
-                ("topology-a", "topology", false),
+                ("sequencer-1", "sequencer", Kind::Sequencer),
+                ("topology-a", "topology", Kind::Replica),
                 // Older files have no service: the list's, or the shard.
-                ("mediator", "mediator", false),
-                ("participant-1-b", "shard-1", false),
-                ("participant-2", "shard-2", false),
+                ("mediator", "mediator", Kind::Replica),
+                ("participant-1-b", "shard-1", Kind::Replica),
+                ("participant-2", "shard-2", Kind::Replica),
+                ("gateway-1", "gateway", Kind::Gateway),
             ]
         );
     }
@@ -266,7 +300,7 @@ mod tests {
         let node = Listed {
             name: "mediator-b".into(),
             service: "mediator".into(),
-            sequencer: false,
+            kind: Kind::Replica,
             grpc: format!("http://127.0.0.1:{port}"),
             http: format!("http://127.0.0.1:{port}"),
             pid: Some(42),

@@ -1,10 +1,11 @@
 //! What `ordo up` keeps in the data directory across runs: secrets (`DIR/admin-token`,
-//! `DIR/topology-admin-token`, `DIR/ledger-secret`, `DIR/replica-admin-token`), keys
-//! (`DIR/keys/<member>.key`), and each node's config (`DIR/config/<name>.toml`, one per
-//! replica). A config from an earlier run is reused — an edit the operator made to it
-//! stays — and only what `ordo up` owns is refreshed: the database URL (the private
-//! Postgres may get another port), the listen addresses (kept when still free), the
-//! sequencer and topology endpoints, tokens, ids and the replica's name.
+//! `DIR/topology-admin-token`, `DIR/ledger-secret`, `DIR/replica-admin-token`,
+//! `DIR/control-token`; owner-only files), keys (`DIR/keys/<member>.key`), and each node's
+//! config (`DIR/config/<name>.toml`, one per replica, and `gateway.toml`). A config from an
+//! earlier run is reused — an edit the operator made to it stays — and only what `ordo up`
+//! owns is refreshed: the database URL (the private Postgres may get another port), the
+//! listen addresses (kept when still free), the sequencer and topology endpoints, tokens,
+//! ids, the replica's name, and the gateway's network and cache files.
 //!
 //! The replicas of one service (`topology-a`, `topology-b`) share its database, its key
 //! and its `node_name` (they are one member); they differ in `[replica] name` and ports.
@@ -16,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::Context;
 use ordo_core::MemberId;
+use ordo_gateway::GatewayConfig;
 use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
 use ordo_participant::ParticipantConfig;
@@ -24,7 +26,8 @@ use ordo_topology::TopologyConfig;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::write_atomically;
+use super::shards::Shard;
+use super::{write_atomically, write_private};
 use crate::node::{Role, Step};
 use crate::roles::{Mediator, Participant, Sequencer, Topology};
 
@@ -38,9 +41,14 @@ pub struct Secrets {
     /// replicas read it from there: `[replica] admin_token_file`).
     pub replica_admin: String,
     pub replica_admin_file: PathBuf,
+    /// The bearer token of `ordo up`'s own control API (`ordo admin shard add` reads it
+    /// from [`CONTROL_TOKEN`] next to network.json).
+    pub control: String,
 }
 
 const REPLICA_ADMIN_TOKEN: &str = "replica-admin-token";
+/// The control API's token file, in the data directory (next to network.json).
+pub const CONTROL_TOKEN: &str = "control-token";
 
 impl Secrets {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
@@ -50,6 +58,7 @@ impl Secrets {
             ledger: secret(dir, "ledger-secret")?,
             replica_admin: secret(dir, REPLICA_ADMIN_TOKEN)?,
             replica_admin_file: dir.join(REPLICA_ADMIN_TOKEN),
+            control: secret(dir, CONTROL_TOKEN)?,
         })
     }
 }
@@ -62,50 +71,50 @@ fn secret(dir: &Path, name: &str) -> anyhow::Result<String> {
         return Ok(t.trim().to_owned());
     }
     let token = hex::encode(rand::random::<[u8; 24]>());
-    write_atomically(&path, token.as_bytes())?;
+    write_private(&path, token.as_bytes())?;
     Ok(token)
 }
 
-/// Every node's database URL.
+/// Every node's database URL. A shard's database is made when the shard is (see
+/// [`Databases::shard`]).
 pub struct Databases {
+    /// A URL of the server that new databases are created through.
+    server: String,
     pub sequencer: String,
     pub topology: String,
     pub mediator: String,
-    /// `shards[i]` is the database of shard `i + 1`.
-    pub shards: Vec<String>,
 }
 
 impl Databases {
     /// Creates the missing databases on the server of `server_url` (a URL of any database
     /// there the user may create databases from). `sequencer` is used as given.
-    pub async fn ensure(
-        server_url: &str,
-        sequencer: String,
-        shards: usize,
-    ) -> anyhow::Result<Self> {
-        let mut conn = connect(server_url).await?;
-        let mut url = async |name: String| -> anyhow::Result<String> {
-            ensure_database(&mut conn, &name).await.with_context(|| {
-                format!(
-                    "cannot create database {name} on {} (create it, or let the user \
-                         CREATEDB)",
-                    ordo_sequencer::redact_url(server_url)
-                )
-            })?;
-            Ok(with_database(server_url, &name))
-        };
-        let topology = url("ordo_topology".into()).await?;
-        let mediator = url("ordo_mediator".into()).await?;
-        let mut shard_urls = Vec::new();
-        for i in 1..=shards {
-            shard_urls.push(url(format!("ordo_shard_{i}")).await?);
-        }
-        Ok(Self {
+    pub async fn ensure(server_url: &str, sequencer: String) -> anyhow::Result<Self> {
+        let mut dbs = Self {
+            server: server_url.to_owned(),
             sequencer,
-            topology,
-            mediator,
-            shards: shard_urls,
-        })
+            topology: String::new(),
+            mediator: String::new(),
+        };
+        dbs.topology = dbs.database("ordo_topology").await?;
+        dbs.mediator = dbs.database("ordo_mediator").await?;
+        Ok(dbs)
+    }
+
+    /// The database of shard `number` (`ordo_shard_<number>`), created when missing.
+    pub async fn shard(&self, number: u32) -> anyhow::Result<String> {
+        self.database(&format!("ordo_shard_{number}")).await
+    }
+
+    /// The URL of database `name` on the server, created when missing.
+    async fn database(&self, name: &str) -> anyhow::Result<String> {
+        let mut conn = connect(&self.server).await?;
+        ensure_database(&mut conn, name).await.with_context(|| {
+            format!(
+                "cannot create database {name} on {} (create it, or let the user CREATEDB)",
+                ordo_sequencer::redact_url(&self.server)
+            )
+        })?;
+        Ok(with_database(&self.server, name))
     }
 }
 
@@ -291,36 +300,55 @@ pub fn mediator(
 }
 
 /// What a participant's config refers to outside itself.
-pub struct ParticipantLinks<'a> {
-    pub sequencers: &'a [String],
-    pub topology_manager: &'a MemberId,
+#[derive(Clone)]
+pub struct ParticipantLinks {
+    pub sequencers: Vec<String>,
+    pub topology_manager: MemberId,
     /// Every topology manager replica's admin endpoint, `http://host:port`.
     pub topology_admin: Vec<String>,
-    pub secrets: &'a Secrets,
 }
 
-/// The config of replica `name` (`participant-1-a`, …) of shard `i`'s participant.
+/// The config of replica `name` (`participant-1-a`, …) of `shard`'s participant.
 pub fn participant(
     dir: &Path,
-    i: usize,
+    shard: &Shard,
     name: &str,
     url: &str,
-    links: &ParticipantLinks<'_>,
+    links: &ParticipantLinks,
+    secrets: &Secrets,
 ) -> anyhow::Result<(ParticipantConfig, PathBuf)> {
-    let member = format!("participant-{i}");
+    let member = shard.member();
     refresh::<Participant>(dir, name, |c| {
         c.node_name = member.clone();
-        c.shard = format!("shard-{i}");
+        c.shard = shard.name();
         c.database_url = url.to_owned();
         c.key_file = key_path(dir, &member);
-        c.sequencers = links.sequencers.to_vec();
+        c.sequencers = links.sequencers.clone();
         c.topology_manager = links.topology_manager.to_string();
         c.topology_admin = links.topology_admin.clone();
-        c.topology_admin_token = links.secrets.topology_admin.clone();
+        c.topology_admin_token = secrets.topology_admin.clone();
         c.auth.algorithm = "HS256".into();
-        c.auth.secret = links.secrets.ledger.clone();
-        replica(&mut c.replica, name, links.secrets);
+        c.auth.secret = secrets.ledger.clone();
+        replica(&mut c.replica, name, secrets);
     })
+}
+
+/// The config of gateway `name` (`gateway-1`): it routes by `network_file` (network.json,
+/// which it follows as shards are added) and keeps its cache in `DIR/<name>-cache.sqlite`.
+/// Verification of tokens is left to network.json's `auth` (an empty HS256 secret).
+pub fn gateway(
+    dir: &Path,
+    name: &str,
+    network_file: &Path,
+) -> anyhow::Result<(GatewayConfig, PathBuf)> {
+    let (mut c, existed) = previous::<GatewayConfig>(dir, name)?;
+    c.http_listen = address(name, existed.then_some(c.http_listen));
+    c.network_file = network_file.to_owned();
+    c.cache.file = dir.join(format!("{name}-cache.sqlite"));
+    c.validate()
+        .with_context(|| format!("the config of {name}"))?;
+    let path = save(dir, name, &c)?;
+    Ok((c, path))
 }
 
 #[cfg(test)]
@@ -344,6 +372,37 @@ mod tests {
             with_database("postgresql://db", "ordo_mediator"),
             "postgresql://db/ordo_mediator"
         );
+    }
+
+    #[test]
+    fn secrets_are_the_owners_only_and_the_gateway_keeps_its_port() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        let secrets = Secrets::load_or_create(dir.path()).unwrap();
+        let token = dir.path().join(CONTROL_TOKEN);
+        assert_eq!(std::fs::read_to_string(&token).unwrap(), secrets.control);
+        for name in [
+            "admin-token",
+            "ledger-secret",
+            REPLICA_ADMIN_TOKEN,
+            CONTROL_TOKEN,
+        ] {
+            let mode = std::fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+
+        let network = dir.path().join("network.json");
+        let (first, path) = gateway(dir.path(), "gateway-1", &network).unwrap();
+        assert_eq!(path, dir.path().join("config/gateway-1.toml"));
+        assert_eq!(first.network_file, network);
+        assert_eq!(first.cache.file, dir.path().join("gateway-1-cache.sqlite"));
+        assert!(first.http_listen.ip().is_loopback());
+        let (again, _) = gateway(dir.path(), "gateway-1", &network).unwrap();
+        assert_eq!(again.http_listen, first.http_listen, "a free port is kept");
     }
 
     #[test]

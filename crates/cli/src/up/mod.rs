@@ -5,30 +5,50 @@
 //! topology manager, registers the mediator and the participant shards with it, starts two
 //! replicas of each, and writes `DIR/network.json` once every sequencer and every
 //! service's active replica reports SERVING (and every passive one answers `/status`).
-//! While it runs it keeps each replica's `role` in network.json current. A second `ordo
-//! up` on the same directory resumes the same network with its data, keys and secrets.
-//! Ctrl-C or SIGTERM stops the nodes (members first, then the sequencers; SIGTERM, then a
-//! grace period), then Postgres.
+//! Then it starts the JSON API gateway (`gateway-1`, which routes by network.json) and,
+//! once its `/readyz` answers, lists it in network.json too.
+//!
+//! While it runs it keeps each replica's `role` in network.json current, and serves its
+//! control API (`control.rs`), through which `ordo admin shard add` adds a shard to the
+//! running network (kept in `DIR/shards.json`, see `shards.rs`). A second `ordo up` on the
+//! same directory resumes the same network with its data, keys, secrets and added shards.
+//! Ctrl-C or SIGTERM stops the nodes (the gateway, then the members, then the sequencers;
+//! SIGTERM, then a grace period), then Postgres.
 
 mod configs;
+mod control;
 mod nodes;
 mod register;
+mod shards;
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context;
 use ordo_core::MemberId;
 use ordo_testkit::{PgCluster, PgOptions};
+use tokio::sync::mpsc;
 
 use self::configs::{Databases, ParticipantLinks, Secrets};
+use self::control::Control;
 use self::nodes::{Launch, Node};
 use self::register::{Member, Registrar};
+use self::shards::Shard;
 use crate::Failure;
 use crate::cli::UpArgs;
-use crate::network::{Auth, NetworkFile, PostgresEntry};
+use crate::network::{Auth, ControlEntry, NetworkFile, PostgresEntry};
 
-/// Participant shards of the local network (`shard-1` … served by `participant-1` …).
-const SHARDS: usize = 2;
+/// For `ordo admin shard add`: the token file next to network.json, and a shard's
+/// replicas unless told otherwise.
+pub(crate) use self::configs::CONTROL_TOKEN;
+/// For `ordo admin status`: whether a gateway is ready.
+pub(crate) use self::nodes::readyz;
+pub(crate) use self::shards::DEFAULT_REPLICAS;
+
+/// The gateway `ordo up` runs.
+const GATEWAY: &str = "gateway-1";
 
 pub fn main(args: UpArgs) -> Result<(), Failure> {
     if args.sequencers == 0 {
@@ -59,90 +79,136 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
     let (pg, dbs) = postgres(&dir, args.database_url.as_deref()).await?;
     let secrets = Secrets::load_or_create(&dir)?;
     let exe = std::env::current_exe().context("locating the ordo binary")?;
-
-    tokio::pin!(shutdown);
-    let mut nodes = Vec::new();
-    let env = Env {
-        exe: &exe,
-        dir: &dir,
-        dbs: &dbs,
-        secrets: &secrets,
+    let env = Arc::new(Env {
+        exe,
+        dir,
+        dbs,
+        secrets,
         managed_postgres: pg.is_some(),
-    };
-    let started = tokio::select! {
-        r = start(&env, args.sequencers, &mut nodes) => Some(r),
-        () = &mut shutdown => None,
-    };
-    match started {
-        Some(Ok(())) => {}
-        Some(Err(e)) => {
-            nodes::stop_all(&mut nodes).await;
-            return Err(e);
-        }
-        None => {
-            println!("interrupted while starting; stopping what was started");
-            nodes::stop_all(&mut nodes).await;
-            return Ok(());
-        }
+    });
+
+    let mut nodes = Vec::new();
+    let outcome = run(&env, &args, &mut nodes, shutdown).await;
+    if let Ok(Phase::Starting) = outcome {
+        println!("interrupted while starting; stopping what was started");
     }
-    write_network(&network_json, &network_file(&env, &nodes))?;
+    let _ = std::fs::remove_file(&network_json);
+    nodes::stop_all(&mut nodes).await;
+    drop(pg);
+    if let Ok(Phase::Running) = outcome {
+        println!("ordo network stopped");
+    }
+    outcome.map(|_| ())
+}
+
+/// When the shutdown signal came.
+enum Phase {
+    Starting,
+    Running,
+}
+
+/// Starts the network into `nodes`, then keeps network.json current and serves the control
+/// API until the shutdown signal. The caller stops the nodes whatever this returns.
+async fn run(
+    env: &Arc<Env>,
+    args: &UpArgs,
+    nodes: &mut Vec<Node>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<Phase> {
+    tokio::pin!(shutdown);
+    let started = tokio::select! {
+        r = start(env, args.sequencers, nodes) => r?,
+        () = &mut shutdown => return Ok(Phase::Starting),
+    };
+    let (handoff, mut added) = mpsc::channel(1);
+    let control = Control::serve(control::Adder::new(
+        env.clone(),
+        started.links,
+        started.registrar,
+        handoff,
+    ))
+    .await?;
+    let network_json = env.dir.join("network.json");
+    let write =
+        |nodes: &[Node]| write_network(&network_json, &network_file(env, nodes, &control.http));
+    // The gateway routes by network.json, so the file comes first, with the ledger nodes.
+    write(nodes)?;
+    tokio::select! {
+        r = start_gateway(env, &network_json, nodes) => r?,
+        () = &mut shutdown => return Ok(Phase::Starting),
+    }
+    write(nodes)?;
+    print_started(args, &env.dbs, nodes, &network_json, &control.http);
+
+    // network.json follows the replicas' roles and the added shards while the network runs.
+    nodes::supervise(nodes, shutdown, &mut added, |nodes| {
+        if let Err(e) = write(nodes) {
+            tracing::error!(error = %e, "cannot update network.json");
+        }
+    })
+    .await;
+    Ok(Phase::Running)
+}
+
+fn print_started(
+    args: &UpArgs,
+    dbs: &Databases,
+    nodes: &[Node],
+    network_json: &Path,
+    control: &str,
+) {
     println!("ordo network is up");
-    for n in &nodes {
-        println!(
-            "  {:<16} {:<10} {:<8} grpc {}  metrics {}",
-            n.entry.name, n.entry.service, n.entry.role, n.entry.grpc, n.entry.metrics
-        );
+    for n in nodes {
+        let e = &n.entry;
+        if e.grpc.is_empty() {
+            println!(
+                "  {:<16} {:<10} {:<8} http {}  metrics {}",
+                e.name, e.service, e.role, e.http, e.metrics
+            );
+        } else {
+            println!(
+                "  {:<16} {:<10} {:<8} grpc {}  metrics {}",
+                e.name, e.service, e.role, e.grpc, e.metrics
+            );
+        }
     }
     println!(
         "  {:<16} {}",
         "postgres",
         ordo_sequencer::redact_url(&dbs.sequencer)
     );
-    println!("network file: {}", network_json.display());
-    println!("logs:         {}", dir.join("logs").display());
+    println!("  {:<16} {control}", "control");
+    let file = network_json.display();
+    println!("network file: {file}");
     println!(
-        "a Ledger API token: `ordo token --act-as PARTY --network {}`",
-        network_json.display()
+        "logs:         {}",
+        network_json.with_file_name("logs").display()
     );
-    println!(
-        "every node's role and health: `ordo admin status --network {}`",
-        network_json.display()
-    );
+    println!("a Ledger API token: `ordo token --act-as PARTY --network {file}`");
+    println!("every node's role and health: `ordo admin status --network {file}`");
+    println!("another shard: `ordo admin shard add --name shard-3 --network {file}`");
     println!(
         "Ctrl-C stops the network; `ordo up --data-dir {}` resumes it.",
         args.data_dir.display()
     );
-
-    // network.json follows the replicas' roles while the network runs.
-    nodes::supervise(&mut nodes, shutdown, |nodes| {
-        if let Err(e) = write_network(&network_json, &network_file(&env, nodes)) {
-            tracing::error!(error = %e, "cannot update network.json");
-        }
-    })
-    .await;
-    let _ = std::fs::remove_file(&network_json);
-    nodes::stop_all(&mut nodes).await;
-    drop(pg);
-    println!("ordo network stopped");
-    Ok(())
 }
 
-/// What every step of the start needs.
-struct Env<'a> {
-    exe: &'a Path,
-    dir: &'a Path,
-    dbs: &'a Databases,
-    secrets: &'a Secrets,
+/// What every step of the start (and every shard added later) needs.
+pub struct Env {
+    exe: PathBuf,
+    dir: PathBuf,
+    dbs: Databases,
+    secrets: Secrets,
     /// Whether `ordo up` runs the Postgres (for network.json).
     managed_postgres: bool,
 }
 
-impl Env<'_> {
+impl Env {
     /// Provisions the service of the node `launch` would start; the member it reports.
     async fn init(&self, launch: &Launch) -> anyhow::Result<Member> {
         let report = nodes::provision(
-            self.exe,
-            self.dir,
+            &self.exe,
+            &self.dir,
             launch.role,
             &launch.name,
             &launch.config,
@@ -152,7 +218,7 @@ impl Env<'_> {
     }
 
     fn spawn(&self, launch: Launch, nodes: &mut Vec<Node>) -> anyhow::Result<()> {
-        nodes.push(nodes::spawn(self.exe, self.dir, launch)?);
+        nodes.push(nodes::spawn(&self.exe, &self.dir, launch)?);
         Ok(())
     }
 }
@@ -168,18 +234,23 @@ fn replica_names(base: &str) -> Vec<String> {
 struct Plan {
     sequencers: Vec<Launch>,
     topology: Vec<Launch>,
-    /// The topology manager replicas' admin endpoints.
-    topology_admin: Vec<String>,
     /// The mediator's and the participants' replicas.
     members: Vec<Launch>,
     mediator: Member,
     /// Each shard with its participant.
     participants: Vec<(String, Member)>,
+    links: ParticipantLinks,
+}
+
+/// What adding a shard later needs from the start.
+struct Started {
+    links: ParticipantLinks,
+    registrar: Registrar,
 }
 
 /// Provisions and starts every node in dependency order, pushing each started one to
 /// `nodes` (so the caller stops them whatever happens).
-async fn start(env: &Env<'_>, sequencers: usize, nodes: &mut Vec<Node>) -> anyhow::Result<()> {
+async fn start(env: &Env, sequencers: usize, nodes: &mut Vec<Node>) -> anyhow::Result<Started> {
     let plan = prepare(env, sequencers).await?;
     // The sequencers, then the manager (it registers itself in them and bootstraps).
     for launch in plan.sequencers {
@@ -191,7 +262,8 @@ async fn start(env: &Env<'_>, sequencers: usize, nodes: &mut Vec<Node>) -> anyho
     }
     nodes::wait_ready(nodes).await?;
     // Members must be in topology (and so in the sequencer) before they connect.
-    let mut registrar = Registrar::connect(&plan.topology_admin, &env.secrets.topology_admin)?;
+    let mut registrar =
+        Registrar::connect(&plan.links.topology_admin, &env.secrets.topology_admin)?;
     registrar.register(&plan.mediator, None).await?;
     for (shard, member) in &plan.participants {
         registrar.register(member, Some(shard)).await?;
@@ -201,14 +273,17 @@ async fn start(env: &Env<'_>, sequencers: usize, nodes: &mut Vec<Node>) -> anyho
     }
     nodes::wait_ready(nodes).await?;
     nodes::refresh_roles(nodes).await;
-    Ok(())
+    Ok(Started {
+        links: plan.links,
+        registrar,
+    })
 }
 
 /// Writes every node's config and provisions every service once (through its first
 /// replica's config: the replicas share the database and key). The members' configs name
 /// the topology manager's id, which its provisioning reports.
-async fn prepare(env: &Env<'_>, sequencers: usize) -> anyhow::Result<Plan> {
-    let (dir, secrets) = (env.dir, env.secrets);
+async fn prepare(env: &Env, sequencers: usize) -> anyhow::Result<Plan> {
+    let (dir, secrets) = (env.dir.as_path(), &env.secrets);
     let mut plan_sequencers = Vec::new();
     for i in 1..=sequencers {
         let (c, path) = configs::sequencer(dir, i, &env.dbs.sequencer, secrets)?;
@@ -217,10 +292,11 @@ async fn prepare(env: &Env<'_>, sequencers: usize) -> anyhow::Result<Plan> {
     }
     let endpoints: Vec<String> = plan_sequencers
         .iter()
-        .map(|l| format!("http://{}", l.grpc))
+        .filter_map(|l| l.grpc)
+        .map(|a| format!("http://{a}"))
         .collect();
     let first = &plan_sequencers[0];
-    nodes::provision(env.exe, dir, "sequencer", &first.name, &first.config).await?;
+    nodes::provision(&env.exe, dir, "sequencer", &first.name, &first.config).await?;
 
     let mut topology = Vec::new();
     for name in replica_names("topology") {
@@ -255,42 +331,69 @@ async fn prepare(env: &Env<'_>, sequencers: usize) -> anyhow::Result<Plan> {
     let mediator = env.init(&members[0]).await?;
 
     let links = ParticipantLinks {
-        sequencers: &endpoints,
-        topology_manager: &manager,
+        sequencers: endpoints,
+        topology_manager: manager,
         topology_admin: topology
             .iter()
-            .map(|l| format!("http://{}", l.grpc))
+            .filter_map(|l| l.grpc)
+            .map(|a| format!("http://{a}"))
             .collect(),
-        secrets,
     };
     let mut participants = Vec::new();
-    for (i, url) in env.dbs.shards.iter().enumerate() {
-        let shard = format!("shard-{}", i + 1);
-        let first = members.len();
-        for name in replica_names(&format!("participant-{}", i + 1)) {
-            let (c, path) = configs::participant(dir, i + 1, &name, url, &links)?;
-            members.push(Launch::replica(
-                "participant",
-                name,
-                &c.shard,
-                path,
-                (c.grpc_listen, c.http_listen),
-            ));
-        }
-        participants.push((shard, env.init(&members[first]).await?));
+    let mut shards = Shard::initial();
+    shards.extend(shards::added(dir)?);
+    for shard in &shards {
+        let (launches, member) = prepare_shard(env, &links, shard).await?;
+        members.extend(launches);
+        participants.push((shard.name(), member));
     }
     Ok(Plan {
         sequencers: plan_sequencers,
-        topology_admin: links.topology_admin,
         topology,
         members,
         mediator,
         participants,
+        links,
     })
 }
 
-/// What network.json says about the running nodes.
-fn network_file(env: &Env<'_>, nodes: &[Node]) -> NetworkFile {
+/// Makes `shard`'s database, writes its replicas' configs and provisions its participant
+/// (schema and key); the replicas to start and the member to register. The same for the
+/// shards of the start and for a shard added later.
+async fn prepare_shard(
+    env: &Env,
+    links: &ParticipantLinks,
+    shard: &Shard,
+) -> anyhow::Result<(Vec<Launch>, Member)> {
+    let url = env.dbs.shard(shard.number).await?;
+    let mut launches = Vec::new();
+    for name in shard.replica_names() {
+        let (c, path) = configs::participant(&env.dir, shard, &name, &url, links, &env.secrets)?;
+        launches.push(Launch::replica(
+            "participant",
+            name,
+            &c.shard,
+            path,
+            (c.grpc_listen, c.http_listen),
+        ));
+    }
+    let member = env.init(&launches[0]).await?;
+    Ok((launches, member))
+}
+
+/// Starts the gateway, which routes by `network_json`, and waits for its `/readyz`.
+async fn start_gateway(
+    env: &Env,
+    network_json: &Path,
+    nodes: &mut Vec<Node>,
+) -> anyhow::Result<()> {
+    let (c, path) = configs::gateway(&env.dir, GATEWAY, network_json)?;
+    env.spawn(Launch::gateway(GATEWAY.into(), path, c.http_listen), nodes)?;
+    nodes::wait_ready(nodes).await
+}
+
+/// What network.json says about the running nodes and the control API.
+fn network_file(env: &Env, nodes: &[Node], control: &str) -> NetworkFile {
     let entries = |role: &str| {
         nodes
             .iter()
@@ -307,7 +410,10 @@ fn network_file(env: &Env<'_>, nodes: &[Node]) -> NetworkFile {
         topology: entries("topology"),
         mediators: entries("mediator"),
         participants: entries("participant"),
-        gateways: vec![],
+        gateways: entries("gateway"),
+        control: ControlEntry {
+            http: control.to_owned(),
+        },
         auth: Auth {
             algorithm: "HS256".into(),
             secret: env.secrets.ledger.clone(),
@@ -348,7 +454,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>>
 /// with every node's database.
 async fn postgres(dir: &Path, url: Option<&str>) -> anyhow::Result<(Option<PgCluster>, Databases)> {
     if let Some(url) = url {
-        let dbs = Databases::ensure(url, url.to_owned(), SHARDS).await?;
+        let dbs = Databases::ensure(url, url.to_owned()).await?;
         return Ok((None, dbs));
     }
     let root = dir.join("postgres");
@@ -368,7 +474,7 @@ async fn postgres(dir: &Path, url: Option<&str>) -> anyhow::Result<(Option<PgClu
          as root, the data directory must be reachable by the `postgres` user)",
     )?;
     let sequencer = pg.ensure_database("ordo_sequencer").await?;
-    let dbs = Databases::ensure(&pg.url("postgres"), sequencer, SHARDS).await?;
+    let dbs = Databases::ensure(&pg.url("postgres"), sequencer).await?;
     Ok((Some(pg), dbs))
 }
 
@@ -376,6 +482,21 @@ async fn postgres(dir: &Path, url: Option<&str>) -> anyhow::Result<(Option<PgClu
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes a secret like [`write_atomically`], readable and writable by the owner only.
+fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The node processes of `ordo up`: each role runs as a child process of this binary
 //! (`ordo <role> --config FILE`), its output in `DIR/logs/<name>.log`. A sequencer is
 //! ready when it reports SERVING; an active-passive service when every replica answers
-//! `GET /status` and one of them (the active) reports SERVING.
+//! `GET /status` and one of them (the active) reports SERVING; a gateway when its
+//! `GET /readyz` answers 200.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use ordo_node::http_client;
 use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::network::NodeEntry;
 use crate::node::InitReport;
@@ -21,14 +24,27 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the replicas' roles are polled for network.json.
 const ROLE_POLL: Duration = Duration::from_millis(500);
+/// How long a gateway's `/readyz` may take to answer one poll.
+const READYZ_TIMEOUT: Duration = Duration::from_secs(1);
 /// The service of the sequencer nodes (active-active).
 pub const SEQUENCER: &str = "sequencer";
+/// The service of the gateways (active-active, stateless towards the ledger).
+pub const GATEWAY: &str = "gateway";
 pub const ACTIVE: &str = "active";
 pub const PASSIVE: &str = "passive";
 
+/// How a node tells it is ready.
+#[derive(Clone, Copy)]
+pub enum Health {
+    /// This grpc.health.v1 service reports SERVING.
+    Grpc(&'static str),
+    /// `GET /readyz` on the HTTP port answers 200.
+    Readyz,
+}
+
 /// What to start: a role's node with its written config.
 pub struct Launch {
-    /// The subcommand: `sequencer`, `topology`, `mediator`, `participant`.
+    /// The subcommand: `sequencer`, `topology`, `mediator`, `participant`, `gateway`.
     pub role: &'static str,
     /// The process's name: a sequencer's node name, or a replica's name.
     pub name: String,
@@ -36,11 +52,12 @@ pub struct Launch {
     pub service: String,
     pub shard: Option<String>,
     pub config: PathBuf,
-    pub grpc: SocketAddr,
+    /// None for a gateway (HTTP only).
+    pub grpc: Option<SocketAddr>,
     pub http: SocketAddr,
-    /// The grpc.health.v1 service that reports the node ready.
-    pub health: &'static str,
-    /// Nodes stop in the reverse order of their tier (members before sequencers).
+    pub health: Health,
+    /// Nodes stop in the reverse order of their tier (gateways, then members, then the
+    /// sequencers).
     pub tier: u8,
 }
 
@@ -53,10 +70,25 @@ impl Launch {
             service: SEQUENCER.into(),
             shard: None,
             config,
-            grpc: listen.0,
+            grpc: Some(listen.0),
             http: listen.1,
-            health: ordo_sequencer::HEALTH_SERVICE,
+            health: Health::Grpc(ordo_sequencer::HEALTH_SERVICE),
             tier: 0,
+        }
+    }
+
+    /// A gateway (tier 3: stopped first, before the shards it calls).
+    pub fn gateway(name: String, config: PathBuf, http: SocketAddr) -> Self {
+        Self {
+            role: "gateway",
+            name,
+            service: GATEWAY.into(),
+            shard: None,
+            config,
+            grpc: None,
+            http,
+            health: Health::Readyz,
+            tier: 3,
         }
     }
 
@@ -80,9 +112,9 @@ impl Launch {
             service: service.to_owned(),
             shard: (role == "participant").then(|| service.to_owned()),
             config,
-            grpc: listen.0,
+            grpc: Some(listen.0),
             http: listen.1,
-            health,
+            health: Health::Grpc(health),
             tier,
         }
     }
@@ -92,10 +124,10 @@ pub struct Node {
     pub entry: NodeEntry,
     pub role: &'static str,
     /// A replica of an active-passive service (it has a lease and `/status`), not a
-    /// sequencer.
+    /// sequencer or a gateway.
     pub replicated: bool,
     child: Child,
-    health: &'static str,
+    health: Health,
     tier: u8,
 }
 
@@ -162,16 +194,19 @@ pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", launch.name))?;
-    let replicated = launch.service != SEQUENCER;
+    let replicated = !matches!(launch.service.as_str(), SEQUENCER | GATEWAY);
     Ok(Node {
         entry: NodeEntry {
             name: launch.name,
-            // Until the first poll: sequencers are all active, replicas assumed passive.
+            // Until the first poll: sequencers and gateways are all active, replicas
+            // assumed passive.
             role: if replicated { PASSIVE } else { ACTIVE }.into(),
             service: launch.service,
             shard: launch.shard,
             pid: child.id(),
-            grpc: format!("http://{}", launch.grpc),
+            grpc: launch
+                .grpc
+                .map_or_else(String::new, |a| format!("http://{a}")),
             http: format!("http://{}", launch.http),
             metrics: format!("http://{}/metrics", launch.http),
             log,
@@ -184,8 +219,9 @@ pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
     })
 }
 
-/// Waits until every sequencer reports SERVING and every active-passive service has all
-/// its replicas answering `/status` and one of them SERVING; fails early if a node exits.
+/// Waits until every sequencer reports SERVING, every gateway's `/readyz` answers 200, and
+/// every active-passive service has all its replicas answering `/status` and one of them
+/// SERVING; fails early if a node exits.
 pub async fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
@@ -222,7 +258,10 @@ pub async fn wait_ready(nodes: &mut [Node]) -> anyhow::Result<()> {
 /// What is not ready yet, one phrase each.
 async fn not_ready(nodes: &[Node]) -> Vec<String> {
     let checks = nodes.iter().map(|n| async move {
-        let serving = ordo_node::serving(&n.entry.grpc, n.health).await;
+        let serving = match n.health {
+            Health::Grpc(service) => ordo_node::serving(&n.entry.grpc, service).await,
+            Health::Readyz => readyz(&n.entry.http).await,
+        };
         let answers = !n.replicated || replica_http::status(&n.entry.http).await.is_ok();
         (serving, answers)
     });
@@ -232,7 +271,10 @@ async fn not_ready(nodes: &[Node]) -> Vec<String> {
     for (n, (serving, answers)) in nodes.iter().zip(checks) {
         if !n.replicated {
             if !serving {
-                waiting.push(format!("{} is not SERVING", n.entry.name));
+                waiting.push(match n.health {
+                    Health::Grpc(_) => format!("{} is not SERVING", n.entry.name),
+                    Health::Readyz => format!("{} does not answer /readyz 200", n.entry.name),
+                });
             }
             continue;
         }
@@ -249,11 +291,30 @@ async fn not_ready(nodes: &[Node]) -> Vec<String> {
     waiting
 }
 
-/// Runs until the shutdown signal, reporting nodes that exit on their own and calling
-/// `changed` whenever a replica's role (or process) changed; see [`refresh_roles`].
+/// `GET <http>/readyz` answers 200.
+pub async fn readyz(http: &str) -> bool {
+    let Ok(url) = http_client::url(http, "/readyz") else {
+        return false;
+    };
+    http_client::request(http_client::Method::GET, &url, None, READYZ_TIMEOUT)
+        .await
+        .is_ok_and(|a| a.status == http_client::StatusCode::OK)
+}
+
+/// Started and ready nodes handed to [`supervise`] (a shard added while the network runs);
+/// `done` is answered once `changed` has seen them.
+pub struct Handoff {
+    pub nodes: Vec<Node>,
+    pub done: oneshot::Sender<()>,
+}
+
+/// Runs until the shutdown signal, reporting nodes that exit on their own, taking over the
+/// nodes handed over through `added`, and calling `changed` whenever a replica's role (or
+/// process) changed or nodes were added; see [`refresh_roles`].
 pub async fn supervise(
-    nodes: &mut [Node],
+    nodes: &mut Vec<Node>,
     shutdown: impl Future<Output = ()>,
+    added: &mut mpsc::Receiver<Handoff>,
     mut changed: impl FnMut(&[Node]),
 ) {
     tokio::pin!(shutdown);
@@ -263,6 +324,13 @@ pub async fn supervise(
     loop {
         tokio::select! {
             () = &mut shutdown => return,
+            Some(handoff) = added.recv() => {
+                nodes.extend(handoff.nodes);
+                reported.resize(nodes.len(), false);
+                changed(nodes);
+                let _ = handoff.done.send(());
+                continue;
+            }
             _ = tick.tick() => {}
         }
         for (node, reported) in nodes.iter_mut().zip(reported.iter_mut()) {
@@ -316,8 +384,8 @@ pub async fn refresh_roles(nodes: &mut [Node]) -> bool {
     changed
 }
 
-/// Stops the nodes tier by tier, highest first (participants and mediator, then the
-/// topology manager, then the sequencers they talk to): SIGTERM to each node of a tier,
+/// Stops the nodes tier by tier, highest first (the gateways, then the participants and
+/// the mediator, then the topology manager, then the sequencers they talk to): SIGTERM to each node of a tier,
 /// then wait for each (killing it after the grace period).
 pub async fn stop_all(nodes: &mut [Node]) {
     let mut tiers: Vec<u8> = nodes.iter().map(|n| n.tier).collect();

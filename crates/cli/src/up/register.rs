@@ -1,19 +1,23 @@
 //! Adding the members to topology through the topology manager's admin API. Both calls
-//! are idempotent, so a resumed network registers again and changes nothing.
+//! are idempotent, so a resumed network registers again and changes nothing. The shards
+//! already in topology are read the same way (`ordo admin shard add` refuses those).
 
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
-use ordo_proto::admin::v1::{RegisterMediatorRequest, RegisterParticipantRequest};
+use ordo_proto::admin::v1::{
+    ListShardsRequest, RegisterMediatorRequest, RegisterParticipantRequest,
+};
 use tonic::Code;
-use tonic::metadata::MetadataValue;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Channel;
 
 use crate::node::InitReport;
 
 /// How long the manager may stay UNAVAILABLE (a replica reports SERVING before it is
 /// asked, so this covers a sequencer hiccup or a failover only).
-const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+const UNAVAILABLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A member as `init` reported it.
 pub struct Member {
@@ -41,16 +45,15 @@ impl Member {
     }
 }
 
+type Client = TopologyAdminServiceClient<Channel>;
+
 /// The topology manager's admin API across its replicas: calls go to the replica that
 /// last answered, and move to the next one while the current one is UNAVAILABLE (passive)
 /// or unreachable.
 pub struct Registrar {
-    clients: Vec<(
-        String,
-        TopologyAdminServiceClient<tonic::transport::Channel>,
-    )>,
+    clients: Vec<(String, Client)>,
     current: usize,
-    bearer: MetadataValue<tonic::metadata::Ascii>,
+    bearer: MetadataValue<Ascii>,
 }
 
 impl Registrar {
@@ -75,55 +78,88 @@ impl Registrar {
         })
     }
 
-    /// Registers the mediator (`shard` None) or a shard's participant, retrying on the
-    /// next replica while the one asked is UNAVAILABLE.
+    /// Registers the mediator (`shard` None) or a shard's participant.
     pub async fn register(&mut self, m: &Member, shard: Option<&str>) -> anyhow::Result<()> {
-        let deadline = tokio::time::Instant::now() + REGISTER_TIMEOUT;
+        let (name, public_key) = (m.name.clone(), m.public_key.clone());
+        let bearer = self.bearer.clone();
+        let registered = match shard {
+            None => {
+                let req = RegisterMediatorRequest { name, public_key };
+                self.call(&format!("registering {}", m.name), |mut c| {
+                    let req = authorized(req.clone(), &bearer);
+                    async move { Ok(c.register_mediator(req).await?.into_inner().member) }
+                })
+                .await?
+            }
+            Some(shard) => {
+                let req = RegisterParticipantRequest {
+                    name,
+                    public_key,
+                    shard: shard.to_owned(),
+                };
+                self.call(&format!("registering {}", m.name), |mut c| {
+                    let req = authorized(req.clone(), &bearer);
+                    async move { Ok(c.register_participant(req).await?.into_inner().member) }
+                })
+                .await?
+            }
+        };
+        check(m, &registered)
+    }
+
+    /// Every shard in topology with its participant's member id.
+    pub async fn shards(&mut self) -> anyhow::Result<Vec<(String, String)>> {
+        let bearer = self.bearer.clone();
+        let listed = self
+            .call("listing the shards", |mut c| {
+                let req = authorized(ListShardsRequest {}, &bearer);
+                async move { Ok(c.list_shards(req).await?.into_inner().shards) }
+            })
+            .await?;
+        Ok(listed
+            .into_iter()
+            .map(|s| (s.shard, s.participant))
+            .collect())
+    }
+
+    /// Runs `call` on the current replica's client, moving on to the next replica while
+    /// the one asked is UNAVAILABLE (for up to [`UNAVAILABLE_TIMEOUT`]).
+    async fn call<T, F>(
+        &mut self,
+        what: &str,
+        mut call: impl FnMut(Client) -> F,
+    ) -> anyhow::Result<T>
+    where
+        F: Future<Output = Result<T, tonic::Status>>,
+    {
+        let deadline = tokio::time::Instant::now() + UNAVAILABLE_TIMEOUT;
         loop {
             let (endpoint, client) = &self.clients[self.current];
-            let mut client = client.clone();
-            let (name, public_key) = (m.name.clone(), m.public_key.clone());
-            let registered = match shard {
-                None => client
-                    .register_mediator(self.request(RegisterMediatorRequest { name, public_key }))
-                    .await
-                    .map(|r| r.into_inner().member),
-                Some(shard) => client
-                    .register_participant(self.request(RegisterParticipantRequest {
-                        name,
-                        public_key,
-                        shard: shard.to_owned(),
-                    }))
-                    .await
-                    .map(|r| r.into_inner().member),
-            };
-            match registered {
-                Ok(member) => return check(m, &member),
+            match call(client.clone()).await {
+                Ok(answer) => return Ok(answer),
                 Err(s)
                     if s.code() == Code::Unavailable && tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::debug!(member = %m.name, %endpoint, status = %s, "topology manager replica unavailable; trying the next");
+                    tracing::debug!(%endpoint, status = %s, "{what}: topology manager replica unavailable; trying the next");
                     self.current = (self.current + 1) % self.clients.len();
                     if self.current == 0 {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
                 Err(s) => bail!(
-                    "registering {} with the topology manager ({endpoint}) failed: {:?}: {}",
-                    m.name,
+                    "{what} with the topology manager ({endpoint}) failed: {:?}: {}",
                     s.code(),
                     s.message()
                 ),
             }
         }
     }
+}
 
-    fn request<T>(&self, message: T) -> tonic::Request<T> {
-        let mut req = tonic::Request::new(message);
-        req.metadata_mut()
-            .insert("authorization", self.bearer.clone());
-        req
-    }
+fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut().insert("authorization", bearer.clone());
+    req
 }
 
 /// The manager derives the id from the name and key; a different one means the data

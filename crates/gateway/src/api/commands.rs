@@ -4,62 +4,99 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::Response;
+use axum::http::StatusCode;
 use ordo_ledger_client::{Command, Submission, TransactionResult};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use super::contract_json;
+use super::{Answer, ArchivedView, ContractView, EventView, Failure};
 use crate::auth::Caller;
 use crate::body;
-use crate::error::{ApiError, ok};
+use crate::error::ApiError;
 use crate::state::Gateway;
 
 fn empty_object() -> Value {
     json!({})
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateRequest {
+    /// `package:Template`, e.g. `iou:Iou`.
     template_id: String,
+    /// The template's fields; decimals as strings.
+    #[schema(value_type = Object)]
     payload: Value,
+    /// The deduplication key: a retry with the same id never commits twice. None: a fresh
+    /// one.
     #[serde(default)]
     command_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExerciseRequest {
     template_id: String,
     contract_id: String,
     choice: String,
+    /// The choice's argument; none: `{}`.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     argument: Value,
     #[serde(default)]
     command_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateAndExerciseRequest {
     template_id: String,
+    #[schema(value_type = Object)]
     payload: Value,
     choice: String,
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     argument: Value,
     #[serde(default)]
     command_id: Option<String>,
 }
 
+/// What an exercise did, as the submitter sees it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExerciseAnswer {
+    /// The choice's result (e.g. the new contract's id); null when it returns nothing.
+    exercise_result: Option<Value>,
+    /// Archives first, then creates, each in the transaction's order.
+    events: Vec<EventView>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/create",
+    tag = "commands",
+    request_body = CreateRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The created contract", body = Answer<ContractView>),
+        (status = 400, description = "A malformed body, or a payload the template refuses", body = Failure),
+        (status = 401, description = "No token, or one that does not verify", body = Failure),
+        (status = 403, description = "The token names no actAs party, or one it may not act for", body = Failure),
+        (status = 404, description = "An unknown template", body = Failure),
+        (status = 409, description = "The command id was already used", body = Failure),
+        (status = 503, description = "The shard has no serving replica", body = Failure),
+    )
+)]
 pub async fn create(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Answer<ContractView>>, ApiError> {
     let req: CreateRequest = body::json(raw)?;
     body::required("templateId", &req.template_id)?;
     body::object("payload", &req.payload)?;
@@ -75,21 +112,37 @@ pub async fn create(
         .or(result.created.first())
         .ok_or_else(|| {
             ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::INTERNAL_SERVER_ERROR,
                 format!(
                     "transaction {} created no contract visible to the submitter",
                     result.update_id
                 ),
             )
         })?;
-    Ok(ok(contract_json(created)))
+    Ok(Answer::ok(ContractView::from(created)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/exercise",
+    tag = "commands",
+    request_body = ExerciseRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The choice's result and the transaction's events", body = Answer<ExerciseAnswer>),
+        (status = 400, description = "A malformed body, or an argument the choice refuses", body = Failure),
+        (status = 401, description = "No token, or one that does not verify", body = Failure),
+        (status = 403, description = "The token names no actAs party, or one it may not act for", body = Failure),
+        (status = 404, description = "An unknown template, choice or contract (archived contracts included)", body = Failure),
+        (status = 409, description = "The contract is locked by a pending transaction or not active, or the command id was already used", body = Failure),
+        (status = 503, description = "The shard has no serving replica", body = Failure),
+    )
+)]
 pub async fn exercise(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Answer<ExerciseAnswer>>, ApiError> {
     let req: ExerciseRequest = body::json(raw)?;
     body::required("templateId", &req.template_id)?;
     body::required("contractId", &req.contract_id)?;
@@ -102,14 +155,30 @@ pub async fn exercise(
         argument: req.argument,
     };
     let result = submit(&gw, &caller, command, req.command_id).await?;
-    Ok(ok(exercise_answer(&result)))
+    Ok(Answer::ok(exercise_answer(&result)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/create-and-exercise",
+    tag = "commands",
+    request_body = CreateAndExerciseRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The choice's result and the transaction's events", body = Answer<ExerciseAnswer>),
+        (status = 400, description = "A malformed body, or a payload or argument the template refuses", body = Failure),
+        (status = 401, description = "No token, or one that does not verify", body = Failure),
+        (status = 403, description = "The token names no actAs party, or one it may not act for", body = Failure),
+        (status = 404, description = "An unknown template or choice", body = Failure),
+        (status = 409, description = "The command id was already used", body = Failure),
+        (status = 503, description = "The shard has no serving replica", body = Failure),
+    )
+)]
 pub async fn create_and_exercise(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Answer<ExerciseAnswer>>, ApiError> {
     let req: CreateAndExerciseRequest = body::json(raw)?;
     body::required("templateId", &req.template_id)?;
     body::object("payload", &req.payload)?;
@@ -122,23 +191,23 @@ pub async fn create_and_exercise(
         argument: req.argument,
     };
     let result = submit(&gw, &caller, command, req.command_id).await?;
-    Ok(ok(exercise_answer(&result)))
+    Ok(Answer::ok(exercise_answer(&result)))
 }
 
-/// `{"exerciseResult", "events": [{"archived": …} | {"created": …}]}`: archives first, then
-/// creates, each in the transaction's order.
-fn exercise_answer(result: &TransactionResult) -> Value {
-    let archived = result.archived.iter().map(
-        |a| json!({ "archived": { "contractId": a.contract_id, "templateId": a.template_id } }),
-    );
+/// Archives first, then creates, each in the transaction's order.
+fn exercise_answer(result: &TransactionResult) -> ExerciseAnswer {
+    let archived = result
+        .archived
+        .iter()
+        .map(|a| EventView::Archived(ArchivedView::from(a)));
     let created = result
         .created
         .iter()
-        .map(|c| json!({ "created": contract_json(c) }));
-    json!({
-        "exerciseResult": result.exercise_result,
-        "events": archived.chain(created).collect::<Vec<_>>(),
-    })
+        .map(|c| EventView::Created(ContractView::from(c)));
+    ExerciseAnswer {
+        exercise_result: result.exercise_result.clone(),
+        events: archived.chain(created).collect(),
+    }
 }
 
 async fn submit(

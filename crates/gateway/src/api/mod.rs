@@ -1,18 +1,24 @@
 //! The `/v1` endpoints, one file per group; every answer is `{"status": N, "result": …}`
-//! or `{"status": N, "errors": ["…"]}`.
+//! or `{"status": N, "errors": ["…"]}`. The answers' shapes are types here (and in the
+//! handlers' files), so that the OpenAPI document (`crate::openapi`) describes exactly what
+//! the handlers send.
 
-mod commands;
-mod packages;
-mod parties;
-mod query;
+pub(crate) mod commands;
+pub(crate) mod packages;
+pub(crate) mod parties;
+pub(crate) mod query;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post};
-use ordo_ledger_client::Contract;
-use serde_json::{Value, json};
+use ordo_ledger_client::{Archived, Contract};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
+use crate::error::ApiError;
 use crate::state::Gateway;
 
 pub fn routes() -> Router<Arc<Gateway>> {
@@ -28,15 +34,102 @@ pub fn routes() -> Router<Arc<Gateway>> {
         )
         .route("/v1/query", post(query::query))
         .route("/v1/fetch", post(query::fetch))
+        .route("/v1/stream/query", get(stream::stream))
+        .route("/v1/openapi.json", get(crate::openapi::document))
+}
+
+/// `{"status": 200, "result": …}`: a successful answer.
+#[derive(Serialize, ToSchema)]
+pub struct Answer<T> {
+    /// Always 200, the HTTP status.
+    status: u16,
+    result: T,
+}
+
+impl<T> Answer<T> {
+    pub fn ok(result: T) -> axum::Json<Self> {
+        axum::Json(Self {
+            status: 200,
+            result,
+        })
+    }
+}
+
+/// `{"status": N, "errors": ["…"]}`: why a request failed (`N` is the HTTP status), or why
+/// a stream ended.
+#[derive(Serialize, ToSchema)]
+pub struct Failure {
+    status: u16,
+    errors: Vec<String>,
+}
+
+impl From<&ApiError> for Failure {
+    fn from(e: &ApiError) -> Self {
+        Self {
+            status: e.status.as_u16(),
+            errors: vec![e.message.clone()],
+        }
+    }
 }
 
 /// A contract as the API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractView {
+    contract_id: String,
+    /// `package:Template`, e.g. `iou:Iou`.
+    template_id: String,
+    /// The template's fields; decimals are strings.
+    #[schema(value_type = Object)]
+    payload: Value,
+    signatories: Vec<String>,
+    observers: Vec<String>,
+}
+
+impl From<&Contract> for ContractView {
+    fn from(c: &Contract) -> Self {
+        Self {
+            contract_id: c.contract_id.clone(),
+            template_id: c.template_id.clone(),
+            payload: c.payload.clone(),
+            signatories: c.signatories.clone(),
+            observers: c.observers.clone(),
+        }
+    }
+}
+
+/// A contract as the API shows it, as JSON.
 pub(crate) fn contract_json(c: &Contract) -> Value {
-    json!({
-        "contractId": c.contract_id,
-        "templateId": c.template_id,
-        "payload": c.payload,
-        "signatories": c.signatories,
-        "observers": c.observers,
-    })
+    json!(ContractView::from(c))
+}
+
+/// An archived contract.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedView {
+    contract_id: String,
+    template_id: String,
+}
+
+impl From<&Archived> for ArchivedView {
+    fn from(a: &Archived) -> Self {
+        Self {
+            contract_id: a.contract_id.clone(),
+            template_id: a.template_id.clone(),
+        }
+    }
+}
+
+/// One event of a transaction: `{"created": …}` or `{"archived": …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EventView {
+    Created(ContractView),
+    Archived(ArchivedView),
+}
+
+/// Whether every field of `query` equals the contract's (JSON equality), as `/v1/query`
+/// and `/v1/stream/query` match.
+pub(crate) fn matches(payload: &Value, query: &Map<String, Value>) -> bool {
+    query.iter().all(|(k, v)| payload.get(k) == Some(v))
 }

@@ -1,24 +1,27 @@
 //! `POST /v1/query` and `POST /v1/fetch`: the active contracts the token's parties see,
-//! read from every shard hosting one of them (no local cache yet: each query asks them).
+//! answered from the gateway's cache once it has caught up with the ledger end of every
+//! shard hosting one of them, so that a query sees every write committed before it (the
+//! caller's own included).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::response::Response;
-use ordo_ledger_client::{Contract, Filter};
+use ordo_ledger_client::Contract;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::contract_json;
 use crate::auth::Caller;
 use crate::body;
+use crate::cache;
 use crate::error::{ApiError, ok};
 use crate::state::Gateway;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct QueryRequest {
     /// Empty: every template.
@@ -30,12 +33,26 @@ pub struct QueryRequest {
     query: Map<String, Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FetchRequest {
     contract_id: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/query",
+    tag = "query",
+    request_body = QueryRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The matching active contracts the token's parties see", body = super::Answer<Vec<super::ContractView>>),
+        (status = 400, description = "A malformed body", body = super::Failure),
+        (status = 401, description = "No token, or one that does not verify", body = super::Failure),
+        (status = 403, description = "The token names no party", body = super::Failure),
+        (status = 503, description = "A shard has no serving replica", body = super::Failure),
+    )
+)]
 pub async fn query(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
@@ -48,12 +65,26 @@ pub async fn query(
     let contracts = active_contracts(&gw, &caller, &req.template_ids).await?;
     let result: Vec<Value> = contracts
         .iter()
-        .filter(|c| matches(c, &req.query))
+        .filter(|c| super::matches(&c.payload, &req.query))
         .map(contract_json)
         .collect();
     Ok(ok(result))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/fetch",
+    tag = "query",
+    request_body = FetchRequest,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The contract if it is active and the token's parties see it, else null", body = super::Answer<Option<super::ContractView>>),
+        (status = 400, description = "A malformed body", body = super::Failure),
+        (status = 401, description = "No token, or one that does not verify", body = super::Failure),
+        (status = 403, description = "The token names no party", body = super::Failure),
+        (status = 503, description = "A shard has no serving replica", body = super::Failure),
+    )
+)]
 pub async fn fetch(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
@@ -61,59 +92,35 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     let req: FetchRequest = body::json(raw)?;
     body::required("contractId", &req.contract_id)?;
-    let contracts = active_contracts(&gw, &caller, &[]).await?;
-    let found = contracts
-        .iter()
-        .find(|c| c.contract_id == req.contract_id)
-        .map(contract_json);
-    Ok(ok(found.unwrap_or(Value::Null)))
+    let parties = caught_up(&gw, &caller).await?;
+    let found = gw.cache.fetch(&parties, &req.contract_id).await?;
+    Ok(ok(found.as_ref().map(contract_json).unwrap_or(Value::Null)))
 }
 
-/// Whether every field of `query` equals the contract's.
-fn matches(c: &Contract, query: &Map<String, Value>) -> bool {
-    query.iter().all(|(k, v)| c.payload.get(k) == Some(v))
-}
-
-/// The active contracts of `templates` (empty: all) visible to the caller's parties, from
-/// each shard hosting one of them, each contract once.
+/// The active contracts of `templates` (empty: all) visible to the caller's parties, each
+/// contract once.
 async fn active_contracts(
     gw: &Gateway,
     caller: &Caller,
     templates: &[String],
 ) -> Result<Vec<Contract>, ApiError> {
-    let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for party in caller.readable()? {
+    let parties = caught_up(gw, caller).await?;
+    gw.cache.active_contracts(&parties, templates).await
+}
+
+/// The caller's parties, once the cache has caught up with every shard hosting one of
+/// them.
+async fn caught_up(gw: &Gateway, caller: &Caller) -> Result<Vec<String>, ApiError> {
+    let parties = caller.readable()?;
+    let mut shards = BTreeSet::new();
+    for party in &parties {
         // A party that is not allocated sees nothing.
-        if let Some(shard) = gw.shard_of(&party).await? {
-            by_shard.entry(shard).or_default().push(party);
+        if let Some(shard) = gw.shard_of(party).await? {
+            shards.insert(shard);
         }
     }
-    let reads = by_shard.into_iter().map(|(shard, parties)| {
-        let filter = Filter {
-            parties,
-            templates: templates.to_vec(),
-        };
-        async move {
-            let client = gw.shard_client(&shard, &caller.token)?;
-            let acs = client
-                .read(|c| {
-                    let filter = filter.clone();
-                    async move { c.active_contracts(&filter).await }
-                })
-                .await?;
-            Ok::<_, ApiError>(acs.contracts)
-        }
-    });
-    let mut seen = BTreeSet::new();
-    let mut all = Vec::new();
-    for contracts in futures::future::try_join_all(reads).await? {
-        for c in contracts {
-            if seen.insert(c.contract_id.clone()) {
-                all.push(c);
-            }
-        }
-    }
-    Ok(all)
+    futures::future::try_join_all(shards.iter().map(|shard| cache::catch_up(gw, shard))).await?;
+    Ok(parties)
 }
 
 #[cfg(test)]
@@ -137,9 +144,18 @@ mod tests {
             created_at: 0,
         };
         let q = |v: Value| v.as_object().cloned().unwrap_or_default();
-        assert!(matches(&c, &q(json!({}))));
-        assert!(matches(&c, &q(json!({"owner": "alice"}))));
-        assert!(!matches(&c, &q(json!({"owner": "bob"}))));
-        assert!(!matches(&c, &q(json!({"missing": 1}))));
+        assert!(super::super::matches(&c.payload, &q(json!({}))));
+        assert!(super::super::matches(
+            &c.payload,
+            &q(json!({"owner": "alice"}))
+        ));
+        assert!(!super::super::matches(
+            &c.payload,
+            &q(json!({"owner": "bob"}))
+        ));
+        assert!(!super::super::matches(
+            &c.payload,
+            &q(json!({"missing": 1}))
+        ));
     }
 }

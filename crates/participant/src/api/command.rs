@@ -6,7 +6,7 @@ use ordo_proto::ledger::v1 as pb;
 
 use super::{ApiResult, convert};
 use crate::error::ParticipantError;
-use crate::events::{Reader, StoredTx};
+use crate::events::{Parties, Reader, StoredTx};
 use crate::node::Shared;
 use crate::store::{self, CompletionRow};
 use crate::submission;
@@ -71,7 +71,7 @@ impl pb::command_service_server::CommandService for CommandApi {
             })?;
         let tx: StoredTx = store::from_json(&row, "update")?;
         let reader = Reader {
-            parties: accepted.act_as.iter().map(ToString::to_string).collect(),
+            parties: Parties::Only(accepted.act_as.iter().map(ToString::to_string).collect()),
             templates: Default::default(),
         };
         Ok(tonic::Response::new(

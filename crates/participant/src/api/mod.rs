@@ -20,6 +20,7 @@ use ordo_proto::ledger::v1 as pb;
 use self::active_only::ActiveOnly;
 use crate::auth::Rights;
 use crate::error::ParticipantError;
+use crate::events::{Parties, Reader};
 use crate::node::Shared;
 
 /// The gRPC server's services: the Ledger API (only while this replica serves, see
@@ -96,28 +97,35 @@ pub fn parse_parties(field: &str, names: &[String]) -> Result<BTreeSet<PartyId>,
         .collect()
 }
 
-/// The reader of a transaction filter: its parties, each readable with the token.
+/// The reader of a transaction filter: its parties, each readable with the token. A filter
+/// naming no party reads every party's projection, with a token that may read as any
+/// party (`readAsAnyParty`); without one it is invalid.
 pub fn reader(
     rights: &Rights,
     filter: Option<&pb::TransactionFilter>,
-) -> Result<crate::events::Reader, ParticipantError> {
+) -> Result<Reader, ParticipantError> {
     let filter = filter.ok_or_else(|| {
         ParticipantError::InvalidArgument("missing filter: name the parties to read as".into())
     })?;
     let parties = parse_parties("filter.parties", &filter.parties)?;
-    if parties.is_empty() {
-        return Err(ParticipantError::InvalidArgument(
-            "invalid filter.parties: name at least one party".into(),
-        ));
-    }
-    rights.require_read_as(&parties)?;
+    let parties = if parties.is_empty() {
+        if !rights.read_as_any_party {
+            return Err(ParticipantError::InvalidArgument(
+                "invalid filter.parties: name at least one party".into(),
+            ));
+        }
+        Parties::Any
+    } else {
+        rights.require_read_as(&parties)?;
+        Parties::Only(parties.iter().map(ToString::to_string).collect())
+    };
     for t in &filter.template_ids {
         t.parse::<ordo_ledger::TemplateId>().map_err(|e| {
             ParticipantError::InvalidArgument(format!("invalid filter.template_ids: {e}"))
         })?;
     }
-    Ok(crate::events::Reader {
-        parties: parties.iter().map(ToString::to_string).collect(),
+    Ok(Reader {
+        parties,
         templates: filter.template_ids.iter().cloned().collect(),
     })
 }
@@ -125,3 +133,41 @@ pub fn reader(
 pub type ApiResult<T> = Result<tonic::Response<T>, tonic::Status>;
 pub type ApiStream<T> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(parties: &[&str]) -> pb::TransactionFilter {
+        pb::TransactionFilter {
+            parties: parties.iter().map(|p| (*p).to_owned()).collect(),
+            template_ids: vec!["iou:Iou".into()],
+        }
+    }
+
+    fn rights(read_as: &[&str], any: bool) -> Rights {
+        Rights {
+            read_as: read_as.iter().map(|p| PartyId::new(p).unwrap()).collect(),
+            read_as_any_party: any,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_filter_naming_no_party_needs_read_as_any_party() {
+        let e = reader(&rights(&["alice"], false), Some(&filter(&[]))).unwrap_err();
+        assert!(
+            matches!(&e, ParticipantError::InvalidArgument(m) if m.contains("filter.parties")),
+            "{e:?}"
+        );
+        let any = reader(&rights(&[], true), Some(&filter(&[]))).unwrap();
+        assert_eq!(any.parties, Parties::Any);
+        assert!(any.templates.contains("iou:Iou"));
+        // Named parties stay named, and any of them may be named with the right.
+        let named = reader(&rights(&[], true), Some(&filter(&["bob"]))).unwrap();
+        assert_eq!(named.parties, Parties::Only(["bob".to_owned()].into()));
+        let e = reader(&rights(&["alice"], false), Some(&filter(&["bob"]))).unwrap_err();
+        assert!(matches!(e, ParticipantError::PermissionDenied(_)), "{e:?}");
+        assert!(reader(&rights(&[], true), None).is_err());
+    }
+}

@@ -6,7 +6,7 @@ use ordo_proto::ledger::v1 as pb;
 
 use super::{ApiResult, ApiStream, convert};
 use crate::error::ParticipantError;
-use crate::events::StoredContract;
+use crate::events::{Parties, StoredContract};
 use crate::node::Shared;
 use crate::store;
 
@@ -25,9 +25,13 @@ impl pb::state_service_server::StateService for StateApi {
     ) -> ApiResult<Self::GetActiveContractsStream> {
         let rights = self.0.auth.authenticate(request.metadata())?;
         let reader = super::reader(&rights, request.get_ref().filter.as_ref())?;
-        let parties: Vec<String> = reader.parties.iter().cloned().collect();
+        let parties: Option<Vec<String>> = match &reader.parties {
+            Parties::Only(parties) => Some(parties.iter().cloned().collect()),
+            Parties::Any => None,
+        };
         let templates: Vec<String> = reader.templates.iter().cloned().collect();
-        let (offset, rows) = store::active_contracts(&self.0.pool, &parties, &templates).await?;
+        let (offset, rows) =
+            store::active_contracts(&self.0.pool, parties.as_deref(), &templates).await?;
         let contracts = rows
             .iter()
             .map(|r| store::from_json::<StoredContract>(r, "contract"))

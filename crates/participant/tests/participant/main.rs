@@ -417,6 +417,8 @@ async fn submit_create_and_read_it_back() -> Result<()> {
     }
     assert_eq!(offsets, vec![1, 2]);
 
+    read_as_any_party(&channel, &flat.update_id).await?;
+
     // Exercising the archived Iou again is refused, naming the contract.
     let again = pb::SubmitAndWaitRequest {
         commands: Some(pb::Commands {
@@ -445,5 +447,113 @@ async fn submit_create_and_read_it_back() -> Result<()> {
     participant.await??;
     let _ = seq_stop.send(());
     drop(pg);
+    Ok(())
+}
+
+/// A filter naming no party: INVALID_ARGUMENT for a token without `readAsAnyParty`; with
+/// it, every party's projection (here: the bank's Iou issued to alice at offset 1,
+/// transferred by alice to the bank at offset 2, whose update id is `transfer`).
+async fn read_as_any_party(channel: &Channel, transfer: &str) -> Result<()> {
+    let any = mint_hs256(
+        JWT_SECRET,
+        &LedgerClaims {
+            read_as_any_party: true,
+            ..Default::default()
+        },
+        None,
+    );
+    let named = token(&["alice", "bank"], false);
+    let everyone = || {
+        Some(pb::TransactionFilter {
+            parties: vec![],
+            template_ids: vec![],
+        })
+    };
+    let mut state = pb::state_service_client::StateServiceClient::new(channel.clone());
+    let mut updates = pb::update_service_client::UpdateServiceClient::new(channel.clone());
+    let acs_request = || pb::GetActiveContractsRequest { filter: everyone() };
+    let updates_request = || pb::GetUpdatesRequest {
+        begin_exclusive: 0,
+        end_inclusive: 2,
+        filter: everyone(),
+        shape: pb::UpdateShape::Flat as i32,
+    };
+    let by_id_request = || pb::GetTransactionByIdRequest {
+        update_id: transfer.to_owned(),
+        filter: everyone(),
+        shape: pb::UpdateShape::Tree as i32,
+    };
+
+    let refused = [
+        state
+            .get_active_contracts(with_token(acs_request(), &named))
+            .await
+            .err(),
+        updates
+            .get_updates(with_token(updates_request(), &named))
+            .await
+            .err(),
+        updates
+            .get_transaction_by_id(with_token(by_id_request(), &named))
+            .await
+            .err(),
+    ];
+    for e in refused {
+        let e = e.context("a filter naming no party without readAsAnyParty was accepted")?;
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("filter.parties"), "{e:?}");
+    }
+
+    let page = state
+        .get_active_contracts(with_token(acs_request(), &any))
+        .await?
+        .into_inner()
+        .message()
+        .await?
+        .context("an ACS page")?;
+    assert_eq!(page.offset, 2);
+    let owners: Vec<(Vec<String>, Vec<String>)> = page
+        .active_contracts
+        .iter()
+        .map(|c| (c.signatories.clone(), c.witness_parties.clone()))
+        .collect();
+    assert_eq!(owners, vec![(vec!["bank".into()], vec!["bank".into()])]);
+
+    let mut stream = updates
+        .get_updates(with_token(updates_request(), &any))
+        .await?
+        .into_inner();
+    let mut seen = Vec::new();
+    while let Some(u) = stream.message().await? {
+        let Some(pb::get_updates_response::Update::Transaction(t)) = u.update else {
+            continue;
+        };
+        for e in t.events.iter().filter_map(|e| e.event.as_ref()) {
+            seen.push(match e {
+                pb::event::Event::Created(c) => (t.offset, "created", c.witness_parties.clone()),
+                pb::event::Event::Archived(a) => (t.offset, "archived", a.witness_parties.clone()),
+            });
+        }
+    }
+    let both = vec!["alice".to_owned(), "bank".to_owned()];
+    assert_eq!(
+        seen,
+        vec![
+            (1, "created", both.clone()),
+            (2, "archived", both.clone()),
+            (2, "created", vec!["bank".to_owned()]),
+        ]
+    );
+
+    let tree = updates
+        .get_transaction_by_id(with_token(by_id_request(), &any))
+        .await?
+        .into_inner();
+    let Some(pb::get_updates_response::Update::TransactionTree(tree)) = tree.update else {
+        anyhow::bail!("GetTransactionById answered no tree: {tree:?}");
+    };
+    assert_eq!(tree.offset, 2);
+    assert_eq!(tree.command_id, "c2");
+    assert!(!tree.root_node_ids.is_empty());
     Ok(())
 }

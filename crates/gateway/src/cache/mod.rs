@@ -1,0 +1,400 @@
+//! The gateway's local cache: the active contracts of every shard, by party and template,
+//! in one SQLite file per gateway (never shared, never replicated: any gateway can drop
+//! its file and rebuild it from the shards).
+//!
+//! One feed per shard (`feed`) reads the shard's whole projection with a `readAsAnyParty`
+//! token — an active-contracts snapshot first, then the update stream from the snapshot's
+//! offset — and writes each transaction together with the shard's offset (`store`). So
+//! the offset a party's contracts are current at is its shard's offset. Queries read the
+//! file, after waiting until it reached the ledger end of each shard hosting one of the
+//! caller's parties ([`catch_up`]): a query sees every write committed before it,
+//! including the caller's own.
+//!
+//! `lock`: the advisory lock that keeps a file to one gateway.
+
+mod feed;
+mod lock;
+mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use ordo_ledger_client::{Contract, Filter};
+use ordo_node::config::{ConfigError, Invalid};
+use ordo_participant::AuthConfig;
+use ordo_participant::auth::{Authenticator, LedgerClaims, mint_hs256};
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinSet;
+
+pub use self::lock::CacheLock;
+pub use self::store::{Opened, Store};
+use crate::config::{CacheConfig, NODE};
+use crate::error::ApiError;
+use crate::state::Gateway;
+
+/// Why the cache could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error(
+        "cache file {}: in use by a running gateway (it holds {}); stop that gateway first, \
+         or give this one another `cache.file`",
+        file.display(), lock.display()
+    )]
+    InUse { file: PathBuf, lock: PathBuf },
+    #[error("cache file {}: {reason}", file.display())]
+    File { file: PathBuf, reason: String },
+    #[error("cache file {}: {source}", file.display())]
+    Sqlite {
+        file: PathBuf,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl CacheError {
+    fn sqlite(file: &Path, source: sqlx::Error) -> Self {
+        CacheError::Sqlite {
+            file: file.to_owned(),
+            source,
+        }
+    }
+}
+
+/// The cache of one gateway: its file, the offsets its feeds reached, and the token they
+/// read with.
+pub struct Cache {
+    store: Store,
+    /// A token with `readAsAnyParty`, for the feeds and the ledger ends queries wait for.
+    token: String,
+    /// How long a query waits for the cache to reach a shard's ledger end before it is
+    /// answered 503 (inside the request timeout, so that the 503 names the shard).
+    wait_limit: Duration,
+    /// Counted as the reason of each shard's first fill: the file was missing or corrupt.
+    /// `None` for a good file (a shard new to it is filled, not rebuilt).
+    fill_reason: Option<feed::Reason>,
+    /// Per shard, the offset the file holds (`None` until the shard's first snapshot).
+    offsets: Mutex<HashMap<String, watch::Sender<Option<i64>>>>,
+    lock: Mutex<Option<CacheLock>>,
+}
+
+impl Cache {
+    /// Takes the file's lock and opens it (creating or replacing it as needed).
+    pub async fn open(
+        file: &Path,
+        token: String,
+        wait_limit: Duration,
+    ) -> Result<Self, CacheError> {
+        let lock = CacheLock::acquire(file)?;
+        let (store, opened) = Store::open(file).await?;
+        let fill_reason = match &opened {
+            Opened::Existing => None,
+            Opened::Created => Some(feed::Reason::FileMissing),
+            Opened::Replaced(_) => Some(feed::Reason::FileCorrupt),
+        };
+        let offsets = store.offsets().await?;
+        tracing::info!(file = %file.display(), ?opened, ?offsets, "gateway cache open");
+        metrics::gauge!("ordo_gateway_cache_contracts").set(store.contract_count() as f64);
+        Ok(Self {
+            store,
+            token,
+            wait_limit,
+            fill_reason,
+            offsets: Mutex::new(
+                offsets
+                    .into_iter()
+                    .map(|(shard, at)| (shard, watch::channel(Some(at)).0))
+                    .collect(),
+            ),
+            lock: Mutex::new(Some(lock)),
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Closes the file and lets go of its lock.
+    pub async fn close(&self) {
+        self.store.close().await;
+        self.lock.lock().take();
+    }
+
+    fn offset_of(&self, shard: &str) -> watch::Sender<Option<i64>> {
+        self.offsets
+            .lock()
+            .entry(shard.to_owned())
+            .or_insert_with(|| watch::channel(None).0)
+            .clone()
+    }
+
+    /// Records that the file holds `shard` at `offset`.
+    fn reached(&self, shard: &str, offset: i64) {
+        self.offset_of(shard).send_replace(Some(offset));
+        metrics::gauge!("ordo_gateway_cache_offset", "shard" => shard.to_owned())
+            .set(offset as f64);
+        metrics::gauge!("ordo_gateway_cache_contracts").set(self.store.contract_count() as f64);
+    }
+
+    /// Waits until the file holds `shard` at `offset` or later.
+    async fn reaches(&self, shard: &str, offset: i64) {
+        let mut at = self.offset_of(shard).subscribe();
+        // The sender lives in `offsets` as long as the cache: the wait cannot fail.
+        let _ = at.wait_for(|o| o.is_some_and(|o| o >= offset)).await;
+    }
+
+    /// The active contracts `parties` see, of `templates` (empty: all).
+    pub async fn active_contracts(
+        &self,
+        parties: &[String],
+        templates: &[String],
+    ) -> Result<Vec<Contract>, ApiError> {
+        Ok(self.store.active_contracts(parties, templates).await?)
+    }
+
+    /// The active contract `contract_id` if one of `parties` sees it.
+    pub async fn fetch(
+        &self,
+        parties: &[String],
+        contract_id: &str,
+    ) -> Result<Option<Contract>, ApiError> {
+        Ok(self.store.fetch(parties, contract_id).await?)
+    }
+}
+
+/// The token the feeds read every party's projection with: the one in `cache.token_file`,
+/// or, without one, minted from the HS256 secret the gateway verifies tokens with. Either
+/// must verify here and carry `readAsAnyParty`.
+pub fn feed_token(
+    config: &CacheConfig,
+    auth: &AuthConfig,
+    verifier: &Authenticator,
+) -> Result<String, ConfigError> {
+    let bad = |reason: String| Invalid::new("cache.token_file", reason).of(NODE);
+    let token = match &config.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?
+            .trim()
+            .to_owned(),
+        None if auth.algorithm == "HS256" => mint_hs256(
+            &auth.secret,
+            &LedgerClaims {
+                read_as_any_party: true,
+                ..Default::default()
+            },
+            None,
+        ),
+        None => {
+            return Err(bad(format!(
+                "the gateway cannot mint {} tokens: give a file holding a Ledger API token \
+                 with the readAsAnyParty claim for its cache",
+                auth.algorithm
+            )));
+        }
+    };
+    let rights = verifier.verify(&token).map_err(|e| bad(e.to_string()))?;
+    if !rights.read_as_any_party {
+        return Err(bad(
+            "the token lacks the readAsAnyParty claim: the cache reads every party's contracts"
+                .into(),
+        ));
+    }
+    Ok(token)
+}
+
+/// Runs one feed per shard of the network, starting one for each shard network.json
+/// gains, until `stop`; then stops them.
+pub async fn feed_shards(gw: Arc<Gateway>, mut stop: oneshot::Receiver<()>) {
+    let mut network = gw.watch_network();
+    let mut feeds = JoinSet::new();
+    let mut fed = BTreeSet::new();
+    loop {
+        let shards = network.borrow_and_update().shards();
+        for shard in shards {
+            if fed.insert(shard.clone()) {
+                tracing::info!(shard, "gateway cache: following the shard");
+                feeds.spawn(feed::run(gw.clone(), shard));
+            }
+        }
+        tokio::select! {
+            changed = network.changed() => if changed.is_err() { break },
+            _ = &mut stop => break,
+        }
+    }
+    feeds.shutdown().await;
+}
+
+/// The ledger end of `shard`, read with the cache's token through the shard's active
+/// replica.
+async fn ledger_end(gw: &Gateway, shard: &str) -> Result<i64, ApiError> {
+    let client = gw.shard_client(shard, gw.cache.token())?;
+    Ok(client.read(|c| async move { c.ledger_end().await }).await?)
+}
+
+/// Waits until the cache holds everything `shard` had committed when this was called
+/// (its ledger end then), for at most the cache's wait limit: 503 naming the shard when
+/// it did not get there.
+pub async fn catch_up(gw: &Gateway, shard: &str) -> Result<(), ApiError> {
+    let unavailable = |why: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, why);
+    if !gw.knows_shard(shard) {
+        return Err(unavailable(format!(
+            "shard {shard} is not in network.json yet: the gateway cannot read it"
+        )));
+    }
+    let limit = gw.cache.wait_limit;
+    let wait = async {
+        let end = ledger_end(gw, shard).await?;
+        gw.cache.reaches(shard, end).await;
+        Ok::<_, ApiError>(end)
+    };
+    match tokio::time::timeout(limit, wait).await {
+        Ok(done) => done.map(drop),
+        Err(_) => Err(unavailable(format!(
+            "the gateway's cache has not caught up with shard {shard} within {limit:?}: its \
+             feed of the shard is behind or reconnecting; retry"
+        ))),
+    }
+}
+
+/// Waits (without limit) until the cache holds `shard` at the ledger end it has now:
+/// readiness at start.
+pub async fn caught_up_at_start(gw: &Gateway, shard: &str, retry: Duration) {
+    loop {
+        match ledger_end(gw, shard).await {
+            Ok(end) => {
+                gw.cache.reaches(shard, end).await;
+                tracing::info!(
+                    shard,
+                    offset = end,
+                    "gateway cache caught up with the shard"
+                );
+                return;
+            }
+            Err(e) => tracing::debug!(shard, error = %e.message, "no ledger end yet"),
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+/// Empties the cache `file` (`ordo gateway rebuild-cache`): the next gateway started on it
+/// rebuilds it from the shards' snapshots. Refused while a gateway uses it. Whether there
+/// was a file to remove.
+pub fn clear(file: &Path) -> Result<bool, CacheError> {
+    let _lock = CacheLock::acquire(file)?;
+    let existed = match std::fs::remove_file(file) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(CacheError::File {
+                file: file.to_owned(),
+                reason: format!("cannot remove it: {e}"),
+            });
+        }
+    };
+    store::remove_side_files(file)?;
+    Ok(existed)
+}
+
+/// The active contracts `party` sees in the cache `file`, read beside the gateway that
+/// feeds it (without its lock): for tests and inspection.
+pub async fn read_contracts(file: &Path, party: &str) -> Result<Vec<Contract>, CacheError> {
+    let store = Store::open_read_only(file).await?;
+    let contracts = store.active_contracts(&[party.to_owned()], &[]).await;
+    store.close().await;
+    contracts
+}
+
+/// A filter for every party's projection: what a `readAsAnyParty` token reads with.
+fn every_party() -> Filter {
+    Filter::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "gateway-cache-test-secret";
+
+    fn hs256() -> (AuthConfig, Authenticator) {
+        let auth = AuthConfig {
+            secret: SECRET.into(),
+            ..Default::default()
+        };
+        let verifier = Authenticator::new(&auth).unwrap();
+        (auth, verifier)
+    }
+
+    #[test]
+    fn the_feed_token_is_minted_or_read_and_must_read_as_any_party() {
+        let (auth, verifier) = hs256();
+        let minted = feed_token(&CacheConfig::default(), &auth, &verifier).unwrap();
+        assert!(verifier.verify(&minted).unwrap().read_as_any_party);
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache.token");
+        let config = CacheConfig {
+            token_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let e = feed_token(&config, &auth, &verifier).unwrap_err();
+        assert_eq!(e.field, "cache.token_file");
+        assert!(e.to_string().contains("cannot read"), "{e}");
+
+        let alice = mint_hs256(
+            SECRET,
+            &LedgerClaims {
+                act_as: vec!["alice".into()],
+                ..Default::default()
+            },
+            None,
+        );
+        std::fs::write(&file, format!("{alice}\n")).unwrap();
+        let e = feed_token(&config, &auth, &verifier).unwrap_err();
+        assert!(e.to_string().contains("readAsAnyParty"), "{e}");
+        std::fs::write(&file, "not a token").unwrap();
+        assert_eq!(
+            feed_token(&config, &auth, &verifier).unwrap_err().field,
+            "cache.token_file"
+        );
+        std::fs::write(&file, format!("{minted}\n")).unwrap();
+        assert_eq!(feed_token(&config, &auth, &verifier).unwrap(), minted);
+
+        let eddsa = AuthConfig {
+            algorithm: "EdDSA".into(),
+            ..auth
+        };
+        let e = feed_token(&CacheConfig::default(), &eddsa, &verifier).unwrap_err();
+        assert!(e.to_string().contains("EdDSA"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_cache_in_use_is_refused_and_released_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cache.sqlite");
+        let cache = Cache::open(&file, "t".into(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        let e = Cache::open(&file, "t".into(), Duration::from_secs(1))
+            .await
+            .err()
+            .unwrap();
+        assert!(matches!(e, CacheError::InUse { .. }), "{e}");
+        assert!(matches!(clear(&file), Err(CacheError::InUse { .. })));
+        cache.store().apply("shard-1", 3, &[]).await.unwrap();
+        cache.close().await;
+        assert!(clear(&file).unwrap());
+        let cache = Cache::open(&file, "t".into(), Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(cache.fill_reason, Some(feed::Reason::FileMissing));
+        assert!(cache.store().offsets().await.unwrap().is_empty());
+        cache.close().await;
+    }
+}
