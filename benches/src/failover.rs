@@ -12,11 +12,7 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
-#[path = "../../tests/ha/harness.rs"]
-#[allow(dead_code)]
-mod harness;
-
-use harness::{Ledger, Net, Outcome};
+use crate::harness::{Ledger, Net, Outcome};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -4,8 +4,14 @@
 
 mod baseline;
 mod failover;
+mod gateway;
 mod sequencer;
 mod stats;
+
+// The network harness of the HA tests: `ordo up`, its replicas, and a checked load.
+#[path = "../../tests/ha/harness.rs"]
+#[allow(dead_code)]
+mod harness;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +35,10 @@ enum Bench {
     /// Failover time of the active-passive services: SIGKILL of the active replica to the
     /// first commit through its successor, on a network started by `ordo up`.
     Failover(failover::Args),
+    /// Throughput and latency of the JSON API gateway (creates, same-shard and
+    /// cross-shard transfers over HTTP), against the same commands sent straight to the
+    /// shards' Ledger API in the same run.
+    Gateway(gateway::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,6 +54,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Failover(args) => {
             let json = args.json;
             print(&runtime.block_on(failover::run(args))?, json)?;
+        }
+        Bench::Gateway(args) => {
+            let json = args.json;
+            print(&runtime.block_on(gateway::run(args))?, json)?;
         }
     }
     Ok(())
