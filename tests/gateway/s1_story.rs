@@ -1,11 +1,14 @@
 //! The iou story over HTTP only: parties on both shards, the package, an Iou issued to
-//! alice and transferred across shards to bob; queries and fetches per party show it moved.
+//! alice and transferred across shards to bob; queries and fetches per party show it moved;
+//! a create-and-exercise, and an atomic swap across the shards with a disclosed contract.
 
 use anyhow::{Context, Result, ensure};
 use ordo_testkit::wait_for;
 use serde_json::json;
 
 use crate::harness::{CROSS_SHARD, Env, IOU, PACKAGE};
+
+const SWAP: &str = "iou:SwapProposal";
 
 pub async fn run(env: &Env) -> Result<()> {
     let admin = env.admin()?;
@@ -187,6 +190,128 @@ pub async fn run(env: &Env) -> Result<()> {
     ensure!(
         bob_now.contains(&(direct.clone(), "bob".to_owned())),
         "{bob_now:?}"
+    );
+
+    // bob splits his 100 USD: two Ious, 30 and 70, both his, the original gone.
+    let split = env
+        .ok(
+            "/v1/exercise",
+            &bob_t,
+            &json!({"templateId": IOU, "contractId": new_cid, "choice": "Split",
+                    "argument": {"splitAmount": "30"}}),
+        )
+        .await?;
+    let parts: Vec<String> = serde_json::from_value(split["exerciseResult"].clone())?;
+    let usd = env
+        .ok(
+            "/v1/query",
+            &bob_t,
+            &json!({"templateIds": [IOU], "query": {"currency": "USD"}}),
+        )
+        .await?;
+    let mut amounts: Vec<(String, String)> = usd
+        .as_array()
+        .context("query result")?
+        .iter()
+        .map(|c| {
+            (
+                c["contractId"].as_str().unwrap_or_default().to_owned(),
+                c["payload"]["amount"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    amounts.sort_by(|a, b| a.1.cmp(&b.1));
+    ensure!(
+        amounts.iter().map(|a| a.1.as_str()).collect::<Vec<_>>() == ["30", "70"]
+            && amounts.iter().all(|a| parts.contains(&a.0)),
+        "after the split bob's USD Ious are {amounts:?}, the split returned {parts:?}"
+    );
+
+    // An atomic swap across the shards: alice (shard-1) offers a CHF Iou for bob's (shard-2)
+    // 7 EUR. bob does not see alice's Iou, so she hands it over as /v1/fetch shows it and
+    // he discloses it with his Accept.
+    let chf = env
+        .ok(
+            "/v1/create",
+            &bank_t,
+            &json!({"templateId": IOU, "payload":
+                {"issuer": "bank", "owner": "alice", "currency": "CHF", "amount": "50"}}),
+        )
+        .await?["contractId"]
+        .as_str()
+        .context("contractId")?
+        .to_owned();
+    wait_for("alice's shard to show the CHF Iou", CROSS_SHARD, || async {
+        let ious = env.ious(&alice_t).await.ok()?;
+        ious.iter().any(|i| i.0 == chf).then_some(())
+    })
+    .await?;
+    let proposal = env
+        .ok(
+            "/v1/create",
+            &alice_t,
+            &json!({"templateId": SWAP, "payload": {"proposer": "alice", "counterparty": "bob",
+                    "offeredCid": chf, "wantedIssuer": "bank", "wantedCurrency": "EUR",
+                    "wantedAmount": "7"}}),
+        )
+        .await?["contractId"]
+        .as_str()
+        .context("contractId")?
+        .to_owned();
+    wait_for("bob's shard to show the proposal", CROSS_SHARD, || async {
+        let seen = env
+            .ok("/v1/fetch", &bob_t, &json!({"contractId": proposal}))
+            .await
+            .ok()?;
+        (!seen.is_null()).then_some(())
+    })
+    .await?;
+    let offered = env
+        .ok("/v1/fetch", &alice_t, &json!({"contractId": chf}))
+        .await?;
+    ensure!(offered["payload"]["currency"] == "CHF", "{offered}");
+    let swapped = env
+        .ok(
+            "/v1/exercise",
+            &bob_t,
+            &json!({"templateId": SWAP, "contractId": proposal, "choice": "Accept",
+                    "argument": {"counterCid": direct}, "disclosedContracts": [offered]}),
+        )
+        .await?;
+    let (to_bob, to_alice) = (
+        swapped["exerciseResult"]["offered"]
+            .as_str()
+            .context("offered")?
+            .to_owned(),
+        swapped["exerciseResult"]["counter"]
+            .as_str()
+            .context("counter")?
+            .to_owned(),
+    );
+    let bob_after = env.ious(&bob_t).await?;
+    ensure!(
+        bob_after.contains(&(to_bob.clone(), "bob".to_owned()))
+            && !bob_after.iter().any(|i| i.0 == direct),
+        "{bob_after:?}"
+    );
+    let alice_after = wait_for("alice's shard to commit the swap", CROSS_SHARD, || async {
+        let ious = env.ious(&alice_t).await.ok()?;
+        (ious == vec![(to_alice.clone(), "alice".to_owned())]).then_some(ious)
+    })
+    .await?;
+    let paid = env
+        .ok(
+            "/v1/fetch",
+            &alice_t,
+            &json!({"contractId": alice_after[0].0}),
+        )
+        .await?;
+    ensure!(
+        paid["payload"]["currency"] == "EUR" && paid["payload"]["amount"] == "7",
+        "{paid}"
     );
 
     // Node endpoints, request ids, metrics.

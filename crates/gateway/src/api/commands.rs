@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
-use ordo_ledger_client::{Command, Submission, TransactionResult};
+use ordo_ledger_client::{Command, DisclosedContract, Submission, TransactionResult};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -50,6 +50,51 @@ pub struct ExerciseRequest {
     argument: Value,
     #[serde(default)]
     command_id: Option<String>,
+    /// Contracts the choice may use although the acting party does not see them
+    /// (explicit disclosure), e.g. the offered Iou of a swap proposal, handed over by its
+    /// owner as `/v1/fetch` or `/v1/query` shows it. The shards hosting its stakeholders
+    /// check each against the contract they store.
+    #[serde(default)]
+    disclosed_contracts: Vec<Disclosed>,
+}
+
+/// A disclosed contract: a contract exactly as `/v1/fetch` shows it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Disclosed {
+    contract_id: String,
+    template_id: String,
+    #[schema(value_type = Object)]
+    payload: Value,
+    #[serde(default)]
+    signatories: Vec<String>,
+    #[serde(default)]
+    observers: Vec<String>,
+}
+
+/// The disclosed contracts of a request, checked field by field.
+fn disclosed(list: Vec<Disclosed>) -> Result<Vec<DisclosedContract>, ApiError> {
+    list.into_iter()
+        .enumerate()
+        .map(|(i, d)| {
+            body::required(
+                &format!("disclosedContracts[{i}].contractId"),
+                &d.contract_id,
+            )?;
+            body::required(
+                &format!("disclosedContracts[{i}].templateId"),
+                &d.template_id,
+            )?;
+            body::object(&format!("disclosedContracts[{i}].payload"), &d.payload)?;
+            Ok(DisclosedContract {
+                contract_id: d.contract_id,
+                template_id: d.template_id,
+                payload: d.payload,
+                signatories: d.signatories,
+                observers: d.observers,
+            })
+        })
+        .collect()
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -64,6 +109,9 @@ pub struct CreateAndExerciseRequest {
     argument: Value,
     #[serde(default)]
     command_id: Option<String>,
+    /// As for `/v1/exercise`.
+    #[serde(default)]
+    disclosed_contracts: Vec<Disclosed>,
 }
 
 /// What an exercise did, as the submitter sees it.
@@ -104,7 +152,7 @@ pub async fn create(
         template_id: req.template_id.clone(),
         payload: req.payload,
     };
-    let result = submit(&gw, &caller, command, req.command_id).await?;
+    let result = submit(&gw, &caller, command, req.command_id, Vec::new()).await?;
     let created = result
         .created
         .iter()
@@ -148,13 +196,14 @@ pub async fn exercise(
     body::required("contractId", &req.contract_id)?;
     body::required("choice", &req.choice)?;
     body::object("argument", &req.argument)?;
+    let disclosed = disclosed(req.disclosed_contracts)?;
     let command = Command::Exercise {
         template_id: req.template_id,
         contract_id: req.contract_id,
         choice: req.choice,
         argument: req.argument,
     };
-    let result = submit(&gw, &caller, command, req.command_id).await?;
+    let result = submit(&gw, &caller, command, req.command_id, disclosed).await?;
     Ok(Answer::ok(exercise_answer(&result)))
 }
 
@@ -184,13 +233,14 @@ pub async fn create_and_exercise(
     body::object("payload", &req.payload)?;
     body::required("choice", &req.choice)?;
     body::object("argument", &req.argument)?;
+    let disclosed = disclosed(req.disclosed_contracts)?;
     let command = Command::CreateAndExercise {
         template_id: req.template_id,
         payload: req.payload,
         choice: req.choice,
         argument: req.argument,
     };
-    let result = submit(&gw, &caller, command, req.command_id).await?;
+    let result = submit(&gw, &caller, command, req.command_id, disclosed).await?;
     Ok(Answer::ok(exercise_answer(&result)))
 }
 
@@ -215,6 +265,7 @@ async fn submit(
     caller: &Caller,
     command: Command,
     command_id: Option<String>,
+    disclosed_contracts: Vec<DisclosedContract>,
 ) -> Result<TransactionResult, ApiError> {
     if let Some(id) = &command_id {
         body::required("commandId", id)?;
@@ -228,5 +279,6 @@ async fn submit(
     let client = gw.shard_client(&shard, &caller.token)?;
     let mut submission = Submission::new(party, command);
     submission.command_id = command_id;
+    submission.disclosed_contracts = disclosed_contracts;
     Ok(client.submit(submission).await?)
 }
