@@ -50,13 +50,19 @@ impl Gateway {
         cache_file: &Path,
         http: &reqwest::Client,
     ) -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let base = format!("http://{}", listener.local_addr()?);
         let mut config = GatewayConfig {
             network_file: network_file.to_owned(),
             ..Default::default()
         };
         config.cache.file = cache_file.to_owned();
+        Self::start_with(config, http).await
+    }
+
+    /// Starts a gateway with `config` (its `http_listen` is ignored: 127.0.0.1:0), and
+    /// waits until it is ready.
+    pub async fn start_with(config: GatewayConfig, http: &reqwest::Client) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(ordo_gateway::run(config, listener, async {
             let _ = stopped.await;
@@ -119,6 +125,11 @@ impl Env {
             cache_file,
             gateway: Some(gateway),
         })
+    }
+
+    /// The network `ordo up` runs (its replicas, signals to them, restarts).
+    pub fn net(&mut self) -> &mut Net {
+        &mut self.net
     }
 
     /// The temporary directory the network and the cache live in.

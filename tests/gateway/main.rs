@@ -18,6 +18,7 @@ mod s5_two_gateways;
 mod s6_stream;
 mod s7_openapi;
 mod s8_shard_add;
+mod s9_unavailable;
 
 use std::path::Path;
 
@@ -35,6 +36,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s6_stream::run(&env).await?;
         s7_openapi::run(&env).await?;
         s8_shard_add::run(&env).await?;
+        s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }
     .await;

@@ -23,6 +23,11 @@ pub struct GatewayConfig {
     /// Longest a request may take, in milliseconds, before it is answered 408.
     #[serde(with = "ordo_node::config::millis")]
     pub request_timeout: Duration,
+    /// How long, in milliseconds, a call keeps looking for a serving replica of its shard
+    /// (riding through a failover) before it is answered 503. Less than
+    /// `request_timeout`, so that an unavailable shard is a 503 naming it, not a 408.
+    #[serde(with = "ordo_node::config::millis")]
+    pub retry_deadline: Duration,
     /// Largest accepted request body (a package upload is one body).
     pub max_body_bytes: usize,
     /// Origins browsers may call the API from (`https://app.example`, or `*` for any);
@@ -63,6 +68,7 @@ impl Default for GatewayConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 7575)),
             network_file: PathBuf::from("ordo-data/network.json"),
             request_timeout: Duration::from_secs(30),
+            retry_deadline: Duration::from_secs(10),
             max_body_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
@@ -86,6 +92,14 @@ impl GatewayConfig {
         }
         if self.request_timeout < Duration::from_millis(100) {
             return err("request_timeout", "must be at least 100 (milliseconds)");
+        }
+        if self.retry_deadline < Duration::from_millis(100)
+            || self.retry_deadline >= self.request_timeout
+        {
+            return err(
+                "retry_deadline",
+                "must be at least 100 (milliseconds) and less than request_timeout",
+            );
         }
         if self.max_body_bytes < 1024 {
             return err("max_body_bytes", "must be at least 1024");
@@ -206,6 +220,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(field(&c), "request_timeout");
+        c = GatewayConfig {
+            retry_deadline: Duration::from_secs(30),
+            ..Default::default()
+        };
+        assert_eq!(field(&c), "retry_deadline");
+        c.retry_deadline = Duration::from_millis(50);
+        assert_eq!(field(&c), "retry_deadline");
         c = GatewayConfig {
             max_body_bytes: 10,
             ..Default::default()

@@ -45,7 +45,9 @@ pub async fn run(
         .map_err(|e| ordo_node::config::ConfigError { node: NODE, ..e })?;
     let token = cache::feed_token(&config.cache, &auth, &authenticator)?;
     let cache = Cache::open(&config.cache.file, token, config.cache_wait_limit()).await?;
-    let gateway = Arc::new(Gateway::new(network, authenticator, cache));
+    let gateway = Arc::new(
+        Gateway::new(network, authenticator, cache).with_retry_deadline(config.retry_deadline),
+    );
     let (ready_tx, ready_rx) = watch::channel(false);
     let readiness = tokio::spawn(become_ready(gateway.clone(), ready_tx));
     let following = tokio::spawn(gateway.clone().follow_network());

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use ordo_ledger_client::{Network, ShardClient};
+use ordo_ledger_client::{Network, RetryPolicy, ShardClient};
 use ordo_participant::auth::Authenticator;
 use parking_lot::Mutex;
 
@@ -32,6 +32,8 @@ pub struct Gateway {
     clients: Mutex<HashMap<(String, String), Arc<ShardClient>>>,
     /// Party → shard. A party never moves, so an entry, once learned, stays true.
     parties: Mutex<HashMap<String, String>>,
+    /// How the shard clients retry across a shard's replicas.
+    retry: RetryPolicy,
 }
 
 impl Gateway {
@@ -42,7 +44,15 @@ impl Gateway {
             network,
             clients: Mutex::new(HashMap::new()),
             parties: Mutex::new(HashMap::new()),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Shard calls look for a serving replica for at most `deadline` before failing
+    /// UNAVAILABLE (503).
+    pub fn with_retry_deadline(mut self, deadline: Duration) -> Self {
+        self.retry.deadline = deadline;
+        self
     }
 
     /// The network as network.json last said.
@@ -102,7 +112,11 @@ impl Gateway {
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        let client = Arc::new(network.shard_client(shard, token)?);
+        let client = Arc::new(
+            network
+                .shard_client(shard, token)?
+                .with_policy(self.retry.clone()),
+        );
         clients.insert(key, client.clone());
         Ok(client)
     }

@@ -365,13 +365,16 @@ impl ShardClient {
             } else {
                 Duration::ZERO
             };
-            if Instant::now() + pause >= deadline {
+            // Keep looking until the deadline: the last pause is cut short so that the
+            // last round of attempts falls on it.
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Attempts {
                     result: Err(self.no_active_replica(&e)),
                     calls,
                 };
             }
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(pause.min(left)).await;
         }
     }
 
