@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 use serde::Serialize;
 
@@ -54,16 +54,7 @@ struct ServiceReport {
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(args: Args) -> Result<Report> {
-    let ordo = match args.ordo {
-        Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("ordo"),
-    };
-    if !ordo.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p ordo-cli) or pass --ordo",
-            ordo.display()
-        );
-    }
+    let ordo = crate::ordo_binary(args.ordo)?;
     // The lease settings `ordo up` gives its replicas: the defaults.
     let lease = ordo_lease::ReplicaConfig::default();
     let mut net = Net::start(&ordo).await?;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use ordo_ledger_client::{Command, Network, ShardClient, Submission};
 use ordo_testkit::wait_for;
 use serde::Serialize;
@@ -91,16 +91,7 @@ const VISIBLE: Duration = Duration::from_secs(30);
 pub async fn run(args: Args) -> Result<Report> {
     ensure!(args.clients > 0, "--clients must be at least 1");
     ensure!(args.seconds > 0, "--seconds must be at least 1");
-    let ordo = match args.ordo {
-        Some(p) => p,
-        None => std::env::current_exe()?.with_file_name("ordo"),
-    };
-    if !ordo.exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p ordo-cli) or pass --ordo",
-            ordo.display()
-        );
-    }
+    let ordo = crate::ordo_binary(args.ordo)?;
     let net = Net::start(&ordo).await?;
     // network.json lists the gateway once it is ready (the ledger nodes come first).
     let file = net.dir.path().join("net/network.json");

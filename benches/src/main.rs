@@ -63,6 +63,21 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `ordo` binary the network benchmarks run `ordo up` with: `arg`, or the one next to
+/// this binary.
+fn ordo_binary(arg: Option<std::path::PathBuf>) -> anyhow::Result<std::path::PathBuf> {
+    let ordo = match arg {
+        Some(p) => p,
+        None => std::env::current_exe()?.with_file_name("ordo"),
+    };
+    anyhow::ensure!(
+        ordo.exists(),
+        "{} not found: build it first (cargo build --release -p ordo-cli) or pass --ordo",
+        ordo.display()
+    );
+    Ok(ordo)
+}
+
 fn print(report: &impl serde::Serialize, one_line: bool) -> anyhow::Result<()> {
     if one_line {
         println!("{}", serde_json::to_string(report)?);

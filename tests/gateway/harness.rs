@@ -204,6 +204,18 @@ impl Env {
     pub async fn ious(&self, token: &str) -> Result<Vec<(String, String)>> {
         self.api().ious(token).await
     }
+
+    /// Every allocated party's identifier, as `GET /v1/parties` lists them.
+    pub async fn parties(&self) -> Result<Vec<String>> {
+        let listed = self.get("/v1/parties", Some(&self.admin()?)).await?;
+        Ok(listed
+            .result
+            .as_array()
+            .context("party list")?
+            .iter()
+            .filter_map(|p| p["identifier"].as_str().map(str::to_owned))
+            .collect())
+    }
 }
 
 /// The calls to one gateway.

@@ -197,14 +197,7 @@ struct Views {
 
 impl Views {
     async fn read(env: &Env) -> Result<Self> {
-        let listed = env.get("/v1/parties", Some(&env.admin()?)).await?;
-        let parties: Vec<String> = listed
-            .result
-            .as_array()
-            .context("party list")?
-            .iter()
-            .filter_map(|p| p["identifier"].as_str().map(str::to_owned))
-            .collect();
+        let parties = env.parties().await?;
         let mut views = Self {
             ledger: BTreeMap::new(),
             file: BTreeMap::new(),

@@ -28,14 +28,7 @@ pub async fn run(env: &Env) -> Result<()> {
 
 async fn compare(env: &Env, second: &Api<'_>) -> Result<()> {
     let first = env.api();
-    let listed = env.get("/v1/parties", Some(&env.admin()?)).await?;
-    let parties: Vec<String> = listed
-        .result
-        .as_array()
-        .context("party list")?
-        .iter()
-        .filter_map(|p| p["identifier"].as_str().map(str::to_owned))
-        .collect();
+    let parties = env.parties().await?;
     let queries = [
         json!({}),
         json!({"templateIds": [IOU]}),
