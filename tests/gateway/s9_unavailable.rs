@@ -74,6 +74,9 @@ async fn unavailable(env: &mut Env, gateway: &Gateway) -> Result<()> {
         took >= RETRY_DEADLINE,
         "answered 503 after {took:?}, before the retry deadline of {RETRY_DEADLINE:?}: {refused:?}"
     );
+    println!(
+        "s9: shard-3 down: a create answered 503 after {took:.1?} (retry deadline {RETRY_DEADLINE:?})"
+    );
     let query = api
         .post("/v1/query", Some(&dora), &json!({"templateIds": [IOU]}))
         .await?;
