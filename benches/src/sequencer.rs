@@ -55,6 +55,10 @@ pub struct Args {
     /// Seconds the baseline writes for (COPY, then INSERT).
     #[arg(long, default_value_t = 3)]
     baseline_seconds: u64,
+    /// An extra Postgres setting for the benchmark's cluster, `name=value` (repeatable),
+    /// e.g. `--pg max_wal_size=8GB`; reported in the output.
+    #[arg(long = "pg", value_name = "NAME=VALUE", value_parser = pg_setting)]
+    pg_settings: Vec<(String, String)>,
     /// Print compact JSON (one line).
     #[arg(long)]
     pub json: bool,
@@ -62,6 +66,8 @@ pub struct Args {
 
 #[derive(Serialize)]
 pub struct Report {
+    /// Postgres settings given with `--pg`, beyond the benchmark's durable defaults.
+    pg_settings: Vec<String>,
     nodes: usize,
     senders: usize,
     recipients: usize,
@@ -129,9 +135,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
         args.fanout >= 1 && args.fanout <= args.recipients,
         "--fanout must be between 1 and --recipients"
     );
-    let pg = tokio::task::spawn_blocking(|| {
+    let settings = args.pg_settings.clone();
+    let pg = tokio::task::spawn_blocking(move || {
         PgCluster::start(PgOptions {
             durable: true,
+            settings,
             ..PgOptions::default()
         })
     })
@@ -407,6 +415,11 @@ pub async fn run(args: Args) -> anyhow::Result<Report> {
     let mut send_latencies = std::mem::take(&mut *shared.send_latencies.lock());
     let events_per_sec = accepted as f64 / elapsed;
     Ok(Report {
+        pg_settings: args
+            .pg_settings
+            .iter()
+            .map(|(n, v)| format!("{n}={v}"))
+            .collect(),
         nodes: args.nodes,
         senders: args.senders,
         recipients: args.recipients,
@@ -461,4 +474,34 @@ async fn expected_deliveries(
         );
     }
     Ok(out)
+}
+
+/// `name=value` of `--pg`.
+fn pg_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !value.is_empty() => {
+            Ok((name.to_owned(), value.to_owned()))
+        }
+        _ => Err(format!("{s:?} is not name=value")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pg_setting_is_name_equals_value() {
+        assert_eq!(
+            pg_setting("wal_init_zero=off"),
+            Ok(("wal_init_zero".into(), "off".into()))
+        );
+        assert_eq!(
+            pg_setting("search_path=a=b"),
+            Ok(("search_path".into(), "a=b".into()))
+        );
+        for bad in ["wal_init_zero", "=off", "wal_init_zero="] {
+            assert!(pg_setting(bad).is_err(), "{bad}");
+        }
+    }
 }
