@@ -3,6 +3,7 @@
 //! its own cache started beside it), and an HTTP client whose calls check the answer's
 //! shape (`{"status": N, "result"|"errors"}`).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -332,4 +333,14 @@ async fn answer(r: reqwest::Response) -> Result<Answer> {
         result: body.get("result").cloned().unwrap_or(Value::Null),
         errors,
     })
+}
+
+/// The contract ids of a `/v1/query` result.
+pub fn contract_ids(answer: &Value) -> BTreeSet<String> {
+    answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["contractId"].as_str().map(str::to_owned))
+        .collect()
 }

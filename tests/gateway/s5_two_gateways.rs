@@ -3,14 +3,13 @@
 //! once it has caught up (at once on the writer's shard, after the cross-shard commit on
 //! the other).
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use ordo_testkit::wait_for;
 use serde_json::{Value, json};
 
-use crate::harness::{Api, CROSS_SHARD, Env, Gateway, IOU};
+use crate::harness::{Api, CROSS_SHARD, Env, Gateway, IOU, contract_ids};
 
 pub async fn run(env: &Env) -> Result<()> {
     let started = Instant::now();
@@ -75,14 +74,14 @@ async fn compare(env: &Env, second: &Api<'_>) -> Result<()> {
     let cid = iou["contractId"].as_str().context("contractId")?.to_owned();
     let s5 = json!({"templateIds": [IOU], "query": {"currency": "S5"}});
     ensure!(
-        ids(&first.ok("/v1/query", &bank, &s5).await?).contains(&cid),
+        contract_ids(&first.ok("/v1/query", &bank, &s5).await?).contains(&cid),
         "the first gateway does not show the issuer its write through the second"
     );
     wait_for(
         "the first gateway to show bob the Iou",
         CROSS_SHARD,
         || async {
-            let seen = ids(&first.ok("/v1/query", &bob, &s5).await.ok()?);
+            let seen = contract_ids(&first.ok("/v1/query", &bob, &s5).await.ok()?);
             seen.contains(&cid).then_some(())
         },
     )
@@ -99,28 +98,19 @@ async fn compare(env: &Env, second: &Api<'_>) -> Result<()> {
         .await?;
     let back = moved["exerciseResult"].as_str().context("exerciseResult")?;
     ensure!(
-        ids(&second.ok("/v1/query", &bob, &s5).await?).is_empty(),
+        contract_ids(&second.ok("/v1/query", &bob, &s5).await?).is_empty(),
         "the second gateway still shows bob the Iou he transferred"
     );
     wait_for(
         "the second gateway to show the issuer its Iou back",
         CROSS_SHARD,
         || async {
-            let seen = ids(&second.ok("/v1/query", &bank, &s5).await.ok()?);
+            let seen = contract_ids(&second.ok("/v1/query", &bank, &s5).await.ok()?);
             (seen.contains(back) && !seen.contains(&cid)).then_some(())
         },
     )
     .await?;
     Ok(())
-}
-
-fn ids(answer: &Value) -> BTreeSet<String> {
-    answer
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| c["contractId"].as_str().map(str::to_owned))
-        .collect()
 }
 
 fn sorted(answer: &Value) -> Vec<String> {

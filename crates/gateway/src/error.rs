@@ -96,11 +96,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A successful answer: `{"status": 200, "result": …}`.
-pub fn ok(result: impl serde::Serialize) -> Response {
-    Json(json!({ "status": 200, "result": result })).into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

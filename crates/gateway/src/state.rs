@@ -2,7 +2,7 @@
 //! the token verifier, the shard clients, what is known of which shard hosts which party,
 //! and the cache.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -130,6 +130,21 @@ impl Gateway {
         Ok(self.parties.lock().get(party).cloned())
     }
 
+    /// The shards hosting `parties`, each with those of them it hosts. A party that is
+    /// not allocated is left out (it sees nothing).
+    pub async fn parties_by_shard(
+        &self,
+        parties: &[String],
+    ) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
+        let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for party in parties {
+            if let Some(shard) = self.shard_of(party).await? {
+                by_shard.entry(shard).or_default().push(party.clone());
+            }
+        }
+        Ok(by_shard)
+    }
+
     /// Asks topology for every party and its shard.
     pub async fn learn_parties(&self) -> Result<(), ApiError> {
         let all = self.network().parties().await?;
@@ -156,7 +171,7 @@ impl Gateway {
     /// topology manager in network.json, among the file's shards.
     pub async fn least_loaded_shard(&self) -> Result<String, ApiError> {
         let network = self.network();
-        let Some(loads) = topology::shard_loads(&network).await? else {
+        let Some(loads) = network.shard_loads().await? else {
             return Ok(network.least_loaded_shard().await?);
         };
         let mut routable = network.shards();

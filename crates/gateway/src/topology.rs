@@ -1,57 +1,9 @@
-//! The shards the topology manager knows, with how many parties each hosts: what the
-//! placement of a new party chooses among (a shard is registered with topology before its
-//! participant can allocate parties, and may reach network.json a moment before or after).
+//! Placement of a new party among the shards the topology manager knows, with how many
+//! parties each hosts (`Network::shard_loads`). A shard is registered with topology
+//! before its participant can allocate parties, and may reach network.json a moment
+//! before or after.
 
 use std::collections::BTreeMap;
-
-use ordo_ledger_client::client::{BearerToken, CONNECT_TIMEOUT};
-use ordo_ledger_client::{LedgerError, Network};
-use ordo_proto::admin::v1 as admin;
-use tonic::transport::Endpoint;
-
-/// Shard → number of parties it hosts, from the topology manager's `ListShards`;
-/// `Ok(None)` when the network file names no topology manager (or no token for it). Each
-/// replica is tried in turn, a passive (UNAVAILABLE) or unreachable one skipped.
-pub async fn shard_loads(network: &Network) -> Result<Option<BTreeMap<String, u64>>, LedgerError> {
-    let nodes = network.topology_replicas();
-    let token = &network.auth.topology_admin_token;
-    if nodes.is_empty() || token.is_empty() {
-        return Ok(None);
-    }
-    let mut last = None;
-    for node in nodes {
-        match list_shards(&node.grpc, token).await {
-            Ok(loads) => return Ok(Some(loads)),
-            Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| LedgerError::NotFound("topology manager".into())))
-}
-
-async fn list_shards(endpoint: &str, token: &str) -> Result<BTreeMap<String, u64>, LedgerError> {
-    let connect_error = |reason: String| LedgerError::Connect {
-        endpoint: endpoint.to_owned(),
-        reason,
-    };
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| connect_error(e.to_string()))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| connect_error(e.to_string()))?;
-    let mut client =
-        admin::topology_admin_service_client::TopologyAdminServiceClient::with_interceptor(
-            channel,
-            BearerToken::new(token)?,
-        );
-    let shards = client
-        .list_shards(admin::ListShardsRequest {})
-        .await?
-        .into_inner()
-        .shards;
-    Ok(shards.into_iter().map(|s| (s.shard, s.parties)).collect())
-}
 
 /// The shard among `routable` (those the gateway has replicas for) that topology knows
 /// and that hosts the fewest parties; ties go to the first by name, as the topology

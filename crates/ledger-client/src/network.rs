@@ -354,17 +354,59 @@ impl Network {
             .clone())
     }
 
-    /// Parties from the topology manager (`Ok(None)` when the file names none); tries each
-    /// replica, skipping a passive (UNAVAILABLE) or unreachable one.
+    /// Every shard the topology manager knows, with the number of parties it hosts
+    /// (`ListShards`); `Ok(None)` when the file names no topology manager.
+    pub async fn shard_loads(&self) -> Result<Option<BTreeMap<String, u64>>, LedgerError> {
+        self.on_topology(|mut client| async move {
+            let shards = client
+                .list_shards(admin::ListShardsRequest {})
+                .await?
+                .into_inner()
+                .shards;
+            Ok(shards.into_iter().map(|s| (s.shard, s.parties)).collect())
+        })
+        .await
+    }
+
+    /// Parties from the topology manager (`Ok(None)` when the file names none).
     async fn topology_parties(&self) -> Result<Option<Vec<PartyDetails>>, LedgerError> {
+        self.on_topology(|mut client| async move {
+            let r = client
+                .list_parties(admin::ListPartiesRequest {
+                    shard: String::new(),
+                })
+                .await?
+                .into_inner();
+            Ok(r.parties
+                .into_iter()
+                .map(|p| PartyDetails {
+                    party: p.party,
+                    shard: p.shard,
+                    is_local: false,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Runs `call` on the topology manager's admin API (`Ok(None)` when the file names no
+    /// topology manager or no token for it): each replica in turn, skipping a passive
+    /// (UNAVAILABLE) or unreachable one.
+    async fn on_topology<T, F, Fut>(&self, call: F) -> Result<Option<T>, LedgerError>
+    where
+        F: Fn(TopologyClient) -> Fut,
+        Fut: Future<Output = Result<T, LedgerError>>,
+    {
         let nodes = self.topology_replicas();
-        if nodes.is_empty() || self.auth.topology_admin_token.is_empty() {
+        let token = &self.auth.topology_admin_token;
+        if nodes.is_empty() || token.is_empty() {
             return Ok(None);
         }
         let mut last = None;
         for node in nodes {
-            match list_topology_parties(&node.grpc, &self.auth.topology_admin_token).await {
-                Ok(parties) => return Ok(Some(parties)),
+            let attempt = async { call(topology_client(&node.grpc, token).await?).await };
+            match attempt.await {
+                Ok(value) => return Ok(Some(value)),
                 Err(e) if e.code() == tonic::Code::Unavailable => last = Some(e),
                 Err(e) => return Err(e),
             }
@@ -373,10 +415,14 @@ impl Network {
     }
 }
 
-async fn list_topology_parties(
-    endpoint: &str,
-    token: &str,
-) -> Result<Vec<PartyDetails>, LedgerError> {
+type TopologyClient = admin::topology_admin_service_client::TopologyAdminServiceClient<
+    tonic::service::interceptor::InterceptedService<
+        tonic::transport::Channel,
+        crate::client::BearerToken,
+    >,
+>;
+
+async fn topology_client(endpoint: &str, token: &str) -> Result<TopologyClient, LedgerError> {
     let channel = Endpoint::from_shared(endpoint.to_owned())
         .map_err(|e| LedgerError::invalid(format!("endpoint {endpoint:?}"), e))?
         .connect_timeout(CONNECT_TIMEOUT)
@@ -387,24 +433,11 @@ async fn list_topology_parties(
             reason: source_chain(&e),
         })?;
     let bearer = crate::client::BearerToken::new(token)?;
-    let mut client =
+    Ok(
         admin::topology_admin_service_client::TopologyAdminServiceClient::with_interceptor(
             channel, bearer,
-        );
-    let r = client
-        .list_parties(admin::ListPartiesRequest {
-            shard: String::new(),
-        })
-        .await?
-        .into_inner();
-    Ok(r.parties
-        .into_iter()
-        .map(|p| PartyDetails {
-            party: p.party,
-            shard: p.shard,
-            is_local: false,
-        })
-        .collect())
+        ),
+    )
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for the nodes' plain-HTTP endpoints (`/metrics`, `/livez`,
-//! `/readyz`, a replica's `/status` and `/admin/step-down`): one request with an empty
-//! body, an optional bearer token, the whole exchange bounded by a timeout.
+//! `/readyz`, a replica's `/status` and `/admin/step-down`, `ordo up`'s control API): one
+//! request with an empty or a JSON body, an optional bearer token, the whole exchange
+//! bounded by a timeout.
 //!
 //! Used by `ordo_lease::client` (the operator's side of a replica), `ordo admin`, `ordo up`
 //! and the test harnesses.
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{Request, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -103,6 +104,32 @@ pub async fn request(
     bearer: Option<&str>,
     timeout: Duration,
 ) -> Result<Answer, HttpError> {
+    send(method, url, bearer, None, timeout).await
+}
+
+/// [`request`] with `body` as its JSON body.
+pub async fn request_json(
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: &impl serde::Serialize,
+    timeout: Duration,
+) -> Result<Answer, HttpError> {
+    let json = serde_json::to_vec(body).map_err(|e| HttpError::Unreachable {
+        method: method.clone(),
+        url: url.to_owned(),
+        reason: format!("encoding the body: {e}"),
+    })?;
+    send(method, url, bearer, Some(json), timeout).await
+}
+
+async fn send(
+    method: Method,
+    url: &str,
+    bearer: Option<&str>,
+    json: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Answer, HttpError> {
     let unreachable = |reason: String| HttpError::Unreachable {
         method: method.clone(),
         url: url.to_owned(),
@@ -112,8 +139,11 @@ pub async fn request(
     if let Some(token) = bearer {
         builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
     }
+    if json.is_some() {
+        builder = builder.header(header::CONTENT_TYPE, "application/json");
+    }
     let req = builder
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(Bytes::from(json.unwrap_or_default())))
         .map_err(|_| HttpError::Endpoint {
             url: url.to_owned(),
         })?;
@@ -180,6 +210,12 @@ mod tests {
             Router::new()
                 .route("/hello", route_get(|| async { "hello" }))
                 .route(
+                    "/json",
+                    post(|axum::Json(v): axum::Json<serde_json::Value>| async move {
+                        v["name"].as_str().unwrap_or_default().to_owned()
+                    }),
+                )
+                .route(
                     "/echo",
                     post(|headers: axum::http::HeaderMap| async move {
                         match headers.get(header::AUTHORIZATION) {
@@ -207,6 +243,21 @@ mod tests {
         assert!(
             matches!(&e, HttpError::Status { status, .. } if *status == StatusCode::NOT_FOUND),
             "{e}"
+        );
+
+        let json = format!("{base}/json");
+        let answer = request_json(
+            Method::POST,
+            &json,
+            None,
+            &serde_json::json!({"name": "shard-3"}),
+            DEFAULT_TIMEOUT,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (answer.status, answer.body.as_str()),
+            (StatusCode::OK, "shard-3")
         );
 
         let echo = format!("{base}/echo");

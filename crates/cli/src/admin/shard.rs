@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ordo_ledger_client::Network;
+use ordo_node::http_client::{self, HttpError, Method};
 use serde_json::{Value, json};
 
 use crate::Failure;
@@ -37,36 +38,29 @@ pub async fn add(network: &Network, name: &str, replicas: usize) -> Result<Added
         )));
     }
     let token = read_token(&token_file(network)).map_err(usage)?;
-    let url = format!("{}/shards", network.control.http.trim_end_matches('/'));
-    let sent = reqwest::Client::new()
-        .post(&url)
-        .bearer_auth(token)
-        .json(&json!({ "name": name, "replicas": replicas }))
-        .timeout(ADD_TIMEOUT)
-        .send()
-        .await;
+    let url = http_client::url(&network.control.http, "/shards")
+        .map_err(|e| usage(format!("{file}: control.http: {e}")))?;
+    let body = json!({ "name": name, "replicas": replicas });
+    let sent =
+        http_client::request_json(Method::POST, &url, Some(&token), &body, ADD_TIMEOUT).await;
     let answer = match sent {
         Ok(a) => a,
-        Err(e) if e.is_connect() => {
+        Err(HttpError::Unreachable { reason, .. }) => {
             return Err(usage(format!(
                 "no `ordo up` answers for {file}: {url} refused the connection (the \
-                 network is not running; start it with `ordo up`)"
+                 network is not running; start it with `ordo up`): {reason}"
             )));
         }
-        Err(e) if e.is_timeout() => {
+        Err(HttpError::Timeout { .. }) => {
             return Err(Failure::Runtime(anyhow::anyhow!(
                 "`ordo up` did not answer within {ADD_TIMEOUT:?}; the add goes on there: see \
                  its output and `ordo admin status`"
             )));
         }
-        Err(e) => {
-            return Err(Failure::Runtime(
-                anyhow::Error::from(e).context(format!("calling {url}")),
-            ));
-        }
+        Err(e) => return Err(Failure::Runtime(e.into())),
     };
-    let status = answer.status();
-    let body: Value = answer.json().await.map_err(|e| {
+    let status = answer.status;
+    let body: Value = serde_json::from_str(&answer.body).map_err(|e| {
         Failure::Runtime(anyhow::anyhow!(
             "{url} answered HTTP {status} without a JSON body: {e}"
         ))

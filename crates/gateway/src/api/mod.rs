@@ -15,7 +15,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use ordo_ledger_client::{Archived, Contract};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -96,11 +96,6 @@ impl From<&Contract> for ContractView {
             observers: c.observers.clone(),
         }
     }
-}
-
-/// A contract as the API shows it, as JSON.
-pub(crate) fn contract_json(c: &Contract) -> Value {
-    json!(ContractView::from(c))
 }
 
 /// An archived contract.

@@ -3,22 +3,21 @@
 //! shard hosting one of them, so that a query sees every write committed before it (the
 //! caller's own included).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::response::Response;
 use ordo_ledger_client::Contract;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::contract_json;
+use super::{Answer, ContractView};
 use crate::auth::Caller;
 use crate::body;
 use crate::cache;
-use crate::error::{ApiError, ok};
+use crate::error::ApiError;
 use crate::state::Gateway;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -57,18 +56,18 @@ pub async fn query(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Answer<Vec<ContractView>>>, ApiError> {
     let req: QueryRequest = body::json(raw)?;
     for (i, t) in req.template_ids.iter().enumerate() {
         body::required(&format!("templateIds[{i}]"), t)?;
     }
     let contracts = active_contracts(&gw, &caller, &req.template_ids).await?;
-    let result: Vec<Value> = contracts
+    let result = contracts
         .iter()
         .filter(|c| super::matches(&c.payload, &req.query))
-        .map(contract_json)
+        .map(ContractView::from)
         .collect();
-    Ok(ok(result))
+    Ok(Answer::ok(result))
 }
 
 #[utoipa::path(
@@ -89,12 +88,12 @@ pub async fn fetch(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
     raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Answer<Option<ContractView>>>, ApiError> {
     let req: FetchRequest = body::json(raw)?;
     body::required("contractId", &req.contract_id)?;
     let parties = caught_up(&gw, &caller).await?;
     let found = gw.cache.fetch(&parties, &req.contract_id).await?;
-    Ok(ok(found.as_ref().map(contract_json).unwrap_or(Value::Null)))
+    Ok(Answer::ok(found.as_ref().map(ContractView::from)))
 }
 
 /// The active contracts of `templates` (empty: all) visible to the caller's parties, each
@@ -112,14 +111,8 @@ async fn active_contracts(
 /// them.
 async fn caught_up(gw: &Gateway, caller: &Caller) -> Result<Vec<String>, ApiError> {
     let parties = caller.readable()?;
-    let mut shards = BTreeSet::new();
-    for party in &parties {
-        // A party that is not allocated sees nothing.
-        if let Some(shard) = gw.shard_of(party).await? {
-            shards.insert(shard);
-        }
-    }
-    futures::future::try_join_all(shards.iter().map(|shard| cache::catch_up(gw, shard))).await?;
+    let shards = gw.parties_by_shard(&parties).await?;
+    futures::future::try_join_all(shards.keys().map(|shard| cache::catch_up(gw, shard))).await?;
     Ok(parties)
 }
 

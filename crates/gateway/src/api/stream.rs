@@ -338,7 +338,7 @@ async fn run(
 ) -> Result<Infallible, End> {
     let text = first_message(socket).await?;
     let request = StreamRequest::parse(&text, &gw.network().shards())?;
-    let followed = followed_shards(gw, parties).await?;
+    let followed = gw.parties_by_shard(parties).await?;
     let filter = |parties: &Vec<String>| Filter {
         parties: parties.clone(),
         templates: request.template_ids.clone(),
@@ -408,21 +408,6 @@ async fn first_message(socket: &mut WebSocket) -> Result<Vec<u8>, End> {
             Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(End::Gone),
         }
     }
-}
-
-/// The shards hosting the caller's parties, with those parties. Parties not allocated
-/// see nothing.
-async fn followed_shards(
-    gw: &Gateway,
-    parties: &[String],
-) -> Result<BTreeMap<String, Vec<String>>, ApiError> {
-    let mut by_shard: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for party in parties {
-        if let Some(shard) = gw.shard_of(party).await? {
-            by_shard.entry(shard).or_default().push(party.clone());
-        }
-    }
-    Ok(by_shard)
 }
 
 async fn active_contracts(
