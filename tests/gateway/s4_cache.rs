@@ -3,7 +3,8 @@
 //! read from its SQLite file and through `/v1/query` — equal the union of the shards'
 //! active contracts for that party, read directly through the Ledger API. Deleting the
 //! file, corrupting it, or leaving it ahead of a shard's ledger end, then restarting the
-//! gateway, rebuilds the same contents. Read-your-writes holds under concurrent writers.
+//! gateway, rebuilds the same contents; a plain restart resumes from the stored offsets
+//! without rebuilding. Read-your-writes holds under concurrent writers.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -14,7 +15,7 @@ use ordo_ledger_client::{Contract, Filter};
 use ordo_testkit::wait_for;
 use serde_json::{Value, json};
 
-use crate::harness::{CROSS_SHARD, Env, IOU};
+use crate::harness::{CROSS_SHARD, Env, IOU, contract_ids};
 
 /// (shard-1, shard-2) issuers and owners; each issuer's Ious go to the owner on its shard.
 const BANK: (&str, &str) = ("s4-bank", "s4-bank2");
@@ -50,15 +51,58 @@ pub async fn run(env: &mut Env) -> Result<()> {
         settled.values().map(BTreeSet::len).sum::<usize>()
     );
 
+    // A restart resumes from the stored offsets, rebuilding nothing: a contract created
+    // while the gateway was down shows, and shard-1's offset only moved forward.
+    let file = env.cache_file.clone();
+    let rebuilt_before = rebuilds(env, "").await?;
+    env.stop_gateway().await?;
+    let stopped_at = shard_1_offset(&file).await?;
+    let bank = env.party(BANK.0)?;
+    let ledger = env
+        .network
+        .client_for_shard_with_token("shard-1", &bank)
+        .await?;
+    let payload = json!({"issuer": BANK.0, "owner": OWNER.0, "currency": "DOWN", "amount": "1"});
+    let while_down = ledger.create(BANK.0, IOU, payload).await?;
+    let settled = {
+        env.restart_gateway().await?;
+        // Ready means caught up: the file already holds shard-1 at its ledger end.
+        let end = ledger.ledger_end().await?;
+        let reader = Store::open_read_only(&file).await?;
+        let held = reader.offset("shard-1").await?;
+        reader.close().await;
+        ensure!(
+            held >= Some(end),
+            "ready with shard-1 at {held:?} in the cache, its ledger end {end}"
+        );
+        let created = while_down.created_of(IOU);
+        let fetched = env
+            .ok("/v1/fetch", &bank, &json!({"contractId": created.first()}))
+            .await?;
+        ensure!(
+            fetched["payload"]["currency"] == "DOWN",
+            "the contract created while the gateway was down: {fetched}"
+        );
+        settle(env).await?
+    };
+    ensure!(
+        rebuilds(env, "").await? == rebuilt_before,
+        "a plain restart rebuilt the cache"
+    );
+    let missing_before = rebuilds(env, "file_missing").await?;
+    env.stop_gateway().await?;
+    let resumed_at = shard_1_offset(&file).await?;
+    ensure!(
+        resumed_at > stopped_at,
+        "shard-1's offset {stopped_at} → {resumed_at}"
+    );
+
     // Rebuilt from the shards' snapshots: after the file was deleted, after it was
     // corrupted, and after it was left ahead of shard-1's ledger end.
-    let file = env.cache_file.clone();
-    let before = rebuilds(env, "file_missing").await?;
-    env.stop_gateway().await?;
     std::fs::remove_file(&file)?;
     restarted_with_the_same_contents(env, &settled).await?;
     ensure!(
-        rebuilds(env, "file_missing").await? >= before + 2.0,
+        rebuilds(env, "file_missing").await? >= missing_before + 2.0,
         "no file_missing rebuilds counted"
     );
 
@@ -79,11 +123,8 @@ pub async fn run(env: &mut Env) -> Result<()> {
 
     let before = rebuilds(env, "ahead_of_shard").await?;
     env.stop_gateway().await?;
+    let offset = shard_1_offset(&file).await?;
     let (store, _) = Store::open(&file).await?;
-    let offset = store
-        .offset("shard-1")
-        .await?
-        .context("no offset of shard-1")?;
     store.apply("shard-1", offset + 1000, &[]).await?;
     store.close().await;
     restarted_with_the_same_contents(env, &settled).await?;
@@ -299,11 +340,23 @@ async fn restarted_with_the_same_contents(
     Ok(())
 }
 
-/// `ordo_gateway_cache_rebuilds_total` for `reason`, over every shard (the process's
-/// gateways share one metrics registry).
+/// The offset of shard-1 the (stopped) gateway's cache file holds.
+async fn shard_1_offset(file: &std::path::Path) -> Result<i64> {
+    let (store, _) = Store::open(file).await?;
+    let offset = store.offset("shard-1").await?;
+    store.close().await;
+    offset.context("no offset of shard-1")
+}
+
+/// `ordo_gateway_cache_rebuilds_total` for `reason` (every reason: empty), over every
+/// shard (the process's gateways share one metrics registry).
 async fn rebuilds(env: &Env, reason: &str) -> Result<f64> {
     let metrics = env.api().metrics().await?;
-    let label = format!("reason=\"{reason}\"");
+    let label = if reason.is_empty() {
+        String::new()
+    } else {
+        format!("reason=\"{reason}\"")
+    };
     Ok(metrics
         .lines()
         .filter(|l| l.starts_with("ordo_gateway_cache_rebuilds_total") && l.contains(&label))
@@ -328,17 +381,9 @@ async fn writer(env: &Env, w: usize) -> Result<()> {
     let (issuer_t, owner_t) = (env.party(issuer)?, env.party(owner)?);
     let currency = format!("RW{w}");
     let mine = json!({"templateIds": [IOU], "query": {"currency": currency}});
-    let ids = |answer: Value| -> BTreeSet<String> {
-        answer
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["contractId"].as_str().map(str::to_owned))
-            .collect()
-    };
     for round in 0..ROUNDS {
         let cid = create(env, &issuer_t, issuer, owner, &currency, "10").await?;
-        let seen = ids(env.ok("/v1/query", &issuer_t, &mine).await?);
+        let seen = contract_ids(&env.ok("/v1/query", &issuer_t, &mine).await?);
         ensure!(
             seen.contains(&cid),
             "writer {w} round {round}: its create {cid} not in its query {seen:?}"
@@ -354,7 +399,7 @@ async fn writer(env: &Env, w: usize) -> Result<()> {
         let split = exercise(env, &owner_t, &cid, "Split", json!({"splitAmount": "4"})).await?;
         let parts: BTreeSet<String> = serde_json::from_value(split["exerciseResult"].clone())?;
         for token in [&owner_t, &issuer_t] {
-            let seen = ids(env.ok("/v1/query", token, &mine).await?);
+            let seen = contract_ids(&env.ok("/v1/query", token, &mine).await?);
             ensure!(
                 !seen.contains(&cid) && parts.is_subset(&seen),
                 "writer {w} round {round}: after splitting {cid} into {parts:?}, a query shows {seen:?}"
