@@ -83,6 +83,8 @@ pub enum LedgerError {
     ScriptLimit { context: String, message: String },
     #[error("view does not conform: {0}")]
     Conformance(String),
+    #[error("malformed view: {0}")]
+    MalformedView(String),
 }
 
 fn parties(set: &BTreeSet<PartyId>) -> String {
@@ -103,7 +105,8 @@ impl LedgerError {
             | Type { .. }
             | InvalidIdentifier { .. }
             | TemplateMismatch { .. }
-            | Conformance(_) => ErrorKind::InvalidArgument,
+            | Conformance(_)
+            | MalformedView(_) => ErrorKind::InvalidArgument,
             UnknownPackage(_) | UnknownTemplate(_) | UnknownChoice { .. } | ContractNotFound(_) => {
                 ErrorKind::NotFound
             }

@@ -95,6 +95,8 @@ pub fn interpret(
     }
     let (machine, engine) = Machine::new(packages, limits, seed);
     loop {
+        // Each run interprets the whole command again, under a budget of its own.
+        machine.reset_steps();
         machine.reset(known.clone(), 0, act_as.clone());
         let outcome = machine.run_command(&engine, cmd);
         if let Some(cid) = machine.with(|s| s.missing.take()) {
@@ -240,14 +242,14 @@ impl Machine {
         f(&mut guard)
     }
 
-    /// Starts a fresh run.
+    /// Starts a fresh run. The step counter goes on: one budget covers every run of the
+    /// machine until [`Machine::reset_steps`].
     pub(crate) fn reset(
         &self,
         known: BTreeMap<ContractId, ContractInstance>,
         base: NodeId,
         authorizers: BTreeSet<PartyId>,
     ) {
-        self.steps.store(0, Ordering::Relaxed);
         self.with(|s| {
             s.known = known;
             s.missing = None;
@@ -263,6 +265,16 @@ impl Machine {
             s.pure_depth = 0;
             s.error = None;
         });
+    }
+
+    /// A fresh budget.
+    pub(crate) fn reset_steps(&self) {
+        self.steps.store(0, Ordering::Relaxed);
+    }
+
+    /// The script operations run since the budget was last reset.
+    pub(crate) fn steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
     }
 
     fn engine(&self, max_operations: u64) -> Engine {

@@ -13,6 +13,7 @@ pub mod transaction;
 pub mod types;
 pub mod value;
 pub mod view;
+pub mod wellformed;
 
 pub use error::{ErrorKind, LedgerError};
 pub use interpret::{Command, ContractLookup, Limits, interpret};
@@ -24,3 +25,4 @@ pub use transaction::{
 pub use types::{ContractId, PackageId, TemplateId, Type};
 pub use value::Value;
 pub use view::reinterpret_view;
+pub use wellformed::check_view;

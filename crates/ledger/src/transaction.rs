@@ -388,6 +388,21 @@ pub struct View {
     pub inputs: BTreeMap<ContractId, ContractInstance>,
 }
 
+impl View {
+    /// The informees of the view's actions.
+    pub fn informees(&self) -> BTreeSet<PartyId> {
+        self.nodes.values().flat_map(Node::informees).collect()
+    }
+
+    /// The confirming parties of the view's actions.
+    pub fn confirming_parties(&self) -> BTreeSet<PartyId> {
+        self.nodes
+            .values()
+            .flat_map(Node::confirming_parties)
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ViewRoot {
     pub node: NodeId,

@@ -10,7 +10,11 @@ use crate::interpret::{Arg, Limits, Machine};
 use crate::package::PackageStore;
 use crate::transaction::{Node, NodeId, View};
 
-/// Re-interprets every root of `view` against `packages`:
+/// Re-interprets every root of `view` against `packages`, under one step budget
+/// (`limits.max_operations`) for the whole view, however many roots and inputs it has;
+/// returns the operations it took. Call [`crate::check_view`] first: this walks the view's
+/// subtrees and trusts them to be well formed.
+///
 /// - each input contract's signatories, observers and key must follow from its payload;
 /// - a root of the transaction must be authorized by the submitters, and every root's action
 ///   by its carried authorizers (for a root inside a choice body these are the parent's
@@ -22,7 +26,7 @@ pub fn reinterpret_view(
     packages: &PackageStore,
     view: &View,
     limits: &Limits,
-) -> Result<(), LedgerError> {
+) -> Result<u64, LedgerError> {
     let (machine, engine) = Machine::new(packages, limits, view.seed);
     for (cid, input) in &view.inputs {
         machine.reset(BTreeMap::new(), 0, BTreeSet::new());
@@ -115,7 +119,7 @@ pub fn reinterpret_view(
             }
         }
     }
-    Ok(())
+    Ok(machine.steps())
 }
 
 fn compare(view: &View, root: NodeId, produced: &[Node]) -> Result<(), LedgerError> {

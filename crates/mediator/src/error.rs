@@ -67,6 +67,12 @@ impl MediatorError {
         }
     }
 
+    /// A failure that would repeat on every retry and in every replica (Postgres refusing
+    /// an event's data), as opposed to a transient one: the event is skipped.
+    pub fn is_poison(&self) -> bool {
+        matches!(self, Self::Database(e) if ordo_node::db::is_data_error(e))
+    }
+
     /// The gRPC code this error answers with.
     pub fn code(&self) -> Code {
         match self {

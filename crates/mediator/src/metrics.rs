@@ -18,6 +18,18 @@ pub fn ignored(reason: &'static str) {
     metrics::counter!("ordo_mediator_ignored_messages_total", "reason" => reason).increment(1);
 }
 
+/// Something no honest member sends (DESIGN §4, *Trust*): logged at error level and counted
+/// by kind. Processing goes on.
+pub fn alarm(
+    kind: &'static str,
+    at: ordo_core::Timestamp,
+    sender: &ordo_core::MemberId,
+    details: &str,
+) {
+    tracing::error!(alarm = kind, %at, %sender, %details, "protocol alarm");
+    metrics::counter!("ordo_mediator_alarms_total", "kind" => kind).increment(1);
+}
+
 pub fn time_proof_sent() {
     metrics::counter!("ordo_mediator_time_proofs_total").increment(1);
 }

@@ -172,8 +172,12 @@ impl Node {
             )) => c?,
         };
         let resumed = store::load(&self.pool).await?;
-        let mut processor =
-            Processor::resume(self.me.clone(), self.key.clone(), topology_manager, resumed);
+        let mut processor = Processor::resume(
+            self.me.clone(),
+            self.key.clone(),
+            topology_manager.clone(),
+            resumed,
+        );
         metrics::pending_requests(processor.core.len());
         tracing::info!(cursor = %processor.cursor, pending = processor.core.len(), token = term.token, "mediator session resuming");
 
@@ -228,8 +232,32 @@ impl Node {
                         MediatorError::Internal("the subscription task ended".into())
                     })??;
                     let at = event.timestamp;
+                    let sender = event.sender.clone();
                     let changes = processor.handle(event).await?;
-                    store::commit(&self.pool, &self.replica, at, &changes).await?;
+                    match store::commit(&self.pool, &self.replica, at, &changes).await {
+                        Ok(()) => {}
+                        // Postgres refuses the event's data, as it would on every retry and
+                        // in every replica: the event is skipped, not retried forever.
+                        Err(e) if e.is_poison() => {
+                            metrics::alarm("poison_event", at, &sender, &format!(
+                                "the event's changes could not be written and were skipped: {e}"
+                            ));
+                            store::skip(&self.pool, &self.replica, at).await?;
+                            processor = Processor::resume(
+                                self.me.clone(),
+                                self.key.clone(),
+                                topology_manager.clone(),
+                                store::load(&self.pool).await?,
+                            );
+                            self.replica.processed(at);
+                            let _ = cursor_tx.send(at);
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    for (kind, details) in &changes.alarms {
+                        metrics::alarm(kind, at, &sender, details);
+                    }
                     self.replica.processed(at);
                     metrics::pending_requests(processor.core.len());
                     for (d, _) in &changes.decided {

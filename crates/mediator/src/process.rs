@@ -2,6 +2,11 @@
 //! informee trees and responses to the deciding core, and let the event's timestamp (the
 //! domain clock) time out due requests. The result is the [`Changes`] the runtime commits
 //! with the cursor in one transaction.
+//!
+//! Nothing a member sends can stop the mediator: a message that does not decode, verify or
+//! fit is ignored (a malformed informee tree is rejected at once), and what no honest member
+//! sends raises an alarm (`ordo_mediator_alarms_total{kind}`). Every message must be signed
+//! by the member that sent its event, so nobody can pass off another member's response.
 
 use std::sync::Arc;
 
@@ -13,12 +18,27 @@ use ordo_protocol::{
 use crate::error::MediatorError;
 use crate::metrics;
 use crate::store::{Changes, OutboxMessage, Resumed};
-use crate::verdict::{Aggregator, Answered, Decision, Opened};
+use crate::verdict::{Aggregator, Answered, Decision, Ignored, Opened};
+
+/// An alarm of an event: its kind (the metric's label) and what was wrong.
+pub type Alarm = (&'static str, String);
 
 /// The deterministic message id of a request's verdict: a resend after a crash is
 /// deduplicated by the sequencer.
 pub fn verdict_message_id(d: &Decision) -> String {
     format!("verdict-{}", d.request.micros())
+}
+
+/// A message the core ignored: counted, and the alarm it raises when no honest member
+/// sends it.
+fn ignore(ignored: &Ignored, at: Timestamp, what: &str) -> Option<Alarm> {
+    metrics::ignored(ignored.label());
+    if ignored.is_alarm() {
+        Some((ignored.label(), ignored.to_string()))
+    } else {
+        tracing::info!(reason = %ignored, %at, "{what} ignored");
+        None
+    }
 }
 
 pub struct Processor {
@@ -44,7 +64,7 @@ impl Processor {
             topology_manager,
             cursor: resumed.cursor,
             topology: resumed.topology,
-            core: Aggregator::new(resumed.pending),
+            core: Aggregator::new(resumed.pending, resumed.cursor),
         }
     }
 
@@ -55,24 +75,33 @@ impl Processor {
         let mut changes = Changes::default();
         let mut decisions = Vec::new();
         let mut topology_changed = false;
+        let sender = event.sender;
+        let mut alarms: Vec<Alarm> = Vec::new();
+        let mut alarm = |kind: &'static str, details: &str| {
+            metrics::ignored(kind);
+            alarms.push((kind, details.to_owned()));
+        };
         for envelope in event.envelopes {
-            let Some(signed) = self.verified(&envelope.content, &event.sender, at).await else {
-                continue;
+            let signed = match self.verified(&envelope.content, &sender).await {
+                Ok(signed) => signed,
+                Err((kind, details)) => {
+                    alarm(kind, &details);
+                    continue;
+                }
             };
             let signer = signed.signer;
             match signed.message {
                 Message::Topology(tx) => {
                     if signer != self.topology_manager {
-                        tracing::warn!(%signer, serial = tx.serial, %at, "topology transaction not signed by the configured topology manager; skipped");
-                        metrics::ignored("topology_not_from_manager");
+                        alarm(
+                            "topology_not_from_manager",
+                            &format!("topology transaction {} signed by {signer}", tx.serial),
+                        );
                         continue;
                     }
                     match self.topology.apply(&tx, at) {
                         Ok(()) => topology_changed = true,
-                        Err(e) => {
-                            tracing::warn!(error = %e, %at, "topology transaction refused");
-                            metrics::ignored("topology_refused");
-                        }
+                        Err(e) => alarm("topology_refused", &e.to_string()),
                     }
                 }
                 Message::InformeeTree(tree) => {
@@ -81,10 +110,20 @@ impl Processor {
                             tracing::debug!(request = %at, root_hash = %tree.root_hash, "confirmation request pending");
                             changes.opened.push(request);
                         }
-                        Ok(Opened::Decided(d)) => decisions.push(d),
+                        Ok(Opened::Decided(d)) => {
+                            let reasons = match &d.outcome {
+                                ordo_protocol::VerdictOutcome::Reject { reasons } => {
+                                    reasons.join("; ")
+                                }
+                                _ => String::new(),
+                            };
+                            alarm("malformed_informee_tree", &reasons);
+                            decisions.push(d);
+                        }
                         Err(ignored) => {
-                            tracing::warn!(reason = %ignored, %at, "informee tree ignored");
-                            metrics::ignored(ignored.label());
+                            if let Some((kind, details)) = ignore(&ignored, at, "informee tree") {
+                                alarm(kind, &details);
+                            }
                         }
                     }
                 }
@@ -95,20 +134,24 @@ impl Processor {
                         }
                         Ok(Answered::Decided(d)) => decisions.push(d),
                         Err(ignored) => {
-                            tracing::warn!(reason = %ignored, %at, "confirmation response ignored");
-                            metrics::ignored(ignored.label());
+                            if let Some((kind, details)) = ignore(&ignored, at, "response") {
+                                alarm(kind, &details);
+                            }
                         }
                     }
                 }
                 // Its timestamp is all that matters, and every event's drives the clock.
                 Message::TimeProof(_) => {}
                 Message::View(_) | Message::Verdict(_) => {
-                    tracing::warn!(%signer, %at, "message kind not meant for the mediator; skipped");
-                    metrics::ignored("not_for_mediator");
+                    alarm(
+                        "not_for_mediator",
+                        &format!("a view or verdict signed by {signer}"),
+                    );
                 }
             }
         }
         decisions.extend(self.core.on_time(at));
+        changes.alarms = alarms;
         if topology_changed {
             changes.topology = Some(self.topology.clone());
         }
@@ -117,39 +160,30 @@ impl Processor {
         Ok(changes)
     }
 
-    /// The decoded message if its signature verifies against the signer's key in
-    /// topology; `None` (logged) otherwise.
-    async fn verified(
-        &self,
-        content: &[u8],
-        sender: &MemberId,
-        at: Timestamp,
-    ) -> Option<SignedMessage> {
-        let signed = match SignedMessage::decode(content) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, %sender, %at, "malformed envelope skipped");
-                metrics::ignored("malformed");
-                return None;
-            }
-        };
+    /// The decoded message if it is signed by the event's sender and its signature
+    /// verifies against the signer's key in topology; otherwise the alarm it raises.
+    async fn verified(&self, content: &[u8], sender: &MemberId) -> Result<SignedMessage, Alarm> {
+        let signed = SignedMessage::decode(content).map_err(|e| ("malformed", e.to_string()))?;
+        if signed.signer != *sender {
+            return Err((
+                "signer_not_sender",
+                format!("a message signed by {}", signed.signer),
+            ));
+        }
         let Some(key) = self.key_for(&signed) else {
-            tracing::warn!(signer = %signed.signer, %sender, %at, "message from a signer topology does not know; skipped");
-            metrics::ignored("unknown_signer");
-            return None;
+            return Err((
+                "unknown_signer",
+                format!(
+                    "a message from {}, which topology does not know",
+                    signed.signer
+                ),
+            ));
         };
         // Signature checks run off the async workers.
-        let checked = tokio::task::spawn_blocking(move || signed.verify(&key).map(|()| signed))
+        tokio::task::spawn_blocking(move || signed.verify(&key).map(|()| signed))
             .await
-            .ok()?;
-        match checked {
-            Ok(signed) => Some(signed),
-            Err(e) => {
-                tracing::warn!(error = %e, %sender, %at, "wrongly signed message skipped");
-                metrics::ignored("bad_signature");
-                None
-            }
-        }
+            .map_err(|e| ("bad_signature", format!("the signature check failed: {e}")))?
+            .map_err(|e| ("bad_signature", e.to_string()))
     }
 
     fn key_for(&self, signed: &SignedMessage) -> Option<PublicKey> {

@@ -199,6 +199,8 @@ pub struct Changes {
     pub opened: Vec<PendingRequest>,
     pub answered: Vec<(RequestId, Vec<PartyId>)>,
     pub decided: Vec<(Decision, OutboxMessage)>,
+    /// What the event held that no honest member sends; raised once it is committed.
+    pub alarms: Vec<crate::process::Alarm>,
 }
 
 /// Commits `tx` only if `replica` still holds the mediator lease with its token: a
@@ -320,6 +322,17 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
+    fenced_commit(tx, replica).await
+}
+
+/// Moves the cursor past the event at `at` and changes nothing else (fenced): the event's
+/// changes could not be written.
+pub async fn skip(pool: &PgPool, replica: &Replica, at: Timestamp) -> Result<(), MediatorError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("UPDATE mediator_cursor SET ts = $1 WHERE id = 1 AND ts < $1")
+        .bind(at.micros())
+        .execute(&mut *tx)
+        .await?;
     fenced_commit(tx, replica).await
 }
 

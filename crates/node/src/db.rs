@@ -75,6 +75,19 @@ where
     result
 }
 
+/// Whether `e` is Postgres refusing the data itself (SQLSTATE class 22, data exception,
+/// or 23, integrity constraint violation): a failure that the same statement meets again on
+/// every retry and on every replica, unlike a lost connection, a timeout or a serialisation
+/// failure. Event processors treat it as a poison event instead of retrying forever.
+pub fn is_data_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(e) => e
+            .code()
+            .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        _ => false,
+    }
+}
+
 /// Why a node must not run on a database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unprovisioned {

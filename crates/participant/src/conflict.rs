@@ -1,6 +1,6 @@
 //! Conflict detection (DESIGN §4 step 4): the activeness check of a confirmation request's
-//! inputs against this shard's active contracts, with pessimistic locks, and the check
-//! that each input is the contract this shard stores.
+//! inputs against this shard's active contracts, with pessimistic locks, the check that
+//! each input is the contract this shard stores, and the freshness of what it creates.
 //!
 //! A participant can judge only the contracts its hosted parties are stakeholders of (the
 //! others it never saw). Such an input must be active and not locked by another in-flight
@@ -106,6 +106,19 @@ pub fn check_activeness(
     Ok(locks)
 }
 
+/// Freshness: the contracts a request creates must be new to this shard. `known` holds
+/// those of its created ids that this shard stores or stored (archived); any one of them
+/// means the request replays a transaction (contract ids hash the submitter's seed), which
+/// would duplicate or resurrect a contract. `Err` names it.
+pub fn check_fresh(known: &[String]) -> Result<(), String> {
+    match known.first() {
+        None => Ok(()),
+        Some(id) => Err(format!(
+            "contract {id} already exists or existed here: the request creates it again"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use ordo_core::{Hash, PartyId};
@@ -157,6 +170,13 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_created_contract_must_be_new() {
+        assert!(check_fresh(&[]).is_ok());
+        let e = check_fresh(&["c1".to_owned()]).unwrap_err();
+        assert!(e.contains("c1") && e.contains("already exists"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,14 @@ pub enum ParticipantError {
     )]
     NotProvisioned { url: String },
     #[error(
+        "database {url} has participant schema version {found}, this node needs {expected}: run `ordo participant init --config FILE` with this version"
+    )]
+    SchemaVersion {
+        url: String,
+        found: i32,
+        expected: i32,
+    },
+    #[error(
         "database {url} belongs to participant {found}, not {expected}: each shard needs its own database and key"
     )]
     WrongDatabase {
@@ -74,6 +82,7 @@ impl ParticipantError {
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::FailedPrecondition(_)
             | Self::NotProvisioned { .. }
+            | Self::SchemaVersion { .. }
             | Self::WrongDatabase { .. } => Code::FailedPrecondition,
             Self::Aborted(_) => Code::Aborted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -85,6 +94,14 @@ impl ParticipantError {
             | Self::Lease(_) => Code::Unavailable,
             Self::Migrate(_) | Self::Server(_) | Self::Internal(_) | Self::Key(_) => Code::Internal,
         }
+    }
+
+    /// A failure that would repeat on every retry and on every replica of the shard
+    /// (Postgres refusing an event's data), as opposed to a transient one (a lost
+    /// connection, a timeout): the event processor skips the event instead of retrying it
+    /// forever.
+    pub fn is_poison(&self) -> bool {
+        matches!(self, Self::Database(e) if ordo_node::db::is_data_error(e))
     }
 
     /// Maps a ledger-core error by its kind, keeping its message (which names the

@@ -2,11 +2,14 @@
 //!
 //! - `submission`: Ledger API commands → interpretation → a confirmation request (views
 //!   per informee participant, the informee tree for the mediator) in the outbox.
-//! - `processor`: sequencer events in order, exactly once: topology, views (conformance,
-//!   authorization, activeness with locks → a signed response), verdicts (commit or
-//!   release), each event's effects in one database transaction with the cursor.
-//! - `conflict` (activeness and locks) and `views` (splitting and committing
-//!   transactions) are the pure deciding cores; `store` holds all SQL; `outbox` sends.
+//! - `processor`: sequencer events in order, exactly once: topology, views (activeness
+//!   with locks → a signed response), verdicts (commit or release), each event's effects
+//!   in one database transaction with the cursor; no event can stop it.
+//! - `validation` (decoding, signatures, a view's structure, its binding to the request's
+//!   root, the confirmation policy, re-interpretation), `conflict` (activeness, locks,
+//!   freshness) and `views` (splitting and committing transactions) are the pure deciding
+//!   cores; `alarm` reports what an honest member never sends; `store` holds all SQL;
+//!   `outbox` sends.
 //! - `api`: the Ledger API services (`ordo.ledger.v1`); `auth`: JWT bearer tokens.
 //! - `node` and `session`: the shard runs active-passive (DESIGN §3). Replicas compete
 //!   for the shard's lease; the active one resumes from the database and runs the
@@ -14,6 +17,7 @@
 //!   (`Shared::commit`). A passive replica answers the Ledger API UNAVAILABLE, naming the
 //!   active one.
 
+pub mod alarm;
 pub mod api;
 pub mod auth;
 pub mod config;
@@ -27,6 +31,7 @@ mod session;
 pub mod store;
 pub mod submission;
 mod topology_admin;
+pub mod validation;
 pub mod views;
 
 pub use config::{AuthConfig, ConfigError, Limits, ParticipantConfig};

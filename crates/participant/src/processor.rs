@@ -3,26 +3,32 @@
 //! completions, outbox rows) commits in one transaction together with the cursor, so a
 //! crash neither loses nor repeats anything; the subscription resumes after the cursor.
 //!
-//! Decoding, signature checks and re-interpretation run on a blocking thread before the
-//! transaction; the deciding rules live in `conflict` and `views`.
+//! Decoding, signature checks and the checks of a view (`validation`) run on a blocking
+//! thread before the transaction; the deciding rules live in `validation`, `conflict` and
+//! `views`. No event can stop the shard: a fault of a message is a rejection or an ignored
+//! message plus an alarm; only transient failures (database, network) are retried, and a
+//! write that Postgres refuses for its data (the same on every retry) skips the event with
+//! an alarm.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordo_core::{MemberId, PartyId, PublicKey, SequencedEvent, Submission, Timestamp};
+use ordo_core::{MemberId, PartyId, SequencedEvent, Submission, Timestamp};
 use ordo_ledger::PackageStore;
 use ordo_protocol::{
-    ConfirmationResponse, Message, ResponseOutcome, SignedMessage, TopologyChange, TopologyState,
-    TopologyTransaction, Verdict, VerdictOutcome,
+    ConfirmationResponse, Message, ResponseOutcome, SignedMessage, TopologyState, Verdict,
+    VerdictOutcome, merkle,
 };
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
+use crate::alarm::{self, Alarm, Raised};
 use crate::conflict;
 use crate::error::ParticipantError;
 use crate::node::{Shared, Snapshot};
 use crate::store::{self, Outcome, PendingRow};
+use crate::validation::{self, CheckedView, Prepared, PreparedEvent, Rejection};
 use crate::views::{self, CommitContext, ViewPayload};
 
 /// google.rpc.Code values used in completions.
@@ -82,6 +88,17 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
                 match process(&shared, &event).await {
                     Ok(()) => break,
                     Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                    Err(e) if e.is_poison() => match skip(&shared, &event, &e).await {
+                        Ok(()) => break,
+                        Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                        Err(e) => {
+                            tracing::warn!(ts = event.timestamp.micros(), error = %e, "skipping a poison event failed; retrying");
+                            tokio::select! {
+                                () = stop.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(backoff) => {}
+                            }
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(ts = event.timestamp.micros(), error = %e, "processing an event failed; retrying");
                         shared.replica.error(format!(
@@ -111,124 +128,58 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
     }
 }
 
-/// A verified message of an event.
-enum Prepared {
-    Topology(TopologyTransaction),
-    View {
-        submitter: MemberId,
-        root_hash: String,
-        payload: Box<ViewPayload>,
-        /// The outcome of re-interpretation: `Err` with the reason.
-        conformance: Result<(), String>,
-    },
-    Verdict(Verdict),
-}
-
-fn decode_key(hex_key: &str) -> Option<PublicKey> {
-    PublicKey::from_bytes(&hex::decode(hex_key).ok()?).ok()
-}
-
-/// Decodes and verifies the event's messages and re-interprets its views. Anything
-/// malformed or wrongly signed is logged and skipped.
-fn prepare(
-    snapshot: &Snapshot,
-    topology_manager: &MemberId,
-    limits: &ordo_ledger::Limits,
-    event: &SequencedEvent,
-) -> Vec<Prepared> {
-    let topology = &snapshot.topology;
-    let mut out = Vec::new();
-    for envelope in &event.envelopes {
-        let signed = match SignedMessage::decode(&envelope.content) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(ts = event.timestamp.micros(), sender = %event.sender, error = %e, "skipping a malformed message");
-                continue;
-            }
-        };
-        if signed.signer != event.sender {
-            tracing::warn!(signer = %signed.signer, sender = %event.sender, "skipping a message signed by another member than its sender");
-            continue;
-        }
-        let key = match &signed.message {
-            Message::Topology(t) if &signed.signer == topology_manager => {
-                topology
-                    .key_of(topology_manager)
-                    .or_else(|| match &t.change {
-                        // The manager's own first transaction introduces its key.
-                        TopologyChange::AddMember {
-                            member, public_key, ..
-                        } if t.serial == 1 && member == topology_manager => decode_key(public_key),
-                        _ => None,
-                    })
-            }
-            Message::Topology(_) => {
-                tracing::warn!(signer = %signed.signer, "skipping a topology transaction not signed by the topology manager");
-                continue;
-            }
-            Message::View(_) => topology.key_of(&signed.signer).filter(|_| {
-                topology
-                    .shards
-                    .values()
-                    .any(|s| s.participant == signed.signer)
-            }),
-            Message::Verdict(_) if topology.mediator() == Some(&signed.signer) => {
-                topology.key_of(&signed.signer)
-            }
-            Message::Verdict(_) => {
-                tracing::warn!(signer = %signed.signer, "skipping a verdict not from the domain's mediator");
-                continue;
-            }
-            _ => continue,
-        };
-        let Some(key) = key else {
-            tracing::warn!(signer = %signed.signer, "skipping a message from a member topology does not know");
-            continue;
-        };
-        if let Err(e) = signed.verify(&key) {
-            tracing::warn!(error = %e, "skipping a wrongly signed message");
-            continue;
-        }
-        match signed.message {
-            Message::Topology(t) => out.push(Prepared::Topology(t)),
-            Message::Verdict(v) => out.push(Prepared::Verdict(v)),
-            Message::View(v) => {
-                let payload: ViewPayload = match serde_json::from_value(v.view) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!(submitter = %signed.signer, error = %e, "skipping a malformed view");
-                        continue;
-                    }
-                };
-                let conformance =
-                    ordo_ledger::reinterpret_view(&snapshot.packages, &payload.view, limits)
-                        .map_err(|e| format!("view does not conform: {e}"));
-                out.push(Prepared::View {
-                    submitter: signed.signer,
-                    root_hash: v.root_hash,
-                    payload: Box::new(payload),
-                    conformance,
-                });
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// What a committed event changed that in-memory watchers care about.
+/// What a committed event changed that in-memory watchers care about, and the alarms it
+/// raised (counted once the event is committed).
 #[derive(Default)]
 struct Effects {
     ledger_end: Option<i64>,
     completion_end: Option<i64>,
     outbox: bool,
+    alarms: Vec<Raised>,
 }
 
-pub fn limits(shared: &Shared) -> ordo_ledger::Limits {
-    ordo_ledger::Limits {
-        max_operations: shared.config.limits.max_interpretation_steps,
-        ..Default::default()
+/// The limits this participant interprets its own clients' commands under: the domain's,
+/// with the step budget capped by `limits.max_interpretation_steps` of its configuration.
+pub fn submission_limits(shared: &Shared, topology: &TopologyState) -> ordo_ledger::Limits {
+    let mut limits = validation::limits(topology);
+    limits.max_operations = limits
+        .max_operations
+        .min(shared.config.limits.max_interpretation_steps);
+    limits
+}
+
+/// Commits nothing of `event` but the cursor, after a deterministic failure writing its
+/// effects: every replica would fail the same way on every retry, so the shard moves on
+/// and the operator is alarmed. Its requests time out; a verdict in it is lost here.
+async fn skip(
+    shared: &Arc<Shared>,
+    event: &SequencedEvent,
+    failure: &ParticipantError,
+) -> Result<(), ParticipantError> {
+    let ts = event.timestamp;
+    let mut tx = shared.pool.begin().await?;
+    let state = store::lock_state(&mut tx).await?;
+    if state.cursor >= ts {
+        return Ok(());
     }
+    store::set_cursor(&mut tx, ts).await?;
+    shared.commit(tx).await?;
+    let snapshot = shared.snapshot();
+    *shared.snapshot.write() = Arc::new(Snapshot {
+        topology: snapshot.topology.clone(),
+        packages: snapshot.packages.clone(),
+        cursor: ts,
+    });
+    alarm::raise(
+        &Raised::new(
+            Alarm::PoisonEvent,
+            format!("the event's effects could not be written and were skipped: {failure}"),
+        ),
+        ts,
+        &event.sender,
+    );
+    shared.processed.send_replace(ts);
+    Ok(())
 }
 
 async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), ParticipantError> {
@@ -237,14 +188,22 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
     if ts <= snapshot.cursor {
         return Ok(());
     }
-    let prepared = {
+    let prepared: PreparedEvent = {
         let snapshot = snapshot.clone();
         let tm = shared.topology_manager.clone();
-        let limits = limits(shared);
+        let me = shared.member.clone();
         let event = event.clone();
-        tokio::task::spawn_blocking(move || prepare(&snapshot, &tm, &limits, &event))
-            .await
-            .map_err(|e| ParticipantError::Internal(format!("event preparation panicked: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let ctx = validation::Context {
+                me: &me,
+                topology_manager: &tm,
+                topology: &snapshot.topology,
+                packages: &snapshot.packages,
+            };
+            validation::prepare(&ctx, &event)
+        })
+        .await
+        .map_err(|e| ParticipantError::Internal(format!("event preparation panicked: {e}")))?
     };
 
     let mut tx = shared.pool.begin().await?;
@@ -262,7 +221,10 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
             snapshot.cursor.micros()
         )));
     }
-    let mut effects = Effects::default();
+    let mut effects = Effects {
+        alarms: prepared.alarms,
+        ..Effects::default()
+    };
     if event.sender == shared.member {
         store::set_command_request(&mut tx, &event.message_id, ts).await?;
     }
@@ -270,30 +232,16 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
 
     let mut topology = snapshot.topology.clone();
     let mut topology_changed = false;
-    for message in prepared {
+    for message in prepared.messages {
         match message {
             Prepared::Topology(t) => match topology.apply(&t, ts) {
                 Ok(()) => topology_changed = true,
-                Err(e) => tracing::warn!(error = %e, "topology transaction refused"),
+                Err(e) => effects
+                    .alarms
+                    .push(Raised::new(Alarm::TopologyRefused, e.to_string())),
             },
-            Prepared::View {
-                submitter,
-                root_hash,
-                payload,
-                conformance,
-            } => {
-                on_view(
-                    shared,
-                    &mut tx,
-                    &topology,
-                    ts,
-                    &submitter,
-                    &root_hash,
-                    &payload,
-                    conformance,
-                    &mut effects,
-                )
-                .await?;
+            Prepared::View(view) => {
+                on_view(shared, &mut tx, &topology, ts, *view, &mut effects).await?;
             }
             Prepared::Verdict(v) => {
                 on_verdict(shared, &mut tx, &topology, &v, &mut effects).await?
@@ -329,6 +277,9 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
     if effects.outbox {
         shared.outbox_wake.notify_one();
     }
+    for raised in &effects.alarms {
+        alarm::raise(raised, ts, &event.sender);
+    }
     shared.processed.send_replace(ts);
     Ok(())
 }
@@ -342,7 +293,7 @@ async fn expire(
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
     for request in store::expired_pending(tx, now).await? {
-        if let Some(pending) = store::take_pending(tx, request, None).await? {
+        if let Some(pending) = store::take_pending(tx, request).await? {
             tracing::info!(
                 request = request.micros(),
                 "no verdict by the deadline; the request timed out"
@@ -364,6 +315,17 @@ async fn expire(
     Ok(())
 }
 
+/// The outcome of a command whose request this participant did not apply although the
+/// mediator approved it.
+fn local_rejection(reason: &str) -> Outcome {
+    Outcome {
+        code: CODE_FAILED_PRECONDITION,
+        message: format!("the transaction was not applied on this participant: {reason}"),
+        update_id: String::new(),
+        ledger_offset: 0,
+    }
+}
+
 fn timeout_outcome() -> Outcome {
     Outcome {
         code: CODE_ABORTED,
@@ -377,50 +339,45 @@ fn hosted_parties(topology: &TopologyState, me: &MemberId) -> BTreeSet<PartyId> 
     topology.parties_of(me).cloned().collect()
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A view addressed to this participant: the checks that need the database (activeness
+/// and locks of its inputs, freshness of the contracts it creates), then the pending request
+/// with this participant's own outcome, and the response for the parties it answers for.
 async fn on_view(
     shared: &Shared,
     tx: &mut PgConnection,
     topology: &TopologyState,
     request: Timestamp,
-    submitter: &MemberId,
-    root_hash: &str,
-    payload: &ViewPayload,
-    conformance: Result<(), String>,
+    view: CheckedView,
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
     let hosted = hosted_parties(topology, &shared.member);
-    let view = &payload.view;
-    // Authorization: the submitting participant may act only for parties it hosts, and
-    // a transaction root carries exactly the submitters' authority.
-    let authorized = || -> Result<(), String> {
-        for party in &view.submitters {
-            if topology.host_of(party) != Some(submitter) {
-                return Err(format!(
-                    "participant {submitter} submitted for party {party}, which it does not host"
-                ));
+    let mut outcome = view.outcome;
+    if let (Ok(()), Some((payload, _))) = (&outcome, &view.payload) {
+        let created = views::created_ids(&payload.view);
+        if !created.is_empty() {
+            let known = store::known_contract_ids(tx, &created).await?;
+            if let Err(reason) = conflict::check_fresh(&known) {
+                effects
+                    .alarms
+                    .push(Raised::new(Alarm::ContractIdReuse, reason.clone()));
+                outcome = Err(Rejection::alarm(Alarm::ContractIdReuse, reason));
             }
         }
-        for root in view.roots.iter().filter(|r| r.parent.is_none()) {
-            if root.authorizers != view.submitters {
-                return Err(format!(
-                    "node {} claims authorizers other than the submitters",
-                    root.node
-                ));
-            }
-        }
-        Ok(())
-    };
-    let mut outcome = conformance.and_then(|()| authorized());
-    if outcome.is_ok() {
-        let uses = views::input_uses(view, &hosted);
+    }
+    if let (Ok(()), Some((payload, _))) = (&outcome, &view.payload) {
+        let uses = views::input_uses(&payload.view, &hosted);
         // Every input, not only those with a stakeholder hosted here as the view claims
         // them: a stored contract is checked against the view's copy whatever it claims.
         let ids: Vec<String> = uses.iter().map(|u| u.contract_id.clone()).collect();
         let states = store::contract_states(tx, &ids).await?;
         match conflict::check_activeness(request, &uses, &states) {
             Ok(locks) => store::lock_contracts(tx, &locks.contract_ids, request).await?,
-            Err(reason) => outcome = Err(reason),
+            Err(reason) => {
+                outcome = Err(Rejection {
+                    alarm: None,
+                    reason,
+                })
+            }
         }
     }
     let params = &topology.parameters;
@@ -431,16 +388,20 @@ async fn on_view(
         tx,
         &PendingRow {
             request,
-            root_hash: root_hash.to_owned(),
-            submitter: submitter.to_string(),
-            view: store::to_json(payload),
+            root_hash: view.root_hash.clone(),
+            submitter: view.submitter.to_string(),
+            view: view
+                .payload
+                .as_ref()
+                .map(|(_, json)| json.get().as_bytes().to_vec())
+                .unwrap_or_default(),
+            rejection: outcome.as_ref().err().map(|r| r.reason.clone()),
         },
         deadline,
     )
     .await?;
 
-    let confirming = views::hosted_confirming(view, &hosted);
-    if confirming.is_empty() {
+    if view.answering.is_empty() {
         return Ok(());
     }
     let Some(mediator) = topology.mediator() else {
@@ -450,16 +411,16 @@ async fn on_view(
         );
         return Ok(());
     };
-    if let Err(reason) = &outcome {
-        tracing::info!(request = request.micros(), %reason, "rejecting a confirmation request");
+    if let Err(r) = &outcome {
+        tracing::info!(request = request.micros(), reason = %r.reason, "rejecting a confirmation request");
     }
     let response = ConfirmationResponse {
         request,
-        root_hash: root_hash.to_owned(),
-        parties: confirming,
+        root_hash: view.root_hash,
+        parties: view.answering,
         outcome: match outcome {
             Ok(()) => ResponseOutcome::Approve,
-            Err(reason) => ResponseOutcome::Reject { reason },
+            Err(r) => ResponseOutcome::Reject { reason: r.reason },
         },
     };
     let content = SignedMessage::encode(&shared.member, &shared.key, &Message::Response(response));
@@ -483,17 +444,42 @@ async fn on_verdict(
     verdict: &Verdict,
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
-    let Some(pending) = store::take_pending(tx, verdict.request, Some(&verdict.root_hash)).await?
-    else {
+    let Some(pending) = store::take_pending(tx, verdict.request).await? else {
         tracing::debug!(
             request = verdict.request.micros(),
             "verdict for no pending request here"
         );
         return Ok(());
     };
-    match &verdict.outcome {
-        VerdictOutcome::Approve => commit(shared, tx, topology, &pending, effects).await,
-        VerdictOutcome::Reject { reasons } => {
+    // The request this participant checked is not the one the mediator decided (the
+    // submitter sent them different roots): it is over, and nothing of it is applied.
+    if verdict.root_hash != pending.root_hash {
+        let reason = format!(
+            "the mediator decided request {} with root hash {}, but this participant saw root \
+             hash {}",
+            verdict.request.micros(),
+            verdict.root_hash,
+            pending.root_hash
+        );
+        effects
+            .alarms
+            .push(Raised::new(Alarm::VerdictRootMismatch, reason.clone()));
+        return finish_rejected(shared, tx, &pending, local_rejection(&reason), effects).await;
+    }
+    match (&verdict.outcome, &pending.rejection) {
+        (VerdictOutcome::Approve, Some(rejection)) => {
+            effects.alarms.push(Raised::new(
+                Alarm::VerdictContradictsChecks,
+                format!(
+                    "the mediator approved request {}, which this participant rejected ({rejection}); \
+                     it is not applied here",
+                    verdict.request.micros()
+                ),
+            ));
+            finish_rejected(shared, tx, &pending, local_rejection(rejection), effects).await
+        }
+        (VerdictOutcome::Approve, None) => commit(shared, tx, topology, &pending, effects).await,
+        (VerdictOutcome::Reject { reasons }, _) => {
             let code = if reasons.iter().any(|r| r.contains("is locked by")) {
                 CODE_ABORTED
             } else {
@@ -507,7 +493,7 @@ async fn on_verdict(
             };
             finish_rejected(shared, tx, &pending, outcome, effects).await
         }
-        VerdictOutcome::Timeout => {
+        (VerdictOutcome::Timeout, _) => {
             finish_rejected(shared, tx, &pending, timeout_outcome(), effects).await
         }
     }
@@ -540,12 +526,21 @@ async fn commit(
 ) -> Result<(), ParticipantError> {
     let payload: ViewPayload = store::from_json(&pending.view, "pending view")?;
     let hosted = hosted_parties(topology, &shared.member);
+    // Only a request whose checks passed gets here, so its root hash was verified.
+    let root: ordo_core::Hash = pending.root_hash.parse().map_err(|_| {
+        ParticipantError::Internal(format!(
+            "pending request {} has root hash {:?}",
+            pending.request.micros(),
+            pending.root_hash
+        ))
+    })?;
+    let update_id = merkle::update_id(&root, pending.request);
     // The offset is taken only if there is an update to append (gapless offsets).
     let probe = views::commit(
         &payload.view,
         &hosted,
         &CommitContext {
-            update_id: &pending.root_hash,
+            update_id: &update_id,
             offset: 0,
             effective_at: pending.request.micros(),
             workflow_id: &payload.workflow_id,
@@ -561,14 +556,14 @@ async fn commit(
         &payload.view,
         &hosted,
         &CommitContext {
-            update_id: &pending.root_hash,
+            update_id: &update_id,
             offset,
             effective_at: pending.request.micros(),
             workflow_id: &payload.workflow_id,
             command_id: &payload.command_id,
         },
     );
-    store::archive_contracts(tx, &commit.archived).await?;
+    store::archive_contracts(tx, &commit.archived, pending.request).await?;
     store::release_locks(tx, pending.request).await?;
     for c in &commit.created {
         let stakeholders: Vec<String> = c.stakeholders().into_iter().collect();
@@ -592,7 +587,7 @@ async fn commit(
         let outcome = Outcome {
             code: CODE_OK,
             message: String::new(),
-            update_id: pending.root_hash.clone(),
+            update_id,
             ledger_offset: offset,
         };
         if let Some(c) =

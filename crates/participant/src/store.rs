@@ -18,7 +18,8 @@ use crate::config::ParticipantConfig;
 use crate::conflict::ContractState;
 use crate::error::ParticipantError;
 
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this code reads and writes (`p_meta.schema_version`).
+pub const SCHEMA_VERSION: i32 = 2;
 const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -75,6 +76,11 @@ async fn init_locked(
                 expected: member.to_string(),
             });
         }
+        // The migrations above brought an older schema up to this version.
+        sqlx::query("UPDATE p_meta SET schema_version = $1 WHERE id = 1")
+            .bind(SCHEMA_VERSION)
+            .execute(&mut *conn)
+            .await?;
         return Ok(false);
     }
     let mut tx = conn.begin().await?;
@@ -94,19 +100,27 @@ async fn init_locked(
     Ok(true)
 }
 
-/// Checks that the database was provisioned for `member`.
+/// Checks that the database was provisioned for `member`, with this code's schema.
 pub async fn check_provisioned(
     pool: &PgPool,
     url: &str,
     member: &MemberId,
 ) -> Result<(), ParticipantError> {
-    // p_meta.schema_version is not checked yet: only the member the database is for.
     let row = db::provisioned(
         pool,
-        "SELECT member_id FROM p_meta WHERE id = 1",
-        None,
-        |_| ParticipantError::NotProvisioned {
-            url: redact_url(url),
+        "SELECT schema_version, member_id FROM p_meta WHERE id = 1",
+        Some(SCHEMA_VERSION),
+        |why| match why {
+            db::Unprovisioned::Missing => ParticipantError::NotProvisioned {
+                url: redact_url(url),
+            },
+            db::Unprovisioned::SchemaVersion { found, expected } => {
+                ParticipantError::SchemaVersion {
+                    url: redact_url(url),
+                    found,
+                    expected,
+                }
+            }
         },
     )
     .await?;
@@ -274,15 +288,38 @@ pub async fn release_locks(
     Ok(())
 }
 
+/// Removes `ids` from the active contracts, remembering those that were stored here as
+/// archived at `at` (see [`known_contract_ids`]).
 pub async fn archive_contracts(
     conn: &mut PgConnection,
     ids: &[String],
+    at: Timestamp,
 ) -> Result<(), ParticipantError> {
-    sqlx::query("DELETE FROM p_contracts WHERE contract_id = ANY($1)")
-        .bind(ids)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query(
+        "WITH gone AS (DELETE FROM p_contracts WHERE contract_id = ANY($1) RETURNING contract_id)
+         INSERT INTO p_archived (contract_id, archived_at) SELECT contract_id, $2 FROM gone
+         ON CONFLICT (contract_id) DO NOTHING",
+    )
+    .bind(ids)
+    .bind(at.micros())
+    .execute(&mut *conn)
+    .await?;
     Ok(())
+}
+
+/// Those of `ids` this shard knows, active or archived: a request must not create them
+/// again.
+pub async fn known_contract_ids(
+    conn: &mut PgConnection,
+    ids: &[String],
+) -> Result<Vec<String>, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "SELECT contract_id FROM p_contracts WHERE contract_id = ANY($1)
+         UNION ALL SELECT contract_id FROM p_archived WHERE contract_id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?)
 }
 
 pub async fn insert_contract(
@@ -359,7 +396,10 @@ pub struct PendingRow {
     pub request: Timestamp,
     pub root_hash: String,
     pub submitter: String,
+    /// The view (JSON of `ViewPayload`); empty when it did not decode.
     pub view: Vec<u8>,
+    /// Why this participant's own checks rejected the request; `None` when they passed.
+    pub rejection: Option<String>,
 }
 
 pub async fn insert_pending(
@@ -368,32 +408,30 @@ pub async fn insert_pending(
     deadline: Timestamp,
 ) -> Result<(), ParticipantError> {
     sqlx::query(
-        "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (request_ts) DO NOTHING",
+        "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline, rejection)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_ts) DO NOTHING",
     )
     .bind(row.request.micros())
     .bind(&row.root_hash)
     .bind(&row.submitter)
     .bind(&row.view)
     .bind(deadline.micros())
+    .bind(&row.rejection)
     .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-/// Removes and returns the pending request (only if its root hash is `root_hash`, when
-/// given).
+/// Removes and returns the pending request.
 pub async fn take_pending(
     conn: &mut PgConnection,
     request: Timestamp,
-    root_hash: Option<&str>,
 ) -> Result<Option<PendingRow>, ParticipantError> {
     let row = sqlx::query(
-        "DELETE FROM p_pending WHERE request_ts = $1 AND ($2::text IS NULL OR root_hash = $2)
-         RETURNING root_hash, submitter, view",
+        "DELETE FROM p_pending WHERE request_ts = $1
+         RETURNING root_hash, submitter, view, rejection",
     )
     .bind(request.micros())
-    .bind(root_hash)
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|row| {
@@ -402,6 +440,7 @@ pub async fn take_pending(
             root_hash: row.try_get("root_hash")?,
             submitter: row.try_get("submitter")?,
             view: row.try_get("view")?,
+            rejection: row.try_get("rejection")?,
         })
     })
     .transpose()

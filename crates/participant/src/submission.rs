@@ -10,7 +10,7 @@ use std::time::Duration;
 use ordo_core::{Envelope, Hash, PartyId, Recipients, Submission, Timestamp};
 use ordo_ledger::{Command, ContractId, ContractInstance, ContractLookup, TemplateId};
 use ordo_proto::ledger::v1 as pb;
-use ordo_protocol::{Message, SignedMessage, ViewMessage};
+use ordo_protocol::{Message, SignedMessage};
 use prost::Message as _;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -333,7 +333,7 @@ pub async fn submit(
         .chain(&read_as)
         .map(ToString::to_string)
         .collect();
-    let limits = crate::processor::limits(shared);
+    let limits = crate::processor::submission_limits(shared, &snapshot.topology);
     let mut lookup = AcsLookup {
         pool: shared.pool.clone(),
         handle: tokio::runtime::Handle::current(),
@@ -375,17 +375,11 @@ pub async fn submit(
         .to_hex()
     );
     let mst = now().plus(shared.config.submission_timeout);
-    let mut envelopes = Vec::with_capacity(plan.views.len() + 1);
-    for (member, payload) in &plan.views {
-        let view = serde_json::to_value(payload)
-            .map_err(|e| ParticipantError::Internal(format!("view does not serialise: {e}")))?;
-        let message = Message::View(ViewMessage {
-            root_hash: plan.root_hash.clone(),
-            view,
-        });
+    let mut envelopes = Vec::with_capacity(plan.messages.len() + 1);
+    for (member, message) in plan.messages {
         envelopes.push(Envelope {
-            recipients: Recipients::members([member.clone()]),
-            content: SignedMessage::encode(&shared.member, &shared.key, &message),
+            recipients: Recipients::members([member]),
+            content: SignedMessage::encode(&shared.member, &shared.key, &Message::View(message)),
         });
     }
     envelopes.push(Envelope {

@@ -7,8 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_core::{Hash, MemberId, PartyId};
 use ordo_ledger::{ContractInstance, Node, Transaction, View};
-use ordo_protocol::{InformeeTree, TopologyState};
+use ordo_protocol::{InformeeTree, TopologyState, ViewCommitment, ViewMessage, merkle};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::conflict::InputUse;
 use crate::events::{NodeKind, StoredContract, StoredNode, StoredTx};
@@ -27,20 +28,79 @@ pub struct ViewPayload {
 /// A confirmation request ready to send.
 #[derive(Clone, Debug)]
 pub struct RequestPlan {
+    /// The request's Merkle root (see `ordo_protocol::merkle`).
     pub root_hash: String,
     /// One view per informee participant (including the submitter itself).
     pub views: BTreeMap<MemberId, ViewPayload>,
+    /// The message carrying each of `views`, with its place in the request.
+    pub messages: BTreeMap<MemberId, ViewMessage>,
     pub informee_tree: InformeeTree,
 }
 
-/// The hash of the whole transaction: ties views, informee tree, responses and verdict
-/// together, and is the transaction's update id on every shard.
-pub fn root_hash(tx: &Transaction) -> String {
-    Hash::of(&serde_json::to_vec(tx).unwrap_or_default()).to_hex()
+/// The JSON of a view as it travels in its `ViewMessage`.
+pub fn view_json(payload: &ViewPayload) -> Box<RawValue> {
+    // Serialising plain data cannot fail.
+    serde_json::value::to_raw_value(payload).unwrap_or_default()
+}
+
+/// The hash a view's commitment carries: of the exact JSON that travels, which the
+/// recipient hashes before decoding it.
+pub fn view_hash(json: &RawValue) -> Hash {
+    Hash::of_parts([b"ordo-view-v1".as_slice(), json.get().as_bytes()])
+}
+
+/// The commitment of `payload` (whose JSON is `json`) for `participant`: what the informee
+/// tree declares of it.
+pub fn commitment(
+    participant: &MemberId,
+    payload: &ViewPayload,
+    json: &RawValue,
+) -> ViewCommitment {
+    ViewCommitment::new(
+        participant.clone(),
+        &view_hash(json),
+        payload.view.informees(),
+        payload.view.confirming_parties(),
+    )
+}
+
+/// The messages and informee tree of the views in `views` (their JSON in `jsons`), with
+/// the given commitments, sealed under one root: what a submitter sends. `None` if a
+/// commitment's view hash is not a hash.
+pub fn seal(
+    submitter: &MemberId,
+    views: &BTreeMap<MemberId, Box<RawValue>>,
+    commitments: Vec<ViewCommitment>,
+) -> Option<(String, BTreeMap<MemberId, ViewMessage>, InformeeTree)> {
+    let (leaves, root) = merkle::build(submitter, &commitments)?;
+    let root_hash = root.to_hex();
+    let leaves: Vec<String> = leaves.iter().map(Hash::to_hex).collect();
+    let messages = views
+        .iter()
+        .zip(&commitments)
+        .enumerate()
+        .map(|(position, ((member, json), c))| {
+            let message = ViewMessage {
+                root_hash: root_hash.clone(),
+                commitment: c.clone(),
+                position: position as u32,
+                leaves: leaves.clone(),
+                view: json.clone(),
+            };
+            (member.clone(), message)
+        })
+        .collect();
+    let tree = InformeeTree {
+        root_hash: root_hash.clone(),
+        submitter: submitter.clone(),
+        views: commitments,
+    };
+    Some((root_hash, messages, tree))
 }
 
 /// Splits `tx` into views per informee participant (each gets the projection for the
-/// parties it hosts) and the informee tree. `Err` names an informee no shard hosts.
+/// parties it hosts), commits to them in the request's Merkle tree and builds the informee
+/// tree for the mediator. `Err` names an informee no shard hosts.
 pub fn plan_request(
     tx: &Transaction,
     topology: &TopologyState,
@@ -60,8 +120,7 @@ pub fn plan_request(
             .insert(party.clone());
     }
     hosted.entry(submitter.clone()).or_default();
-    let root_hash = root_hash(tx);
-    let views = hosted
+    let views: BTreeMap<MemberId, ViewPayload> = hosted
         .into_iter()
         .map(|(member, parties)| {
             let payload = ViewPayload {
@@ -76,15 +135,21 @@ pub fn plan_request(
             (member, payload)
         })
         .collect();
+    let jsons: BTreeMap<MemberId, Box<RawValue>> = views
+        .iter()
+        .map(|(member, payload)| (member.clone(), view_json(payload)))
+        .collect();
+    let commitments: Vec<ViewCommitment> = views
+        .iter()
+        .map(|(member, payload)| commitment(member, payload, &jsons[member]))
+        .collect();
+    let (root_hash, messages, informee_tree) = seal(submitter, &jsons, commitments)
+        .ok_or_else(|| "a view hash is not a hash".to_owned())?;
     Ok(RequestPlan {
-        informee_tree: InformeeTree {
-            root_hash: root_hash.clone(),
-            submitter: submitter.clone(),
-            confirming_parties: tx.all_confirming_parties(),
-            informees,
-        },
+        informee_tree,
         root_hash,
         views,
+        messages,
     })
 }
 
@@ -107,6 +172,18 @@ fn consumed(view: &View) -> BTreeSet<String> {
                 consuming: true,
                 ..
             } => Some(contract_id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ids of every contract the view creates (kept or archived within the
+/// transaction), for the freshness check.
+pub fn created_ids(view: &View) -> Vec<String> {
+    view.nodes
+        .values()
+        .filter_map(|n| match n {
+            Node::Create { contract_id, .. } => Some(contract_id.to_string()),
             _ => None,
         })
         .collect()
@@ -376,9 +453,16 @@ mod tests {
             "command ids stay with the submitter"
         );
         assert_eq!(plan.views[&p2].workflow_id, "wf");
-        assert_eq!(plan.informee_tree.confirming_parties, parties(&["bank"]));
-        assert_eq!(plan.informee_tree.informees, parties(&["bank", "bob"]));
+        assert_eq!(plan.informee_tree.confirming_parties(), parties(&["bank"]));
+        assert_eq!(plan.informee_tree.informees(), parties(&["bank", "bob"]));
         assert_eq!(plan.informee_tree.root_hash, plan.root_hash);
+        // Everyone checks the same root: the mediator over every commitment, each
+        // participant over its own view and the other leaves.
+        let root = plan.informee_tree.check(10).unwrap();
+        for (member, message) in &plan.messages {
+            let hash = view_hash(&message.view);
+            assert_eq!(message.check_inclusion(&p1, member, &hash).unwrap(), root);
+        }
         assert_eq!(plan.informee_tree.submitter, p1);
 
         // bank confirms (on p1); bob is only informed.

@@ -6,16 +6,19 @@
 
 use ordo_core::{KeyPair, MemberId, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::{Message, ProtocolError};
 
 const MAGIC: &[u8] = b"ordo1";
 const CONTEXT: &[u8] = b"ordo-protocol-v1";
 
-#[derive(Serialize, Deserialize)]
-struct Body {
+/// The body as received: the message stays raw until [`Message::from_json`] reads it.
+#[derive(Deserialize)]
+struct Body<'a> {
     signer: MemberId,
-    message: Message,
+    #[serde(borrow)]
+    message: &'a RawValue,
 }
 
 /// A decoded message whose signature has not been checked yet: call [`verify`] with the
@@ -67,9 +70,11 @@ impl SignedMessage {
         let signature = Signature::from_bytes(sig).map_err(|e| bad(&e.to_string()))?;
         let parsed: Body = serde_json::from_slice(body)
             .map_err(|e| ProtocolError::Malformed(format!("body: {e}")))?;
+        let message = Message::from_json(parsed.message.get())
+            .map_err(|e| ProtocolError::Malformed(format!("message: {e}")))?;
         Ok(Self {
             signer: parsed.signer,
-            message: parsed.message,
+            message,
             body: body.to_vec(),
             signature,
         })

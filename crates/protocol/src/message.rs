@@ -10,13 +10,17 @@ use std::collections::BTreeSet;
 
 use ordo_core::{MemberId, PartyId, Timestamp};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::TopologyTransaction;
+use crate::merkle::ViewCommitment;
 
 /// A confirmation request is named by its sequencing timestamp, unique in the domain.
 pub type RequestId = Timestamp;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// One protocol message. Its JSON is an object whose `type` names the kind
+/// (`{"type": "verdict", …}`); [`Message::from_json`] reads it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Message {
     Topology(TopologyTransaction),
@@ -27,27 +31,83 @@ pub enum Message {
     TimeProof(TimeProof),
 }
 
-/// What one informee participant learns of a transaction: the views its parties are
-/// informees of. The schema of `view` belongs to the participants (ordo-participant);
-/// the mediator never sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ViewMessage {
-    /// Ties the views, the informee tree and the responses to one transaction.
-    pub root_hash: String,
-    pub view: serde_json::Value,
+impl Message {
+    /// Reads a message from its JSON. The kind is read first and the message then
+    /// decoded straight into its type (serde's derived decoding of a tagged enum would
+    /// first copy the whole message into an intermediate tree, and cannot keep a view's raw
+    /// bytes): one pass over a large view, which stays raw.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+        }
+        // Encoders write the tag first (`{"type":"view",…`): read it off the front when
+        // it is there, saving a pass over the whole message; otherwise look for it.
+        let kind = match json
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split_once('"'))
+            .filter(|(kind, _)| kind.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        {
+            Some((kind, _)) => std::borrow::Cow::Borrowed(kind),
+            None => serde_json::from_str::<Tag>(json)?.kind,
+        };
+        Ok(match kind.as_ref() {
+            "topology" => Self::Topology(serde_json::from_str(json)?),
+            "view" => Self::View(serde_json::from_str(json)?),
+            "informee_tree" => Self::InformeeTree(serde_json::from_str(json)?),
+            "response" => Self::Response(serde_json::from_str(json)?),
+            "verdict" => Self::Verdict(serde_json::from_str(json)?),
+            "time_proof" => Self::TimeProof(serde_json::from_str(json)?),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "unknown message type {:?}",
+                    other.chars().take(40).collect::<String>()
+                )));
+            }
+        })
+    }
 }
 
-/// What the mediator learns of a transaction: who must confirm and who is told, no
-/// payloads.
+/// What one informee participant learns of a transaction: the view of its parties, with
+/// what proves the view's place in the request (see [`crate::merkle`]). The schema of `view`
+/// belongs to the participants (ordo-participant); the mediator never sees it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ViewMessage {
+    /// The request's Merkle root: ties the views, the informee tree, the responses and the
+    /// verdict to one transaction.
+    pub root_hash: String,
+    /// This view's leaf as the mediator's informee tree holds it.
+    pub commitment: ViewCommitment,
+    /// The leaf's position among `leaves`.
+    pub position: u32,
+    /// The hash of every leaf of the request, in order (this one's included): the other
+    /// views stay blinded.
+    pub leaves: Vec<String>,
+    /// The view's JSON, kept as the bytes that travel: its hash is over them, and the
+    /// recipient decodes it only once the message passed the cheap checks.
+    pub view: Box<RawValue>,
+}
+
+impl PartialEq for ViewMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.root_hash == other.root_hash
+            && self.commitment == other.commitment
+            && self.position == other.position
+            && self.leaves == other.leaves
+            && self.view.get() == other.view.get()
+    }
+}
+
+/// What the mediator learns of a transaction: every view's commitment (who it is for, its
+/// hash, its informees and confirming parties), no payloads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InformeeTree {
     pub root_hash: String,
     /// The participant that submitted it; it receives the verdict too.
     pub submitter: MemberId,
-    /// Every party whose approval the transaction needs.
-    pub confirming_parties: BTreeSet<PartyId>,
-    /// Every party that is an informee of some action (the verdict goes to their hosts).
-    pub informees: BTreeSet<PartyId>,
+    /// One commitment per view, the leaves of the request's Merkle tree in order.
+    pub views: Vec<ViewCommitment>,
 }
 
 /// A confirming participant's answer for the confirming parties it hosts.

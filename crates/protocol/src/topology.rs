@@ -34,8 +34,20 @@ pub struct DomainParameters {
     pub deduplication_period_us: i64,
     /// The largest command (serialised) a participant accepts.
     pub max_command_bytes: usize,
-    /// The largest confirmation request a participant sends.
+    /// The largest confirmation request a participant sends, and the largest view it
+    /// reads: a larger one is refused before it is decoded.
     pub max_request_bytes: usize,
+    /// The most actions (create, exercise, fetch nodes) one transaction may have. A
+    /// received view with more nodes, more roots or more input contracts is malformed.
+    pub max_transaction_nodes: usize,
+    /// The script operations one interpretation may take: a submitting participant
+    /// interprets its command under it, and a confirming participant re-interprets each view
+    /// it receives under one such budget, whatever the view's number of roots and inputs.
+    pub max_interpretation_steps: u64,
+    /// The largest contract (canonical bytes of its instance).
+    pub max_contract_bytes: usize,
+    /// The deepest nesting of exercises inside choice bodies.
+    pub max_exercise_depth: usize,
 }
 
 impl Default for DomainParameters {
@@ -45,6 +57,10 @@ impl Default for DomainParameters {
             deduplication_period_us: 24 * 3600 * 1_000_000,
             max_command_bytes: 256 * 1024,
             max_request_bytes: 4 * 1024 * 1024,
+            max_transaction_nodes: 1_000,
+            max_interpretation_steps: 100_000,
+            max_contract_bytes: 64 * 1024,
+            max_exercise_depth: 8,
         }
     }
 }

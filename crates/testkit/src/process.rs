@@ -20,6 +20,18 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts `bin args…`, appending stdout and stderr to `log`.
     pub fn spawn(name: &str, bin: &Path, args: &[&str], log: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with_env(name, bin, args, &[], log)
+    }
+
+    /// [`NodeProcess::spawn`] with `env` added to the inherited environment (the processes
+    /// it starts inherit it too).
+    pub fn spawn_with_env(
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -29,6 +41,7 @@ impl NodeProcess {
         let mut command = Command::new(bin);
         command
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -76,11 +76,34 @@ fn parameters_from_pb(p: Option<pb::DomainParameters>) -> Result<DomainParameter
             TopologyError::InvalidArgument(format!("invalid parameters.{field}: {v} is too large"))
         })
     };
+    let defaults = DomainParameters::default();
+    let optional = |field: &str, v: Option<u64>, default: usize| match v {
+        Some(v) => size(field, v),
+        None => Ok(default),
+    };
     Ok(DomainParameters {
         participant_response_timeout_us: p.participant_response_timeout_us,
         deduplication_period_us: p.deduplication_period_us,
         max_command_bytes: size("max_command_bytes", p.max_command_bytes)?,
         max_request_bytes: size("max_request_bytes", p.max_request_bytes)?,
+        max_transaction_nodes: optional(
+            "max_transaction_nodes",
+            p.max_transaction_nodes,
+            defaults.max_transaction_nodes,
+        )?,
+        max_interpretation_steps: p
+            .max_interpretation_steps
+            .unwrap_or(defaults.max_interpretation_steps),
+        max_contract_bytes: optional(
+            "max_contract_bytes",
+            p.max_contract_bytes,
+            defaults.max_contract_bytes,
+        )?,
+        max_exercise_depth: optional(
+            "max_exercise_depth",
+            p.max_exercise_depth,
+            defaults.max_exercise_depth,
+        )?,
     })
 }
 
@@ -294,8 +317,36 @@ mod tests {
             deduplication_period_us: 2,
             max_command_bytes: 3,
             max_request_bytes: 4,
+            ..Default::default()
         }))
         .unwrap();
         assert_eq!(p.max_request_bytes, 4);
+        // The transaction bounds are optional: unset, they keep their defaults.
+        let defaults = DomainParameters::default();
+        assert_eq!(p.max_transaction_nodes, defaults.max_transaction_nodes);
+        assert_eq!(
+            p.max_interpretation_steps,
+            defaults.max_interpretation_steps
+        );
+        let p = parameters_from_pb(Some(pb::DomainParameters {
+            participant_response_timeout_us: 1,
+            deduplication_period_us: 2,
+            max_command_bytes: 3,
+            max_request_bytes: 4,
+            max_transaction_nodes: Some(50),
+            max_interpretation_steps: Some(7),
+            max_contract_bytes: Some(8),
+            max_exercise_depth: Some(2),
+        }))
+        .unwrap();
+        assert_eq!(
+            (
+                p.max_transaction_nodes,
+                p.max_interpretation_steps,
+                p.max_contract_bytes,
+                p.max_exercise_depth
+            ),
+            (50, 7, 8, 2)
+        );
     }
 }

@@ -162,6 +162,16 @@ pub fn validate_parameters(p: &DomainParameters) -> Result<(), String> {
     if p.max_request_bytes == 0 {
         return Err("max_request_bytes must be > 0".into());
     }
+    for (name, value) in [
+        ("max_transaction_nodes", p.max_transaction_nodes as u64),
+        ("max_interpretation_steps", p.max_interpretation_steps),
+        ("max_contract_bytes", p.max_contract_bytes as u64),
+        ("max_exercise_depth", p.max_exercise_depth as u64),
+    ] {
+        if value == 0 {
+            return Err(format!("{name} must be > 0"));
+        }
+    }
     Ok(())
 }
 

@@ -40,6 +40,14 @@ pub async fn run(
         match follow(manager, &client, progress, &processed_tx, &stop).await {
             Ok(()) => break Ok(()),
             Err(e @ TopologyError::Fenced(_)) => break Err(e),
+            // Postgres refusing the data of the manager's own transaction: retrying meets it
+            // again, but skipping it would fork the manager's topology from every
+            // member's, so it is retried, loudly.
+            Err(TopologyError::Database(e)) if ordo_node::db::is_data_error(&e) => alarm(
+                "poison_event",
+                *processed_tx.borrow(),
+                &format!("writing the next event failed for its data, retrying: {e}"),
+            ),
             Err(e) => {
                 tracing::warn!(error = %e, "topology subscription failed; resuming from the database cursor")
             }
@@ -82,6 +90,7 @@ async fn process(
     event: SequencedEvent,
 ) -> Result<(), TopologyError> {
     let at = event.timestamp;
+    let sender = event.sender.clone();
     let tx = if event.sender == manager.member {
         let member = manager.member.clone();
         let key = manager.key.public();
@@ -91,7 +100,13 @@ async fn process(
     } else {
         None
     };
+
     let Some(tx) = tx else {
+        if sender != manager.member {
+            // No member sends the topology manager anything; its own broadcasts are all it
+            // processes.
+            alarm("unexpected_message", at, &format!("an event from {sender}"));
+        }
         return store::record(&manager.pool, &manager.replica, at, Effect::None).await;
     };
     let mut next = (*progress.borrow().state).clone();
@@ -129,8 +144,16 @@ async fn process(
     Ok(())
 }
 
+/// Logs and counts what the manager's own subscription should never carry
+/// (`ordo_topology_alarms_total{kind}`).
+fn alarm(kind: &'static str, at: Timestamp, details: &str) {
+    tracing::error!(alarm = kind, %at, %details, "protocol alarm");
+    metrics::counter!("ordo_topology_alarms_total", "kind" => kind).increment(1);
+}
+
 /// The topology transaction of one of our own events, signature checked. Anything else
-/// (malformed, wrongly signed, not a topology message) is logged and skipped.
+/// (malformed, wrongly signed, not a topology message) is skipped with an alarm: it cannot
+/// be ours.
 fn own_transaction(
     member: &MemberId,
     key: &ordo_core::PublicKey,
@@ -138,26 +161,36 @@ fn own_transaction(
 ) -> Option<TopologyTransaction> {
     let mut found = None;
     for envelope in &event.envelopes {
+        let at = event.timestamp;
         let message = match SignedMessage::decode(&envelope.content) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(at = %event.timestamp, error = %e, "skipping a malformed message");
+                alarm("malformed_message", at, &e.to_string());
                 continue;
             }
         };
         if message.signer != *member {
-            tracing::warn!(at = %event.timestamp, signer = %message.signer, "skipping a message not signed by this manager");
+            alarm(
+                "signer_not_sender",
+                at,
+                &format!("a message signed by {}", message.signer),
+            );
             continue;
         }
         if let Err(e) = message.verify(key) {
-            tracing::warn!(at = %event.timestamp, error = %e, "skipping a wrongly signed message");
+            alarm("bad_signature", at, &e.to_string());
             continue;
         }
         match message.message {
             Message::Topology(tx) if found.is_none() => found = Some(tx),
-            Message::Topology(tx) => {
-                tracing::warn!(serial = tx.serial, at = %event.timestamp, "skipping a second topology transaction in one event");
-            }
+            Message::Topology(tx) => alarm(
+                "duplicate_topology_transaction",
+                at,
+                &format!(
+                    "a second topology transaction (serial {}) in one event",
+                    tx.serial
+                ),
+            ),
             _ => {}
         }
     }

@@ -17,7 +17,7 @@ use ordo_node::http_client::StatusCode;
 use ordo_protocol::topology::encode_key;
 use ordo_protocol::{
     ConfirmationResponse, DomainParameters, InformeeTree, MemberRole, Message, ResponseOutcome,
-    SignedMessage, TopologyChange, TopologyTransaction, Verdict,
+    SignedMessage, TopologyChange, TopologyTransaction, Verdict, ViewCommitment, merkle,
 };
 use ordo_sequencer::SequencerConfig;
 use ordo_sequencer_client::admin::AdminClient;
@@ -307,37 +307,60 @@ impl Domain {
         Ok(MediatorNode { http, stop, task })
     }
 
-    /// p1 submits a confirmation request whose informee tree names alice and bob as
-    /// confirming parties; returns its request id.
-    pub async fn request(&self, root_hash: &str) -> Result<Timestamp> {
-        let tree = InformeeTree {
-            root_hash: root_hash.into(),
-            submitter: self.p1.id.clone(),
-            confirming_parties: [self.alice.clone(), self.bob.clone()].into(),
-            informees: [self.alice.clone(), self.bob.clone()].into(),
+    /// The informee tree of the request `label`, submitted by p1: a view for p1 where
+    /// alice confirms and one for p2 where bob confirms (their hashes stand for views made
+    /// up from `label`).
+    pub fn tree(&self, label: &str) -> InformeeTree {
+        let view = |m: &Member, party: &PartyId| {
+            ViewCommitment::new(
+                m.id.clone(),
+                &ordo_core::Hash::of_parts([label.as_bytes(), m.id.as_str().as_bytes()]),
+                [party.clone()].into(),
+                [party.clone()].into(),
+            )
         };
-        let content = self.p1.sign(&Message::InformeeTree(tree));
+        let views = vec![view(&self.p1, &self.alice), view(&self.p2, &self.bob)];
+        let root = merkle::build(&self.p1.id, &views)
+            .map(|(_, root)| root.to_hex())
+            .unwrap_or_default();
+        InformeeTree {
+            root_hash: root,
+            submitter: self.p1.id.clone(),
+            views,
+        }
+    }
+
+    /// The root hash of the request `label`.
+    pub fn root_of(&self, label: &str) -> String {
+        self.tree(label).root_hash
+    }
+
+    /// p1 submits the confirmation request `label`, whose informee tree names alice and bob
+    /// as confirming parties; returns its request id.
+    pub async fn request(&self, label: &str) -> Result<Timestamp> {
+        let content = self.p1.sign(&Message::InformeeTree(self.tree(label)));
         self.p1
             .send(
-                &format!("request-{root_hash}"),
+                &format!("request-{label}"),
                 Recipients::members([self.mediator_id.clone()]),
                 content,
             )
             .await
     }
 
-    /// `from` answers for `party` of `request`.
+    /// `from` answers for `party` of `request`, naming the root hash of the request
+    /// `label`.
     pub async fn respond(
         &self,
         from: &Member,
         request: Timestamp,
-        root_hash: &str,
+        label: &str,
         party: &PartyId,
         outcome: ResponseOutcome,
     ) -> Result<Timestamp> {
         let response = ConfirmationResponse {
             request,
-            root_hash: root_hash.into(),
+            root_hash: self.root_of(label),
             parties: [party.clone()].into(),
             outcome,
         };

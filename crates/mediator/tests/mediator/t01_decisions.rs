@@ -30,7 +30,7 @@ async fn approve_reject_and_ignored_responses() -> Result<()> {
             v,
             Verdict {
                 request: r1,
-                root_hash: "approve-1".into(),
+                root_hash: d.root_of("approve-1"),
                 outcome: VerdictOutcome::Approve
             }
         );

@@ -175,6 +175,8 @@ async fn bootstrap_members_parties_and_a_follower_agrees() -> Result<()> {
                 deduplication_period_us: params.deduplication_period_us,
                 max_command_bytes: params.max_command_bytes as u64,
                 max_request_bytes: params.max_request_bytes as u64,
+                // Unset: the defaults.
+                ..Default::default()
             }),
         }))
         .await?

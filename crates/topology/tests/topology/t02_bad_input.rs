@@ -187,6 +187,7 @@ async fn bad_requests_get_precise_statuses_and_change_nothing() -> Result<()> {
         deduplication_period_us: 1,
         max_command_bytes: 1,
         max_request_bytes: 1,
+        ..Default::default()
     };
     let (status, message) = code(
         c.set_parameters(authed(pb::SetParametersRequest {

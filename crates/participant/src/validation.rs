@@ -1,0 +1,431 @@
+//! The checks of an event's messages that need no database (DESIGN §4, *Trust*): decode,
+//! signature, and for a view, in order of cost — the structure of the view, its binding to
+//! the request's root hash, the confirmation policy it declares, the submitter's right to
+//! act for its parties, and its re-interpretation under one step budget. Pure and
+//! CPU-bound: the processor runs it on a blocking thread before the event's database
+//! transaction.
+//!
+//! Nothing here fails: every fault of a message is a deterministic property of the message
+//! (the same on every replica, on every retry), so it becomes a rejection or an ignored
+//! message plus an [`Alarm`], and processing goes on.
+
+use std::collections::BTreeSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use ordo_core::{Hash, MemberId, PartyId, PublicKey, SequencedEvent};
+use ordo_ledger::{LedgerError, PackageStore};
+use ordo_protocol::{
+    Message, SignedMessage, TopologyChange, TopologyState, TopologyTransaction, Verdict,
+    ViewMessage,
+};
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::alarm::{Alarm, Raised};
+use crate::views::{self, ViewPayload};
+
+/// What the checks of one event need to know.
+pub struct Context<'a> {
+    /// This participant.
+    pub me: &'a MemberId,
+    pub topology_manager: &'a MemberId,
+    /// Topology as of the event.
+    pub topology: &'a TopologyState,
+    pub packages: &'a PackageStore,
+}
+
+/// The interpretation limits every participant applies alike: the domain's.
+pub fn limits(topology: &TopologyState) -> ordo_ledger::Limits {
+    let p = &topology.parameters;
+    ordo_ledger::Limits {
+        max_operations: p.max_interpretation_steps,
+        max_nodes: p.max_transaction_nodes,
+        max_payload_bytes: p.max_contract_bytes,
+        max_exercise_depth: p.max_exercise_depth,
+    }
+}
+
+/// Why this participant rejects a request: the reason goes to the mediator (and so to the
+/// submitter); the alarm, if any, to the operator. A rejection without an alarm is one an
+/// honest submitter can meet (a contract consumed or locked in the meantime).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub alarm: Option<Alarm>,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn alarm(alarm: Alarm, reason: impl Into<String>) -> Self {
+        Self {
+            alarm: Some(alarm),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A view addressed to this participant, after the checks.
+#[derive(Debug)]
+pub struct CheckedView {
+    pub submitter: MemberId,
+    /// The root hash the view message names (64 hex digits; verified when `outcome` is
+    /// `Ok`).
+    pub root_hash: String,
+    /// The view, when it decodes, and its JSON as it arrived.
+    pub payload: Option<(ViewPayload, Box<RawValue>)>,
+    /// The parties this participant answers for: those of the confirming parties the
+    /// request declares for this view that it hosts (what the mediator waits for).
+    pub answering: BTreeSet<PartyId>,
+    pub outcome: Result<(), Rejection>,
+}
+
+/// A message of the event that passed decoding and signature checks.
+#[derive(Debug)]
+pub enum Prepared {
+    Topology(TopologyTransaction),
+    View(Box<CheckedView>),
+    Verdict(Verdict),
+}
+
+/// An event's messages after the checks, and the alarms they raised.
+#[derive(Debug, Default)]
+pub struct PreparedEvent {
+    pub messages: Vec<Prepared>,
+    pub alarms: Vec<Raised>,
+}
+
+fn decode_key(hex_key: &str) -> Option<PublicKey> {
+    PublicKey::from_bytes(&hex::decode(hex_key).ok()?).ok()
+}
+
+/// Decodes and verifies the event's messages and checks its view. Anything malformed,
+/// wrongly signed or not meant for a participant is dropped with an alarm; a second view
+/// in one event likewise (a request has one view per participant).
+pub fn prepare(ctx: &Context<'_>, event: &SequencedEvent) -> PreparedEvent {
+    let topology = ctx.topology;
+    let mut out = PreparedEvent::default();
+    let mut alarm = |a: Alarm, details: String| out.alarms.push(Raised::new(a, details));
+    let mut messages = Vec::new();
+    let max_bytes = topology.parameters.max_request_bytes;
+    for envelope in &event.envelopes {
+        if envelope.content.len() > max_bytes {
+            alarm(
+                Alarm::OversizedMessage,
+                format!(
+                    "a message of {} bytes, more than the domain's max_request_bytes {max_bytes}",
+                    envelope.content.len()
+                ),
+            );
+            continue;
+        }
+        let signed = match SignedMessage::decode(&envelope.content) {
+            Ok(s) => s,
+            Err(e) => {
+                alarm(Alarm::MalformedMessage, e.to_string());
+                continue;
+            }
+        };
+        if signed.signer != event.sender {
+            alarm(
+                Alarm::SignerNotSender,
+                format!("a message signed by {}", signed.signer),
+            );
+            continue;
+        }
+        let is_participant = |m: &MemberId| topology.shards.values().any(|s| s.participant == *m);
+        let key = match &signed.message {
+            Message::Topology(t) if signed.signer == *ctx.topology_manager => {
+                topology
+                    .key_of(ctx.topology_manager)
+                    .or_else(|| match &t.change {
+                        // The manager's own first transaction introduces its key.
+                        TopologyChange::AddMember {
+                            member, public_key, ..
+                        } if t.serial == 1 && member == ctx.topology_manager => {
+                            decode_key(public_key)
+                        }
+                        _ => None,
+                    })
+            }
+            Message::View(_) if is_participant(&signed.signer) => topology.key_of(&signed.signer),
+            Message::View(_) => None,
+            Message::Verdict(_) if topology.mediator() == Some(&signed.signer) => {
+                topology.key_of(&signed.signer)
+            }
+            Message::Verdict(_) => {
+                alarm(
+                    Alarm::VerdictNotFromMediator,
+                    format!("a verdict signed by {}", signed.signer),
+                );
+                continue;
+            }
+            other => {
+                alarm(
+                    Alarm::UnexpectedMessage,
+                    format!("a {} message signed by {}", kind(other), signed.signer),
+                );
+                continue;
+            }
+        };
+        let Some(key) = key else {
+            alarm(
+                Alarm::UnknownSigner,
+                format!(
+                    "a {} message from {}, which topology does not know in that role",
+                    kind(&signed.message),
+                    signed.signer
+                ),
+            );
+            continue;
+        };
+        if let Err(e) = signed.verify(&key) {
+            alarm(Alarm::BadSignature, e.to_string());
+            continue;
+        }
+        messages.push(signed.message);
+    }
+
+    let mut seen_view = false;
+    for message in messages {
+        match message {
+            Message::Topology(t) => out.messages.push(Prepared::Topology(t)),
+            Message::Verdict(v) => out.messages.push(Prepared::Verdict(v)),
+            Message::View(_) if seen_view => out.alarms.push(Raised::new(
+                Alarm::DuplicateView,
+                "a second view for this participant in one request; only the first is checked",
+            )),
+            Message::View(v) => {
+                seen_view = true;
+                if let Some(checked) = check_view_message(ctx, &event.sender, v, &mut out.alarms) {
+                    out.messages.push(Prepared::View(Box::new(checked)));
+                }
+            }
+            // Filtered out above.
+            Message::InformeeTree(_) | Message::Response(_) | Message::TimeProof(_) => {}
+        }
+    }
+    out
+}
+
+fn kind(m: &Message) -> &'static str {
+    match m {
+        Message::Topology(_) => "topology",
+        Message::View(_) => "view",
+        Message::InformeeTree(_) => "informee tree",
+        Message::Response(_) => "response",
+        Message::Verdict(_) => "verdict",
+        Message::TimeProof(_) => "time proof",
+    }
+}
+
+/// Checks one view message from `submitter`. `None` when it cannot even name a request
+/// (its root hash is not a hash): it is dropped with an alarm.
+fn check_view_message(
+    ctx: &Context<'_>,
+    submitter: &MemberId,
+    message: ViewMessage,
+    alarms: &mut Vec<Raised>,
+) -> Option<CheckedView> {
+    if message.root_hash.parse::<Hash>().is_err() {
+        alarms.push(Raised::new(
+            Alarm::MalformedRequest,
+            "a view whose root hash is not 64 hex digits",
+        ));
+        return None;
+    }
+    let hosted: BTreeSet<PartyId> = ctx.topology.parties_of(ctx.me).cloned().collect();
+    let answering = message
+        .commitment
+        .confirming_parties
+        .intersection(&hosted)
+        .cloned()
+        .collect();
+    let root_hash = message.root_hash.clone();
+    // The checks are pure; a panic in them is a defect, but one that every replica would
+    // hit again on this event: it rejects the view instead of halting the shard.
+    let checked = catch_unwind(AssertUnwindSafe(|| check_view(ctx, submitter, message)));
+    let (payload, outcome) = checked.unwrap_or_else(|_| {
+        (
+            None,
+            Err(Rejection::alarm(
+                Alarm::CheckPanicked,
+                "the participant failed to check the view",
+            )),
+        )
+    });
+    if let Err(Rejection {
+        alarm: Some(a),
+        reason,
+    }) = &outcome
+    {
+        alarms.push(Raised::new(*a, reason.clone()));
+    }
+    Some(CheckedView {
+        submitter: submitter.clone(),
+        root_hash,
+        payload,
+        answering,
+        outcome,
+    })
+}
+
+type Checked = (Option<(ViewPayload, Box<RawValue>)>, Result<(), Rejection>);
+
+/// The checks of one view, cheapest first; the first that fails names the rejection.
+fn check_view(ctx: &Context<'_>, submitter: &MemberId, mut message: ViewMessage) -> Checked {
+    let limits = limits(ctx.topology);
+    let json = std::mem::take(&mut message.view);
+    if let Err(reason) = check_counts(json.get(), limits.max_nodes) {
+        return (None, Err(Rejection::alarm(Alarm::MalformedView, reason)));
+    }
+    let payload: ViewPayload = match serde_json::from_str(json.get()) {
+        Ok(p) => p,
+        Err(e) => {
+            let r = Rejection::alarm(Alarm::MalformedView, format!("malformed view: {e}"));
+            return (None, Err(r));
+        }
+    };
+    let view_hash = views::view_hash(&json);
+    let outcome = (|| {
+        ordo_ledger::check_view(&payload.view, &limits)
+            .map_err(|e| Rejection::alarm(Alarm::MalformedView, e.to_string()))?;
+        message
+            .check_inclusion(submitter, ctx.me, &view_hash)
+            .map_err(|e| {
+                let alarm = match e.kind() {
+                    "root_hash_mismatch" => Alarm::RootHashMismatch,
+                    _ => Alarm::MalformedRequest,
+                };
+                Rejection::alarm(alarm, format!("the request is not bound together: {e}"))
+            })?;
+        check_policy(&message, &payload)?;
+        check_submitters(ctx.topology, submitter, &payload)?;
+        ordo_ledger::reinterpret_view(ctx.packages, &payload.view, &limits)
+            .map(drop)
+            .map_err(|e| {
+                let alarm = match e {
+                    LedgerError::StepLimit { .. } => Alarm::StepBudget,
+                    _ => Alarm::Conformance,
+                };
+                Rejection::alarm(alarm, format!("view does not conform: {e}"))
+            })
+    })();
+    (Some((payload, json)), outcome)
+}
+
+/// The view's node, root and input counts within `max`, counted in one pass over its JSON
+/// that builds nothing, before it becomes typed data (which costs far more): a view of a
+/// million nodes is refused without building one. `ordo_ledger::check_view` checks them
+/// again, with the rest.
+fn check_counts(json: &str, max: usize) -> Result<(), String> {
+    #[derive(Default)]
+    struct Count(usize);
+    impl<'de> Deserialize<'de> for Count {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Counter;
+            impl<'de> Visitor<'de> for Counter {
+                type Value = Count;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an array or an object")
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while seq.next_element::<IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Count, A::Error> {
+                    let mut n = 0;
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Count(n))
+                }
+            }
+            d.deserialize_any(Counter)
+        }
+    }
+    #[derive(Deserialize)]
+    struct Shape {
+        view: Counts,
+    }
+    #[derive(Deserialize)]
+    struct Counts {
+        #[serde(default)]
+        nodes: Count,
+        #[serde(default)]
+        roots: Count,
+        #[serde(default)]
+        inputs: Count,
+    }
+    let shape: Shape = serde_json::from_str(json).map_err(|e| format!("malformed view: {e}"))?;
+    for (what, Count(len)) in [
+        ("nodes", shape.view.nodes),
+        ("roots", shape.view.roots),
+        ("input contracts", shape.view.inputs),
+    ] {
+        if len > max {
+            return Err(format!(
+                "malformed view: the view has {len} {what}, more than the domain's \
+                 max_transaction_nodes {max}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The request must declare for this view exactly the informees and confirming parties
+/// its actions have under the ledger model: this participant will answer for the
+/// confirming parties it hosts, and a party the mediator is not told to wait for could be
+/// committed for without its consent.
+fn check_policy(message: &ViewMessage, payload: &ViewPayload) -> Result<(), Rejection> {
+    let declared = &message.commitment;
+    let names = |s: &BTreeSet<PartyId>| -> String {
+        let v: Vec<&str> = s.iter().map(PartyId::as_str).collect();
+        format!("{{{}}}", v.join(", "))
+    };
+    let confirming = payload.view.confirming_parties();
+    if declared.confirming_parties != confirming {
+        return Err(Rejection::alarm(
+            Alarm::ConfirmationPolicy,
+            format!(
+                "the informee tree declares confirming parties {} for this view, but its actions \
+                 require {}",
+                names(&declared.confirming_parties),
+                names(&confirming)
+            ),
+        ));
+    }
+    let informees = payload.view.informees();
+    if declared.informees != informees {
+        return Err(Rejection::alarm(
+            Alarm::ConfirmationPolicy,
+            format!(
+                "the informee tree declares informees {} for this view, but its actions have {}",
+                names(&declared.informees),
+                names(&informees)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The submitting participant may act only for parties it hosts.
+fn check_submitters(
+    topology: &TopologyState,
+    submitter: &MemberId,
+    payload: &ViewPayload,
+) -> Result<(), Rejection> {
+    for party in &payload.view.submitters {
+        if topology.host_of(party) != Some(submitter) {
+            return Err(Rejection::alarm(
+                Alarm::UnauthorizedSubmitter,
+                format!(
+                    "participant {submitter} submitted for party {party}, which it does not host"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
