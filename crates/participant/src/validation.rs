@@ -429,3 +429,272 @@ fn check_submitters(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ordo_core::{Envelope, KeyPair, Recipients, Timestamp};
+    use ordo_ledger::{Command, ContractId, ContractInstance, PackageStore, TemplateId};
+    use ordo_protocol::topology::encode_key;
+    use ordo_protocol::{MemberRole, VerdictOutcome};
+
+    use super::*;
+    use crate::views::{RequestPlan, plan_request};
+
+    const IOU: &str = include_str!("../../../examples/packages/iou.toml");
+
+    struct World {
+        topology: TopologyState,
+        packages: PackageStore,
+        /// p1 hosts bank and alice on shard-1, p2 hosts bob on shard-2; then the mediator.
+        members: Vec<(MemberId, KeyPair)>,
+        manager: MemberId,
+    }
+
+    fn party(p: &str) -> PartyId {
+        PartyId::new(p).unwrap()
+    }
+
+    fn world() -> World {
+        let mut t = TopologyState::default();
+        let mut apply = |change| {
+            let tx = TopologyTransaction {
+                serial: t.serial + 1,
+                change,
+            };
+            t.apply(&tx, Timestamp(t.serial as i64 + 1)).unwrap();
+        };
+        let mut members = Vec::new();
+        for (name, role) in [
+            (
+                "p1",
+                MemberRole::Participant {
+                    shard: "shard-1".into(),
+                },
+            ),
+            (
+                "p2",
+                MemberRole::Participant {
+                    shard: "shard-2".into(),
+                },
+            ),
+            ("mediator", MemberRole::Mediator),
+        ] {
+            let key = KeyPair::generate();
+            let id = MemberId::new(name, &key.public()).unwrap();
+            apply(TopologyChange::AddMember {
+                member: id.clone(),
+                public_key: encode_key(&key.public()),
+                role,
+            });
+            members.push((id, key));
+        }
+        for (p, shard) in [
+            ("bank", "shard-1"),
+            ("alice", "shard-1"),
+            ("bob", "shard-2"),
+        ] {
+            apply(TopologyChange::AllocateParty {
+                party: party(p),
+                shard: shard.into(),
+            });
+        }
+        let mut packages = PackageStore::new();
+        packages.upload(IOU.as_bytes()).unwrap();
+        let manager = MemberId::new("tm", &KeyPair::generate().public()).unwrap();
+        World {
+            topology: t,
+            packages,
+            members,
+            manager,
+        }
+    }
+
+    /// bank (on p1) issues bob (on p2) an Iou: bank confirms, bob is told.
+    fn plan(w: &World) -> RequestPlan {
+        let template: TemplateId = "iou:Iou".parse().unwrap();
+        let payload = w
+            .packages
+            .payload_from_json(
+                &template,
+                &serde_json::json!({"issuer": "bank", "owner": "bob", "currency": "EUR", "amount": "5"}),
+            )
+            .unwrap();
+        let tx = ordo_ledger::interpret(
+            &w.packages,
+            &Command::Create { template, payload },
+            &BTreeSet::from([party("bank")]),
+            &BTreeMap::<ContractId, ContractInstance>::new(),
+            Hash::of(b"seed"),
+            &ordo_ledger::Limits::default(),
+        )
+        .unwrap();
+        plan_request(&tx, &w.topology, &w.members[0].0, "", "cmd").unwrap()
+    }
+
+    /// An event from member `from` carrying `messages`, each signed by `signer`.
+    fn event(w: &World, from: usize, signer: usize, messages: &[Message]) -> SequencedEvent {
+        let (id, key) = &w.members[signer];
+        SequencedEvent {
+            timestamp: Timestamp(1_000),
+            previous_timestamp: Timestamp::MIN,
+            sender: w.members[from].0.clone(),
+            message_id: "m".into(),
+            envelopes: messages
+                .iter()
+                .map(|m| Envelope {
+                    recipients: Recipients::members([w.members[1].0.clone()]),
+                    content: SignedMessage::encode(id, key, m),
+                })
+                .collect(),
+        }
+    }
+
+    /// What p2 makes of `event`.
+    fn prepared(w: &World, event: &SequencedEvent) -> PreparedEvent {
+        let ctx = Context {
+            me: &w.members[1].0,
+            topology_manager: &w.manager,
+            topology: &w.topology,
+            packages: &w.packages,
+        };
+        prepare(&ctx, event)
+    }
+
+    fn view_of(prepared: &PreparedEvent) -> &CheckedView {
+        match prepared.messages.as_slice() {
+            [Prepared::View(v)] => v,
+            other => panic!("expected one view, got {other:?}"),
+        }
+    }
+
+    fn kinds(prepared: &PreparedEvent) -> Vec<&'static str> {
+        prepared.alarms.iter().map(|a| a.alarm.kind()).collect()
+    }
+
+    fn bob_message(plan: &RequestPlan, w: &World) -> Message {
+        Message::View(plan.messages[&w.members[1].0].clone())
+    }
+
+    #[test]
+    fn an_honest_view_passes_every_check() {
+        let w = world();
+        let plan = plan(&w);
+        let p = prepared(&w, &event(&w, 0, 0, &[bob_message(&plan, &w)]));
+        assert!(p.alarms.is_empty(), "{:?}", p.alarms);
+        let v = view_of(&p);
+        assert_eq!(v.outcome, Ok(()));
+        assert_eq!(v.root_hash, plan.root_hash);
+        // bob is only told: p2 answers for nobody.
+        assert!(v.answering.is_empty());
+    }
+
+    #[test]
+    fn a_narrowed_commitment_is_a_confirmation_policy_rejection() {
+        let w = world();
+        let mut plan = plan(&w);
+        // The request declares nobody confirming in bob's view (bank must).
+        let m = plan.messages.get_mut(&w.members[1].0).unwrap();
+        m.commitment.confirming_parties.clear();
+        let p = prepared(&w, &event(&w, 0, 0, &[bob_message(&plan, &w)]));
+        let v = view_of(&p);
+        let rejection = v.outcome.clone().unwrap_err();
+        assert_eq!(
+            rejection.alarm,
+            // Changing the commitment without re-sealing breaks the binding first.
+            Some(Alarm::RootHashMismatch)
+        );
+        // Re-sealed consistently, only the policy check can tell.
+        let mut plan = self::plan(&w);
+        let jsons: BTreeMap<MemberId, Box<RawValue>> = plan
+            .messages
+            .iter()
+            .map(|(m, msg)| (m.clone(), msg.view.clone()))
+            .collect();
+        let commitments = plan
+            .messages
+            .values()
+            .map(|msg| {
+                let mut c = msg.commitment.clone();
+                c.confirming_parties.clear();
+                c
+            })
+            .collect();
+        let (_, messages, _) = views::seal(&w.members[0].0, &jsons, commitments).unwrap();
+        plan.messages = messages;
+        let p = prepared(&w, &event(&w, 0, 0, &[bob_message(&plan, &w)]));
+        let v = view_of(&p);
+        let rejection = v.outcome.clone().unwrap_err();
+        assert_eq!(rejection.alarm, Some(Alarm::ConfirmationPolicy));
+        assert!(rejection.reason.contains("bank"), "{}", rejection.reason);
+        assert_eq!(kinds(&p), vec!["confirmation_policy"]);
+    }
+
+    #[test]
+    fn a_second_view_in_one_event_is_dropped_with_an_alarm() {
+        let w = world();
+        let plan = plan(&w);
+        let m = bob_message(&plan, &w);
+        let p = prepared(&w, &event(&w, 0, 0, &[m.clone(), m]));
+        assert_eq!(view_of(&p).outcome, Ok(()));
+        assert_eq!(kinds(&p), vec!["duplicate_view"]);
+    }
+
+    #[test]
+    fn foreign_signatures_verdicts_and_oversized_messages_are_alarms() {
+        let mut w = world();
+        let plan = plan(&w);
+        // p1 sends a message p2 signed.
+        let p = prepared(&w, &event(&w, 0, 1, &[bob_message(&plan, &w)]));
+        assert!(p.messages.is_empty());
+        assert_eq!(kinds(&p), vec!["signer_not_sender"]);
+        // A verdict from a participant.
+        let verdict = Message::Verdict(Verdict {
+            request: Timestamp(5),
+            root_hash: plan.root_hash.clone(),
+            outcome: VerdictOutcome::Approve,
+        });
+        let p = prepared(&w, &event(&w, 0, 0, std::slice::from_ref(&verdict)));
+        assert!(p.messages.is_empty());
+        assert_eq!(kinds(&p), vec!["verdict_not_from_mediator"]);
+        // ... and from the mediator, accepted.
+        let p = prepared(&w, &event(&w, 2, 2, &[verdict]));
+        assert!(matches!(p.messages.as_slice(), [Prepared::Verdict(_)]));
+        // Larger than the domain allows: refused undecoded.
+        w.topology.parameters.max_request_bytes = 100;
+        let p = prepared(&w, &event(&w, 0, 0, &[bob_message(&plan, &w)]));
+        assert!(p.messages.is_empty());
+        assert_eq!(kinds(&p), vec!["oversized_message"]);
+        // Garbage.
+        let mut garbage = event(&w, 0, 0, &[]);
+        garbage.envelopes.push(Envelope {
+            recipients: Recipients::members([w.members[1].0.clone()]),
+            content: b"ordo1 not a message".to_vec(),
+        });
+        assert_eq!(kinds(&prepared(&w, &garbage)), vec!["malformed_message"]);
+    }
+
+    #[test]
+    fn a_view_submitted_for_a_party_its_sender_does_not_host_is_refused() {
+        let w = world();
+        let plan = plan(&w);
+        // p2 forwards p1's request (bank's create) as its own: re-sealed by p2.
+        let jsons: BTreeMap<MemberId, Box<RawValue>> = plan
+            .messages
+            .iter()
+            .map(|(m, msg)| (m.clone(), msg.view.clone()))
+            .collect();
+        let commitments = plan
+            .messages
+            .values()
+            .map(|m| m.commitment.clone())
+            .collect();
+        let (_, messages, _) = views::seal(&w.members[1].0, &jsons, commitments).unwrap();
+        let m = Message::View(messages[&w.members[1].0].clone());
+        let p = prepared(&w, &event(&w, 1, 1, &[m]));
+        let rejection = view_of(&p).outcome.clone().unwrap_err();
+        assert_eq!(rejection.alarm, Some(Alarm::UnauthorizedSubmitter));
+        assert!(rejection.reason.contains("bank"), "{}", rejection.reason);
+    }
+}
