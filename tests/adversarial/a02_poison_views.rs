@@ -223,7 +223,13 @@ pub async fn run(w: &World) -> Result<()> {
         let (plan, request) = match i {
             0 => root_mismatch(w, &t).await?,
             1 => cycle(w, &t).await?,
-            2 => hundred_thousand_nodes(w, &t).await?,
+            2 => {
+                // A 17 MB request is as fast as the disk takes its write: have the
+                // machine's pending writes (the build that preceded the tests) flushed
+                // first, so that what is measured is this request.
+                tokio::task::spawn_blocking(nix::unistd::sync).await?;
+                hundred_thousand_nodes(w, &t).await?
+            }
             _ => over_budget(w, &t).await?,
         };
         let verdict = r.verdict(request, PATIENCE).await?;

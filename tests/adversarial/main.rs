@@ -34,6 +34,6 @@ async fn a_rogue_member_forges_nothing_and_halts_nothing() -> anyhow::Result<()>
         anyhow::Ok(())
     }
     .await;
-    let logs = w.logs();
+    let logs = w.stop();
     outcome.map_err(|e| anyhow::anyhow!("{e:#}\n--- ordo up's output:\n{logs}"))
 }

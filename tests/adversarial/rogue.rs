@@ -42,6 +42,8 @@ pub struct Rogue {
     pub client: SequencerClient,
     pub packages: PackageStore,
     verdicts: Arc<Mutex<Vec<Received>>>,
+    /// The task recording verdicts: its subscription ends with the rogue.
+    recording: tokio::task::AbortHandle,
     acked: Mutex<BTreeMap<Timestamp, Timestamp>>,
     network: Network,
     sends: std::sync::atomic::AtomicU64,
@@ -125,17 +127,19 @@ impl Rogue {
         let verdicts = Arc::new(Mutex::new(Vec::new()));
         let mut subscription = client.subscribe(Timestamp::MIN);
         let sink = verdicts.clone();
-        tokio::spawn(async move {
+        let recording = tokio::spawn(async move {
             while let Ok(event) = subscription.next().await {
                 record_verdicts(&event, &sink);
             }
-        });
+        })
+        .abort_handle();
         Ok(Self {
             member,
             key,
             client,
             packages: store,
             verdicts,
+            recording,
             acked: Mutex::new(BTreeMap::new()),
             network: network.clone(),
             sends: std::sync::atomic::AtomicU64::new(0),
@@ -449,6 +453,12 @@ impl Rogue {
             || async { self.verdicts_for(request).into_iter().next() },
         )
         .await
+    }
+}
+
+impl Drop for Rogue {
+    fn drop(&mut self) {
+        self.recording.abort();
     }
 }
 

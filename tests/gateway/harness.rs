@@ -155,12 +155,14 @@ impl Env {
         Ok(())
     }
 
-    /// Stops the gateway; ordo up's output (the network stops when `self` is dropped).
+    /// Stops the gateway and the network; ordo up's output.
     pub async fn stop(&mut self) -> String {
-        if let Err(e) = self.stop_gateway().await {
-            return format!("the gateway failed: {e:#}\n{}", self.net.up_log());
+        let stopped = self.stop_gateway().await;
+        self.net.stop(Duration::from_secs(60));
+        match stopped {
+            Err(e) => format!("the gateway failed: {e:#}\n{}", self.net.up_log()),
+            Ok(()) => self.net.up_log(),
         }
-        self.net.up_log()
     }
 
     pub fn admin(&self) -> Result<String> {

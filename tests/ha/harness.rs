@@ -114,6 +114,15 @@ impl Net {
         self.up.log()
     }
 
+    /// Stops `ordo up` as Ctrl-C would (its nodes, then its Postgres, which a SIGKILL of
+    /// its process group would leave running), after the nodes the test restarted (they
+    /// are not `ordo up`'s, and their connections would hold its Postgres up); whether it
+    /// stopped within `timeout`.
+    pub fn stop(&mut self, timeout: Duration) -> bool {
+        self.restarted.clear();
+        tokio::task::block_in_place(|| self.up.terminate(timeout))
+    }
+
     /// The replicas of `service` (`shard-1`, `mediator`, `topology`).
     pub fn replicas(&self, service: &str) -> Vec<Replica> {
         let n = &self.network;
