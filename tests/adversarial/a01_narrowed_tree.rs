@@ -6,7 +6,6 @@
 //! mediator approves anyway (it waited for mallory only), apply nothing.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use ordo_core::PartyId;
@@ -118,9 +117,9 @@ pub async fn run(w: &World) -> Result<()> {
             .with_context(|| format!("{shard} should refuse the Approve it contradicts"))?;
     }
 
-    // Nothing of it on any honest shard: bob's Iou is still his on both shards, mallory
-    // got nothing, and the transaction is in nobody's updates.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Nothing of it on any honest shard (each has processed the verdict: it raised the
+    // alarm after committing it): bob's Iou is still his on both shards, mallory got
+    // nothing, and the transaction is in nobody's updates.
     let update_id = Rogue::update_id(&plan, request)?;
     for (client, party) in [(&w.bob, "bob"), (&w.bank, "bank")] {
         let ious = w.contracts(client, party, "iou:Iou").await?;

@@ -38,26 +38,20 @@ impl Target {
         })
     }
 
+    /// mallory exercises `choice` on bob's Counter.
+    fn operate(&self, r: &Rogue, choice: &str, argument: serde_json::Value) -> Result<Transaction> {
+        let command = r.exercise("spin:Counter", self.counter.0, choice, argument)?;
+        r.interpret(command, &["mallory"], std::slice::from_ref(&self.counter))
+    }
+
     /// mallory spins bob's Counter `n` times.
     pub fn spin(&self, r: &Rogue, n: i64) -> Result<Transaction> {
-        let command = r.exercise(
-            "spin:Counter",
-            self.counter.0,
-            "Spin",
-            serde_json::json!({ "n": n }),
-        )?;
-        r.interpret(command, &["mallory"], std::slice::from_ref(&self.counter))
+        self.operate(r, "Spin", serde_json::json!({ "n": n }))
     }
 
     /// mallory stamps a Receipt signed by bob.
     pub fn stamp(&self, r: &Rogue, note: &str) -> Result<Transaction> {
-        let command = r.exercise(
-            "spin:Counter",
-            self.counter.0,
-            "Stamp",
-            serde_json::json!({ "note": note }),
-        )?;
-        r.interpret(command, &["mallory"], std::slice::from_ref(&self.counter))
+        self.operate(r, "Stamp", serde_json::json!({ "note": note }))
     }
 
     /// A view for bob's shard whose roots are `copies` copies of the single node of

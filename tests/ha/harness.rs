@@ -75,23 +75,21 @@ impl Net {
     /// Starts `ordo up` (the binary at `ordo`) in a fresh directory and waits for its
     /// network.json.
     pub async fn start(ordo: &Path) -> Result<Self> {
-        Self::start_with(ordo, &[], &[]).await
+        Self::start_with_env(ordo, &[]).await
     }
 
-    /// [`Net::start`] with `args` added to `ordo up`'s, and `env` in the environment of
-    /// `ordo up` and of every node it starts (e.g. `ORDO_SEQUENCER_…` settings).
-    pub async fn start_with(ordo: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+    /// [`Net::start`] with `env` in the environment of `ordo up` and of every node it
+    /// starts (e.g. `ORDO_SEQUENCER_…` settings).
+    pub async fn start_with_env(ordo: &Path, env: &[(&str, &str)]) -> Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::Builder::new().prefix("ordo-ha-").tempdir()?;
         // As root, the private Postgres runs as `postgres`, which must reach the data dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
         let data = dir.path().join("net");
-        let mut up_args = vec!["up", "--data-dir", data.to_str().unwrap_or_default()];
-        up_args.extend_from_slice(args);
         let up = NodeProcess::spawn_with_env(
             "ordo-up",
             ordo,
-            &up_args,
+            &["up", "--data-dir", data.to_str().unwrap_or_default()],
             env,
             &dir.path().join("up.log"),
         )?;

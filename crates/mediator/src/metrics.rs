@@ -26,8 +26,7 @@ pub fn alarm(
     sender: &ordo_core::MemberId,
     details: &str,
 ) {
-    tracing::error!(alarm = kind, %at, %sender, %details, "protocol alarm");
-    metrics::counter!("ordo_mediator_alarms_total", "kind" => kind).increment(1);
+    ordo_node::alarm::raise("ordo_mediator_alarms_total", kind, at, sender, details);
 }
 
 pub fn time_proof_sent() {

@@ -4,6 +4,7 @@
 //! such endpoints), starting and draining those servers, the database plumbing of `init`
 //! and `run`, the member's key file and the configuration checks the nodes share.
 
+pub mod alarm;
 pub mod config;
 pub mod db;
 pub mod grpc;

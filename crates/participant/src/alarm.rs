@@ -100,12 +100,11 @@ impl Raised {
 
 /// Logs and counts `raised`, found in the event at `at` sent by `sender`.
 pub fn raise(raised: &Raised, at: Timestamp, sender: &MemberId) {
-    tracing::error!(
-        alarm = raised.alarm.kind(),
-        at = at.micros(),
-        %sender,
-        details = %raised.details,
-        "protocol alarm"
+    ordo_node::alarm::raise(
+        "ordo_participant_alarms_total",
+        raised.alarm.kind(),
+        at,
+        sender,
+        &raised.details,
     );
-    metrics::counter!("ordo_participant_alarms_total", "kind" => raised.alarm.kind()).increment(1);
 }

@@ -85,20 +85,13 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
             };
             let mut backoff = Duration::from_millis(100);
             loop {
-                match process(&shared, &event).await {
+                let processed = match process(&shared, &event).await {
+                    Err(e) if e.is_poison() => skip(&shared, &event, &e).await,
+                    other => other,
+                };
+                match processed {
                     Ok(()) => break,
                     Err(e @ ParticipantError::Fenced(_)) => return Err(e),
-                    Err(e) if e.is_poison() => match skip(&shared, &event, &e).await {
-                        Ok(()) => break,
-                        Err(e @ ParticipantError::Fenced(_)) => return Err(e),
-                        Err(e) => {
-                            tracing::warn!(ts = event.timestamp.micros(), error = %e, "skipping a poison event failed; retrying");
-                            tokio::select! {
-                                () = stop.cancelled() => return Ok(()),
-                                () = tokio::time::sleep(backoff) => {}
-                            }
-                        }
-                    },
                     Err(e) => {
                         tracing::warn!(ts = event.timestamp.micros(), error = %e, "processing an event failed; retrying");
                         shared.replica.error(format!(
@@ -164,11 +157,9 @@ async fn skip(
     }
     store::set_cursor(&mut tx, ts).await?;
     shared.commit(tx).await?;
-    let snapshot = shared.snapshot();
-    *shared.snapshot.write() = Arc::new(Snapshot {
-        topology: snapshot.topology.clone(),
-        packages: snapshot.packages.clone(),
+    shared.reload(store::ProcessingState {
         cursor: ts,
+        ..state
     });
     alarm::raise(
         &Raised::new(
@@ -178,7 +169,6 @@ async fn skip(
         ts,
         &event.sender,
     );
-    shared.processed.send_replace(ts);
     Ok(())
 }
 
@@ -401,7 +391,12 @@ async fn on_view(
     )
     .await?;
 
-    if view.answering.is_empty() {
+    let answering: BTreeSet<PartyId> = view
+        .declared_confirming
+        .intersection(&hosted)
+        .cloned()
+        .collect();
+    if answering.is_empty() {
         return Ok(());
     }
     let Some(mediator) = topology.mediator() else {
@@ -417,7 +412,7 @@ async fn on_view(
     let response = ConfirmationResponse {
         request,
         root_hash: view.root_hash,
-        parties: view.answering,
+        parties: answering,
         outcome: match outcome {
             Ok(()) => ResponseOutcome::Approve,
             Err(r) => ResponseOutcome::Reject { reason: r.reason },

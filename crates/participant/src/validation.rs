@@ -73,9 +73,9 @@ pub struct CheckedView {
     pub root_hash: String,
     /// The view, when it decodes, and its JSON as it arrived.
     pub payload: Option<(ViewPayload, Box<RawValue>)>,
-    /// The parties this participant answers for: those of the confirming parties the
-    /// request declares for this view that it hosts (what the mediator waits for).
-    pub answering: BTreeSet<PartyId>,
+    /// The confirming parties the request declares for this view: this participant
+    /// answers for those it hosts (what the mediator waits for).
+    pub declared_confirming: BTreeSet<PartyId>,
     pub outcome: Result<(), Rejection>,
 }
 
@@ -233,13 +233,7 @@ fn check_view_message(
         ));
         return None;
     }
-    let hosted: BTreeSet<PartyId> = ctx.topology.parties_of(ctx.me).cloned().collect();
-    let answering = message
-        .commitment
-        .confirming_parties
-        .intersection(&hosted)
-        .cloned()
-        .collect();
+    let declared_confirming = message.commitment.confirming_parties.clone();
     let root_hash = message.root_hash.clone();
     // The checks are pure; a panic in them is a defect, but one that every replica would
     // hit again on this event: it rejects the view instead of halting the shard.
@@ -264,7 +258,7 @@ fn check_view_message(
         submitter: submitter.clone(),
         root_hash,
         payload,
-        answering,
+        declared_confirming,
         outcome,
     })
 }
@@ -573,6 +567,30 @@ mod tests {
         prepared.alarms.iter().map(|a| a.alarm.kind()).collect()
     }
 
+    /// `plan`'s view messages sealed anew by `submitter` over its commitments as `edit`
+    /// leaves them.
+    fn reseal(
+        plan: &RequestPlan,
+        submitter: &MemberId,
+        edit: impl Fn(&mut ordo_protocol::ViewCommitment),
+    ) -> BTreeMap<MemberId, ViewMessage> {
+        let jsons: BTreeMap<MemberId, Box<RawValue>> = plan
+            .messages
+            .iter()
+            .map(|(m, msg)| (m.clone(), msg.view.clone()))
+            .collect();
+        let commitments = plan
+            .messages
+            .values()
+            .map(|msg| {
+                let mut c = msg.commitment.clone();
+                edit(&mut c);
+                c
+            })
+            .collect();
+        views::seal(submitter, &jsons, commitments).unwrap().1
+    }
+
     fn bob_message(plan: &RequestPlan, w: &World) -> Message {
         Message::View(plan.messages[&w.members[1].0].clone())
     }
@@ -586,8 +604,8 @@ mod tests {
         let v = view_of(&p);
         assert_eq!(v.outcome, Ok(()));
         assert_eq!(v.root_hash, plan.root_hash);
-        // bob is only told: p2 answers for nobody.
-        assert!(v.answering.is_empty());
+        // bob is only told: the request declares only bank (on p1) confirming.
+        assert_eq!(v.declared_confirming, BTreeSet::from([party("bank")]));
     }
 
     #[test]
@@ -607,22 +625,7 @@ mod tests {
         );
         // Re-sealed consistently, only the policy check can tell.
         let mut plan = self::plan(&w);
-        let jsons: BTreeMap<MemberId, Box<RawValue>> = plan
-            .messages
-            .iter()
-            .map(|(m, msg)| (m.clone(), msg.view.clone()))
-            .collect();
-        let commitments = plan
-            .messages
-            .values()
-            .map(|msg| {
-                let mut c = msg.commitment.clone();
-                c.confirming_parties.clear();
-                c
-            })
-            .collect();
-        let (_, messages, _) = views::seal(&w.members[0].0, &jsons, commitments).unwrap();
-        plan.messages = messages;
+        plan.messages = reseal(&plan, &w.members[0].0, |c| c.confirming_parties.clear());
         let p = prepared(&w, &event(&w, 0, 0, &[bob_message(&plan, &w)]));
         let v = view_of(&p);
         let rejection = v.outcome.clone().unwrap_err();
@@ -680,17 +683,7 @@ mod tests {
         let w = world();
         let plan = plan(&w);
         // p2 forwards p1's request (bank's create) as its own: re-sealed by p2.
-        let jsons: BTreeMap<MemberId, Box<RawValue>> = plan
-            .messages
-            .iter()
-            .map(|(m, msg)| (m.clone(), msg.view.clone()))
-            .collect();
-        let commitments = plan
-            .messages
-            .values()
-            .map(|m| m.commitment.clone())
-            .collect();
-        let (_, messages, _) = views::seal(&w.members[1].0, &jsons, commitments).unwrap();
+        let messages = reseal(&plan, &w.members[1].0, |_| {});
         let m = Message::View(messages[&w.members[1].0].clone());
         let p = prepared(&w, &event(&w, 1, 1, &[m]));
         let rejection = view_of(&p).outcome.clone().unwrap_err();

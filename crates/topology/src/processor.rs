@@ -43,11 +43,15 @@ pub async fn run(
             // Postgres refusing the data of the manager's own transaction: retrying meets it
             // again, but skipping it would fork the manager's topology from every
             // member's, so it is retried, loudly.
-            Err(TopologyError::Database(e)) if ordo_node::db::is_data_error(&e) => alarm(
-                "poison_event",
-                *processed_tx.borrow(),
-                &format!("writing the next event failed for its data, retrying: {e}"),
-            ),
+            Err(TopologyError::Database(e)) if ordo_node::db::is_data_error(&e) => {
+                let after = *processed_tx.borrow();
+                alarm(
+                    "poison_event",
+                    after,
+                    &manager.member,
+                    &format!("writing the event after {after} failed for its data; retrying: {e}"),
+                )
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "topology subscription failed; resuming from the database cursor")
             }
@@ -105,7 +109,12 @@ async fn process(
         if sender != manager.member {
             // No member sends the topology manager anything; its own broadcasts are all it
             // processes.
-            alarm("unexpected_message", at, &format!("an event from {sender}"));
+            alarm(
+                "unexpected_message",
+                at,
+                &sender,
+                "an event from another member",
+            );
         }
         return store::record(&manager.pool, &manager.replica, at, Effect::None).await;
     };
@@ -146,9 +155,8 @@ async fn process(
 
 /// Logs and counts what the manager's own subscription should never carry
 /// (`ordo_topology_alarms_total{kind}`).
-fn alarm(kind: &'static str, at: Timestamp, details: &str) {
-    tracing::error!(alarm = kind, %at, %details, "protocol alarm");
-    metrics::counter!("ordo_topology_alarms_total", "kind" => kind).increment(1);
+fn alarm(kind: &'static str, at: Timestamp, sender: &MemberId, details: &str) {
+    ordo_node::alarm::raise("ordo_topology_alarms_total", kind, at, sender, details);
 }
 
 /// The topology transaction of one of our own events, signature checked. Anything else
@@ -165,7 +173,7 @@ fn own_transaction(
         let message = match SignedMessage::decode(&envelope.content) {
             Ok(m) => m,
             Err(e) => {
-                alarm("malformed_message", at, &e.to_string());
+                alarm("malformed_message", at, member, &e.to_string());
                 continue;
             }
         };
@@ -173,12 +181,13 @@ fn own_transaction(
             alarm(
                 "signer_not_sender",
                 at,
+                member,
                 &format!("a message signed by {}", message.signer),
             );
             continue;
         }
         if let Err(e) = message.verify(key) {
-            alarm("bad_signature", at, &e.to_string());
+            alarm("bad_signature", at, member, &e.to_string());
             continue;
         }
         match message.message {
@@ -186,6 +195,7 @@ fn own_transaction(
             Message::Topology(tx) => alarm(
                 "duplicate_topology_transaction",
                 at,
+                member,
                 &format!(
                     "a second topology transaction (serial {}) in one event",
                     tx.serial

@@ -557,3 +557,46 @@ async fn read_as_any_party(channel: &Channel, transfer: &str) -> Result<()> {
     assert!(!tree.root_node_ids.is_empty());
     Ok(())
 }
+
+/// What the event processor skips as a poison event (DESIGN §4): Postgres refusing the data
+/// itself, which every retry meets again; never a failure a retry can get past.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_data_errors_are_poison() -> Result<()> {
+    use ordo_participant::ParticipantError;
+    let pg = tokio::task::spawn_blocking(|| PgCluster::start(PgOptions::default())).await??;
+    let pool = sqlx::PgPool::connect(&pg.create_database("poison").await?).await?;
+    let poison = |e: sqlx::Error| ParticipantError::from(e).is_poison();
+    // Data exceptions (class 22) and integrity violations (class 23).
+    let division = sqlx::query("SELECT 1 / 0")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(poison(division));
+    let nul = sqlx::query("SELECT $1::text")
+        .bind("a\0b")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(poison(nul));
+    sqlx::query("CREATE TABLE t (id int PRIMARY KEY)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&pool)
+        .await?;
+    let duplicate = sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(poison(duplicate));
+    // A missing table (a deployment fault: retried until fixed) and a lost connection.
+    let missing = sqlx::query("SELECT * FROM no_such_table")
+        .execute(&pool)
+        .await
+        .unwrap_err();
+    assert!(!poison(missing));
+    pool.close().await;
+    let closed = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
+    assert!(!poison(closed));
+    Ok(())
+}
