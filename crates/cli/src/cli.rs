@@ -44,6 +44,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Operator commands: every node's status, a graceful failover of a service.
     Admin(crate::admin::AdminArgs),
+    /// Load a network with simulated clients and report throughput, latency and errors
+    /// (docs/load.md).
+    Load(Box<ordo_load::LoadArgs>),
     /// Ledger API commands for operators and scripts (party, package, submit, acs,
     /// updates, demo), on the network a network.json describes.
     #[command(flatten)]

@@ -46,6 +46,15 @@ fn main() -> ExitCode {
         Command::Up(args) => up::main(args),
         Command::Token(args) => token::main(&args),
         Command::Admin(args) => admin::main(args),
+        Command::Load(args) => runtime().and_then(|rt| {
+            rt.block_on(ordo_load::cli(*args)).map_err(|e| {
+                if e.is_usage() {
+                    Failure::Usage(e.into())
+                } else {
+                    Failure::Runtime(e.into())
+                }
+            })
+        }),
         Command::Ledger(cmd) => runtime().and_then(|rt| {
             rt.block_on(ordo_ledger_client::cli::run(cmd))
                 .map_err(Failure::Runtime)

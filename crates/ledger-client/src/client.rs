@@ -483,7 +483,7 @@ pub fn new_command_id() -> String {
 
 /// An error with its causes, since tonic's transport error alone says only "transport
 /// error".
-pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
+pub fn source_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -17,7 +17,7 @@ pub mod failover;
 pub mod network;
 pub mod types;
 
-pub use client::{CompletionStream, LedgerClient, UpdateStream, new_command_id};
+pub use client::{CompletionStream, LedgerClient, UpdateStream, new_command_id, source_chain};
 pub use error::LedgerError;
 pub use failover::{RetryPolicy, ShardClient, is_failover_error};
 pub use network::Network;
