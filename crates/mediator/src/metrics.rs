@@ -36,3 +36,10 @@ pub fn time_proof_sent() {
 pub fn outbox_sent() {
     metrics::counter!("ordo_mediator_outbox_sent_total").increment(1);
 }
+
+/// A batch of events processed and committed (or not): how many, and how long from the
+/// checks to the end of the commit.
+pub fn batch(events: usize, took: std::time::Duration) {
+    metrics::histogram!("ordo_mediator_batch_events").record(events as f64);
+    metrics::histogram!("ordo_mediator_batch_seconds").record(took.as_secs_f64());
+}

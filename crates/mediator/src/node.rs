@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo_core::{
-    Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, SystemClock,
+    Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, SequencedEvent, Submission,
+    SystemClock,
 };
 use ordo_lease::{Replica, Term};
 pub use ordo_node::Listeners;
@@ -22,12 +23,13 @@ use ordo_node::Servers;
 use ordo_protocol::{Message, SignedMessage, TimeProof};
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use sqlx::PgPool;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MediatorConfig;
 use crate::error::MediatorError;
 use crate::process::Processor;
+use crate::store::Changes;
 use crate::{metrics, outbox, store};
 
 /// The `grpc.health.v1` service name of the mediator (besides "" for the whole server):
@@ -37,6 +39,9 @@ pub const HEALTH_SERVICE: &str = "ordo.mediator.v1.Mediator";
 pub const LEASE_SERVICE: &str = "mediator";
 /// Pause before a new session after a failed one.
 const SESSION_RETRY: Duration = Duration::from_secs(1);
+/// The most events processed and committed as one batch: it bounds a batch's
+/// transaction well under the lease's TTL.
+const MAX_BATCH: usize = 512;
 /// How far past the wall clock a time proof may still be sequenced.
 const TIME_PROOF_WINDOW: Duration = Duration::from_secs(10);
 
@@ -184,12 +189,14 @@ impl Node {
         // Background work of this session ends with it (and with the term).
         let session_stop = term.stop.child_token();
         let _guard = session_stop.clone().drop_guard();
-        let wake = Arc::new(Notify::new());
+        let (handoff, handed) = mpsc::unbounded_channel();
+        let sequenced = outbox::Sequenced::default();
         tokio::spawn(outbox::run(
             self.pool.clone(),
             self.replica.clone(),
             client.clone(),
-            wake.clone(),
+            handed,
+            sequenced.clone(),
             session_stop.clone(),
         ));
         let (cursor_tx, cursor_rx) = watch::channel(processor.cursor);
@@ -200,8 +207,9 @@ impl Node {
             session_stop.clone(),
         ));
         // The subscription lives in its own task so that the loop below can wait on other
-        // things without cancelling a half-received event.
-        let (events_tx, mut events) = mpsc::channel(256);
+        // things without cancelling a half-received event; its channel is what the next
+        // batch drains.
+        let (events_tx, mut events) = mpsc::channel(MAX_BATCH);
         let mut subscription = client.subscribe(processor.cursor);
         let sub_stop = session_stop.clone();
         tokio::spawn(async move {
@@ -221,60 +229,107 @@ impl Node {
         let mut ticker = tokio::time::interval(self.config.time_proof_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_proof: Option<Instant> = None;
+        let mut batches = Batches::default();
         loop {
-            tokio::select! {
-                // The stop first: it also ends the subscription task, whose closed channel
-                // must not read as a failure.
-                biased;
-                () = term.stop.cancelled() => return Ok(()),
-                event = events.recv() => {
-                    let event = event.ok_or_else(|| {
-                        MediatorError::Internal("the subscription task ended".into())
-                    })??;
-                    let at = event.timestamp;
-                    let sender = event.sender.clone();
-                    let changes = processor.handle(event).await?;
-                    match store::commit(&self.pool, &self.replica, at, &changes).await {
-                        Ok(()) => {}
-                        // Postgres refuses the event's data, as it would on every retry and
-                        // in every replica: the event is skipped, not retried forever.
-                        Err(e) if e.is_poison() => {
-                            metrics::alarm("poison_event", at, &sender, &format!(
-                                "the event's changes could not be written and were skipped: {e}"
-                            ));
-                            store::skip(&self.pool, &self.replica, at).await?;
-                            processor = Processor::resume(
-                                self.me.clone(),
-                                self.key.clone(),
-                                topology_manager.clone(),
-                                store::load(&self.pool).await?,
-                            );
-                            self.replica.processed(at);
-                            let _ = cursor_tx.send(at);
-                            continue;
+            if batches.carried.is_empty() {
+                // What ended the subscription comes after the events before it.
+                if let Some(e) = batches.failure.take() {
+                    return Err(e.into());
+                }
+                tokio::select! {
+                    // The stop first: it also ends the subscription task, whose closed
+                    // channel must not read as a failure.
+                    biased;
+                    () = term.stop.cancelled() => return Ok(()),
+                    first = events.recv() => {
+                        let first = first.ok_or_else(|| {
+                            MediatorError::Internal("the subscription task ended".into())
+                        })?;
+                        batches.receive(first, &mut events);
+                        continue;
+                    }
+                    _ = ticker.tick() => {
+                        if self.time_proof_due(&processor, last_proof) {
+                            last_proof = Some(Instant::now());
+                            self.send_time_proof(&client, &session_stop);
                         }
-                        Err(e) => return Err(e),
+                        continue;
                     }
-                    for (kind, details) in &changes.alarms {
-                        metrics::alarm(kind, at, &sender, details);
+                }
+            }
+            if term.stop.is_cancelled() {
+                return Ok(());
+            }
+            let batch = batches.next();
+            let started = Instant::now();
+            let checked = processor.check(batch).await?;
+            let mut changes = Changes::default();
+            let mut alarms = Vec::new();
+            let mut handled = 0;
+            for c in &checked {
+                let mut event = processor.handle(c).await?;
+                let at = c.event.timestamp;
+                alarms.extend(
+                    event
+                        .alarms
+                        .drain(..)
+                        .map(|a| (at, c.event.sender.clone(), a)),
+                );
+                changes.absorb(event);
+                handled += 1;
+                if c.has_topology() {
+                    break;
+                }
+            }
+            let mut checked = checked;
+            batches.carry(checked.drain(handled..).map(|c| c.event));
+            let at = checked[handled - 1].event.timestamp;
+            let taken = sequenced.take();
+            let committed = store::commit(&self.pool, &self.replica, at, &changes, &taken).await;
+            metrics::batch(handled, started.elapsed());
+            match committed {
+                Ok(()) => {}
+                // Postgres refuses an event's data, as it would on every retry and in
+                // every replica: a batch of one is skipped, not retried forever; a larger
+                // one is processed again an event at a time to find the event.
+                Err(e) if e.is_poison() => {
+                    processor = Processor::resume(
+                        self.me.clone(),
+                        self.key.clone(),
+                        topology_manager.clone(),
+                        store::load(&self.pool).await?,
+                    );
+                    if handled > 1 {
+                        batches.one_at_a_time(checked.into_iter().map(|c| c.event));
+                        continue;
                     }
+                    let sender = &checked[0].event.sender;
+                    metrics::alarm(
+                        "poison_event",
+                        at,
+                        sender,
+                        &format!("the event's changes could not be written and were skipped: {e}"),
+                    );
+                    store::skip(&self.pool, &self.replica, at).await?;
+                    processor.cursor = at;
                     self.replica.processed(at);
-                    metrics::pending_requests(processor.core.len());
-                    for (d, _) in &changes.decided {
-                        tracing::info!(request = %d.request, outcome = d.outcome_label(), decided_at = %d.decided_at, "verdict");
-                        metrics::decided(d);
-                    }
                     let _ = cursor_tx.send(at);
-                    if !changes.decided.is_empty() {
-                        wake.notify_one();
-                    }
+                    continue;
                 }
-                _ = ticker.tick() => {
-                    if self.time_proof_due(&processor, last_proof) {
-                        last_proof = Some(Instant::now());
-                        self.send_time_proof(&client, &session_stop);
-                    }
-                }
+                Err(e) => return Err(e),
+            }
+            for (at, sender, (kind, details)) in &alarms {
+                metrics::alarm(kind, *at, sender, details);
+            }
+            self.replica.processed(at);
+            metrics::pending_requests(processor.core.len());
+            for (d, _) in &changes.decided {
+                tracing::debug!(request = %d.request, outcome = d.outcome_label(), decided_at = %d.decided_at, "verdict");
+                metrics::decided(d);
+            }
+            let _ = cursor_tx.send(at);
+            if !changes.decided.is_empty() {
+                let _ = handoff.send(changes.decided.into_iter().map(|(_, m)| m).collect());
             }
         }
     }
@@ -345,5 +400,64 @@ async fn acknowledge(
                 Err(e) => tracing::debug!(error = %e, "acknowledgement failed; will retry"),
             }
         }
+    }
+}
+
+/// The events of the next batches: what arrived and is not processed yet.
+#[derive(Default)]
+struct Batches {
+    /// Events received but not yet processed, oldest first: those after a batch's
+    /// topology change, or a batch being processed again an event at a time.
+    carried: std::collections::VecDeque<SequencedEvent>,
+    /// How many of the carried events go one per batch.
+    single: usize,
+    /// What ended the subscription, after the events before it.
+    failure: Option<ordo_sequencer_client::ClientError>,
+}
+
+type Received = Result<SequencedEvent, ordo_sequencer_client::ClientError>;
+
+impl Batches {
+    /// `first` and whatever else the subscription has ready, up to a batch.
+    fn receive(&mut self, first: Received, events: &mut mpsc::Receiver<Received>) {
+        let mut next = Some(first);
+        while let Some(received) = next.take() {
+            match received {
+                Ok(event) => self.carried.push_back(event),
+                Err(e) => {
+                    self.failure = Some(e);
+                    return;
+                }
+            }
+            if self.carried.len() < MAX_BATCH {
+                next = events.try_recv().ok();
+            }
+        }
+    }
+
+    /// The next batch, oldest first.
+    fn next(&mut self) -> Vec<SequencedEvent> {
+        let n = if self.single > 0 {
+            self.single -= 1;
+            1
+        } else {
+            MAX_BATCH
+        };
+        let n = n.min(self.carried.len());
+        self.carried.drain(..n).collect()
+    }
+
+    /// Events to process before anything newer, in the given order.
+    fn carry(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
+        for event in events.rev() {
+            self.carried.push_front(event);
+        }
+    }
+
+    /// Processes `events` again, one per batch.
+    fn one_at_a_time(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
+        let before = self.carried.len();
+        self.carry(events);
+        self.single = self.carried.len() - before;
     }
 }

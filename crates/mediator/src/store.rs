@@ -1,6 +1,7 @@
 //! All of the mediator's SQL, over the schema in `migrations/`.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use ordo_core::{MemberId, PartyId, Timestamp};
 use ordo_lease::Replica;
@@ -192,15 +193,28 @@ pub struct OutboxMessage {
     pub payload: Vec<u8>,
 }
 
-/// Everything one event changed, committed in one transaction with the cursor.
+/// What a batch of events changes, written with the cursor in one transaction.
 #[derive(Default)]
 pub struct Changes {
-    pub topology: Option<TopologyState>,
+    pub topology: Option<Arc<TopologyState>>,
     pub opened: Vec<PendingRequest>,
     pub answered: Vec<(RequestId, Vec<PartyId>)>,
     pub decided: Vec<(Decision, OutboxMessage)>,
     /// What the event held that no honest member sends; raised once it is committed.
     pub alarms: Vec<crate::process::Alarm>,
+}
+
+impl Changes {
+    /// Adds the changes of a later event of the same batch.
+    pub fn absorb(&mut self, later: Changes) {
+        if later.topology.is_some() {
+            self.topology = later.topology;
+        }
+        self.opened.extend(later.opened);
+        self.answered.extend(later.answered);
+        self.decided.extend(later.decided);
+        self.alarms.extend(later.alarms);
+    }
 }
 
 /// Commits `tx` only if `replica` still holds the mediator lease with its token: a
@@ -215,14 +229,37 @@ async fn fenced_commit(
     Ok(())
 }
 
-/// Commits `changes` and moves the cursor to `at`, fenced by `replica`'s lease. The cursor
-/// only moves forward: a second writer processing the same event (which the fence already
-/// refuses) fails here instead of deciding twice.
+/// One column of `rows`, as an array parameter of an `unnest`.
+fn column<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
+/// Text arrays as JSON, one per row: Postgres arrays must be rectangular, so a column of
+/// `text[]` travels through `unnest` as `text` holding a JSON array.
+fn json_arrays<'a, I, T>(rows: impl Iterator<Item = I>) -> Vec<String>
+where
+    I: IntoIterator<Item = &'a T>,
+    T: std::fmt::Display + 'a,
+{
+    rows.map(|r| {
+        let items: Vec<String> = r.into_iter().map(ToString::to_string).collect();
+        serde_json::to_string(&items).unwrap_or_else(|_| "[]".into())
+    })
+    .collect()
+}
+
+/// Commits the changes of the events up to `at` and moves the cursor there, fenced by
+/// `replica`'s lease, with one statement per kind of change whatever the batch's size. A
+/// request opened and decided within the batch is never written as pending. `sequenced`
+/// are outbox messages the sequencer has taken since the last commit: they leave the
+/// outbox here. The cursor only moves forward: a second writer processing the same event
+/// (which the fence already refuses) fails here instead of deciding twice.
 pub async fn commit(
     pool: &PgPool,
     replica: &Replica,
     at: Timestamp,
     changes: &Changes,
+    sequenced: &[String],
 ) -> Result<(), MediatorError> {
     let mut tx = pool.begin().await?;
     let moved = sqlx::query("UPDATE mediator_cursor SET ts = $1 WHERE id = 1 AND ts < $1")
@@ -235,7 +272,7 @@ pub async fn commit(
         )));
     }
     if let Some(topology) = &changes.topology {
-        let json = serde_json::to_string(topology)
+        let json = serde_json::to_string(topology.as_ref())
             .map_err(|e| MediatorError::Internal(format!("topology to JSON: {e}")))?;
         sqlx::query(
             "INSERT INTO topology_state (id, serial, state) VALUES (1, $1, $2)
@@ -246,83 +283,124 @@ pub async fn commit(
         .execute(&mut *tx)
         .await?;
     }
-    for r in &changes.opened {
-        let participants: Vec<String> = r
-            .informee_participants
-            .iter()
-            .map(|m| m.to_string())
-            .collect();
+    let decided: BTreeSet<i64> = changes
+        .decided
+        .iter()
+        .map(|(d, _)| d.request.micros())
+        .collect();
+    let opened: Vec<&PendingRequest> = changes
+        .opened
+        .iter()
+        .filter(|r| !decided.contains(&r.id.micros()))
+        .collect();
+    if !opened.is_empty() {
         sqlx::query(
             "INSERT INTO pending_requests
                  (request_id, root_hash, submitter, informee_participants, decision_time)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT r, h, s, ARRAY(SELECT jsonb_array_elements_text(i::jsonb)), d
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 AS t(r, h, s, i, d)",
         )
-        .bind(r.id.micros())
-        .bind(&r.root_hash)
-        .bind(r.submitter.as_str())
-        .bind(participants)
-        .bind(r.decision_time.micros())
+        .bind(column(&opened, |r| r.id.micros()))
+        .bind(column(&opened, |r| r.root_hash.clone()))
+        .bind(column(&opened, |r| r.submitter.to_string()))
+        .bind(json_arrays(opened.iter().map(|r| &r.informee_participants)))
+        .bind(column(&opened, |r| r.decision_time.micros()))
         .execute(&mut *tx)
         .await?;
-        let (parties, hosts): (Vec<String>, Vec<String>) = r
-            .confirming_parties
-            .iter()
-            .map(|(p, a)| (p.to_string(), a.host.to_string()))
-            .unzip();
+        let mut requests = Vec::new();
+        let mut parties = Vec::new();
+        let mut hosts = Vec::new();
+        for r in &opened {
+            for (party, answer) in &r.confirming_parties {
+                requests.push(r.id.micros());
+                parties.push(party.to_string());
+                hosts.push(answer.host.to_string());
+            }
+        }
         sqlx::query(
             "INSERT INTO pending_answers (request_id, party, host)
-             SELECT $1, * FROM unnest($2::text[], $3::text[])",
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])",
         )
-        .bind(r.id.micros())
+        .bind(requests)
         .bind(parties)
         .bind(hosts)
         .execute(&mut *tx)
         .await?;
     }
-    for (request, parties) in &changes.answered {
-        let parties: Vec<String> = parties.iter().map(|p| p.to_string()).collect();
+    let (requests, parties): (Vec<i64>, Vec<String>) = changes
+        .answered
+        .iter()
+        .filter(|(request, _)| !decided.contains(&request.micros()))
+        .flat_map(|(request, parties)| parties.iter().map(|p| (request.micros(), p.to_string())))
+        .unzip();
+    if !requests.is_empty() {
         sqlx::query(
-            "UPDATE pending_answers SET answered = true
-             WHERE request_id = $1 AND party = ANY($2)",
+            "UPDATE pending_answers a SET answered = true
+             FROM unnest($1::bigint[], $2::text[]) AS u(r, p)
+             WHERE a.request_id = u.r AND a.party = u.p",
         )
-        .bind(request.micros())
+        .bind(requests)
         .bind(parties)
         .execute(&mut *tx)
         .await?;
     }
-    for (d, message) in &changes.decided {
-        sqlx::query("DELETE FROM pending_requests WHERE request_id = $1")
-            .bind(d.request.micros())
+    if !changes.decided.is_empty() {
+        let ids: Vec<i64> = decided.iter().copied().collect();
+        sqlx::query("DELETE FROM pending_requests WHERE request_id = ANY($1)")
+            .bind(&ids)
             .execute(&mut *tx)
             .await?;
-        let reasons = match &d.outcome {
+        let (decisions, messages): (Vec<&Decision>, Vec<&OutboxMessage>) =
+            changes.decided.iter().map(|(d, m)| (d, m)).unzip();
+        let reasons = decisions.iter().map(|d| match &d.outcome {
             VerdictOutcome::Reject { reasons } => reasons.clone(),
             _ => Vec::new(),
-        };
+        });
         sqlx::query(
             "INSERT INTO verdicts (request_id, root_hash, outcome, reasons, decided_at)
-             VALUES ($1, $2, $3, $4, $5)",
+             SELECT r, h, o, ARRAY(SELECT jsonb_array_elements_text(x::jsonb)), d
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                 AS t(r, h, o, x, d)",
         )
-        .bind(d.request.micros())
-        .bind(&d.root_hash)
-        .bind(d.outcome_label())
-        .bind(reasons)
-        .bind(d.decided_at.micros())
+        .bind(column(&decisions, |d| d.request.micros()))
+        .bind(column(&decisions, |d| d.root_hash.clone()))
+        .bind(column(&decisions, |d| d.outcome_label()))
+        .bind(
+            reasons
+                .map(|r| serde_json::to_string(&r).unwrap_or_else(|_| "[]".into()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(&decisions, |d| d.decided_at.micros()))
         .execute(&mut *tx)
         .await?;
-        let recipients: Vec<String> = message.recipients.iter().map(|m| m.to_string()).collect();
         sqlx::query(
             "INSERT INTO outbox (message_id, recipients, payload, created_at)
-             VALUES ($1, $2, $3, $4)",
+             SELECT m, ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), p, c
+             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[]) AS t(m, r, p, c)",
         )
-        .bind(&message.message_id)
-        .bind(recipients)
-        .bind(&message.payload)
-        .bind(d.decided_at.micros())
+        .bind(column(&messages, |m| m.message_id.clone()))
+        .bind(json_arrays(messages.iter().map(|m| &m.recipients)))
+        .bind(column(&messages, |m| m.payload.clone()))
+        .bind(column(&decisions, |d| d.decided_at.micros()))
         .execute(&mut *tx)
         .await?;
     }
+    if !sequenced.is_empty() {
+        delete_sequenced(&mut tx, sequenced).await?;
+    }
     fenced_commit(tx, replica).await
+}
+
+async fn delete_sequenced(
+    tx: &mut Transaction<'_, Postgres>,
+    message_ids: &[String],
+) -> Result<(), MediatorError> {
+    sqlx::query("DELETE FROM outbox WHERE message_id = ANY($1)")
+        .bind(message_ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Moves the cursor past the event at `at` and changes nothing else (fenced): the event's
@@ -359,17 +437,14 @@ pub async fn outbox(pool: &PgPool) -> Result<Vec<OutboxMessage>, MediatorError> 
         .collect()
 }
 
-/// The message was sequenced: it leaves the outbox (fenced by `replica`'s lease).
+/// Messages the sequencer took leave the outbox (fenced by `replica`'s lease).
 pub async fn outbox_sequenced(
     pool: &PgPool,
     replica: &Replica,
-    message_id: &str,
+    message_ids: &[String],
 ) -> Result<(), MediatorError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("DELETE FROM outbox WHERE message_id = $1")
-        .bind(message_id)
-        .execute(&mut *tx)
-        .await?;
+    delete_sequenced(&mut tx, message_ids).await?;
     fenced_commit(tx, replica).await
 }
 

@@ -39,10 +39,14 @@ pub fn connect_options(url: &str, app_name: &str) -> Result<PgConnectOptions, sq
     Ok(PgConnectOptions::from_str(url)?.application_name(app_name))
 }
 
-/// A pool of at most `size` connections made with `options`.
+/// A pool of at most `size` connections made with `options`. A pooled connection is not
+/// pinged before each use (a round trip per transaction on the hot paths): a connection
+/// that broke meanwhile fails its first statement, the pool drops it, and the caller's
+/// retry (every writer retries transient failures) gets a new one.
 pub async fn pool_with(options: PgConnectOptions, size: u32) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(size)
+        .test_before_acquire(false)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(options)
         .await

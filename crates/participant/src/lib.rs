@@ -24,6 +24,7 @@ pub mod config;
 pub mod conflict;
 mod error;
 pub mod events;
+mod metrics;
 mod node;
 mod outbox;
 pub mod processor;

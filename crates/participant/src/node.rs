@@ -1,5 +1,6 @@
 //! Provisioning (`init`) and the operational node (`run`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use ordo_protocol::TopologyState;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use parking_lot::RwLock;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
@@ -53,7 +54,8 @@ pub async fn init(config: &ParticipantConfig) -> Result<InitOutcome, Participant
 /// packages. A cache of what the database holds, replaced after every commit that
 /// changed it.
 pub struct Snapshot {
-    pub topology: TopologyState,
+    /// Shared by the snapshots until a topology transaction changes it.
+    pub topology: Arc<TopologyState>,
     pub packages: Arc<PackageStore>,
     /// The last processed sequencing timestamp.
     pub cursor: Timestamp,
@@ -76,6 +78,11 @@ pub struct Shared {
     /// The last completion offset.
     pub completion_end: watch::Sender<i64>,
     pub outbox_wake: Notify,
+    /// Calls waiting for their command's completion (`completion_waiter`).
+    waiters:
+        parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<store::CompletionRow>>>>,
+    /// Outbox rows committed and not yet taken by the sender (`hand_over`).
+    outbox_ready: parking_lot::Mutex<Vec<store::OutboxRow>>,
     /// This replica of the shard: its lease (the fence of every write), health and status.
     pub replica: Replica,
     /// While this replica serves (active and resumed from the database): a token cancelled
@@ -136,6 +143,59 @@ impl Shared {
     }
 
     /// Replaces the cached snapshot and the watched ends with `state` as stored.
+    /// A receiver of `key`'s completion, delivered by the commit that makes it durable
+    /// ([`Shared::deliver`]). Register before looking in the database, so that no
+    /// completion falls between the two.
+    pub(crate) fn completion_waiter(
+        &self,
+        key: &store::CommandKey,
+    ) -> oneshot::Receiver<store::CompletionRow> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.waiters.lock();
+        let list = waiters.entry(key.clone()).or_default();
+        // Calls that gave up (timed out, disconnected) leave closed senders behind.
+        list.retain(|w| !w.is_closed());
+        list.push(tx);
+        rx
+    }
+
+    /// Hands committed completions to the calls waiting on them.
+    pub(crate) fn deliver(&self, completions: Vec<store::CompletionRow>) {
+        if completions.is_empty() {
+            return;
+        }
+        let mut waiters = self.waiters.lock();
+        for c in completions {
+            let key = store::CommandKey {
+                application_id: c.application_id.clone(),
+                command_id: c.command_id.clone(),
+                act_as: c.act_as.clone(),
+            };
+            for waiter in waiters.remove(&key).unwrap_or_default() {
+                let _ = waiter.send(c.clone());
+            }
+        }
+        // Entries whose every caller gave up.
+        if waiters.len() > 1024 {
+            waiters.retain(|_, list| list.iter().any(|w| !w.is_closed()));
+        }
+    }
+
+    /// Gives the sender rows that a commit made durable, so that it sends them without
+    /// reading the table.
+    pub(crate) fn hand_over(&self, rows: Vec<store::OutboxRow>) {
+        if rows.is_empty() {
+            return;
+        }
+        self.outbox_ready.lock().extend(rows);
+        self.outbox_wake.notify_one();
+    }
+
+    /// The rows handed over since the last call.
+    pub(crate) fn handed_over(&self) -> Vec<store::OutboxRow> {
+        std::mem::take(&mut *self.outbox_ready.lock())
+    }
+
     pub(crate) fn reload(&self, state: store::ProcessingState) {
         let old = self.snapshot();
         let packages = if old.topology.packages == state.topology.packages {
@@ -144,7 +204,7 @@ impl Shared {
             Arc::new(crate::processor::package_store(&state.topology))
         };
         *self.snapshot.write() = Arc::new(Snapshot {
-            topology: state.topology,
+            topology: Arc::new(state.topology),
             packages,
             cursor: state.cursor,
         });
@@ -197,7 +257,7 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         snapshot: RwLock::new(Arc::new(Snapshot {
-            topology: state.topology.clone(),
+            topology: Arc::new(state.topology.clone()),
             packages,
             cursor: state.cursor,
         })),
@@ -205,6 +265,8 @@ pub async fn run(
         ledger_end: watch::Sender::new(state.ledger_end),
         completion_end: watch::Sender::new(state.completion_end),
         outbox_wake: Notify::new(),
+        outbox_ready: parking_lot::Mutex::new(Vec::new()),
+        waiters: parking_lot::Mutex::new(HashMap::new()),
         config,
         pool: pool.clone(),
         member: member.clone(),

@@ -22,63 +22,93 @@ use crate::error::ParticipantError;
 use crate::node::Shared;
 use crate::store::{self, Outcome};
 
-/// How often the outbox is scanned when nothing wakes the sender.
+/// How often the table is read, for what no commit handed over (rows left by an earlier
+/// term, sends that failed).
 const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Sends the outbox until `stop`. A deletion the lease fence refuses ends it with that
-/// error: this replica's term is over (the active replica resends what is left).
+/// Sends the outbox until `stop`. Rows come from the commits that wrote them
+/// (`Shared::hand_over`) and, at start and every [`SCAN_INTERVAL`], from the table. Rows
+/// whose answer is definite are deleted together, in one fenced transaction per group. A
+/// deletion the lease fence refuses ends it with that error: this replica's term is over
+/// (the active replica resends what is left).
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
-    // Sends in flight, by message id; aborted when this returns or is dropped.
+    // Sends in flight or answered and not yet deleted, by message id; the tasks are
+    // aborted when this returns or is dropped.
     let mut sending: HashSet<String> = HashSet::new();
-    let mut sends: JoinSet<(String, Result<(), ParticipantError>)> = JoinSet::new();
+    let mut sends: JoinSet<(String, Result<bool, ParticipantError>)> = JoinSet::new();
+    // Answered definitely: to delete.
+    let mut answered: Vec<String> = Vec::new();
+    let mut scan_at = tokio::time::Instant::now();
     loop {
-        match store::outbox(&shared.pool, 1000).await {
-            Ok(rows) => {
-                for row in rows {
-                    let id = row.submission.message_id.clone();
-                    if !sending.insert(id.clone()) {
-                        continue;
-                    }
-                    let shared = shared.clone();
-                    sends.spawn(async move { (id, send_one(&shared, row).await) });
-                }
+        let mut rows = shared.handed_over();
+        if tokio::time::Instant::now() >= scan_at {
+            match store::outbox(&shared.pool, 1000).await {
+                Ok(stored) => rows.extend(stored),
+                Err(e) => tracing::warn!(error = %e, "reading the outbox failed; retrying"),
             }
-            Err(e) => tracing::warn!(error = %e, "reading the outbox failed; retrying"),
+            scan_at = tokio::time::Instant::now() + SCAN_INTERVAL;
         }
-        // Rescan when woken, when a send finished, or every SCAN_INTERVAL.
-        let deadline = tokio::time::Instant::now() + SCAN_INTERVAL;
+        for row in rows {
+            let id = row.submission.message_id.clone();
+            if !sending.insert(id.clone()) {
+                continue;
+            }
+            let shared = shared.clone();
+            sends.spawn(async move { (id, send_one(&shared, row).await) });
+        }
         let sent = tokio::select! {
             () = stop.cancelled() => return Ok(()),
             () = shared.outbox_wake.notified() => None,
-            () = tokio::time::sleep_until(deadline) => None,
+            () = tokio::time::sleep_until(scan_at) => None,
             Some(sent) = sends.join_next() => Some(sent),
         };
-        match sent {
-            Some(Ok((id, outcome))) => {
-                sending.remove(&id);
-                if let Err(e @ ParticipantError::Fenced(_)) = outcome {
-                    return Err(e);
+        // Every send that finished by now joins the group.
+        let mut finished: Vec<_> = sent.into_iter().collect();
+        while let Some(more) = sends.try_join_next() {
+            finished.push(more);
+        }
+        for joined in finished {
+            let (id, outcome) = joined
+                .map_err(|e| ParticipantError::Internal(format!("an outbox send panicked: {e}")))?;
+            match outcome {
+                Ok(true) => answered.push(id),
+                Ok(false) => {
+                    sending.remove(&id);
+                }
+                Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "an outbox send failed; will retry");
+                    sending.remove(&id);
                 }
             }
-            Some(Err(e)) => {
-                return Err(ParticipantError::Internal(format!(
-                    "an outbox send panicked: {e}"
-                )));
+        }
+        if !answered.is_empty() {
+            match delete(&shared, &answered).await {
+                Ok(()) => {
+                    for id in answered.drain(..) {
+                        sending.remove(&id);
+                    }
+                }
+                Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                // Kept, and tried again with the next group.
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = answered.len(), "deleting sent outbox rows failed")
+                }
             }
-            None => {}
         }
     }
 }
 
-/// Sends one row; deletes it once the answer is definite. Only a refused fence is an
-/// error (the row stays for the active replica); everything else is retried later.
-async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<(), ParticipantError> {
+/// Sends one row: `Ok(true)` once the answer is definite (the row can go), `Ok(false)`
+/// when it is to be sent again later. Only a refused fence is an error (the row stays
+/// for the active replica).
+async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<bool, ParticipantError> {
     let id = row.submission.message_id.clone();
     let mst = row.submission.max_sequencing_time;
     match shared.sequencer.send(row.submission).await {
         Ok(sequenced) => {
             tracing::debug!(message_id = %id, ts = sequenced.timestamp.micros(), "sequenced");
-            delete(shared, &id).await
+            Ok(true)
         }
         Err(ClientError::Rejected(status)) => {
             tracing::warn!(message_id = %id, %status, "the sequencer refused a message");
@@ -97,43 +127,34 @@ async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<(), Particip
                     Err(e @ ParticipantError::Fenced(_)) => return Err(e),
                     Err(e) => {
                         tracing::warn!(message_id = %id, error = %e, "completing a refused command failed");
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
             }
-            delete(shared, &id).await
+            Ok(true)
         }
         Err(ClientError::Expired { .. }) => {
             tracing::info!(message_id = %id, "no definite answer before max sequencing time");
             if row.is_command {
                 request_time_proof(shared, mst).await;
             }
-            delete(shared, &id).await
+            Ok(true)
         }
         Err(e) => {
             // Nothing definite (no healthy endpoint, shutting down): retry later.
             tracing::info!(message_id = %id, error = %e, "send failed; will retry");
             tokio::time::sleep(Duration::from_millis(200)).await;
-            Ok(())
+            Ok(false)
         }
     }
 }
 
-/// Deletes a sent row, fenced: a deposed replica leaves it to the active one.
-async fn delete(shared: &Shared, id: &str) -> Result<(), ParticipantError> {
-    let deleted = async {
-        let mut tx = shared.pool.begin().await?;
-        store::delete_outbox(&mut tx, id).await?;
-        shared.commit(tx).await
-    };
-    match deleted.await {
-        Err(e @ ParticipantError::Fenced(_)) => Err(e),
-        Err(e) => {
-            tracing::warn!(message_id = %id, error = %e, "deleting an outbox row failed");
-            Ok(())
-        }
-        Ok(()) => Ok(()),
-    }
+/// Deletes sent rows in one transaction, fenced: a deposed replica leaves them to the
+/// active one.
+async fn delete(shared: &Shared, ids: &[String]) -> Result<(), ParticipantError> {
+    let mut tx = shared.pool.begin().await?;
+    store::delete_outbox(&mut tx, ids).await?;
+    shared.commit(tx).await
 }
 
 /// Sends a time proof to ourselves, so that an event after `after` arrives and the

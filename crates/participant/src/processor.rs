@@ -58,46 +58,93 @@ pub fn package_store(topology: &TopologyState) -> PackageStore {
     store
 }
 
-/// Processes the sequencer's events from the stored cursor on, until `stop`. A write the
-/// lease fence refuses ends it with that error: this replica's term is over. Other
-/// failures are retried.
+/// The most events processed and committed as one batch: it bounds a batch's
+/// transaction well under the lease's TTL.
+const MAX_BATCH: usize = 256;
+
+/// Processes the sequencer's events from the stored cursor on, until `stop`: whatever
+/// events are ready (up to [`MAX_BATCH`]) are checked in parallel off the async workers
+/// and written in one transaction with the cursor. A write the lease fence refuses ends it
+/// with that error: this replica's term is over. Other failures are retried.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
     let mut last_ack = Instant::now();
     'subscribe: loop {
         let cursor = shared.snapshot().cursor;
+        // The subscription lives in its own task, so that a batch can take whatever
+        // arrived without cancelling a half-received event.
+        let pump_stop = stop.child_token();
+        let _pump_guard = pump_stop.clone().drop_guard();
+        let (events_tx, mut events) = tokio::sync::mpsc::channel(MAX_BATCH);
         let mut subscription = shared.sequencer.subscribe(cursor);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = pump_stop.cancelled() => return,
+                    next = subscription.next() => next,
+                };
+                let failed = next.is_err();
+                if events_tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut carried: std::collections::VecDeque<SequencedEvent> = Default::default();
+        // Events processed again one per batch, to find the one Postgres refuses.
+        let mut single = 0usize;
         loop {
-            let event = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                e = subscription.next() => e,
-            };
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
-                    shared.replica.error(format!("sequencer subscription: {e}"));
+            if carried.is_empty() {
+                let first = tokio::select! {
+                    () = stop.cancelled() => return Ok(()),
+                    e = events.recv() => e,
+                };
+                let mut next = first;
+                while let Some(received) = next.take() {
+                    match received {
+                        Ok(e) => carried.push_back(e),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
+                            shared.replica.error(format!("sequencer subscription: {e}"));
+                            break;
+                        }
+                    }
+                    if carried.len() < MAX_BATCH {
+                        next = events.try_recv().ok();
+                    }
+                }
+                if carried.is_empty() {
                     tokio::select! {
                         () = stop.cancelled() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     continue 'subscribe;
                 }
+            }
+            let take = if single > 0 {
+                single -= 1;
+                1
+            } else {
+                MAX_BATCH
             };
+            let batch: Vec<SequencedEvent> = carried.drain(..take.min(carried.len())).collect();
             let mut backoff = Duration::from_millis(100);
-            loop {
-                let processed = match process(&shared, &event).await {
-                    Err(e) if e.is_poison() => skip(&shared, &event, &e).await,
+            let handled = loop {
+                let processed = match process(&shared, &batch).await {
+                    Err(e) if e.is_poison() && batch.len() > 1 => {
+                        tracing::warn!(error = %e, events = batch.len(), "a batch's effects were refused; processing its events one at a time");
+                        Ok(0)
+                    }
+                    Err(e) if e.is_poison() => skip(&shared, &batch[0], &e).await.map(|()| 1),
                     other => other,
                 };
                 match processed {
-                    Ok(()) => break,
+                    Ok(handled) => break handled,
                     Err(e @ ParticipantError::Fenced(_)) => return Err(e),
                     Err(e) => {
-                        tracing::warn!(ts = event.timestamp.micros(), error = %e, "processing an event failed; retrying");
-                        shared.replica.error(format!(
-                            "processing the event at {}: {e}",
-                            event.timestamp.micros()
-                        ));
+                        let ts = batch[0].timestamp.micros();
+                        tracing::warn!(ts, error = %e, "processing events failed; retrying");
+                        shared
+                            .replica
+                            .error(format!("processing the events from {ts}: {e}"));
                         tokio::select! {
                             () = stop.cancelled() => return Ok(()),
                             () = tokio::time::sleep(backoff) => {}
@@ -105,14 +152,23 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }
                 }
+            };
+            if handled == 0 {
+                single = batch.len();
             }
-            shared.replica.processed(event.timestamp);
+            for event in batch.into_iter().skip(handled).rev() {
+                carried.push_front(event);
+            }
+            if handled == 0 {
+                continue;
+            }
+            let at = shared.snapshot().cursor;
+            shared.replica.processed(at);
             if last_ack.elapsed() >= shared.config.acknowledge_interval {
                 last_ack = Instant::now();
                 let client = shared.sequencer.clone();
-                let ts = event.timestamp;
                 tokio::spawn(async move {
-                    if let Err(e) = client.acknowledge(ts).await {
+                    if let Err(e) = client.acknowledge(at).await {
                         tracing::info!(error = %e, "acknowledging to the sequencer failed");
                     }
                 });
@@ -121,14 +177,29 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
     }
 }
 
-/// What a committed event changed that in-memory watchers care about, and the alarms it
-/// raised (counted once the event is committed).
+/// What a committed batch changed that in-memory watchers care about, and the alarms its
+/// events raised (counted once the batch is committed).
 #[derive(Default)]
 struct Effects {
     ledger_end: Option<i64>,
     completion_end: Option<i64>,
-    outbox: bool,
+    /// Outbox rows written, for the sender once committed.
+    outbox: Vec<store::OutboxRow>,
+    /// The current event's alarms.
     alarms: Vec<Raised>,
+    /// Every event's alarms, with the event.
+    raised: Vec<(Timestamp, MemberId, Raised)>,
+    /// Requests made pending in the batch: (deadline, request).
+    pending: Vec<(Timestamp, Timestamp)>,
+    /// Completions, for the calls waiting on them once committed.
+    completed: Vec<store::CompletionRow>,
+}
+
+impl Effects {
+    fn complete(&mut self, completion: store::CompletionRow) {
+        self.completion_end = Some(completion.completion_offset);
+        self.completed.push(completion);
+    }
 }
 
 /// The limits this participant interprets its own clients' commands under: the domain's,
@@ -172,17 +243,139 @@ async fn skip(
     Ok(())
 }
 
-async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), ParticipantError> {
+/// Checks `events` (each on a blocking thread, in parallel) and applies them in order in
+/// one transaction with the cursor. A batch ends after an event that changes topology,
+/// since the events after it must be checked against the new topology: returns how many
+/// of `events` it processed (the rest come again in the next batch).
+async fn process(
+    shared: &Arc<Shared>,
+    events: &[SequencedEvent],
+) -> Result<usize, ParticipantError> {
+    let started = Instant::now();
     let snapshot = shared.snapshot();
-    let ts = event.timestamp;
-    if ts <= snapshot.cursor {
-        return Ok(());
+    let fresh: Vec<&SequencedEvent> = events
+        .iter()
+        .filter(|e| e.timestamp > snapshot.cursor)
+        .collect();
+    if fresh.is_empty() {
+        return Ok(events.len());
     }
-    let prepared: PreparedEvent = {
+    let prepared = prepare(shared, &snapshot, &fresh).await?;
+    // Up to and including the first event that changes topology.
+    let cut = prepared
+        .iter()
+        .position(|p| {
+            p.messages
+                .iter()
+                .any(|m| matches!(m, Prepared::Topology(_)))
+        })
+        .map_or(prepared.len(), |i| i + 1);
+    let last = fresh[cut - 1].timestamp;
+
+    let mut tx = shared.pool.begin().await?;
+    let cursor = store::lock_cursor(&mut tx).await?;
+    if cursor >= last {
+        return Ok(events.len());
+    }
+    if cursor != snapshot.cursor {
+        // Only the active replica writes, and a term starts by reloading; should the
+        // cache still be stale, it must not be the base of this batch's effects.
+        let state = store::load_state(&mut tx).await?;
+        shared.reload(state);
+        return Err(ParticipantError::Internal(format!(
+            "the stored cursor {} is not this replica's {}: the state was advanced elsewhere; reloaded it",
+            cursor.micros(),
+            snapshot.cursor.micros()
+        )));
+    }
+    let mut effects = Effects::default();
+    let mut due = Due::load(&mut tx, last).await?;
+    let mut changed: Option<TopologyState> = None;
+    for (event, prepared) in fresh.iter().zip(prepared).take(cut) {
+        let ts = event.timestamp;
+        effects.alarms = prepared.alarms;
+        if event.sender == shared.member {
+            store::set_command_request(&mut tx, &event.message_id, ts).await?;
+        }
+        expire(shared, &mut tx, ts, &mut due, &mut effects).await?;
+        for message in prepared.messages {
+            let topology = changed.as_ref().unwrap_or(&snapshot.topology);
+            match message {
+                Prepared::Topology(t) => {
+                    let next = changed.get_or_insert_with(|| (*snapshot.topology).clone());
+                    if let Err(e) = next.apply(&t, ts) {
+                        effects
+                            .alarms
+                            .push(Raised::new(Alarm::TopologyRefused, e.to_string()));
+                    }
+                }
+                Prepared::View(view) => {
+                    on_view(shared, &mut tx, topology, ts, *view, &mut effects).await?;
+                }
+                Prepared::Verdict(v) => {
+                    on_verdict(shared, &mut tx, topology, &v, &mut effects).await?
+                }
+            }
+        }
+        // A request made pending here can time out later in the same batch.
+        for (deadline, request) in effects.pending.drain(..) {
+            if deadline < last {
+                let at = due.requests.partition_point(|d| *d <= (deadline, request));
+                due.requests.insert(at, (deadline, request));
+            }
+        }
+        let raised = std::mem::take(&mut effects.alarms);
+        effects
+            .raised
+            .extend(raised.into_iter().map(|r| (ts, event.sender.clone(), r)));
+    }
+    if let Some(topology) = &changed {
+        store::save_topology(&mut tx, topology).await?;
+    }
+    store::set_cursor(&mut tx, last).await?;
+    let writing = Instant::now();
+    shared.commit(tx).await?;
+    crate::metrics::batch(cut, started.elapsed(), writing.elapsed());
+
+    let (topology, packages) = match changed {
+        Some(t) if t.packages != snapshot.topology.packages => {
+            let packages = Arc::new(package_store(&t));
+            (Arc::new(t), packages)
+        }
+        Some(t) => (Arc::new(t), snapshot.packages.clone()),
+        None => (snapshot.topology.clone(), snapshot.packages.clone()),
+    };
+    *shared.snapshot.write() = Arc::new(Snapshot {
+        topology,
+        packages,
+        cursor: last,
+    });
+    if let Some(end) = effects.ledger_end {
+        shared.ledger_end.send_replace(end);
+    }
+    if let Some(end) = effects.completion_end {
+        shared.completion_end.send_replace(end);
+    }
+    shared.hand_over(effects.outbox);
+    shared.deliver(effects.completed);
+    for (ts, sender, raised) in &effects.raised {
+        alarm::raise(raised, *ts, sender);
+    }
+    shared.processed.send_replace(last);
+    Ok(events.len() - (fresh.len() - cut))
+}
+
+/// Checks each event off the async workers, in parallel.
+async fn prepare(
+    shared: &Arc<Shared>,
+    snapshot: &Arc<Snapshot>,
+    events: &[&SequencedEvent],
+) -> Result<Vec<PreparedEvent>, ParticipantError> {
+    let tasks = events.iter().map(|event| {
         let snapshot = snapshot.clone();
         let tm = shared.topology_manager.clone();
         let me = shared.member.clone();
-        let event = event.clone();
+        let event = (*event).clone();
         tokio::task::spawn_blocking(move || {
             let ctx = validation::Context {
                 me: &me,
@@ -192,86 +385,31 @@ async fn process(shared: &Arc<Shared>, event: &SequencedEvent) -> Result<(), Par
             };
             validation::prepare(&ctx, &event)
         })
-        .await
-        .map_err(|e| ParticipantError::Internal(format!("event preparation panicked: {e}")))?
-    };
-
-    let mut tx = shared.pool.begin().await?;
-    let state = store::lock_state(&mut tx).await?;
-    if state.cursor >= ts {
-        return Ok(());
-    }
-    if state.cursor != snapshot.cursor {
-        // Only the active replica writes, and a term starts by reloading; should the
-        // cache still be stale, it must not be the base of this event's effects.
-        let stored = state.cursor.micros();
-        shared.reload(state);
-        return Err(ParticipantError::Internal(format!(
-            "the stored cursor {stored} is not this replica's {}: the state was advanced elsewhere; reloaded it",
-            snapshot.cursor.micros()
-        )));
-    }
-    let mut effects = Effects {
-        alarms: prepared.alarms,
-        ..Effects::default()
-    };
-    if event.sender == shared.member {
-        store::set_command_request(&mut tx, &event.message_id, ts).await?;
-    }
-    expire(shared, &mut tx, ts, &mut effects).await?;
-
-    let mut topology = snapshot.topology.clone();
-    let mut topology_changed = false;
-    for message in prepared.messages {
-        match message {
-            Prepared::Topology(t) => match topology.apply(&t, ts) {
-                Ok(()) => topology_changed = true,
-                Err(e) => effects
-                    .alarms
-                    .push(Raised::new(Alarm::TopologyRefused, e.to_string())),
-            },
-            Prepared::View(view) => {
-                on_view(shared, &mut tx, &topology, ts, *view, &mut effects).await?;
-            }
-            Prepared::Verdict(v) => {
-                on_verdict(shared, &mut tx, &topology, &v, &mut effects).await?
-            }
-        }
-    }
-    if topology_changed {
-        store::save_topology(&mut tx, &topology).await?;
-    }
-    store::set_cursor(&mut tx, ts).await?;
-    shared.commit(tx).await?;
-
-    let packages = if topology_changed && topology.packages != snapshot.topology.packages {
-        Arc::new(package_store(&topology))
-    } else {
-        snapshot.packages.clone()
-    };
-    *shared.snapshot.write() = Arc::new(Snapshot {
-        topology: if topology_changed {
-            topology
-        } else {
-            snapshot.topology.clone()
-        },
-        packages,
-        cursor: ts,
     });
-    if let Some(end) = effects.ledger_end {
-        shared.ledger_end.send_replace(end);
+    futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| {
+            r.map_err(|e| ParticipantError::Internal(format!("event preparation panicked: {e}")))
+        })
+        .collect()
+}
+
+/// What may come due within a batch, read once for the batch's last timestamp: pending
+/// requests by deadline and in-flight commands not yet sequenced by max sequencing time.
+/// Each event takes those due before its own timestamp, in order.
+struct Due {
+    requests: std::collections::VecDeque<(Timestamp, Timestamp)>,
+    commands: std::collections::VecDeque<(Timestamp, String)>,
+}
+
+impl Due {
+    async fn load(tx: &mut PgConnection, until: Timestamp) -> Result<Self, ParticipantError> {
+        Ok(Self {
+            requests: store::expired_pending(tx, until).await?.into(),
+            commands: store::unsequenced_commands_before(tx, until).await?.into(),
+        })
     }
-    if let Some(end) = effects.completion_end {
-        shared.completion_end.send_replace(end);
-    }
-    if effects.outbox {
-        shared.outbox_wake.notify_one();
-    }
-    for raised in &effects.alarms {
-        alarm::raise(raised, ts, &event.sender);
-    }
-    shared.processed.send_replace(ts);
-    Ok(())
 }
 
 /// Requests past their deadline without a verdict time out; commands whose confirmation
@@ -280,9 +418,17 @@ async fn expire(
     shared: &Shared,
     tx: &mut PgConnection,
     now: Timestamp,
+    due: &mut Due,
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
-    for request in store::expired_pending(tx, now).await? {
+    while due
+        .requests
+        .front()
+        .is_some_and(|(deadline, _)| *deadline < now)
+    {
+        let Some((_, request)) = due.requests.pop_front() else {
+            break;
+        };
         if let Some(pending) = store::take_pending(tx, request).await? {
             tracing::info!(
                 request = request.micros(),
@@ -291,15 +437,25 @@ async fn expire(
             finish_rejected(shared, tx, &pending, timeout_outcome(), effects).await?;
         }
     }
-    for message_id in store::unsequenced_commands_before(tx, now).await? {
+    while due.commands.front().is_some_and(|(mst, _)| *mst < now) {
+        let Some((_, message_id)) = due.commands.pop_front() else {
+            break;
+        };
         let outcome = Outcome {
             code: CODE_ABORTED,
             message: "the confirmation request was not sequenced before its max sequencing time; resubmit the command".into(),
             update_id: String::new(),
             ledger_offset: 0,
         };
-        if let Some(offset) = store::complete_command(tx, &message_id, &outcome, now).await? {
-            effects.completion_end = Some(offset);
+        // Not if its request was sequenced earlier in the batch after all.
+        let sequenced = store::command_by_message_id(tx, &message_id)
+            .await?
+            .is_none_or(|c| c.request_ts.is_some());
+        if sequenced {
+            continue;
+        }
+        if let Some(c) = store::complete_command(tx, &message_id, &outcome, now).await? {
+            effects.complete(c);
         }
     }
     Ok(())
@@ -390,6 +546,7 @@ async fn on_view(
         deadline,
     )
     .await?;
+    effects.pending.push((deadline, request));
 
     let answering: BTreeSet<PartyId> = view
         .declared_confirming
@@ -428,7 +585,10 @@ async fn on_view(
         }],
     };
     store::insert_outbox(tx, &submission, false).await?;
-    effects.outbox = true;
+    effects.outbox.push(store::OutboxRow {
+        submission,
+        is_command: false,
+    });
     Ok(())
 }
 
@@ -504,10 +664,10 @@ async fn finish_rejected(
     store::release_locks(tx, pending.request).await?;
     if pending.submitter == shared.member.as_str()
         && let Some(cmd) = store::command_by_request(tx, pending.request).await?
-        && let Some(offset) =
+        && let Some(c) =
             store::complete_command(tx, &cmd.message_id, &outcome, pending.request).await?
     {
-        effects.completion_end = Some(offset);
+        effects.complete(c);
     }
     Ok(())
 }
@@ -588,7 +748,7 @@ async fn commit(
         if let Some(c) =
             store::complete_command(tx, &cmd.message_id, &outcome, pending.request).await?
         {
-            effects.completion_end = Some(c);
+            effects.complete(c);
         }
     }
     Ok(())
@@ -609,12 +769,13 @@ pub async fn reject_unsequenced(
     if cmd.request_ts.is_some() {
         return Ok(());
     }
-    let offset =
+    let completed =
         store::complete_command(&mut tx, message_id, outcome, state.cursor.max(Timestamp(1)))
             .await?;
     shared.commit(tx).await?;
-    if let Some(offset) = offset {
-        shared.completion_end.send_replace(offset);
+    if let Some(c) = completed {
+        shared.completion_end.send_replace(c.completion_offset);
+        shared.deliver(vec![c]);
     }
     Ok(())
 }

@@ -163,6 +163,16 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, Part
     read_state(conn, "").await
 }
 
+/// Locks the state row for the rest of the transaction (serialising writers of offsets);
+/// the cursor, without the topology (the processor has it in memory).
+pub async fn lock_cursor(conn: &mut PgConnection) -> Result<Timestamp, ParticipantError> {
+    Ok(Timestamp(
+        sqlx::query_scalar("SELECT cursor_ts FROM p_state WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *conn)
+            .await?,
+    ))
+}
+
 /// Locks the state row for the rest of the transaction (serialising writers of offsets).
 pub async fn lock_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
     read_state(conn, " FOR UPDATE").await
@@ -446,18 +456,22 @@ pub async fn take_pending(
     .transpose()
 }
 
-/// The requests whose deadline passed before `now`.
+/// The requests whose deadline passed before `now`: (deadline, request), by deadline.
 pub async fn expired_pending(
     conn: &mut PgConnection,
     now: Timestamp,
-) -> Result<Vec<Timestamp>, ParticipantError> {
-    let rows: Vec<i64> = sqlx::query_scalar(
-        "SELECT request_ts FROM p_pending WHERE deadline < $1 ORDER BY request_ts",
+) -> Result<Vec<(Timestamp, Timestamp)>, ParticipantError> {
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT deadline, request_ts FROM p_pending WHERE deadline < $1
+         ORDER BY deadline, request_ts",
     )
     .bind(now.micros())
     .fetch_all(&mut *conn)
     .await?;
-    Ok(rows.into_iter().map(Timestamp).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(d, r)| (Timestamp(d), Timestamp(r)))
+        .collect())
 }
 
 // ---- updates ----
@@ -510,7 +524,7 @@ pub async fn update_by_id(
 // ---- commands and completions ----
 
 /// A command's deduplication key; `act_as` sorted.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CommandKey {
     pub application_id: String,
     pub command_id: String,
@@ -668,17 +682,20 @@ pub async fn set_command_request(
 
 /// In-flight commands whose confirmation request was not sequenced and whose max
 /// sequencing time is before `now`: they never will be.
+/// (max sequencing time, message id), by max sequencing time.
 pub async fn unsequenced_commands_before(
     conn: &mut PgConnection,
     now: Timestamp,
-) -> Result<Vec<String>, ParticipantError> {
-    Ok(sqlx::query_scalar(
-        "SELECT message_id FROM p_commands
-         WHERE state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $1",
+) -> Result<Vec<(Timestamp, String)>, ParticipantError> {
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT max_sequencing_time, message_id FROM p_commands
+         WHERE state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $1
+         ORDER BY max_sequencing_time, message_id",
     )
     .bind(now.micros())
     .fetch_all(&mut *conn)
-    .await?)
+    .await?;
+    Ok(rows.into_iter().map(|(t, m)| (Timestamp(t), m)).collect())
 }
 
 /// A command's outcome.
@@ -692,13 +709,13 @@ pub struct Outcome {
 }
 
 /// Completes an in-flight command (no-op if it is not in flight): the command's state and
-/// a new completion, in the caller's transaction.
+/// a new completion, in the caller's transaction; the completion.
 pub async fn complete_command(
     conn: &mut PgConnection,
     message_id: &str,
     outcome: &Outcome,
     completed_at: Timestamp,
-) -> Result<Option<i64>, ParticipantError> {
+) -> Result<Option<CompletionRow>, ParticipantError> {
     let Some(cmd) = command_by_message_id(conn, message_id).await? else {
         return Ok(None);
     };
@@ -737,7 +754,14 @@ pub async fn complete_command(
     .bind(outcome.ledger_offset)
     .execute(&mut *conn)
     .await?;
-    Ok(Some(offset))
+    Ok(Some(CompletionRow {
+        completion_offset: offset,
+        application_id: cmd.key.application_id,
+        command_id: cmd.key.command_id,
+        submission_id: cmd.submission_id,
+        act_as: cmd.key.act_as,
+        outcome: outcome.clone(),
+    }))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -895,10 +919,10 @@ pub async fn outbox(pool: &PgPool, limit: i64) -> Result<Vec<OutboxRow>, Partici
 
 pub async fn delete_outbox(
     conn: &mut PgConnection,
-    message_id: &str,
+    message_ids: &[String],
 ) -> Result<(), ParticipantError> {
-    sqlx::query("DELETE FROM p_outbox WHERE message_id = $1")
-        .bind(message_id)
+    sqlx::query("DELETE FROM p_outbox WHERE message_id = ANY($1)")
+        .bind(message_ids)
         .execute(&mut *conn)
         .await?;
     Ok(())

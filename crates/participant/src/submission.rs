@@ -423,7 +423,10 @@ pub async fn submit(
     }
     store::insert_outbox(&mut tx, &submission, true).await?;
     shared.commit(tx).await?;
-    shared.outbox_wake.notify_one();
+    shared.hand_over(vec![store::OutboxRow {
+        submission,
+        is_command: true,
+    }]);
     tracing::debug!(command = %commands.command_id, %message_id, "command in flight");
     Ok(Accepted { key, act_as })
 }
@@ -437,28 +440,25 @@ pub async fn wait_completion(
     timeout: Duration,
     term: &CancellationToken,
 ) -> Result<CompletionRow, ParticipantError> {
-    let mut ends = shared.completion_end.subscribe();
+    // The commit that completes the command hands the completion over; the database
+    // answers for a command completed before the waiter was registered.
+    let delivered = shared.completion_waiter(key);
     let wait = async {
-        loop {
-            ends.borrow_and_update();
-            let done = {
-                let mut conn = shared.pool.acquire().await?;
-                store::command(&mut conn, key, false)
-                    .await?
-                    .filter(|c| c.state != CommandState::InFlight)
-                    .and_then(|c| c.completion_offset)
-            };
-            if let Some(offset) = done
-                && let Some(c) = store::completion_at(&shared.pool, offset).await?
-            {
-                return Ok(c);
-            }
-            if ends.changed().await.is_err() {
-                return Err(ParticipantError::Unavailable(
-                    "the participant is shutting down".into(),
-                ));
-            }
+        let done = {
+            let mut conn = shared.pool.acquire().await?;
+            store::command(&mut conn, key, false)
+                .await?
+                .filter(|c| c.state != CommandState::InFlight)
+                .and_then(|c| c.completion_offset)
+        };
+        if let Some(offset) = done
+            && let Some(c) = store::completion_at(&shared.pool, offset).await?
+        {
+            return Ok(c);
         }
+        delivered
+            .await
+            .map_err(|_| ParticipantError::Unavailable("the participant is shutting down".into()))
     };
     let waited = tokio::select! {
         waited = tokio::time::timeout(timeout, wait) => waited,

@@ -36,8 +36,14 @@ async fn counts(pool: &PgPool) -> Result<(i64, i64, i64, i64)> {
     .await?)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
+/// A provisioned mediator database and a replica holding its lease.
+async fn active() -> Result<(
+    PgCluster,
+    PgPool,
+    Replica,
+    tokio::task::JoinHandle<()>,
+    MemberId,
+)> {
     ordo_testkit::init_tracing();
     let pg = tokio::task::spawn_blocking(|| PgCluster::start(PgOptions::default())).await??;
     let config = MediatorConfig {
@@ -68,13 +74,19 @@ async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
         replica.is_active().then_some(())
     })
     .await?;
+    Ok((pg, pool, replica, lease, me))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
+    let (_pg, pool, replica, lease, me) = active().await?;
 
     // Active: the event's changes commit with the cursor.
     let opened = Changes {
         opened: vec![pending_request(5, &me)?],
         ..Default::default()
     };
-    commit(&pool, &replica, Timestamp(10), &opened).await?;
+    commit(&pool, &replica, Timestamp(10), &opened, &[]).await?;
     sqlx::query(
         "INSERT INTO outbox (message_id, recipients, payload, created_at)
          VALUES ('verdict-1', '{}', '\\x00', 1)",
@@ -98,12 +110,12 @@ async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
         answered: vec![(Timestamp(5), vec![PartyId::new("alice")?])],
         ..Default::default()
     };
-    let err = commit(&pool, &replica, Timestamp(20), &next)
+    let err = commit(&pool, &replica, Timestamp(20), &next, &[])
         .await
         .expect_err("a deposed replica must not commit");
     assert!(matches!(err, MediatorError::Fenced(_)), "{err:?}");
     assert_eq!(err.code(), tonic::Code::Unavailable);
-    let err = outbox_sequenced(&pool, &replica, "verdict-1")
+    let err = outbox_sequenced(&pool, &replica, &["verdict-1".to_owned()])
         .await
         .expect_err("fenced");
     assert!(matches!(err, MediatorError::Fenced(_)), "{err:?}");
@@ -118,6 +130,106 @@ async fn writes_of_a_replica_without_the_lease_commit_nothing() -> Result<()> {
         .fetch_one(&pool)
         .await?;
     assert!(!answered);
+    lease.abort();
+    Ok(())
+}
+
+fn decision(id: i64, at: i64, outcome: VerdictOutcome, to: &MemberId) -> (Decision, OutboxMessage) {
+    let d = Decision {
+        request: Timestamp(id),
+        root_hash: format!("root-{id}"),
+        outcome,
+        recipients: [to.clone()].into(),
+        decided_at: Timestamp(at),
+    };
+    let message = OutboxMessage {
+        message_id: format!("verdict-{id}"),
+        recipients: vec![to.clone()],
+        payload: vec![id as u8],
+    };
+    (d, message)
+}
+
+/// A batch's changes are written with one statement per kind and read back as the
+/// per-event writes were: a request opened in an earlier batch and decided in this one is
+/// gone, one opened and decided within the batch was never pending, answers land on the
+/// requests still pending, and every verdict has its outbox row until it is sequenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_set_based_and_resumes_the_same() -> Result<()> {
+    let (_pg, pool, replica, lease, me) = active().await?;
+    let first = Changes {
+        opened: vec![pending_request(5, &me)?, pending_request(6, &me)?],
+        ..Default::default()
+    };
+    commit(&pool, &replica, Timestamp(10), &first, &[]).await?;
+
+    let mut batch = Changes {
+        opened: vec![pending_request(11, &me)?, pending_request(12, &me)?],
+        answered: vec![(Timestamp(6), vec![PartyId::new("alice")?])],
+        ..Default::default()
+    };
+    batch.absorb(Changes {
+        answered: vec![(Timestamp(12), vec![PartyId::new("alice")?])],
+        decided: vec![
+            decision(5, 13, VerdictOutcome::Approve, &me),
+            decision(
+                11,
+                14,
+                VerdictOutcome::Reject {
+                    reasons: vec!["a, \"quoted\" reason".into()],
+                },
+                &me,
+            ),
+        ],
+        ..Default::default()
+    });
+    commit(&pool, &replica, Timestamp(14), &batch, &[]).await?;
+
+    let resumed = load(&pool).await?;
+    assert_eq!(resumed.cursor, Timestamp(14));
+    let ids: Vec<i64> = resumed.pending.iter().map(|r| r.id.micros()).collect();
+    assert_eq!(ids, [6, 12]);
+    for r in &resumed.pending {
+        assert!(r.confirming_parties.values().all(|a| a.answered), "{r:?}");
+        assert_eq!(r.informee_participants, [me.clone()].into());
+    }
+    let verdicts: Vec<(i64, String, Vec<String>)> =
+        sqlx::query_as("SELECT request_id, outcome, reasons FROM verdicts ORDER BY request_id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(
+        verdicts,
+        [
+            (5, "approve".into(), vec![]),
+            (11, "reject".into(), vec!["a, \"quoted\" reason".into()]),
+        ]
+    );
+    let outbox: Vec<(String, Vec<String>, Vec<u8>)> =
+        sqlx::query_as("SELECT message_id, recipients, payload FROM outbox ORDER BY message_id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(
+        outbox,
+        [
+            ("verdict-11".into(), vec![me.to_string()], vec![11]),
+            ("verdict-5".into(), vec![me.to_string()], vec![5]),
+        ]
+    );
+
+    // The next commit deletes what the sequencer took meanwhile.
+    let empty = Changes::default();
+    commit(
+        &pool,
+        &replica,
+        Timestamp(20),
+        &empty,
+        &["verdict-5".to_owned()],
+    )
+    .await?;
+    let left: Vec<String> = sqlx::query_scalar("SELECT message_id FROM outbox")
+        .fetch_all(&pool)
+        .await?;
+    assert_eq!(left, ["verdict-11"]);
     lease.abort();
     Ok(())
 }
