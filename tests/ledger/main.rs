@@ -17,3 +17,4 @@ mod t07_restart;
 mod t08_bad_input;
 mod t09_replicas;
 mod t10_create_and_exercise;
+mod t11_read_your_writes;

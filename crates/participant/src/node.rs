@@ -61,6 +61,14 @@ pub struct Snapshot {
     pub cursor: Timestamp,
 }
 
+/// Contracts that confirmation requests pending on this participant create if approved.
+#[derive(Default)]
+pub(crate) struct Creating {
+    by_contract: HashMap<String, Timestamp>,
+    /// Each request's deadline and contracts.
+    by_request: HashMap<Timestamp, (Timestamp, Vec<String>)>,
+}
+
 /// What the node's tasks and services share.
 pub struct Shared {
     pub config: ParticipantConfig,
@@ -81,6 +89,8 @@ pub struct Shared {
     /// Calls waiting for their command's completion (`completion_waiter`).
     waiters:
         parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<store::CompletionRow>>>>,
+    /// Contracts created by requests pending here (read your writes across shards).
+    creating: parking_lot::Mutex<Creating>,
     /// Outbox rows committed and not yet taken by the sender (`hand_over`).
     outbox_ready: parking_lot::Mutex<Vec<store::OutboxRow>>,
     /// This replica of the shard: its lease (the fence of every write), health and status.
@@ -143,6 +153,94 @@ impl Shared {
     }
 
     /// Replaces the cached snapshot and the watched ends with `state` as stored.
+    /// The processor committed a pending request that creates `contracts` if approved.
+    pub(crate) fn creating(&self, request: Timestamp, deadline: Timestamp, contracts: Vec<String>) {
+        let mut creating = self.creating.lock();
+        for c in &contracts {
+            creating.by_contract.insert(c.clone(), request);
+        }
+        creating.by_request.insert(request, (deadline, contracts));
+    }
+
+    /// The processor committed the outcome of `request` (its contracts exist now, or never
+    /// will).
+    pub(crate) fn resolved(&self, request: Timestamp) {
+        let mut creating = self.creating.lock();
+        if let Some((_, contracts)) = creating.by_request.remove(&request) {
+            for c in contracts {
+                creating.by_contract.remove(&c);
+            }
+        }
+    }
+
+    /// Waits until this participant has processed everything sequenced before now (a
+    /// time proof to itself marks "now"), then while `contract` is created by a request
+    /// pending here, at most until that request's deadline; all within `cap`. Whether
+    /// looking `contract` up again may find what the first lookup did not.
+    pub(crate) async fn await_created(&self, contract: &str, cap: std::time::Duration) -> bool {
+        let until = tokio::time::Instant::now() + cap;
+        let mut processed = self.processed.subscribe();
+        let now = match self.time_proof().await {
+            Ok(ts) => ts,
+            Err(e) => {
+                tracing::debug!(error = %e, "no time proof; not waiting for pending requests");
+                return false;
+            }
+        };
+        let caught_up = tokio::time::timeout_at(until, processed.wait_for(|t| *t >= now))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !caught_up {
+            return false;
+        }
+        let deadline = {
+            let creating = self.creating.lock();
+            match creating.by_contract.get(contract) {
+                // Not created by anything pending: what the ACS holds now is the answer.
+                None => return true,
+                Some(request) => creating.by_request.get(request).map(|(d, _)| *d),
+            }
+        };
+        let Some(deadline) = deadline else {
+            return true;
+        };
+        let wall = Timestamp::from_system_time(std::time::SystemTime::now());
+        let left = std::time::Duration::from_micros(
+            u64::try_from(deadline.micros().saturating_sub(wall.micros())).unwrap_or(0),
+        );
+        let until = until.min(tokio::time::Instant::now() + left);
+        loop {
+            processed.borrow_and_update();
+            if !self.creating.lock().by_contract.contains_key(contract) {
+                return true;
+            }
+            match tokio::time::timeout_at(until, processed.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return false,
+            }
+        }
+    }
+
+    /// Sequences a time proof addressed to this participant: its timestamp.
+    async fn time_proof(&self) -> Result<Timestamp, ordo_sequencer_client::ClientError> {
+        let nonce: u64 = rand::random();
+        let content = ordo_protocol::SignedMessage::encode(
+            &self.member,
+            &self.key,
+            &ordo_protocol::Message::TimeProof(ordo_protocol::TimeProof { nonce }),
+        );
+        let submission = ordo_core::Submission {
+            message_id: format!("tp-read-{nonce:016x}"),
+            max_sequencing_time: Timestamp::from_system_time(std::time::SystemTime::now())
+                .plus(std::time::Duration::from_secs(10)),
+            envelopes: vec![ordo_core::Envelope {
+                recipients: ordo_core::Recipients::members([self.member.clone()]),
+                content,
+            }],
+        };
+        Ok(self.sequencer.send(submission).await?.timestamp)
+    }
+
     /// A receiver of `key`'s completion, delivered by the commit that makes it durable
     /// ([`Shared::deliver`]). Register before looking in the database, so that no
     /// completion falls between the two.
@@ -197,6 +295,8 @@ impl Shared {
     }
 
     pub(crate) fn reload(&self, state: store::ProcessingState) {
+        // What pending requests create is learnt again as the processor meets them.
+        *self.creating.lock() = Creating::default();
         let old = self.snapshot();
         let packages = if old.topology.packages == state.topology.packages {
             old.packages.clone()
@@ -267,6 +367,7 @@ pub async fn run(
         outbox_wake: Notify::new(),
         outbox_ready: parking_lot::Mutex::new(Vec::new()),
         waiters: parking_lot::Mutex::new(HashMap::new()),
+        creating: parking_lot::Mutex::new(Creating::default()),
         config,
         pool: pool.clone(),
         member: member.clone(),

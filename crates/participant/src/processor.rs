@@ -193,6 +193,10 @@ struct Effects {
     pending: Vec<(Timestamp, Timestamp)>,
     /// Completions, for the calls waiting on them once committed.
     completed: Vec<store::CompletionRow>,
+    /// Approved requests pending here: (request, deadline, the contracts they create).
+    creating: Vec<(Timestamp, Timestamp, Vec<String>)>,
+    /// Requests whose outcome was applied (or timed out).
+    resolved: Vec<Timestamp>,
 }
 
 impl Effects {
@@ -356,6 +360,12 @@ async fn process(
     if let Some(end) = effects.completion_end {
         shared.completion_end.send_replace(end);
     }
+    for (request, deadline, contracts) in effects.creating {
+        shared.creating(request, deadline, contracts);
+    }
+    for request in effects.resolved {
+        shared.resolved(request);
+    }
     shared.hand_over(effects.outbox);
     shared.deliver(effects.completed);
     for (ts, sender, raised) in &effects.raised {
@@ -498,8 +508,9 @@ async fn on_view(
 ) -> Result<(), ParticipantError> {
     let hosted = hosted_parties(topology, &shared.member);
     let mut outcome = view.outcome;
+    let mut created = Vec::new();
     if let (Ok(()), Some((payload, _))) = (&outcome, &view.payload) {
-        let created = views::created_ids(&payload.view);
+        created = views::created_ids(&payload.view);
         if !created.is_empty() {
             let known = store::known_contract_ids(tx, &created).await?;
             if let Err(reason) = conflict::check_fresh(&known) {
@@ -547,6 +558,9 @@ async fn on_view(
     )
     .await?;
     effects.pending.push((deadline, request));
+    if outcome.is_ok() && !created.is_empty() {
+        effects.creating.push((request, deadline, created));
+    }
 
     let answering: BTreeSet<PartyId> = view
         .declared_confirming
@@ -661,6 +675,7 @@ async fn finish_rejected(
     outcome: Outcome,
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
+    effects.resolved.push(pending.request);
     store::release_locks(tx, pending.request).await?;
     if pending.submitter == shared.member.as_str()
         && let Some(cmd) = store::command_by_request(tx, pending.request).await?
@@ -679,6 +694,7 @@ async fn commit(
     pending: &PendingRow,
     effects: &mut Effects,
 ) -> Result<(), ParticipantError> {
+    effects.resolved.push(pending.request);
     let payload: ViewPayload = store::from_json(&pending.view, "pending view")?;
     let hosted = hosted_parties(topology, &shared.member);
     // Only a request whose checks passed gets here, so its root hash was verified.

@@ -234,6 +234,11 @@ impl AcsLookup {
     }
 }
 
+/// How many contracts created by pending requests one command waits for, and how long at
+/// most for each (the request's deadline usually ends the wait first).
+const MAX_PENDING_WAITS: usize = 8;
+const PENDING_WAIT_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
 }
@@ -334,23 +339,45 @@ pub async fn submit(
         .map(ToString::to_string)
         .collect();
     let limits = crate::processor::submission_limits(shared, &snapshot.topology);
-    let mut lookup = AcsLookup {
-        pool: shared.pool.clone(),
-        handle: tokio::runtime::Handle::current(),
-        parties: readers.into_iter().collect(),
-        disclosed: BTreeMap::new(),
-    };
     let disclosed = std::mem::take(&mut commands.disclosed_contracts);
-    let transaction = {
-        let packages = snapshot.packages.clone();
-        let act_as = act_as.clone();
-        tokio::task::spawn_blocking(move || {
-            lookup.disclosed = disclosed_contracts(&packages, &disclosed, &limits)?;
-            ordo_ledger::interpret(&packages, &cmd, &act_as, &lookup, seed, &limits)
-                .map_err(|e| ParticipantError::from_ledger(&e))
-        })
-        .await
-        .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))??
+    let readers: Vec<String> = readers.into_iter().collect();
+    // A contract created by a request still pending here (its verdict not applied yet,
+    // e.g. right after the submitter's shard completed the command that created it) is
+    // waited for, at most until the request's deadline, and then looked up again.
+    let mut waited = BTreeSet::new();
+    let transaction = loop {
+        let lookup = AcsLookup {
+            pool: shared.pool.clone(),
+            handle: tokio::runtime::Handle::current(),
+            parties: readers.clone(),
+            disclosed: BTreeMap::new(),
+        };
+        let interpreted = {
+            let packages = snapshot.packages.clone();
+            let act_as = act_as.clone();
+            let cmd = cmd.clone();
+            let disclosed = disclosed.clone();
+            let limits = limits.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut lookup = lookup;
+                lookup.disclosed = disclosed_contracts(&packages, &disclosed, &limits)?;
+                Ok::<_, ParticipantError>(ordo_ledger::interpret(
+                    &packages, &cmd, &act_as, &lookup, seed, &limits,
+                ))
+            })
+            .await
+            .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))??
+        };
+        match interpreted {
+            Ok(t) => break t,
+            Err(ordo_ledger::LedgerError::ContractNotFound(cid))
+                if waited.len() < MAX_PENDING_WAITS
+                    && waited.insert(cid.to_string())
+                    && shared
+                        .await_created(&cid.to_string(), PENDING_WAIT_CAP)
+                        .await => {}
+            Err(e) => return Err(ParticipantError::from_ledger(&e)),
+        }
     };
 
     let plan = views::plan_request(
