@@ -34,6 +34,7 @@ pub mod submission;
 mod topology_admin;
 pub mod validation;
 pub mod views;
+mod writer;
 
 pub use config::{AuthConfig, ConfigError, Limits, ParticipantConfig};
 pub use error::ParticipantError;

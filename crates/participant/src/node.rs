@@ -89,6 +89,8 @@ pub struct Shared {
     /// Calls waiting for their command's completion (`completion_waiter`).
     waiters:
         parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<store::CompletionRow>>>>,
+    /// Writes accepted commands, a group per transaction.
+    pub(crate) writer: crate::writer::Writer,
     /// Contracts created by requests pending here (read your writes across shards).
     creating: parking_lot::Mutex<Creating>,
     /// Outbox rows committed and not yet taken by the sender (`hand_over`).
@@ -152,7 +154,6 @@ impl Shared {
         Ok(())
     }
 
-    /// Replaces the cached snapshot and the watched ends with `state` as stored.
     /// The processor committed a pending request that creates `contracts` if approved.
     pub(crate) fn creating(&self, request: Timestamp, deadline: Timestamp, contracts: Vec<String>) {
         let mut creating = self.creating.lock();
@@ -294,6 +295,7 @@ impl Shared {
         std::mem::take(&mut *self.outbox_ready.lock())
     }
 
+    /// Replaces the cached snapshot and the watched ends with `state` as stored.
     pub(crate) fn reload(&self, state: store::ProcessingState) {
         // What pending requests create is learnt again as the processor meets them.
         *self.creating.lock() = Creating::default();
@@ -368,6 +370,7 @@ pub async fn run(
         outbox_ready: parking_lot::Mutex::new(Vec::new()),
         waiters: parking_lot::Mutex::new(HashMap::new()),
         creating: parking_lot::Mutex::new(Creating::default()),
+        writer: crate::writer::Writer::start(pool.clone(), replica.clone()),
         config,
         pool: pool.clone(),
         member: member.clone(),

@@ -179,8 +179,9 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
 
 /// What a committed batch changed that in-memory watchers care about, and the alarms its
 /// events raised (counted once the batch is committed).
-#[derive(Default)]
 struct Effects {
+    /// The offsets taken so far, written with the cursor.
+    offsets: store::Offsets,
     ledger_end: Option<i64>,
     completion_end: Option<i64>,
     /// Outbox rows written, for the sender once committed.
@@ -200,6 +201,21 @@ struct Effects {
 }
 
 impl Effects {
+    fn new(offsets: store::Offsets) -> Self {
+        Self {
+            offsets,
+            ledger_end: None,
+            completion_end: None,
+            outbox: Vec::new(),
+            alarms: Vec::new(),
+            raised: Vec::new(),
+            pending: Vec::new(),
+            completed: Vec::new(),
+            creating: Vec::new(),
+            resolved: Vec::new(),
+        }
+    }
+
     fn complete(&mut self, completion: store::CompletionRow) {
         self.completion_end = Some(completion.completion_offset);
         self.completed.push(completion);
@@ -277,7 +293,7 @@ async fn process(
     let last = fresh[cut - 1].timestamp;
 
     let mut tx = shared.pool.begin().await?;
-    let cursor = store::lock_cursor(&mut tx).await?;
+    let (cursor, offsets) = store::lock_position(&mut tx).await?;
     if cursor >= last {
         return Ok(events.len());
     }
@@ -292,7 +308,7 @@ async fn process(
             snapshot.cursor.micros()
         )));
     }
-    let mut effects = Effects::default();
+    let mut effects = Effects::new(offsets);
     let mut due = Due::load(&mut tx, last).await?;
     let mut changed: Option<TopologyState> = None;
     for (event, prepared) in fresh.iter().zip(prepared).take(cut) {
@@ -336,7 +352,7 @@ async fn process(
     if let Some(topology) = &changed {
         store::save_topology(&mut tx, topology).await?;
     }
-    store::set_cursor(&mut tx, last).await?;
+    store::save_position(&mut tx, last, &effects.offsets).await?;
     let writing = Instant::now();
     shared.commit(tx).await?;
     crate::metrics::batch(cut, started.elapsed(), writing.elapsed());
@@ -464,7 +480,9 @@ async fn expire(
         if sequenced {
             continue;
         }
-        if let Some(c) = store::complete_command(tx, &message_id, &outcome, now).await? {
+        if let Some(c) =
+            store::complete_command(tx, &message_id, &outcome, now, &mut effects.offsets).await?
+        {
             effects.complete(c);
         }
     }
@@ -680,7 +698,7 @@ async fn finish_rejected(
     if pending.submitter == shared.member.as_str()
         && let Some(cmd) = store::command_by_request(tx, pending.request).await?
         && let Some(c) =
-            store::complete_command(tx, &cmd.message_id, &outcome, pending.request).await?
+            store::complete(tx, cmd, &outcome, pending.request, &mut effects.offsets).await?
     {
         effects.complete(c);
     }
@@ -719,7 +737,7 @@ async fn commit(
         },
     );
     let offset = if probe.update.is_some() {
-        store::next_ledger_offset(tx).await?
+        effects.offsets.next_ledger()
     } else {
         0
     };
@@ -762,7 +780,7 @@ async fn commit(
             ledger_offset: offset,
         };
         if let Some(c) =
-            store::complete_command(tx, &cmd.message_id, &outcome, pending.request).await?
+            store::complete(tx, cmd, &outcome, pending.request, &mut effects.offsets).await?
         {
             effects.complete(c);
         }
@@ -785,9 +803,13 @@ pub async fn reject_unsequenced(
     if cmd.request_ts.is_some() {
         return Ok(());
     }
-    let completed =
-        store::complete_command(&mut tx, message_id, outcome, state.cursor.max(Timestamp(1)))
-            .await?;
+    let mut offsets = store::Offsets {
+        ledger_end: state.ledger_end,
+        completion_end: state.completion_end,
+    };
+    let at = state.cursor.max(Timestamp(1));
+    let completed = store::complete_command(&mut tx, message_id, outcome, at, &mut offsets).await?;
+    store::save_position(&mut tx, state.cursor, &offsets).await?;
     shared.commit(tx).await?;
     if let Some(c) = completed {
         shared.completion_end.send_replace(c.completion_offset);

@@ -163,14 +163,61 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, Part
     read_state(conn, "").await
 }
 
-/// Locks the state row for the rest of the transaction (serialising writers of offsets);
-/// the cursor, without the topology (the processor has it in memory).
-pub async fn lock_cursor(conn: &mut PgConnection) -> Result<Timestamp, ParticipantError> {
-    Ok(Timestamp(
-        sqlx::query_scalar("SELECT cursor_ts FROM p_state WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *conn)
-            .await?,
+/// The offsets of a batch, taken in memory while the state row is locked and written
+/// once with the cursor ([`save_position`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Offsets {
+    pub ledger_end: i64,
+    pub completion_end: i64,
+}
+
+impl Offsets {
+    /// The next update offset (gapless: the state row is locked until commit).
+    pub fn next_ledger(&mut self) -> i64 {
+        self.ledger_end += 1;
+        self.ledger_end
+    }
+
+    pub fn next_completion(&mut self) -> i64 {
+        self.completion_end += 1;
+        self.completion_end
+    }
+}
+
+/// Locks the state row for the rest of the transaction (serialising writers of offsets):
+/// the cursor and the offsets, without the topology (the processor has it in memory).
+pub async fn lock_position(
+    conn: &mut PgConnection,
+) -> Result<(Timestamp, Offsets), ParticipantError> {
+    let (cursor, ledger_end, completion_end): (i64, i64, i64) = sqlx::query_as(
+        "SELECT cursor_ts, ledger_end, completion_end FROM p_state WHERE id = 1 FOR UPDATE",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((
+        Timestamp(cursor),
+        Offsets {
+            ledger_end,
+            completion_end,
+        },
     ))
+}
+
+/// Writes the cursor and the offsets a batch took.
+pub async fn save_position(
+    conn: &mut PgConnection,
+    cursor: Timestamp,
+    offsets: &Offsets,
+) -> Result<(), ParticipantError> {
+    sqlx::query(
+        "UPDATE p_state SET cursor_ts = $1, ledger_end = $2, completion_end = $3 WHERE id = 1",
+    )
+    .bind(cursor.micros())
+    .bind(offsets.ledger_end)
+    .bind(offsets.completion_end)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// Locks the state row for the rest of the transaction (serialising writers of offsets).
@@ -212,23 +259,6 @@ pub async fn save_topology(
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// Takes the next update offset (gapless: the state row is locked until commit).
-pub async fn next_ledger_offset(conn: &mut PgConnection) -> Result<i64, ParticipantError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE p_state SET ledger_end = ledger_end + 1 WHERE id = 1 RETURNING ledger_end",
-    )
-    .fetch_one(&mut *conn)
-    .await?)
-}
-
-pub async fn next_completion_offset(conn: &mut PgConnection) -> Result<i64, ParticipantError> {
-    Ok(sqlx::query_scalar(
-        "UPDATE p_state SET completion_end = completion_end + 1 WHERE id = 1 RETURNING completion_end",
-    )
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 pub async fn ends(pool: &PgPool) -> Result<(i64, i64), ParticipantError> {
@@ -618,12 +648,12 @@ pub async fn command_by_request(
 }
 
 /// What a new in-flight command records.
-pub struct NewCommand<'a> {
-    pub key: &'a CommandKey,
-    pub submission_id: &'a str,
-    pub nonce: &'a [u8],
-    pub message_id: &'a str,
-    pub root_hash: &'a str,
+pub struct NewCommand {
+    pub key: CommandKey,
+    pub submission_id: String,
+    pub nonce: Vec<u8>,
+    pub message_id: String,
+    pub root_hash: String,
     pub max_sequencing_time: Timestamp,
     pub submitted_at: Timestamp,
 }
@@ -634,7 +664,7 @@ pub struct NewCommand<'a> {
 /// submissions of the same key.
 pub async fn insert_command(
     conn: &mut PgConnection,
-    c: &NewCommand<'_>,
+    c: &NewCommand,
     dedup_cutoff: i64,
 ) -> Result<bool, ParticipantError> {
     let done = sqlx::query(
@@ -653,10 +683,10 @@ pub async fn insert_command(
     .bind(&c.key.application_id)
     .bind(&c.key.command_id)
     .bind(&c.key.act_as)
-    .bind(c.submission_id)
-    .bind(c.nonce)
-    .bind(c.message_id)
-    .bind(c.root_hash)
+    .bind(&c.submission_id)
+    .bind(&c.nonce)
+    .bind(&c.message_id)
+    .bind(&c.root_hash)
     .bind(c.max_sequencing_time.micros())
     .bind(c.submitted_at.micros())
     .bind(dedup_cutoff)
@@ -715,34 +745,44 @@ pub async fn complete_command(
     message_id: &str,
     outcome: &Outcome,
     completed_at: Timestamp,
+    offsets: &mut Offsets,
 ) -> Result<Option<CompletionRow>, ParticipantError> {
     let Some(cmd) = command_by_message_id(conn, message_id).await? else {
         return Ok(None);
     };
+    complete(conn, cmd, outcome, completed_at, offsets).await
+}
+
+/// [`complete_command`] of a command already read.
+pub async fn complete(
+    conn: &mut PgConnection,
+    cmd: CommandRow,
+    outcome: &Outcome,
+    completed_at: Timestamp,
+    offsets: &mut Offsets,
+) -> Result<Option<CompletionRow>, ParticipantError> {
     if cmd.state != CommandState::InFlight {
         return Ok(None);
     }
-    let offset = next_completion_offset(conn).await?;
+    let offset = offsets.next_completion();
     let state = if outcome.code == 0 {
         "succeeded"
     } else {
         "rejected"
     };
+    // One round trip: the command's state and its completion.
     sqlx::query(
-        "UPDATE p_commands SET state = $2, completed_at = $3, completion_offset = $4
-         WHERE message_id = $1",
+        "WITH done AS (
+             UPDATE p_commands SET state = $2, completed_at = $3, completion_offset = $4
+             WHERE message_id = $1
+         )
+         INSERT INTO p_completions (completion_offset, application_id, command_id, submission_id,
+             act_as, status_code, status_message, update_id, ledger_offset)
+         VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
-    .bind(message_id)
+    .bind(&cmd.message_id)
     .bind(state)
     .bind(completed_at.micros())
-    .bind(offset)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO p_completions (completion_offset, application_id, command_id, submission_id,
-             act_as, status_code, status_message, update_id, ledger_offset)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
     .bind(offset)
     .bind(&cmd.key.application_id)
     .bind(&cmd.key.command_id)

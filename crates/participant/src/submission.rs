@@ -430,26 +430,25 @@ pub async fn submit(
         envelopes,
     };
 
-    let mut tx = shared.pool.begin().await?;
-    let inserted = store::insert_command(
-        &mut tx,
-        &NewCommand {
-            key: &key,
-            submission_id: &commands.submission_id,
-            nonce: &nonce,
-            message_id: &message_id,
-            root_hash: &plan.root_hash,
-            max_sequencing_time: mst,
-            submitted_at: now(),
-        },
-        dedup_cutoff,
-    )
-    .await?;
+    let inserted = shared
+        .writer
+        .write(crate::writer::Accepted {
+            command: NewCommand {
+                key: key.clone(),
+                submission_id: commands.submission_id.clone(),
+                nonce: nonce.to_vec(),
+                message_id: message_id.clone(),
+                root_hash: plan.root_hash.clone(),
+                max_sequencing_time: mst,
+                submitted_at: now(),
+            },
+            dedup_cutoff,
+            request: submission.clone(),
+        })
+        .await?;
     if !inserted {
         return Err(duplicate());
     }
-    store::insert_outbox(&mut tx, &submission, true).await?;
-    shared.commit(tx).await?;
     shared.hand_over(vec![store::OutboxRow {
         submission,
         is_command: true,
