@@ -268,6 +268,7 @@ async fn update_log(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_killed_and_restarted_resumes() -> anyhow::Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::Builder::new().prefix("ordo-kill-").tempdir()?;
     // As root, the private Postgres runs as `postgres`, which must reach the data dir.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;

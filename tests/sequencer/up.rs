@@ -435,6 +435,7 @@ async fn participant_ids(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
+    let _serial = crate::SERIAL.lock().await;
     let dir = tempfile::Builder::new().prefix("ordo-up-").tempdir()?;
     // As root, the private Postgres runs as `postgres`, which must reach the data dir.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;

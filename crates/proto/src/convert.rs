@@ -126,10 +126,27 @@ pub fn event_to_pb(e: &SequencedEvent) -> pb::SequencedEvent {
         sender: e.sender.to_string(),
         message_id: e.message_id.clone(),
         envelopes: e.envelopes.iter().map(envelope_to_pb).collect(),
+        heartbeat: None,
     }
 }
 
+/// A subscription heartbeat (not an event): every event for the member up to
+/// `caught_up_to` was sent before it.
+pub fn heartbeat_to_pb(caught_up_to: i64) -> pb::SequencedEvent {
+    pb::SequencedEvent {
+        heartbeat: Some(pb::SubscriptionHeartbeat { caught_up_to }),
+        ..Default::default()
+    }
+}
+
+/// Decodes an event; a heartbeat is no event (check `heartbeat` first).
 pub fn event_from_pb(e: pb::SequencedEvent) -> Result<SequencedEvent, DecodeError> {
+    if e.heartbeat.is_some() {
+        return Err(DecodeError::new(
+            "heartbeat",
+            "a subscription heartbeat is not an event",
+        ));
+    }
     Ok(SequencedEvent {
         timestamp: Timestamp(e.timestamp),
         previous_timestamp: Timestamp(e.previous_timestamp),
@@ -191,5 +208,25 @@ mod tests {
         });
         let err = submission_from_pb(pb).unwrap_err();
         assert_eq!(err.field, "envelopes[0].recipients.members[0]");
+    }
+
+    #[test]
+    fn a_heartbeat_is_no_event() {
+        let beat = heartbeat_to_pb(17);
+        assert_eq!(
+            beat.heartbeat,
+            Some(pb::SubscriptionHeartbeat { caught_up_to: 17 })
+        );
+        assert_eq!((beat.timestamp, beat.previous_timestamp), (0, 0));
+        assert_eq!(event_from_pb(beat).unwrap_err().field, "heartbeat");
+        let event = SequencedEvent {
+            timestamp: Timestamp(5),
+            previous_timestamp: Timestamp(2),
+            sender: MemberId::new("a", &KeyPair::generate().public()).unwrap(),
+            message_id: "m".into(),
+            envelopes: vec![],
+        };
+        assert_eq!(event_to_pb(&event).heartbeat, None);
+        assert_eq!(event_from_pb(event_to_pb(&event)).unwrap(), event);
     }
 }

@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use tonic::metadata::MetadataValue;
 
 use crate::error::{ClientError, Disposition, classify};
-use crate::health::EndpointSet;
+use crate::health::{Deadlines, EndpointSet};
 
 /// Domain separation for the challenge signature, fixed by the sequencer's contract.
 pub const AUTH_CONTEXT: &[u8] = b"ordo-sequencer-auth-v1";
@@ -70,7 +70,7 @@ impl TokenCache {
         member: &MemberId,
         key: &KeyPair,
         clock: &dyn Clock,
-        timeout: std::time::Duration,
+        deadlines: Deadlines,
     ) -> Result<String, ClientError> {
         let mut guard = self.token.lock().await;
         if let Some(t) = guard.as_ref()
@@ -78,7 +78,7 @@ impl TokenCache {
         {
             return Ok(t.value.clone());
         }
-        let token = authenticate(endpoints, member, key, clock, timeout).await?;
+        let token = authenticate(endpoints, member, key, clock, deadlines).await?;
         let value = token.value.clone();
         *guard = Some(token);
         Ok(value)
@@ -99,7 +99,7 @@ async fn authenticate(
     member: &MemberId,
     key: &KeyPair,
     clock: &dyn Clock,
-    timeout: std::time::Duration,
+    deadlines: Deadlines,
 ) -> Result<Token, ClientError> {
     let mut last_failure = None;
     let mut avoid = None;
@@ -109,17 +109,17 @@ async fn authenticate(
             break;
         };
         let started = clock.now();
-        let attempt = tokio::time::timeout(timeout, authenticate_at(endpoints, i, member, key));
+        // A frozen node must not hold up every call waiting for the token.
+        let attempt = endpoints.answer(i, deadlines, authenticate_at(endpoints, i, member, key));
         let status = match attempt.await {
-            Ok(Ok(response)) => {
+            Ok(response) => {
                 return Ok(Token {
                     value: response.token,
                     obtained_at: started,
                     expires_at: Timestamp(response.expires_at),
                 });
             }
-            Ok(Err(status)) => status,
-            Err(_) => tonic::Status::deadline_exceeded("authentication timed out"),
+            Err(status) => status,
         };
         let failure = ClientError::Authentication {
             member: member.to_string(),

@@ -1,7 +1,10 @@
 //! Sends: concurrent `send` calls are gathered for `linger` into one `SendBatch` call to the
 //! next healthy endpoint; each result fans back to its caller. Calls that end without a
-//! definite answer are retried elsewhere with the same message ids (idempotent) until each
-//! submission's max sequencing time has passed.
+//! definite answer — including one whose node answers neither it within `send_deadline` nor
+//! a health check within `probe_timeout` — are retried elsewhere with the same message ids
+//! until each submission's max sequencing time has passed. The sequencer deduplicates by
+//! (sender, message id), so a retry of a batch the frozen node did sequence answers with the
+//! original timestamp, and each caller gets the first definite answer.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -249,9 +252,7 @@ async fn call(
         authorize(request, token).map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
     let mut client = SequencerServiceClient::new(shared.endpoints.channel(i))
         .max_decoding_message_size(usize::MAX);
-    let response = tokio::time::timeout(shared.config.request_timeout, client.send_batch(request))
-        .await
-        .map_err(|_| tonic::Status::deadline_exceeded("SendBatch timed out on the client"))??;
+    let response = shared.answer(i, client.send_batch(request)).await?;
     let results = response.into_inner().results;
     if results.len() != pending.len() {
         // A node that miscounts gave no usable answer; another node may do better.

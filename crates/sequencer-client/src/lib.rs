@@ -3,6 +3,12 @@
 //! them idempotently until their max sequencing time, keeps one subscription per stream on
 //! one node and resumes it on another from the last event, checking the chain. With no
 //! healthy node it fails fast.
+//!
+//! A node that stops answering without closing its connections is left within about half
+//! a second: a call without an answer within `send_deadline` checks its node's health, and
+//! moves on when that gets no answer within `probe_timeout` either (a busy node answers,
+//! so its calls keep waiting instead of being resent); a subscription that receives
+//! neither an event nor a heartbeat within `subscription_idle_timeout` resumes elsewhere.
 
 pub mod admin;
 mod auth;
@@ -48,8 +54,20 @@ impl Shared {
                 &c.member,
                 &c.key,
                 c.clock.as_ref(),
-                c.request_timeout,
+                c.deadlines(),
             )
+            .await
+    }
+
+    /// Awaits `call`, made on endpoint `i`, within the configured deadlines
+    /// ([`EndpointSet::answer`]).
+    async fn answer<T>(
+        &self,
+        i: usize,
+        call: impl Future<Output = Result<T, tonic::Status>>,
+    ) -> Result<T, tonic::Status> {
+        self.endpoints
+            .answer(i, self.config.deadlines(), call)
             .await
     }
 
@@ -70,15 +88,9 @@ impl Shared {
             };
             let token = self.token().await?;
             let client = SequencerServiceClient::new(self.endpoints.channel(i));
-            let status = match tokio::time::timeout(
-                self.config.request_timeout,
-                call(client, token.clone()),
-            )
-            .await
-            {
-                Ok(Ok(response)) => return Ok(response.into_inner()),
-                Ok(Err(status)) => status,
-                Err(_) => tonic::Status::deadline_exceeded("call timed out on the client"),
+            let status = match self.answer(i, call(client, token.clone())).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => status,
             };
             match classify(status.code()) {
                 Disposition::Reauthenticate if !reauthenticated => {
@@ -137,9 +149,14 @@ impl SequencerClient {
         });
         let mut tasks = Vec::new();
         for i in 0..shared.endpoints.len() {
-            let shared = shared.clone();
-            let retry = shared.config.health_retry;
-            let task = tokio::spawn(async move { shared.endpoints.watch(i, retry).await });
+            let (watching, listening) = (shared.clone(), shared.clone());
+            let c = &shared.config;
+            let (retry, interval, probe) = (c.health_retry, c.heartbeat_interval, c.probe_timeout);
+            let task = tokio::spawn(async move { watching.endpoints.watch(i, retry).await });
+            tasks.push(task.abort_handle());
+            let task = tokio::spawn(async move {
+                listening.endpoints.watch_liveness(i, interval, probe).await
+            });
             tasks.push(task.abort_handle());
         }
         let (queue, receiver) = mpsc::unbounded_channel();

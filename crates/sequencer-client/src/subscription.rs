@@ -1,6 +1,7 @@
 //! A member's event stream that survives node failures: it stays on one healthy node,
-//! checks every event's previous-timestamp chain, and when its node fails or turns
-//! unhealthy resumes on another from the last delivered event.
+//! checks every event's previous-timestamp chain, and when its node fails, turns unhealthy
+//! or suspect, or sends neither an event nor a heartbeat for `subscription_idle_timeout`,
+//! resumes on another from the last delivered event.
 
 use std::sync::Arc;
 
@@ -33,7 +34,30 @@ pub fn verify_chain(last: Timestamp, event: &SequencedEvent) -> Result<(), Clien
 struct Active {
     endpoint: usize,
     stream: Streaming<pb::SequencedEvent>,
-    health: watch::Receiver<bool>,
+    /// Health changes of any endpoint (its own, or another one becoming usable).
+    changes: watch::Receiver<u64>,
+}
+
+/// What ended a wait for the next message.
+enum Woken {
+    Message(Result<Option<pb::SequencedEvent>, tonic::Status>),
+    /// The endpoint is not SERVING, or suspect while another one is usable.
+    Leave,
+    /// Neither an event nor a heartbeat for the idle timeout.
+    Idle,
+}
+
+/// Resolves once the subscription should leave endpoint `i`.
+async fn must_leave(shared: &crate::Shared, i: usize, changes: &mut watch::Receiver<u64>) {
+    loop {
+        changes.borrow_and_update();
+        if shared.endpoints.should_leave(i) {
+            return;
+        }
+        if changes.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 pub struct Subscription {
@@ -76,25 +100,49 @@ impl Subscription {
                 continue;
             };
             let endpoint = active.endpoint;
-            // `None`: the endpoint turned unhealthy.
-            let message = tokio::select! {
-                m = active.stream.message() => Some(m),
-                _ = active.health.wait_for(|healthy| !*healthy) => None,
+            let shared = &self.inner.shared;
+            // The idle timer starts afresh with every wait: time the caller spends between
+            // two calls of `next` is not the node's silence.
+            let idle = shared.config.subscription_idle_timeout;
+            let waiting_since = tokio::time::Instant::now();
+            let woken = tokio::select! {
+                m = active.stream.message() => Woken::Message(m),
+                () = must_leave(shared, endpoint, &mut active.changes) => Woken::Leave,
+                () = tokio::time::sleep(idle) => Woken::Idle,
             };
-            let url = self.inner.shared.endpoints.url(endpoint);
-            let event = match message {
-                Some(Ok(Some(event))) => event,
-                None => {
-                    tracing::info!(endpoint = url, "subscription endpoint unhealthy, moving");
+            let url = shared.endpoints.url(endpoint);
+            if let Woken::Message(Ok(Some(_))) = woken {
+                shared.endpoints.heard_from(endpoint);
+            }
+            let event = match woken {
+                Woken::Message(Ok(Some(event))) if event.heartbeat.is_some() => continue,
+                Woken::Message(Ok(Some(event))) => event,
+                Woken::Leave => {
+                    tracing::info!(
+                        endpoint = url,
+                        "subscription endpoint unhealthy or suspect, moving"
+                    );
                     self.leave();
                     continue;
                 }
-                Some(Ok(None)) => {
+                Woken::Idle => {
+                    tracing::warn!(endpoint = url, ?idle, after = %self.last, "subscription saw neither an event nor a heartbeat, resuming on another node");
+                    metrics::counter!("ordo_sequencer_client_idle_subscriptions_total")
+                        .increment(1);
+                    // Heartbeats missed and nothing else heard from the node either: calls
+                    // avoid it too, until it answers a health check again.
+                    if !shared.endpoints.heard_since(endpoint, waiting_since) {
+                        shared.endpoints.suspect(endpoint);
+                    }
+                    self.leave();
+                    continue;
+                }
+                Woken::Message(Ok(None)) => {
                     tracing::info!(endpoint = url, "subscription stream ended, resubscribing");
                     self.leave();
                     continue;
                 }
-                Some(Err(status)) => {
+                Woken::Message(Err(status)) => {
                     tracing::info!(endpoint = url, %status, "subscription stream failed, resubscribing");
                     self.leave();
                     continue;
@@ -178,7 +226,7 @@ impl Subscription {
                     self.active = Some(Active {
                         endpoint: i,
                         stream,
-                        health: shared.endpoints.health(i),
+                        changes: shared.endpoints.changes(),
                     });
                     return Ok(());
                 }
@@ -203,16 +251,24 @@ impl Subscription {
     async fn open_at(&self, i: usize) -> Result<Streaming<pb::SequencedEvent>, ClientError> {
         let shared = &self.inner.shared;
         let token = shared.token().await?;
+        let heartbeat_ms = shared.config.heartbeat_interval.as_millis();
         let request = pb::SubscribeRequest {
             member: shared.config.member.to_string(),
             after_timestamp: self.last.micros(),
+            heartbeat_interval_ms: u32::try_from(heartbeat_ms).unwrap_or(u32::MAX),
         };
         let mut client = SequencerServiceClient::new(shared.endpoints.channel(i))
             .max_decoding_message_size(usize::MAX);
         let call = client.subscribe(authorize(request, &token)?);
-        match tokio::time::timeout(shared.config.request_timeout, call).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => {
+        match shared.answer(i, call).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if classify(status.code()) == Disposition::Retry => {
+                Err(ClientError::Unavailable {
+                    endpoint: shared.endpoints.url(i).to_string(),
+                    status,
+                })
+            }
+            Err(status) => {
                 if status.code() == tonic::Code::Unauthenticated {
                     shared.auth.invalidate(&token).await;
                     // Retry with a fresh token rather than give up.
@@ -223,10 +279,6 @@ impl Subscription {
                 }
                 Err(ClientError::Rejected(status))
             }
-            Err(_) => Err(ClientError::Unavailable {
-                endpoint: shared.endpoints.url(i).to_string(),
-                status: tonic::Status::deadline_exceeded("Subscribe timed out on the client"),
-            }),
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::config::SequencerConfig;
 use crate::error::SequencerError;
 use crate::registry::Registry;
 use crate::store::{self, MemberRow, NewEvent};
-use crate::subscription::{EventStream, Subscriptions};
+use crate::subscription::{EventStream, Subscriptions, heartbeat_interval};
 use crate::tail::{Tail, encode_payload};
 use crate::writer::WriterHandle;
 
@@ -203,7 +203,11 @@ impl SequencerService for SequencerApi {
             ))
             .into());
         }
-        let stream = s.subscriptions.start(member, r.after_timestamp).await?;
+        let heartbeat = heartbeat_interval(r.heartbeat_interval_ms);
+        let stream = s
+            .subscriptions
+            .start(member, r.after_timestamp, heartbeat)
+            .await?;
         Ok(Response::new(stream))
     }
 

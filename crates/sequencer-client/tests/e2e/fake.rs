@@ -1,6 +1,7 @@
 //! A tiny in-memory stand-in for the sequencer nodes: one shared total order (the
 //! "database") and any number of gRPC nodes over it, each with its own health status and
-//! fault hooks. Just enough of the server's contract to exercise the client.
+//! fault hooks. Just enough of the server's contract to exercise the client, heartbeats on
+//! idle subscriptions included.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub struct Ledger {
     pub refuse_sends: AtomicBool,
     /// Streams silently drop the event with this timestamp (a forged gap).
     pub drop_event: Mutex<Option<i64>>,
+    /// The next node to sequence a SendBatch freezes before answering it.
+    pub freeze_after_sequencing: AtomicBool,
 }
 
 impl Ledger {
@@ -167,6 +170,7 @@ impl Ledger {
                     sender: e.sender.clone(),
                     message_id: e.message_id.clone(),
                     envelopes,
+                    heartbeat: None,
                 })
             })
     }
@@ -194,8 +198,17 @@ fn error(code: Code, message: String) -> pb::SendResult {
 struct Control {
     serving: watch::Sender<bool>,
     killed: watch::Sender<bool>,
+    /// Like SIGSTOP: no call, health check or stream message is answered until thawed;
+    /// the connections stay open.
+    frozen: watch::Sender<bool>,
+    /// Sends heartbeats on idle subscriptions that ask for them.
+    heartbeats: AtomicBool,
+    /// How long each SendBatch takes before it is sequenced (a busy node).
+    send_delay: Mutex<Duration>,
     /// SendBatch calls received, answered or not.
     batch_calls: AtomicUsize,
+    /// Health checks (not Watch) received, answered or not.
+    health_checks: AtomicUsize,
     batch_sizes: Mutex<Vec<usize>>,
 }
 
@@ -206,6 +219,11 @@ struct Node {
 }
 
 impl Node {
+    /// Waits while the node is frozen.
+    async fn thawed(&self) {
+        let _ = self.control.frozen.subscribe().wait_for(|f| !*f).await;
+    }
+
     fn check_serving(&self) -> Result<(), Status> {
         if *self.control.serving.borrow() {
             Ok(())
@@ -229,6 +247,7 @@ impl SequencerAuthService for Node {
         &self,
         request: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
+        self.thawed().await;
         let member = request.into_inner().member;
         let mut s = self.ledger.state.lock();
         if !s.members.contains_key(&member) {
@@ -246,6 +265,7 @@ impl SequencerAuthService for Node {
         &self,
         request: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        self.thawed().await;
         let r = request.into_inner();
         let mut s = self.ledger.state.lock();
         let expected = s.challenges.remove(&r.member);
@@ -283,8 +303,9 @@ impl SequencerService for Node {
         &self,
         request: Request<pb::SendBatchRequest>,
     ) -> Result<Response<pb::SendBatchResponse>, Status> {
-        // Counted before anything else: a call to a draining node counts too.
+        // Counted before anything else: a call to a draining or frozen node counts too.
         self.control.batch_calls.fetch_add(1, Ordering::SeqCst);
+        self.thawed().await;
         self.check_serving()?;
         let sender = self.member(&request)?;
         if self.ledger.refuse_sends.load(Ordering::SeqCst) {
@@ -292,10 +313,20 @@ impl SequencerService for Node {
         }
         let requests = request.into_inner().requests;
         self.control.batch_sizes.lock().push(requests.len());
+        let delay = *self.control.send_delay.lock();
+        tokio::time::sleep(delay).await;
         let results = requests
             .iter()
             .map(|r| self.ledger.sequence(&sender, r))
             .collect();
+        if self
+            .ledger
+            .freeze_after_sequencing
+            .swap(false, Ordering::SeqCst)
+        {
+            self.control.frozen.send_replace(true);
+            self.thawed().await;
+        }
         let lose = self
             .ledger
             .lose_answers
@@ -312,19 +343,27 @@ impl SequencerService for Node {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        self.thawed().await;
         self.check_serving()?;
         let member = self.member(&request)?;
-        let after = request.into_inner().after_timestamp;
+        let request = request.into_inner();
+        // No heartbeats unasked: a day between them is as good as none in a test.
+        let heartbeat = match request.heartbeat_interval_ms {
+            0 => Duration::from_secs(86_400),
+            ms => Duration::from_millis(ms.into()),
+        };
         let state = (
             self.clone(),
             member,
-            after,
+            request.after_timestamp,
             self.ledger.appended.subscribe(),
         );
-        let stream = futures::stream::unfold(Some(state), |state| async move {
+        let stream = futures::stream::unfold(Some(state), move |state| async move {
             let (node, member, mut previous, mut appended) = state?;
             let mut killed = node.control.killed.subscribe();
             let mut serving = node.control.serving.subscribe();
+            let beat = tokio::time::sleep(heartbeat);
+            tokio::pin!(beat);
             loop {
                 appended.borrow_and_update();
                 if let Some(mut event) = node.ledger.next_for(&member, previous) {
@@ -334,14 +373,31 @@ impl SequencerService for Node {
                     if skip {
                         continue;
                     }
+                    node.thawed().await;
                     return Some((Ok(event), Some((node, member, previous, appended))));
                 }
-                tokio::select! {
-                    _ = appended.changed() => {}
+                let beat_due = tokio::select! {
+                    _ = appended.changed() => false,
                     _ = killed.wait_for(|k| *k) => return None,
                     _ = serving.wait_for(|s| !*s) => {
                         return Some((Err(Status::unavailable("node is draining")), None));
                     }
+                    () = &mut beat => true,
+                };
+                if beat_due && !node.control.heartbeats.load(Ordering::SeqCst) {
+                    // Switched off (an older node): wait another interval.
+                    beat.as_mut().reset(tokio::time::Instant::now() + heartbeat);
+                    continue;
+                }
+                if beat_due {
+                    node.thawed().await;
+                    let beat = pb::SequencedEvent {
+                        heartbeat: Some(pb::SubscriptionHeartbeat {
+                            caught_up_to: previous,
+                        }),
+                        ..Default::default()
+                    };
+                    return Some((Ok(beat), Some((node, member, previous, appended))));
                 }
             }
         });
@@ -352,6 +408,7 @@ impl SequencerService for Node {
         &self,
         request: Request<pb::AcknowledgeRequest>,
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
+        self.thawed().await;
         self.check_serving()?;
         self.member(&request)?;
         Ok(Response::new(pb::AcknowledgeResponse {}))
@@ -361,6 +418,7 @@ impl SequencerService for Node {
         &self,
         request: Request<pb::GetTimeRequest>,
     ) -> Result<Response<pb::GetTimeResponse>, Status> {
+        self.thawed().await;
         self.check_serving()?;
         self.member(&request)?;
         let head = self.ledger.events().last().map_or(0, |e| e.timestamp);
@@ -480,6 +538,8 @@ impl Health for Node {
         &self,
         _request: Request<HealthCheckRequest>,
     ) -> Result<Response<HealthCheckResponse>, Status> {
+        self.control.health_checks.fetch_add(1, Ordering::SeqCst);
+        self.thawed().await;
         Ok(Response::new(status_of(*self.control.serving.borrow())))
     }
 
@@ -541,7 +601,11 @@ impl FakeNode {
         let control = Arc::new(Control {
             serving: watch::Sender::new(true),
             killed: watch::Sender::new(false),
+            frozen: watch::Sender::new(false),
+            heartbeats: AtomicBool::new(true),
+            send_delay: Mutex::new(Duration::ZERO),
             batch_calls: AtomicUsize::new(0),
+            health_checks: AtomicUsize::new(0),
             batch_sizes: Mutex::new(Vec::new()),
         });
         let node = Node {
@@ -571,6 +635,27 @@ impl FakeNode {
 
     pub fn set_serving(&self, serving: bool) {
         self.control.serving.send_replace(serving);
+    }
+
+    /// Stops answering anything (SIGSTOP), or answers again (SIGCONT); the connections
+    /// stay open either way.
+    pub fn set_frozen(&self, frozen: bool) {
+        self.control.frozen.send_replace(frozen);
+    }
+
+    /// Whether idle subscriptions get the heartbeats they ask for (an older node: none).
+    pub fn set_heartbeats(&self, on: bool) {
+        self.control.heartbeats.store(on, Ordering::SeqCst);
+    }
+
+    /// Makes every SendBatch take `delay` before it is sequenced (health checks still
+    /// answer at once: busy, not frozen).
+    pub fn set_send_delay(&self, delay: Duration) {
+        *self.control.send_delay.lock() = delay;
+    }
+
+    pub fn health_checks(&self) -> usize {
+        self.control.health_checks.load(Ordering::SeqCst)
     }
 
     pub fn batch_calls(&self) -> usize {

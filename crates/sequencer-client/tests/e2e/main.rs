@@ -2,6 +2,7 @@
 
 mod admin;
 mod fake;
+mod frozen;
 mod sends;
 mod subscriptions;
 

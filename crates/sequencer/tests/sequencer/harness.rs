@@ -249,6 +249,8 @@ pub async fn collect(
             pb::SubscribeRequest {
                 member: m.id.clone(),
                 after_timestamp: after,
+                // Counts events only: no heartbeats.
+                heartbeat_interval_ms: 0,
             },
             &m.token,
         ))

@@ -9,3 +9,4 @@ mod t03_bad_input;
 mod t04_pruning;
 mod t05_provisioning;
 mod t06_burst;
+mod t07_heartbeats;

@@ -163,6 +163,7 @@ async fn bad_sends_are_rejected_and_write_nothing() -> Result<()> {
     let sub = pb::SubscribeRequest {
         member: bob.id.clone(),
         after_timestamp: 0,
+        heartbeat_interval_ms: 0,
     };
     expect(
         seq.subscribe(with_token(sub, &alice.token))

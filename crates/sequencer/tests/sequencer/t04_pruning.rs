@@ -65,6 +65,7 @@ async fn prune_removes_exactly_the_acknowledged_events() -> Result<()> {
     let req = pb::SubscribeRequest {
         member: bob.id.clone(),
         after_timestamp: ts[4],
+        heartbeat_interval_ms: 0,
     };
     match c.subscribe(with_token(req, &bob.token)).await {
         Ok(_) => panic!("subscribing into the pruned range must fail"),
