@@ -5,6 +5,7 @@
 mod baseline;
 mod failover;
 mod gateway;
+mod ledger;
 mod sequencer;
 mod stats;
 
@@ -39,6 +40,10 @@ enum Bench {
     /// cross-shard transfers over HTTP), against the same commands sent straight to the
     /// shards' Ledger API in the same run.
     Gateway(gateway::Args),
+    /// Committed transactions per second and latency of the whole ledger under `ordo
+    /// load` (transfers or issues), against the same outcome's rows written raw and the
+    /// sequencer's own events per second, measured in the same run on the same Postgres.
+    Ledger(ledger::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +63,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Gateway(args) => {
             let json = args.json;
             print(&runtime.block_on(gateway::run(args))?, json)?;
+        }
+        Bench::Ledger(args) => {
+            let json = args.json;
+            print(&runtime.block_on(ledger::run(args))?, json)?;
         }
     }
     Ok(())
