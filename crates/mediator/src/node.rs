@@ -209,21 +209,7 @@ impl Node {
         // The subscription lives in its own task so that the loop below can wait on other
         // things without cancelling a half-received event; its channel is what the next
         // batch drains.
-        let (events_tx, mut events) = mpsc::channel(MAX_BATCH);
-        let mut subscription = client.subscribe(processor.cursor);
-        let sub_stop = session_stop.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    () = sub_stop.cancelled() => return,
-                    next = subscription.next() => next,
-                };
-                let failed = next.is_err();
-                if events_tx.send(next).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
+        let mut events = client.subscribe(processor.cursor).spawn(MAX_BATCH);
 
         term.ready().await;
         let mut ticker = tokio::time::interval(self.config.time_proof_interval);

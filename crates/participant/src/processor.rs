@@ -72,22 +72,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
         let cursor = shared.snapshot().cursor;
         // The subscription lives in its own task, so that a batch can take whatever
         // arrived without cancelling a half-received event.
-        let pump_stop = stop.child_token();
-        let _pump_guard = pump_stop.clone().drop_guard();
-        let (events_tx, mut events) = tokio::sync::mpsc::channel(MAX_BATCH);
-        let mut subscription = shared.sequencer.subscribe(cursor);
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    () = pump_stop.cancelled() => return,
-                    next = subscription.next() => next,
-                };
-                let failed = next.is_err();
-                if events_tx.send(next).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
+        let mut events = shared.sequencer.subscribe(cursor).spawn(MAX_BATCH);
         let mut carried: std::collections::VecDeque<SequencedEvent> = Default::default();
         // Events processed again one per batch, to find the one Postgres refuses.
         let mut single = 0usize;

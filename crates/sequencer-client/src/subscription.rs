@@ -10,7 +10,7 @@ use ordo_core::{SequencedEvent, Timestamp};
 use ordo_proto::convert;
 use ordo_proto::sequencer::v1 as pb;
 use ordo_proto::sequencer::v1::sequencer_service_client::SequencerServiceClient;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::Streaming;
 
 use crate::Inner;
@@ -82,6 +82,27 @@ impl Subscription {
             resubscriptions: 0,
             broken: None,
         }
+    }
+
+    /// Runs the subscription in a task of its own that forwards each event, and the error
+    /// that ends it, to a channel of `capacity`: a consumer can then wait on other things,
+    /// or take whatever has arrived, without cancelling a half-received event. The task
+    /// ends after the error, or once the receiver is dropped.
+    pub fn spawn(mut self, capacity: usize) -> mpsc::Receiver<Result<SequencedEvent, ClientError>> {
+        let (tx, rx) = mpsc::channel(capacity);
+        tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    () = tx.closed() => return,
+                    next = self.next() => next,
+                };
+                let failed = next.is_err();
+                if tx.send(next).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        rx
     }
 
     /// The next event. Waits (across node failures and total outages) until one arrives.
