@@ -66,7 +66,6 @@ for db in ["ordo_sequencer", "ordo_topology", "ordo_mediator", "ordo_shard_1", "
         psql(db, "create extension if not exists pg_stat_statements")
     except subprocess.CalledProcessError:
         pass
-time.sleep(2)
 psql("postgres", "select pg_stat_statements_reset()")
 x0 = xacts()
 lat = []; done = [0]; fails = [0]

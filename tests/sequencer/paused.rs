@@ -22,8 +22,11 @@ use crate::harness::{Ledger, Net, Outcome, Record};
 /// enough that commits normally follow each other within a few hundred milliseconds, so a
 /// stall stands out.
 const WORKERS: usize = 8;
-/// How long the node stays frozen: well beyond every client deadline (and the 5 s request
-/// timeout that was the only one before).
+/// About how long the node stays frozen: well beyond every client deadline (and the 5 s
+/// request timeout that was the only one before). The test does not sleep for it: it keeps
+/// the node frozen until the load has committed as many transfers without it as it did in
+/// this time before the freeze (at most `3 × PAUSE`, which without the node's stand-in
+/// fails the test).
 const PAUSE: Duration = Duration::from_secs(8);
 /// The largest gap between successive commits allowed while the node is frozen. The target
 /// is 1 s: a member finds a frozen node suspect within about 0.5 s — a send unanswered for
@@ -110,9 +113,11 @@ async fn a_frozen_sequencer_stalls_commits_for_at_most_a_second() -> Result<()> 
     ledger.commits(2 * WORKERS, Duration::from_secs(30)).await?;
     // The baseline: gaps between commits in steady state, without any fault.
     let steady_from = Instant::now();
-    ledger
-        .commits(10 * WORKERS, Duration::from_secs(30))
-        .await?;
+    let steady = 10 * WORKERS;
+    ledger.commits(steady, Duration::from_secs(30)).await?;
+    // The commits the load makes in PAUSE at its steady rate.
+    let while_frozen = ((steady as f64) * PAUSE.as_secs_f64() / steady_from.elapsed().as_secs_f64())
+        .ceil() as usize;
 
     // Freeze the node serving the most subscriptions, so that both the sends and the
     // subscriptions on it must move.
@@ -141,7 +146,10 @@ async fn a_frozen_sequencer_stalls_commits_for_at_most_a_second() -> Result<()> 
 
     let frozen_at = Instant::now();
     let frozen = Frozen::freeze(pid)?;
-    tokio::time::sleep(PAUSE).await;
+    ledger
+        .commits(while_frozen, 3 * PAUSE)
+        .await
+        .with_context(|| format!("the load without the frozen {}", victim.name))?;
     drop(frozen);
     let resumed_at = Instant::now();
 
@@ -171,11 +179,12 @@ async fn a_frozen_sequencer_stalls_commits_for_at_most_a_second() -> Result<()> 
         .count();
     let (suspected, falsely, idle) = suspicions(&net, &victim.grpc);
     eprintln!(
-        "froze {} ({subscriptions} subscriptions) for {PAUSE:?}: largest gap between commits \
+        "froze {} ({subscriptions} subscriptions) for {:?}: largest gap between commits \
          {stall:?} while frozen ({during} commits), {baseline:?} in the {:?} before; members \
          found it suspect {suspected} times (the other node {falsely} times), {idle} \
          subscriptions moved for want of a heartbeat; {summary:?}",
         victim.name,
+        resumed_at - frozen_at,
         frozen_at - steady_from
     );
     ensure!(

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo_core::{
-    Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, SequencedEvent, Submission,
-    SystemClock,
+    Clock, Envelope, KeyPair, MemberId, PublicKey, Recipients, Submission, SystemClock,
 };
 use ordo_lease::{Replica, Term};
 pub use ordo_node::Listeners;
@@ -206,47 +205,27 @@ impl Node {
             self.config.ack_interval,
             session_stop.clone(),
         ));
-        // The subscription lives in its own task so that the loop below can wait on other
-        // things without cancelling a half-received event; its channel is what the next
-        // batch drains.
-        let mut events = client.subscribe(processor.cursor).spawn(MAX_BATCH);
+        // The subscription lives in its own task, so that the loop below can wait on other
+        // things without cancelling a half-received event.
+        let mut batches = client.subscribe(processor.cursor).batches(MAX_BATCH);
 
         term.ready().await;
         let mut ticker = tokio::time::interval(self.config.time_proof_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_proof: Option<Instant> = None;
-        let mut batches = Batches::default();
         loop {
-            if batches.carried.is_empty() {
-                // What ended the subscription comes after the events before it.
-                if let Some(e) = batches.failure.take() {
-                    return Err(e.into());
-                }
-                tokio::select! {
-                    // The stop first: it also ends the subscription task, whose closed
-                    // channel must not read as a failure.
-                    biased;
-                    () = term.stop.cancelled() => return Ok(()),
-                    first = events.recv() => {
-                        let first = first.ok_or_else(|| {
-                            MediatorError::Internal("the subscription task ended".into())
-                        })?;
-                        batches.receive(first, &mut events);
-                        continue;
+            let batch = tokio::select! {
+                biased;
+                () = term.stop.cancelled() => return Ok(()),
+                batch = batches.next() => batch?,
+                _ = ticker.tick() => {
+                    if self.time_proof_due(&processor, last_proof) {
+                        last_proof = Some(Instant::now());
+                        self.send_time_proof(&client, &session_stop);
                     }
-                    _ = ticker.tick() => {
-                        if self.time_proof_due(&processor, last_proof) {
-                            last_proof = Some(Instant::now());
-                            self.send_time_proof(&client, &session_stop);
-                        }
-                        continue;
-                    }
+                    continue;
                 }
-            }
-            if term.stop.is_cancelled() {
-                return Ok(());
-            }
-            let batch = batches.next();
+            };
             let started = Instant::now();
             let checked = processor.check(batch).await?;
             let mut changes = Changes::default();
@@ -268,7 +247,7 @@ impl Node {
                 }
             }
             let mut checked = checked;
-            batches.carry(checked.drain(handled..).map(|c| c.event));
+            batches.give_back(checked.drain(handled..).map(|c| c.event));
             let at = checked[handled - 1].event.timestamp;
             let taken = sequenced.take();
             let committed = store::commit(&self.pool, &self.replica, at, &changes, &taken).await;
@@ -386,64 +365,5 @@ async fn acknowledge(
                 Err(e) => tracing::debug!(error = %e, "acknowledgement failed; will retry"),
             }
         }
-    }
-}
-
-/// The events of the next batches: what arrived and is not processed yet.
-#[derive(Default)]
-struct Batches {
-    /// Events received but not yet processed, oldest first: those after a batch's
-    /// topology change, or a batch being processed again an event at a time.
-    carried: std::collections::VecDeque<SequencedEvent>,
-    /// How many of the carried events go one per batch.
-    single: usize,
-    /// What ended the subscription, after the events before it.
-    failure: Option<ordo_sequencer_client::ClientError>,
-}
-
-type Received = Result<SequencedEvent, ordo_sequencer_client::ClientError>;
-
-impl Batches {
-    /// `first` and whatever else the subscription has ready, up to a batch.
-    fn receive(&mut self, first: Received, events: &mut mpsc::Receiver<Received>) {
-        let mut next = Some(first);
-        while let Some(received) = next.take() {
-            match received {
-                Ok(event) => self.carried.push_back(event),
-                Err(e) => {
-                    self.failure = Some(e);
-                    return;
-                }
-            }
-            if self.carried.len() < MAX_BATCH {
-                next = events.try_recv().ok();
-            }
-        }
-    }
-
-    /// The next batch, oldest first.
-    fn next(&mut self) -> Vec<SequencedEvent> {
-        let n = if self.single > 0 {
-            self.single -= 1;
-            1
-        } else {
-            MAX_BATCH
-        };
-        let n = n.min(self.carried.len());
-        self.carried.drain(..n).collect()
-    }
-
-    /// Events to process before anything newer, in the given order.
-    fn carry(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
-        for event in events.rev() {
-            self.carried.push_front(event);
-        }
-    }
-
-    /// Processes `events` again, one per batch.
-    fn one_at_a_time(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
-        let before = self.carried.len();
-        self.carry(events);
-        self.single = self.carried.len() - before;
     }
 }

@@ -154,6 +154,14 @@ impl Shared {
         Ok(())
     }
 
+    /// Forgets what pending requests create, when the state may have changed elsewhere (a
+    /// term starts, the stored cursor is not this replica's): requests made pending before
+    /// are not waited for (a command using their contracts fails NOT_FOUND as it would
+    /// without the wait).
+    pub(crate) fn forget_pending_creates(&self) {
+        *self.creating.lock() = Creating::default();
+    }
+
     /// The processor committed a pending request that creates `contracts` if approved.
     pub(crate) fn creating(&self, request: Timestamp, deadline: Timestamp, contracts: Vec<String>) {
         let mut creating = self.creating.lock();
@@ -181,7 +189,10 @@ impl Shared {
     pub(crate) async fn await_created(&self, contract: &str, cap: std::time::Duration) -> bool {
         let until = tokio::time::Instant::now() + cap;
         let mut processed = self.processed.subscribe();
-        let now = match self.time_proof().await {
+        let now = match self
+            .time_proof("tp-read", std::time::Duration::from_secs(10))
+            .await
+        {
             Ok(ts) => ts,
             Err(e) => {
                 tracing::debug!(error = %e, "no time proof; not waiting for pending requests");
@@ -222,8 +233,14 @@ impl Shared {
         }
     }
 
-    /// Sequences a time proof addressed to this participant: its timestamp.
-    async fn time_proof(&self) -> Result<Timestamp, ordo_sequencer_client::ClientError> {
+    /// Sequences a time proof addressed to this participant, with a message id starting
+    /// with `tag` and sequenced within `window`: its timestamp. The event it makes moves
+    /// the processor's clock past everything sequenced before it.
+    pub(crate) async fn time_proof(
+        &self,
+        tag: &str,
+        window: std::time::Duration,
+    ) -> Result<Timestamp, ordo_sequencer_client::ClientError> {
         let nonce: u64 = rand::random();
         let content = ordo_protocol::SignedMessage::encode(
             &self.member,
@@ -231,9 +248,9 @@ impl Shared {
             &ordo_protocol::Message::TimeProof(ordo_protocol::TimeProof { nonce }),
         );
         let submission = ordo_core::Submission {
-            message_id: format!("tp-read-{nonce:016x}"),
+            message_id: format!("{tag}-{nonce:016x}"),
             max_sequencing_time: Timestamp::from_system_time(std::time::SystemTime::now())
-                .plus(std::time::Duration::from_secs(10)),
+                .plus(window),
             envelopes: vec![ordo_core::Envelope {
                 recipients: ordo_core::Recipients::members([self.member.clone()]),
                 content,
@@ -297,8 +314,6 @@ impl Shared {
 
     /// Replaces the cached snapshot and the watched ends with `state` as stored.
     pub(crate) fn reload(&self, state: store::ProcessingState) {
-        // What pending requests create is learnt again as the processor meets them.
-        *self.creating.lock() = Creating::default();
         let old = self.snapshot();
         let packages = if old.topology.packages == state.topology.packages {
             old.packages.clone()

@@ -12,8 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ordo_core::{Envelope, Recipients, Submission, Timestamp};
-use ordo_protocol::{Message, SignedMessage, TimeProof};
+use ordo_core::Timestamp;
 use ordo_sequencer_client::ClientError;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -160,22 +159,8 @@ async fn delete(shared: &Shared, ids: &[String]) -> Result<(), ParticipantError>
 /// Sends a time proof to ourselves, so that an event after `after` arrives and the
 /// processor learns that a submission can no longer be sequenced.
 pub async fn request_time_proof(shared: &Shared, after: Timestamp) {
-    let nonce: u64 = rand::random();
-    let content = SignedMessage::encode(
-        &shared.member,
-        &shared.key,
-        &Message::TimeProof(TimeProof { nonce }),
-    );
-    let submission = Submission {
-        message_id: format!("tp-{}-{nonce:016x}", after.micros()),
-        max_sequencing_time: Timestamp::from_system_time(std::time::SystemTime::now())
-            .plus(Duration::from_secs(60)),
-        envelopes: vec![Envelope {
-            recipients: Recipients::members([shared.member.clone()]),
-            content,
-        }],
-    };
-    if let Err(e) = shared.sequencer.send(submission).await {
+    let tag = format!("tp-{}", after.micros());
+    if let Err(e) = shared.time_proof(&tag, Duration::from_secs(60)).await {
         tracing::warn!(error = %e, "sending a time proof failed");
     }
 }

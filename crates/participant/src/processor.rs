@@ -72,45 +72,24 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
         let cursor = shared.snapshot().cursor;
         // The subscription lives in its own task, so that a batch can take whatever
         // arrived without cancelling a half-received event.
-        let mut events = shared.sequencer.subscribe(cursor).spawn(MAX_BATCH);
-        let mut carried: std::collections::VecDeque<SequencedEvent> = Default::default();
-        // Events processed again one per batch, to find the one Postgres refuses.
-        let mut single = 0usize;
+        let mut batches = shared.sequencer.subscribe(cursor).batches(MAX_BATCH);
         loop {
-            if carried.is_empty() {
-                let first = tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    e = events.recv() => e,
-                };
-                let mut next = first;
-                while let Some(received) = next.take() {
-                    match received {
-                        Ok(e) => carried.push_back(e),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
-                            shared.replica.error(format!("sequencer subscription: {e}"));
-                            break;
-                        }
-                    }
-                    if carried.len() < MAX_BATCH {
-                        next = events.try_recv().ok();
-                    }
-                }
-                if carried.is_empty() {
+            let next = tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                next = batches.next() => next,
+            };
+            let batch = match next {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
+                    shared.replica.error(format!("sequencer subscription: {e}"));
                     tokio::select! {
                         () = stop.cancelled() => return Ok(()),
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
                     continue 'subscribe;
                 }
-            }
-            let take = if single > 0 {
-                single -= 1;
-                1
-            } else {
-                MAX_BATCH
             };
-            let batch: Vec<SequencedEvent> = carried.drain(..take.min(carried.len())).collect();
             let mut backoff = Duration::from_millis(100);
             let handled = loop {
                 let processed = match process(&shared, &batch).await {
@@ -139,14 +118,11 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
                 }
             };
             if handled == 0 {
-                single = batch.len();
-            }
-            for event in batch.into_iter().skip(handled).rev() {
-                carried.push_front(event);
-            }
-            if handled == 0 {
+                // Processed again one at a time, to find the event Postgres refuses.
+                batches.one_at_a_time(batch.into_iter());
                 continue;
             }
+            batches.give_back(batch.into_iter().skip(handled));
             let at = shared.snapshot().cursor;
             shared.replica.processed(at);
             if last_ack.elapsed() >= shared.config.acknowledge_interval {
@@ -164,6 +140,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
 
 /// What a committed batch changed that in-memory watchers care about, and the alarms its
 /// events raised (counted once the batch is committed).
+#[derive(Default)]
 struct Effects {
     /// The offsets taken so far, written with the cursor.
     offsets: store::Offsets,
@@ -189,15 +166,7 @@ impl Effects {
     fn new(offsets: store::Offsets) -> Self {
         Self {
             offsets,
-            ledger_end: None,
-            completion_end: None,
-            outbox: Vec::new(),
-            alarms: Vec::new(),
-            raised: Vec::new(),
-            pending: Vec::new(),
-            completed: Vec::new(),
-            creating: Vec::new(),
-            resolved: Vec::new(),
+            ..Self::default()
         }
     }
 
@@ -287,6 +256,7 @@ async fn process(
         // cache still be stale, it must not be the base of this batch's effects.
         let state = store::load_state(&mut tx).await?;
         shared.reload(state);
+        shared.forget_pending_creates();
         return Err(ParticipantError::Internal(format!(
             "the stored cursor {} is not this replica's {}: the state was advanced elsewhere; reloaded it",
             cursor.micros(),

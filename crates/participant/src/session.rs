@@ -71,6 +71,7 @@ async fn resume(shared: &Shared) -> Result<(), ParticipantError> {
         "resuming as the active replica"
     );
     shared.reload(state);
+    shared.forget_pending_creates();
     Ok(())
 }
 

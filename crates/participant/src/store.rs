@@ -165,7 +165,7 @@ pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, Part
 
 /// The offsets of a batch, taken in memory while the state row is locked and written
 /// once with the cursor ([`save_position`]).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct Offsets {
     pub ledger_end: i64,
     pub completion_end: i64,

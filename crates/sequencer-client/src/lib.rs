@@ -33,7 +33,7 @@ pub use batcher::{backoff, expired, fits};
 pub use config::{ClientConfig, DEFAULT_MAX_BATCH_BYTES};
 pub use error::{ClientError, Disposition, classify};
 pub use health::{SEQUENCER_SERVICE, next_healthy};
-pub use subscription::{Subscription, verify_chain};
+pub use subscription::{Batches, Subscription, verify_chain};
 
 use auth::{TokenCache, authorize};
 use health::EndpointSet;

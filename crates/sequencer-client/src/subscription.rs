@@ -3,6 +3,7 @@
 //! or suspect, or sends neither an event nor a heartbeat for `subscription_idle_timeout`,
 //! resumes on another from the last delivered event.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::Stream;
@@ -84,12 +85,11 @@ impl Subscription {
         }
     }
 
-    /// Runs the subscription in a task of its own that forwards each event, and the error
-    /// that ends it, to a channel of `capacity`: a consumer can then wait on other things,
-    /// or take whatever has arrived, without cancelling a half-received event. The task
-    /// ends after the error, or once the receiver is dropped.
-    pub fn spawn(mut self, capacity: usize) -> mpsc::Receiver<Result<SequencedEvent, ClientError>> {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// Runs the subscription in a task of its own and takes its events in batches of at
+    /// most `max`: whatever has arrived, without cancelling a half-received event. The task
+    /// ends after the error that ends the subscription, or once the batches are dropped.
+    pub fn batches(mut self, max: usize) -> Batches {
+        let (tx, rx) = mpsc::channel(max);
         tokio::spawn(async move {
             loop {
                 let next = tokio::select! {
@@ -102,7 +102,7 @@ impl Subscription {
                 }
             }
         });
-        rx
+        Batches::new(rx, max)
     }
 
     /// The next event. Waits (across node failures and total outages) until one arrives.
@@ -341,5 +341,142 @@ mod tests {
         // Duplicate / going backwards.
         assert!(verify_chain(Timestamp(5), &event(5, 5)).is_err());
         assert!(verify_chain(Timestamp(5), &event(4, 5)).is_err());
+    }
+}
+
+type Received = Result<SequencedEvent, ClientError>;
+
+/// A subscription's events in batches, for a member that processes whatever has arrived
+/// in one go ([`Subscription::batches`]). Events it hands out and does not process (those
+/// after a batch's topology change, or a whole batch to go through again one event at a
+/// time) are given back and come first in the next batches.
+pub struct Batches {
+    events: mpsc::Receiver<Received>,
+    max: usize,
+    /// Received and not processed yet, oldest first.
+    carried: VecDeque<SequencedEvent>,
+    /// How many of the carried events go one per batch.
+    single: usize,
+    /// What ended the subscription, handed out after the events before it.
+    failure: Option<ClientError>,
+}
+
+impl Batches {
+    fn new(events: mpsc::Receiver<Received>, max: usize) -> Self {
+        Self {
+            events,
+            max: max.max(1),
+            carried: VecDeque::new(),
+            single: 0,
+            failure: None,
+        }
+    }
+
+    /// The next batch, oldest first: given-back events, or else at least one new event and
+    /// whatever else has arrived. `Err` is what ended the subscription, once every event
+    /// before it was handed out. Cancel-safe: nothing is lost if the future is dropped.
+    pub async fn next(&mut self) -> Result<Vec<SequencedEvent>, ClientError> {
+        if self.carried.is_empty() {
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
+            let first = self.events.recv().await.ok_or(ClientError::Closed)?;
+            let mut next = Some(first);
+            while let Some(received) = next.take() {
+                match received {
+                    Ok(event) => self.carried.push_back(event),
+                    Err(e) => {
+                        self.failure = Some(e);
+                        break;
+                    }
+                }
+                if self.carried.len() < self.max {
+                    next = self.events.try_recv().ok();
+                }
+            }
+            if self.carried.is_empty() {
+                return Err(self.failure.take().unwrap_or(ClientError::Closed));
+            }
+        }
+        let n = if self.single > 0 {
+            self.single -= 1;
+            1
+        } else {
+            self.max
+        };
+        let n = n.min(self.carried.len());
+        Ok(self.carried.drain(..n).collect())
+    }
+
+    /// Gives `events` (in order) back, to come before anything newer.
+    pub fn give_back(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
+        for event in events.rev() {
+            self.carried.push_front(event);
+        }
+    }
+
+    /// Gives `events` back to be handed out again one per batch (to find the one whose
+    /// effects cannot be written).
+    pub fn one_at_a_time(&mut self, events: impl DoubleEndedIterator<Item = SequencedEvent>) {
+        let before = self.carried.len();
+        self.give_back(events);
+        self.single = self.carried.len() - before;
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use ordo_core::MemberId;
+
+    fn event(ts: i64) -> SequencedEvent {
+        SequencedEvent {
+            timestamp: Timestamp(ts),
+            previous_timestamp: Timestamp(ts - 1),
+            sender: MemberId::new("m", &ordo_core::KeyPair::generate().public()).unwrap(),
+            message_id: format!("e{ts}"),
+            envelopes: Vec::new(),
+        }
+    }
+
+    fn times(batch: &[SequencedEvent]) -> Vec<i64> {
+        batch.iter().map(|e| e.timestamp.micros()).collect()
+    }
+
+    #[tokio::test]
+    async fn batches_take_what_arrived_give_back_and_end_with_the_failure() {
+        let (tx, rx) = mpsc::channel(16);
+        let mut batches = Batches::new(rx, 3);
+        for ts in 1..=5 {
+            tx.send(Ok(event(ts))).await.unwrap();
+        }
+        tx.send(Err(ClientError::Closed)).await.unwrap();
+        // At most three at a time, in order.
+        let first = batches.next().await.unwrap();
+        assert_eq!(times(&first), [1, 2, 3]);
+        // Two of them given back come before the rest.
+        batches.give_back(first.into_iter().skip(1));
+        assert_eq!(times(&batches.next().await.unwrap()), [2, 3]);
+        // The last events before the failure, then the failure.
+        assert_eq!(times(&batches.next().await.unwrap()), [4, 5]);
+        assert!(matches!(batches.next().await, Err(ClientError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn one_at_a_time_then_whole_batches_again() {
+        let (tx, rx) = mpsc::channel(16);
+        let mut batches = Batches::new(rx, 8);
+        for ts in 1..=4 {
+            tx.send(Ok(event(ts))).await.unwrap();
+        }
+        let all = batches.next().await.unwrap();
+        assert_eq!(times(&all), [1, 2, 3, 4]);
+        batches.one_at_a_time(all.into_iter().take(3));
+        tx.send(Ok(event(5))).await.unwrap();
+        for ts in 1..=3 {
+            assert_eq!(times(&batches.next().await.unwrap()), [ts]);
+        }
+        // Back to whole batches once the given-back events are through.
+        assert_eq!(times(&batches.next().await.unwrap()), [5]);
     }
 }
