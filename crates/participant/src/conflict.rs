@@ -70,9 +70,18 @@ pub fn check_activeness(
     inputs: &[InputUse],
     acs: &BTreeMap<String, ContractState>,
 ) -> Result<Locks, String> {
+    check_activeness_in(request, inputs, |id| acs.get(id))
+}
+
+/// [`check_activeness`] against the states `acs` looks up by contract id.
+pub fn check_activeness_in<'s>(
+    request: Timestamp,
+    inputs: &[InputUse],
+    acs: impl Fn(&str) -> Option<&'s ContractState>,
+) -> Result<Locks, String> {
     let mut locks = Locks::default();
     for input in inputs {
-        let state = match acs.get(&input.contract_id) {
+        let state = match acs(&input.contract_id) {
             Some(state) => state,
             None if input.hosted_stakeholder => {
                 return Err(format!("contract {} is not active", input.contract_id));

@@ -19,6 +19,7 @@
 
 pub mod alarm;
 pub mod api;
+mod apply;
 pub mod auth;
 pub mod config;
 pub mod conflict;
@@ -31,6 +32,8 @@ pub mod processor;
 mod session;
 pub mod store;
 pub mod submission;
+#[cfg(test)]
+mod testkit;
 mod topology_admin;
 pub mod validation;
 pub mod views;

@@ -3,38 +3,31 @@
 //! completions, outbox rows) commits in one transaction together with the cursor, so a
 //! crash neither loses nor repeats anything; the subscription resumes after the cursor.
 //!
-//! Decoding, signature checks and the checks of a view (`validation`) run on a blocking
-//! thread before the transaction; the deciding rules live in `validation`, `conflict` and
-//! `views`. No event can stop the shard: a fault of a message is a rejection or an ignored
+//! Events come in batches. Decoding, signature checks and the checks of a view
+//! (`validation`) run on blocking threads before the transaction; then the batch reads the
+//! rows it can touch (`store::batch::read`), decides in memory (`apply`, over the rules of
+//! `conflict` and `views`) and writes the outcome set-based (`store::batch::write`) with
+//! the cursor. No event can stop the shard: a fault of a message is a rejection or an ignored
 //! message plus an alarm; only transient failures (database, network) are retried, and a
 //! write that Postgres refuses for its data (the same on every retry) skips the event with
 //! an alarm.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordo_core::{MemberId, PartyId, SequencedEvent, Submission, Timestamp};
+use ordo_core::{SequencedEvent, Timestamp};
 use ordo_ledger::PackageStore;
-use ordo_protocol::{
-    ConfirmationResponse, Message, ResponseOutcome, SignedMessage, TopologyState, Verdict,
-    VerdictOutcome, merkle,
-};
-use sqlx::PgConnection;
+use ordo_protocol::TopologyState;
 use tokio_util::sync::CancellationToken;
 
 use crate::alarm::{self, Alarm, Raised};
-use crate::conflict;
+use crate::apply::{Batch, Decider};
+pub use crate::apply::{CODE_ABORTED, CODE_FAILED_PRECONDITION, CODE_OK};
 use crate::error::ParticipantError;
 use crate::node::{Shared, Snapshot};
-use crate::store::{self, Outcome, PendingRow};
-use crate::validation::{self, CheckedView, Prepared, PreparedEvent, Rejection};
-use crate::views::{self, CommitContext, ViewPayload};
-
-/// google.rpc.Code values used in completions.
-pub const CODE_OK: i32 = 0;
-pub const CODE_FAILED_PRECONDITION: i32 = 9;
-pub const CODE_ABORTED: i32 = 10;
+use crate::store::{self, Outcome};
+use crate::validation::{self, Prepared, PreparedEvent};
+use crate::views;
 
 /// The package store of the packages vetted in `topology`. A package that does not parse
 /// (or clashes with an earlier one by name) is skipped, the same way on every participant.
@@ -138,44 +131,6 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
     }
 }
 
-/// What a committed batch changed that in-memory watchers care about, and the alarms its
-/// events raised (counted once the batch is committed).
-#[derive(Default)]
-struct Effects {
-    /// The offsets taken so far, written with the cursor.
-    offsets: store::Offsets,
-    ledger_end: Option<i64>,
-    completion_end: Option<i64>,
-    /// Outbox rows written, for the sender once committed.
-    outbox: Vec<store::OutboxRow>,
-    /// The current event's alarms.
-    alarms: Vec<Raised>,
-    /// Every event's alarms, with the event.
-    raised: Vec<(Timestamp, MemberId, Raised)>,
-    /// Requests made pending in the batch: (deadline, request).
-    pending: Vec<(Timestamp, Timestamp)>,
-    /// Completions, for the calls waiting on them once committed.
-    completed: Vec<store::CompletionRow>,
-    /// Approved requests pending here: (request, deadline, the contracts they create).
-    creating: Vec<(Timestamp, Timestamp, Vec<String>)>,
-    /// Requests whose outcome was applied (or timed out).
-    resolved: Vec<Timestamp>,
-}
-
-impl Effects {
-    fn new(offsets: store::Offsets) -> Self {
-        Self {
-            offsets,
-            ..Self::default()
-        }
-    }
-
-    fn complete(&mut self, completion: store::CompletionRow) {
-        self.completion_end = Some(completion.completion_offset);
-        self.completed.push(completion);
-    }
-}
-
 /// The limits this participant interprets its own clients' commands under: the domain's,
 /// with the step budget capped by `limits.max_interpretation_steps` of its configuration.
 pub fn submission_limits(shared: &Shared, topology: &TopologyState) -> ordo_ledger::Limits {
@@ -263,47 +218,39 @@ async fn process(
             snapshot.cursor.micros()
         )));
     }
-    let mut effects = Effects::new(offsets);
-    let mut due = Due::load(&mut tx, last).await?;
+    let wanted = wanted(shared, &fresh[..cut], &prepared[..cut], last);
+    let loaded = store::batch::read(&mut tx, &wanted).await?;
+    let who = Decider {
+        me: &shared.member,
+        key: &shared.key,
+        mediator_reaction_timeout: shared.config.mediator_reaction_timeout,
+    };
+    let mut batch = Batch::new(who, loaded, offsets, last);
     let mut changed: Option<TopologyState> = None;
     for (event, prepared) in fresh.iter().zip(prepared).take(cut) {
         let ts = event.timestamp;
-        effects.alarms = prepared.alarms;
-        if event.sender == shared.member {
-            store::set_command_request(&mut tx, &event.message_id, ts).await?;
-        }
-        expire(shared, &mut tx, ts, &mut due, &mut effects).await?;
+        batch.effects.alarms = prepared.alarms;
+        batch.begin_event(ts, &event.sender, &event.message_id);
         for message in prepared.messages {
             let topology = changed.as_ref().unwrap_or(&snapshot.topology);
             match message {
                 Prepared::Topology(t) => {
                     let next = changed.get_or_insert_with(|| (*snapshot.topology).clone());
                     if let Err(e) = next.apply(&t, ts) {
-                        effects
+                        batch
+                            .effects
                             .alarms
                             .push(Raised::new(Alarm::TopologyRefused, e.to_string()));
                     }
                 }
-                Prepared::View(view) => {
-                    on_view(shared, &mut tx, topology, ts, *view, &mut effects).await?;
-                }
-                Prepared::Verdict(v) => {
-                    on_verdict(shared, &mut tx, topology, &v, &mut effects).await?
-                }
+                Prepared::View(view) => batch.on_view(topology, ts, *view),
+                Prepared::Verdict(v) => batch.on_verdict(topology, &v)?,
             }
         }
-        // A request made pending here can time out later in the same batch.
-        for (deadline, request) in effects.pending.drain(..) {
-            if deadline < last {
-                let at = due.requests.partition_point(|d| *d <= (deadline, request));
-                due.requests.insert(at, (deadline, request));
-            }
-        }
-        let raised = std::mem::take(&mut effects.alarms);
-        effects
-            .raised
-            .extend(raised.into_iter().map(|r| (ts, event.sender.clone(), r)));
+        batch.end_event(ts, &event.sender);
     }
+    let (writes, effects) = batch.finish();
+    store::batch::write(&mut tx, &writes).await?;
     if let Some(topology) = &changed {
         store::save_topology(&mut tx, topology).await?;
     }
@@ -337,13 +284,46 @@ async fn process(
     for request in effects.resolved {
         shared.resolved(request);
     }
-    shared.hand_over(effects.outbox);
+    shared.hand_over(writes.outbox);
     shared.deliver(effects.completed);
     for (ts, sender, raised) in &effects.raised {
         alarm::raise(raised, *ts, sender);
     }
     shared.processed.send_replace(last);
     Ok(events.len() - (fresh.len() - cut))
+}
+
+/// What the batch of `events` (checked as `prepared`) can touch, for `store::batch::read`.
+fn wanted(
+    shared: &Shared,
+    events: &[&SequencedEvent],
+    prepared: &[PreparedEvent],
+    last: Timestamp,
+) -> store::batch::Wanted {
+    let mut wanted = store::batch::Wanted {
+        last,
+        ..Default::default()
+    };
+    for (event, prepared) in events.iter().zip(prepared) {
+        if event.sender == shared.member {
+            wanted.message_ids.push(event.message_id.clone());
+        }
+        for message in &prepared.messages {
+            match message {
+                Prepared::View(view) => {
+                    if let Some((payload, _)) = &view.payload {
+                        wanted
+                            .inputs
+                            .extend(payload.view.inputs.keys().map(ToString::to_string));
+                        wanted.created.extend(views::created_ids(&payload.view));
+                    }
+                }
+                Prepared::Verdict(v) => wanted.decided.push(v.request.micros()),
+                Prepared::Topology(_) => {}
+            }
+        }
+    }
+    wanted
 }
 
 /// Checks each event off the async workers, in parallel.
@@ -374,373 +354,6 @@ async fn prepare(
             r.map_err(|e| ParticipantError::Internal(format!("event preparation panicked: {e}")))
         })
         .collect()
-}
-
-/// What may come due within a batch, read once for the batch's last timestamp: pending
-/// requests by deadline and in-flight commands not yet sequenced by max sequencing time.
-/// Each event takes those due before its own timestamp, in order.
-struct Due {
-    requests: std::collections::VecDeque<(Timestamp, Timestamp)>,
-    commands: std::collections::VecDeque<(Timestamp, String)>,
-}
-
-impl Due {
-    async fn load(tx: &mut PgConnection, until: Timestamp) -> Result<Self, ParticipantError> {
-        Ok(Self {
-            requests: store::expired_pending(tx, until).await?.into(),
-            commands: store::unsequenced_commands_before(tx, until).await?.into(),
-        })
-    }
-}
-
-/// Requests past their deadline without a verdict time out; commands whose confirmation
-/// request can no longer be sequenced are rejected.
-async fn expire(
-    shared: &Shared,
-    tx: &mut PgConnection,
-    now: Timestamp,
-    due: &mut Due,
-    effects: &mut Effects,
-) -> Result<(), ParticipantError> {
-    while due
-        .requests
-        .front()
-        .is_some_and(|(deadline, _)| *deadline < now)
-    {
-        let Some((_, request)) = due.requests.pop_front() else {
-            break;
-        };
-        if let Some(pending) = store::take_pending(tx, request).await? {
-            tracing::info!(
-                request = request.micros(),
-                "no verdict by the deadline; the request timed out"
-            );
-            finish_rejected(shared, tx, &pending, timeout_outcome(), effects).await?;
-        }
-    }
-    while due.commands.front().is_some_and(|(mst, _)| *mst < now) {
-        let Some((_, message_id)) = due.commands.pop_front() else {
-            break;
-        };
-        let outcome = Outcome {
-            code: CODE_ABORTED,
-            message: "the confirmation request was not sequenced before its max sequencing time; resubmit the command".into(),
-            update_id: String::new(),
-            ledger_offset: 0,
-        };
-        // Not if its request was sequenced earlier in the batch after all.
-        let sequenced = store::command_by_message_id(tx, &message_id)
-            .await?
-            .is_none_or(|c| c.request_ts.is_some());
-        if sequenced {
-            continue;
-        }
-        if let Some(c) =
-            store::complete_command(tx, &message_id, &outcome, now, &mut effects.offsets).await?
-        {
-            effects.complete(c);
-        }
-    }
-    Ok(())
-}
-
-/// The outcome of a command whose request this participant did not apply although the
-/// mediator approved it.
-fn local_rejection(reason: &str) -> Outcome {
-    Outcome {
-        code: CODE_FAILED_PRECONDITION,
-        message: format!("the transaction was not applied on this participant: {reason}"),
-        update_id: String::new(),
-        ledger_offset: 0,
-    }
-}
-
-fn timeout_outcome() -> Outcome {
-    Outcome {
-        code: CODE_ABORTED,
-        message: "the transaction timed out: not every confirming party answered in time".into(),
-        update_id: String::new(),
-        ledger_offset: 0,
-    }
-}
-
-fn hosted_parties(topology: &TopologyState, me: &MemberId) -> BTreeSet<PartyId> {
-    topology.parties_of(me).cloned().collect()
-}
-
-/// A view addressed to this participant: the checks that need the database (activeness
-/// and locks of its inputs, freshness of the contracts it creates), then the pending request
-/// with this participant's own outcome, and the response for the parties it answers for.
-async fn on_view(
-    shared: &Shared,
-    tx: &mut PgConnection,
-    topology: &TopologyState,
-    request: Timestamp,
-    view: CheckedView,
-    effects: &mut Effects,
-) -> Result<(), ParticipantError> {
-    let hosted = hosted_parties(topology, &shared.member);
-    let mut outcome = view.outcome;
-    let mut created = Vec::new();
-    if let (Ok(()), Some((payload, _))) = (&outcome, &view.payload) {
-        created = views::created_ids(&payload.view);
-        if !created.is_empty() {
-            let known = store::known_contract_ids(tx, &created).await?;
-            if let Err(reason) = conflict::check_fresh(&known) {
-                effects
-                    .alarms
-                    .push(Raised::new(Alarm::ContractIdReuse, reason.clone()));
-                outcome = Err(Rejection::alarm(Alarm::ContractIdReuse, reason));
-            }
-        }
-    }
-    if let (Ok(()), Some((payload, _))) = (&outcome, &view.payload) {
-        let uses = views::input_uses(&payload.view, &hosted);
-        // Every input, not only those with a stakeholder hosted here as the view claims
-        // them: a stored contract is checked against the view's copy whatever it claims.
-        let ids: Vec<String> = uses.iter().map(|u| u.contract_id.clone()).collect();
-        let states = store::contract_states(tx, &ids).await?;
-        match conflict::check_activeness(request, &uses, &states) {
-            Ok(locks) => store::lock_contracts(tx, &locks.contract_ids, request).await?,
-            Err(reason) => {
-                outcome = Err(Rejection {
-                    alarm: None,
-                    reason,
-                })
-            }
-        }
-    }
-    let params = &topology.parameters;
-    let deadline = request
-        .plus_micros(params.participant_response_timeout_us)
-        .plus(shared.config.mediator_reaction_timeout);
-    store::insert_pending(
-        tx,
-        &PendingRow {
-            request,
-            root_hash: view.root_hash.clone(),
-            submitter: view.submitter.to_string(),
-            view: view
-                .payload
-                .as_ref()
-                .map(|(_, json)| json.get().as_bytes().to_vec())
-                .unwrap_or_default(),
-            rejection: outcome.as_ref().err().map(|r| r.reason.clone()),
-        },
-        deadline,
-    )
-    .await?;
-    effects.pending.push((deadline, request));
-    if outcome.is_ok() && !created.is_empty() {
-        effects.creating.push((request, deadline, created));
-    }
-
-    let answering: BTreeSet<PartyId> = view
-        .declared_confirming
-        .intersection(&hosted)
-        .cloned()
-        .collect();
-    if answering.is_empty() {
-        return Ok(());
-    }
-    let Some(mediator) = topology.mediator() else {
-        tracing::warn!(
-            request = request.micros(),
-            "no mediator in topology; cannot answer the request"
-        );
-        return Ok(());
-    };
-    if let Err(r) = &outcome {
-        tracing::info!(request = request.micros(), reason = %r.reason, "rejecting a confirmation request");
-    }
-    let response = ConfirmationResponse {
-        request,
-        root_hash: view.root_hash,
-        parties: answering,
-        outcome: match outcome {
-            Ok(()) => ResponseOutcome::Approve,
-            Err(r) => ResponseOutcome::Reject { reason: r.reason },
-        },
-    };
-    let content = SignedMessage::encode(&shared.member, &shared.key, &Message::Response(response));
-    let submission = Submission {
-        message_id: format!("resp-{}", request.micros()),
-        max_sequencing_time: request.plus_micros(params.participant_response_timeout_us),
-        envelopes: vec![ordo_core::Envelope {
-            recipients: ordo_core::Recipients::members([mediator.clone()]),
-            content,
-        }],
-    };
-    store::insert_outbox(tx, &submission, false).await?;
-    effects.outbox.push(store::OutboxRow {
-        submission,
-        is_command: false,
-    });
-    Ok(())
-}
-
-async fn on_verdict(
-    shared: &Shared,
-    tx: &mut PgConnection,
-    topology: &TopologyState,
-    verdict: &Verdict,
-    effects: &mut Effects,
-) -> Result<(), ParticipantError> {
-    let Some(pending) = store::take_pending(tx, verdict.request).await? else {
-        tracing::debug!(
-            request = verdict.request.micros(),
-            "verdict for no pending request here"
-        );
-        return Ok(());
-    };
-    // The request this participant checked is not the one the mediator decided (the
-    // submitter sent them different roots): it is over, and nothing of it is applied.
-    if verdict.root_hash != pending.root_hash {
-        let reason = format!(
-            "the mediator decided request {} with root hash {}, but this participant saw root \
-             hash {}",
-            verdict.request.micros(),
-            verdict.root_hash,
-            pending.root_hash
-        );
-        effects
-            .alarms
-            .push(Raised::new(Alarm::VerdictRootMismatch, reason.clone()));
-        return finish_rejected(shared, tx, &pending, local_rejection(&reason), effects).await;
-    }
-    match (&verdict.outcome, &pending.rejection) {
-        (VerdictOutcome::Approve, Some(rejection)) => {
-            effects.alarms.push(Raised::new(
-                Alarm::VerdictContradictsChecks,
-                format!(
-                    "the mediator approved request {}, which this participant rejected ({rejection}); \
-                     it is not applied here",
-                    verdict.request.micros()
-                ),
-            ));
-            finish_rejected(shared, tx, &pending, local_rejection(rejection), effects).await
-        }
-        (VerdictOutcome::Approve, None) => commit(shared, tx, topology, &pending, effects).await,
-        (VerdictOutcome::Reject { reasons }, _) => {
-            let code = if reasons.iter().any(|r| r.contains("is locked by")) {
-                CODE_ABORTED
-            } else {
-                CODE_FAILED_PRECONDITION
-            };
-            let outcome = Outcome {
-                code,
-                message: format!("the transaction was rejected: {}", reasons.join("; ")),
-                update_id: String::new(),
-                ledger_offset: 0,
-            };
-            finish_rejected(shared, tx, &pending, outcome, effects).await
-        }
-        (VerdictOutcome::Timeout, _) => {
-            finish_rejected(shared, tx, &pending, timeout_outcome(), effects).await
-        }
-    }
-}
-
-async fn finish_rejected(
-    shared: &Shared,
-    tx: &mut PgConnection,
-    pending: &PendingRow,
-    outcome: Outcome,
-    effects: &mut Effects,
-) -> Result<(), ParticipantError> {
-    effects.resolved.push(pending.request);
-    store::release_locks(tx, pending.request).await?;
-    if pending.submitter == shared.member.as_str()
-        && let Some(cmd) = store::command_by_request(tx, pending.request).await?
-        && let Some(c) =
-            store::complete(tx, cmd, &outcome, pending.request, &mut effects.offsets).await?
-    {
-        effects.complete(c);
-    }
-    Ok(())
-}
-
-async fn commit(
-    shared: &Shared,
-    tx: &mut PgConnection,
-    topology: &TopologyState,
-    pending: &PendingRow,
-    effects: &mut Effects,
-) -> Result<(), ParticipantError> {
-    effects.resolved.push(pending.request);
-    let payload: ViewPayload = store::from_json(&pending.view, "pending view")?;
-    let hosted = hosted_parties(topology, &shared.member);
-    // Only a request whose checks passed gets here, so its root hash was verified.
-    let root: ordo_core::Hash = pending.root_hash.parse().map_err(|_| {
-        ParticipantError::Internal(format!(
-            "pending request {} has root hash {:?}",
-            pending.request.micros(),
-            pending.root_hash
-        ))
-    })?;
-    let update_id = merkle::update_id(&root, pending.request);
-    // The offset is taken only if there is an update to append (gapless offsets).
-    let probe = views::commit(
-        &payload.view,
-        &hosted,
-        &CommitContext {
-            update_id: &update_id,
-            offset: 0,
-            effective_at: pending.request.micros(),
-            workflow_id: &payload.workflow_id,
-            command_id: &payload.command_id,
-        },
-    );
-    let offset = if probe.update.is_some() {
-        effects.offsets.next_ledger()
-    } else {
-        0
-    };
-    let commit = views::commit(
-        &payload.view,
-        &hosted,
-        &CommitContext {
-            update_id: &update_id,
-            offset,
-            effective_at: pending.request.micros(),
-            workflow_id: &payload.workflow_id,
-            command_id: &payload.command_id,
-        },
-    );
-    store::archive_contracts(tx, &commit.archived, pending.request).await?;
-    store::release_locks(tx, pending.request).await?;
-    for c in &commit.created {
-        let stakeholders: Vec<String> = c.stakeholders().into_iter().collect();
-        store::insert_contract(
-            tx,
-            &c.contract_id,
-            &c.template_id,
-            &stakeholders,
-            &store::to_json(c),
-            offset,
-        )
-        .await?;
-    }
-    if let Some(update) = &commit.update {
-        store::append_update(tx, offset, &update.update_id, &store::to_json(update)).await?;
-        effects.ledger_end = Some(offset);
-    }
-    if pending.submitter == shared.member.as_str()
-        && let Some(cmd) = store::command_by_request(tx, pending.request).await?
-    {
-        let outcome = Outcome {
-            code: CODE_OK,
-            message: String::new(),
-            update_id,
-            ledger_offset: offset,
-        };
-        if let Some(c) =
-            store::complete(tx, cmd, &outcome, pending.request, &mut effects.offsets).await?
-        {
-            effects.complete(c);
-        }
-    }
-    Ok(())
 }
 
 /// Completes a command whose confirmation request the sequencer definitely refused (not

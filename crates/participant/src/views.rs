@@ -361,85 +361,8 @@ pub fn commit(view: &View, hosted: &BTreeSet<PartyId>, ctx: &CommitContext<'_>) 
 
 #[cfg(test)]
 mod tests {
-    use ordo_core::{KeyPair, Timestamp};
-    use ordo_ledger::{Command, PackageStore, TemplateId};
-    use ordo_protocol::topology::encode_key;
-    use ordo_protocol::{MemberRole, TopologyChange, TopologyTransaction};
-
     use super::*;
-
-    const IOU: &str = include_str!("../../../examples/packages/iou.toml");
-
-    fn party(s: &str) -> PartyId {
-        PartyId::new(s).unwrap()
-    }
-
-    fn parties(xs: &[&str]) -> BTreeSet<PartyId> {
-        xs.iter().map(|p| party(p)).collect()
-    }
-
-    /// p1 hosts bank and alice on shard-1, p2 hosts bob on shard-2.
-    fn topology() -> (TopologyState, MemberId, MemberId) {
-        let mut t = TopologyState::default();
-        let mut members = Vec::new();
-        let mut changes = Vec::new();
-        for (name, shard) in [("p1", "shard-1"), ("p2", "shard-2")] {
-            let key = KeyPair::generate();
-            let id = MemberId::new(name, &key.public()).unwrap();
-            changes.push(TopologyChange::AddMember {
-                member: id.clone(),
-                public_key: encode_key(&key.public()),
-                role: MemberRole::Participant {
-                    shard: shard.into(),
-                },
-            });
-            members.push(id);
-        }
-        for (p, shard) in [
-            ("bank", "shard-1"),
-            ("alice", "shard-1"),
-            ("bob", "shard-2"),
-        ] {
-            changes.push(TopologyChange::AllocateParty {
-                party: party(p),
-                shard: shard.into(),
-            });
-        }
-        for change in changes {
-            let tx = TopologyTransaction {
-                serial: t.serial + 1,
-                change,
-            };
-            t.apply(&tx, Timestamp(t.serial as i64 + 1)).unwrap();
-        }
-        (t, members[0].clone(), members[1].clone())
-    }
-
-    fn packages() -> PackageStore {
-        let mut store = PackageStore::new();
-        store.upload(IOU.as_bytes()).unwrap();
-        store
-    }
-
-    fn create_iou(store: &PackageStore, owner: &str) -> Transaction {
-        let template: TemplateId = "iou:Iou".parse().unwrap();
-        let payload = store
-            .payload_from_json(
-                &template,
-                &serde_json::json!({"issuer": "bank", "owner": owner, "currency": "EUR", "amount": "5.0"}),
-            )
-            .unwrap();
-        let lookup: BTreeMap<ordo_ledger::ContractId, ContractInstance> = BTreeMap::new();
-        ordo_ledger::interpret(
-            store,
-            &Command::Create { template, payload },
-            &parties(&["bank"]),
-            &lookup,
-            Hash::of(b"seed"),
-            &ordo_ledger::Limits::default(),
-        )
-        .unwrap()
-    }
+    use crate::testkit::{create_iou, packages, parties, topology, transfer_iou};
 
     #[test]
     fn each_informee_participant_gets_its_projection_and_the_mediator_the_informee_tree() {
@@ -526,29 +449,7 @@ mod tests {
         let store = packages();
         let created = create_iou(&store, "alice");
         let (cid, instance) = created.created().into_iter().next().unwrap();
-        let template: TemplateId = "iou:Iou".parse().unwrap();
-        let argument = store
-            .argument_from_json(
-                &template,
-                "Transfer",
-                &serde_json::json!({"newOwner": "bob"}),
-            )
-            .unwrap();
-        let lookup: BTreeMap<_, _> = [(cid, instance)].into_iter().collect();
-        let tx = ordo_ledger::interpret(
-            &store,
-            &Command::Exercise {
-                template,
-                contract_id: cid,
-                choice: "Transfer".into(),
-                argument,
-            },
-            &parties(&["alice"]),
-            &lookup,
-            Hash::of(b"seed-2"),
-            &ordo_ledger::Limits::default(),
-        )
-        .unwrap();
+        let tx = transfer_iou(&store, cid, instance, "bob", b"seed-2");
         let plan = plan_request(&tx, &topology, &p1, "", "c").unwrap();
         let view = &plan.views[&p1].view;
         let hosted = parties(&["alice", "bank"]);

@@ -1,10 +1,8 @@
 //! All of the participant's SQL, over the schema in `migrations/`.
 //!
 //! Functions taking a `&mut PgConnection` run inside the caller's transaction: the event
-//! processor passes the one transaction of the event it processes, so that every effect of
-//! an event commits together with the cursor.
-
-use std::collections::BTreeMap;
+//! processor passes the one transaction of the batch it processes (`batch`), so that every
+//! effect of its events commits together with the cursor.
 
 use ordo_core::{Envelope, MemberId, PublicKey, Recipients, Submission, Timestamp};
 use ordo_node::db;
@@ -15,8 +13,9 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 
 use crate::config::ParticipantConfig;
-use crate::conflict::ContractState;
 use crate::error::ParticipantError;
+
+pub mod batch;
 
 /// The schema version this code reads and writes (`p_meta.schema_version`).
 pub const SCHEMA_VERSION: i32 = 2;
@@ -270,120 +269,6 @@ pub async fn ends(pool: &PgPool) -> Result<(i64, i64), ParticipantError> {
 
 // ---- contracts ----
 
-/// The lock states and stored instances of those of `ids` that are active here, locking
-/// their rows for the transaction.
-pub async fn contract_states(
-    conn: &mut PgConnection,
-    ids: &[String],
-) -> Result<BTreeMap<String, ContractState>, ParticipantError> {
-    let rows = sqlx::query(
-        "SELECT contract_id, locked_by, contract FROM p_contracts WHERE contract_id = ANY($1) FOR UPDATE",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let contract_id: String = row.try_get("contract_id")?;
-        let locked_by: Option<i64> = row.try_get("locked_by")?;
-        let bytes: Vec<u8> = row.try_get("contract")?;
-        let stored = serde_json::from_slice::<crate::events::StoredContract>(&bytes)
-            .ok()
-            .and_then(|c| serde_json::from_value(c.instance).ok());
-        if stored.is_none() {
-            tracing::warn!(contract = %contract_id, "stored contract does not parse");
-        }
-        out.insert(
-            contract_id,
-            ContractState {
-                locked_by: locked_by.map(Timestamp),
-                stored,
-            },
-        );
-    }
-    Ok(out)
-}
-
-pub async fn lock_contracts(
-    conn: &mut PgConnection,
-    ids: &[String],
-    request: Timestamp,
-) -> Result<(), ParticipantError> {
-    sqlx::query("UPDATE p_contracts SET locked_by = $2 WHERE contract_id = ANY($1)")
-        .bind(ids)
-        .bind(request.micros())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-pub async fn release_locks(
-    conn: &mut PgConnection,
-    request: Timestamp,
-) -> Result<(), ParticipantError> {
-    sqlx::query("UPDATE p_contracts SET locked_by = NULL WHERE locked_by = $1")
-        .bind(request.micros())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Removes `ids` from the active contracts, remembering those that were stored here as
-/// archived at `at` (see [`known_contract_ids`]).
-pub async fn archive_contracts(
-    conn: &mut PgConnection,
-    ids: &[String],
-    at: Timestamp,
-) -> Result<(), ParticipantError> {
-    sqlx::query(
-        "WITH gone AS (DELETE FROM p_contracts WHERE contract_id = ANY($1) RETURNING contract_id)
-         INSERT INTO p_archived (contract_id, archived_at) SELECT contract_id, $2 FROM gone
-         ON CONFLICT (contract_id) DO NOTHING",
-    )
-    .bind(ids)
-    .bind(at.micros())
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Those of `ids` this shard knows, active or archived: a request must not create them
-/// again.
-pub async fn known_contract_ids(
-    conn: &mut PgConnection,
-    ids: &[String],
-) -> Result<Vec<String>, ParticipantError> {
-    Ok(sqlx::query_scalar(
-        "SELECT contract_id FROM p_contracts WHERE contract_id = ANY($1)
-         UNION ALL SELECT contract_id FROM p_archived WHERE contract_id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?)
-}
-
-pub async fn insert_contract(
-    conn: &mut PgConnection,
-    contract_id: &str,
-    template_id: &str,
-    stakeholders: &[String],
-    contract: &[u8],
-    created_offset: i64,
-) -> Result<(), ParticipantError> {
-    sqlx::query(
-        "INSERT INTO p_contracts (contract_id, template_id, stakeholders, contract, created_offset)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (contract_id) DO NOTHING",
-    )
-    .bind(contract_id)
-    .bind(template_id)
-    .bind(stakeholders)
-    .bind(contract)
-    .bind(created_offset)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 /// One active contract visible to some of `parties` (its stored JSON), or `None`.
 pub async fn visible_contract(
     pool: &PgPool,
@@ -442,84 +327,7 @@ pub struct PendingRow {
     pub rejection: Option<String>,
 }
 
-pub async fn insert_pending(
-    conn: &mut PgConnection,
-    row: &PendingRow,
-    deadline: Timestamp,
-) -> Result<(), ParticipantError> {
-    sqlx::query(
-        "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline, rejection)
-         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_ts) DO NOTHING",
-    )
-    .bind(row.request.micros())
-    .bind(&row.root_hash)
-    .bind(&row.submitter)
-    .bind(&row.view)
-    .bind(deadline.micros())
-    .bind(&row.rejection)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-/// Removes and returns the pending request.
-pub async fn take_pending(
-    conn: &mut PgConnection,
-    request: Timestamp,
-) -> Result<Option<PendingRow>, ParticipantError> {
-    let row = sqlx::query(
-        "DELETE FROM p_pending WHERE request_ts = $1
-         RETURNING root_hash, submitter, view, rejection",
-    )
-    .bind(request.micros())
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|row| {
-        Ok(PendingRow {
-            request,
-            root_hash: row.try_get("root_hash")?,
-            submitter: row.try_get("submitter")?,
-            view: row.try_get("view")?,
-            rejection: row.try_get("rejection")?,
-        })
-    })
-    .transpose()
-}
-
-/// The requests whose deadline passed before `now`: (deadline, request), by deadline.
-pub async fn expired_pending(
-    conn: &mut PgConnection,
-    now: Timestamp,
-) -> Result<Vec<(Timestamp, Timestamp)>, ParticipantError> {
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT deadline, request_ts FROM p_pending WHERE deadline < $1
-         ORDER BY deadline, request_ts",
-    )
-    .bind(now.micros())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(d, r)| (Timestamp(d), Timestamp(r)))
-        .collect())
-}
-
 // ---- updates ----
-
-pub async fn append_update(
-    conn: &mut PgConnection,
-    offset: i64,
-    update_id: &str,
-    tx: &[u8],
-) -> Result<(), ParticipantError> {
-    sqlx::query("INSERT INTO p_updates (ledger_offset, update_id, tx) VALUES ($1, $2, $3)")
-        .bind(offset)
-        .bind(update_id)
-        .bind(tx)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
 
 /// Updates with `after < offset <= until`, at most `limit`, in offset order.
 pub async fn updates(
@@ -574,6 +382,7 @@ pub struct CommandRow {
     pub submission_id: String,
     pub state: CommandState,
     pub message_id: String,
+    pub max_sequencing_time: Timestamp,
     pub request_ts: Option<i64>,
     pub completed_at: Option<i64>,
     pub completion_offset: Option<i64>,
@@ -594,6 +403,7 @@ fn command_row(row: &sqlx::postgres::PgRow) -> Result<CommandRow, ParticipantErr
             _ => CommandState::Rejected,
         },
         message_id: row.try_get("message_id")?,
+        max_sequencing_time: Timestamp(row.try_get("max_sequencing_time")?),
         request_ts: row.try_get("request_ts")?,
         completed_at: row.try_get("completed_at")?,
         completion_offset: row.try_get("completion_offset")?,
@@ -601,7 +411,8 @@ fn command_row(row: &sqlx::postgres::PgRow) -> Result<CommandRow, ParticipantErr
 }
 
 const COMMAND_COLUMNS: &str = "application_id, command_id, act_as, submission_id, state, \
-                               message_id, request_ts, completed_at, completion_offset";
+                               message_id, max_sequencing_time, request_ts, completed_at, \
+                               completion_offset";
 
 pub async fn command(
     conn: &mut PgConnection,
@@ -629,19 +440,6 @@ pub async fn command_by_message_id(
         "SELECT {COMMAND_COLUMNS} FROM p_commands WHERE message_id = $1 FOR UPDATE"
     )))
     .bind(message_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(command_row).transpose()
-}
-
-pub async fn command_by_request(
-    conn: &mut PgConnection,
-    request: Timestamp,
-) -> Result<Option<CommandRow>, ParticipantError> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COMMAND_COLUMNS} FROM p_commands WHERE request_ts = $1 FOR UPDATE"
-    )))
-    .bind(request.micros())
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(command_row).transpose()
@@ -693,39 +491,6 @@ pub async fn insert_command(
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-pub async fn set_command_request(
-    conn: &mut PgConnection,
-    message_id: &str,
-    request: Timestamp,
-) -> Result<bool, ParticipantError> {
-    let done = sqlx::query(
-        "UPDATE p_commands SET request_ts = $2 WHERE message_id = $1 AND state = 'in_flight'",
-    )
-    .bind(message_id)
-    .bind(request.micros())
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// In-flight commands whose confirmation request was not sequenced and whose max
-/// sequencing time is before `now`: they never will be.
-/// (max sequencing time, message id), by max sequencing time.
-pub async fn unsequenced_commands_before(
-    conn: &mut PgConnection,
-    now: Timestamp,
-) -> Result<Vec<(Timestamp, String)>, ParticipantError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT max_sequencing_time, message_id FROM p_commands
-         WHERE state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $1
-         ORDER BY max_sequencing_time, message_id",
-    )
-    .bind(now.micros())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows.into_iter().map(|(t, m)| (Timestamp(t), m)).collect())
 }
 
 /// A command's outcome.

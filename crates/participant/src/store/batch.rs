@@ -1,0 +1,377 @@
+//! A batch's reads and writes (the event processor's SQL): one statement per table to
+//! read what the batch can touch (`read`), and one set-based statement per kind of change
+//! to write what it decided (`write`), whatever the number of events, inside the batch's
+//! transaction.
+
+use std::collections::{HashMap, HashSet};
+
+use ordo_core::Timestamp;
+use sqlx::{PgConnection, Row};
+
+use super::{COMMAND_COLUMNS, PendingRow, command_row, encode_submission};
+use crate::apply::{Loaded, Writes};
+use crate::conflict::ContractState;
+use crate::error::ParticipantError;
+
+/// What a batch asks for.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    /// The inputs of its views.
+    pub inputs: Vec<String>,
+    /// The contracts its views create.
+    pub created: Vec<String>,
+    /// The requests its verdicts decide.
+    pub decided: Vec<i64>,
+    /// The message ids of its own events.
+    pub message_ids: Vec<String>,
+    /// Its last event: what comes due before it is read too.
+    pub last: Timestamp,
+}
+
+/// Reads what a batch can touch (see [`Loaded`]): three statements.
+pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, ParticipantError> {
+    let mut loaded = Loaded::default();
+    if !wanted.inputs.is_empty() || !wanted.created.is_empty() {
+        // Active inputs with their rows, and created ids known here (active or archived).
+        let rows = sqlx::query(
+            "SELECT contract_id, locked_by, contract FROM p_contracts WHERE contract_id = ANY($1)
+             UNION ALL
+             SELECT contract_id, NULL, NULL FROM p_contracts WHERE contract_id = ANY($2)
+             UNION ALL
+             SELECT contract_id, NULL, NULL FROM p_archived WHERE contract_id = ANY($2)",
+        )
+        .bind(&wanted.inputs)
+        .bind(&wanted.created)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut contracts = HashMap::new();
+        let mut known = HashSet::new();
+        for row in rows {
+            let contract_id: String = row.try_get("contract_id")?;
+            let Some(bytes) = row.try_get::<Option<Vec<u8>>, _>("contract")? else {
+                known.insert(contract_id);
+                continue;
+            };
+            let locked_by: Option<i64> = row.try_get("locked_by")?;
+            let stored = serde_json::from_slice::<crate::events::StoredContract>(&bytes)
+                .ok()
+                .and_then(|c| serde_json::from_value(c.instance).ok());
+            if stored.is_none() {
+                tracing::warn!(contract = %contract_id, "stored contract does not parse");
+            }
+            contracts.insert(
+                contract_id,
+                ContractState {
+                    locked_by: locked_by.map(Timestamp),
+                    stored,
+                },
+            );
+        }
+        loaded.contracts = contracts;
+        loaded.known = known;
+    }
+    let rows = sqlx::query(
+        "SELECT request_ts, root_hash, submitter, view, rejection, deadline FROM p_pending
+         WHERE request_ts = ANY($1) OR deadline < $2",
+    )
+    .bind(&wanted.decided)
+    .bind(wanted.last.micros())
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in rows {
+        let deadline = Timestamp(row.try_get("deadline")?);
+        loaded.pending.push((
+            PendingRow {
+                request: Timestamp(row.try_get("request_ts")?),
+                root_hash: row.try_get("root_hash")?,
+                submitter: row.try_get("submitter")?,
+                view: row.try_get("view")?,
+                rejection: row.try_get("rejection")?,
+            },
+            deadline,
+        ));
+    }
+    let requests: Vec<i64> = loaded
+        .pending
+        .iter()
+        .map(|(row, _)| row.request.micros())
+        .collect();
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COMMAND_COLUMNS} FROM p_commands
+         WHERE message_id = ANY($1) OR request_ts = ANY($2)
+            OR (state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $3)"
+    )))
+    .bind(&wanted.message_ids)
+    .bind(&requests)
+    .bind(wanted.last.micros())
+    .fetch_all(&mut *conn)
+    .await?;
+    loaded.commands = rows.iter().map(command_row).collect::<Result<_, _>>()?;
+    Ok(loaded)
+}
+
+/// Writes what a batch decided, one statement per non-empty kind of change, in an order
+/// under which the result is the batch's final state: locks are released before new ones
+/// are taken, and commands learn their requests before they complete.
+pub async fn write(conn: &mut PgConnection, w: &Writes) -> Result<(), ParticipantError> {
+    if !w.command_requests.is_empty() {
+        let (ids, requests): (Vec<&str>, Vec<i64>) = w
+            .command_requests
+            .iter()
+            .map(|(id, r)| (id.as_str(), *r))
+            .unzip();
+        sqlx::query(
+            "UPDATE p_commands SET request_ts = u.request
+             FROM unnest($1::text[], $2::bigint[]) AS u(message_id, request)
+             WHERE p_commands.message_id = u.message_id AND state = 'in_flight'",
+        )
+        .bind(&ids)
+        .bind(&requests)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.pending_removed.is_empty() {
+        sqlx::query("DELETE FROM p_pending WHERE request_ts = ANY($1)")
+            .bind(&w.pending_removed)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !w.pending_inserted.is_empty() {
+        let rows = &w.pending_inserted;
+        let requests: Vec<i64> = rows.iter().map(|(r, _)| r.request.micros()).collect();
+        let roots: Vec<&str> = rows.iter().map(|(r, _)| r.root_hash.as_str()).collect();
+        let submitters: Vec<&str> = rows.iter().map(|(r, _)| r.submitter.as_str()).collect();
+        let views: Vec<&[u8]> = rows.iter().map(|(r, _)| r.view.as_slice()).collect();
+        let deadlines: Vec<i64> = rows.iter().map(|(_, d)| d.micros()).collect();
+        let rejections: Vec<Option<&str>> =
+            rows.iter().map(|(r, _)| r.rejection.as_deref()).collect();
+        sqlx::query(
+            "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline, rejection)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[],
+                                  $5::bigint[], $6::text[])
+             ON CONFLICT (request_ts) DO NOTHING",
+        )
+        .bind(&requests)
+        .bind(&roots)
+        .bind(&submitters)
+        .bind(&views)
+        .bind(&deadlines)
+        .bind(&rejections)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.archived.is_empty() || !w.created_archived.is_empty() {
+        let (ids, ats): (Vec<&str>, Vec<i64>) =
+            w.archived.iter().map(|(id, at)| (id.as_str(), *at)).unzip();
+        let (new_ids, new_ats): (Vec<&str>, Vec<i64>) = w
+            .created_archived
+            .iter()
+            .map(|(id, at)| (id.as_str(), *at))
+            .unzip();
+        // Those stored here are removed and remembered as archived (freshness), and so
+        // are those created and archived within the batch.
+        sqlx::query(
+            "WITH gone AS (
+                 DELETE FROM p_contracts c USING unnest($1::text[], $2::bigint[]) AS a(id, at)
+                 WHERE c.contract_id = a.id RETURNING a.id, a.at
+             )
+             INSERT INTO p_archived (contract_id, archived_at)
+             SELECT id, at FROM gone
+             UNION ALL SELECT * FROM unnest($3::text[], $4::bigint[])
+             ON CONFLICT (contract_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&ats)
+        .bind(&new_ids)
+        .bind(&new_ats)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.released.is_empty() {
+        sqlx::query("UPDATE p_contracts SET locked_by = NULL WHERE locked_by = ANY($1)")
+            .bind(&w.released)
+            .execute(&mut *conn)
+            .await?;
+    }
+    if !w.locked.is_empty() {
+        let (ids, requests): (Vec<&str>, Vec<i64>) =
+            w.locked.iter().map(|(id, r)| (id.as_str(), *r)).unzip();
+        sqlx::query(
+            "UPDATE p_contracts SET locked_by = u.request
+             FROM unnest($1::text[], $2::bigint[]) AS u(id, request)
+             WHERE contract_id = u.id",
+        )
+        .bind(&ids)
+        .bind(&requests)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.created.is_empty() {
+        let ids: Vec<&str> = w
+            .created
+            .iter()
+            .map(|(c, _)| c.contract_id.as_str())
+            .collect();
+        let templates: Vec<&str> = w
+            .created
+            .iter()
+            .map(|(c, _)| c.template_id.as_str())
+            .collect();
+        // text[][] must be rectangular: the stakeholders go as one JSON array each.
+        let stakeholders: Vec<String> = w
+            .created
+            .iter()
+            .map(|(c, _)| {
+                serde_json::to_string(&c.stakeholders().into_iter().collect::<Vec<_>>())
+                    .unwrap_or_default()
+            })
+            .collect();
+        let contracts: Vec<Vec<u8>> = w.created.iter().map(|(c, _)| super::to_json(c)).collect();
+        let offsets: Vec<i64> = w.created.iter().map(|(c, _)| c.created_offset).collect();
+        let locks: Vec<Option<i64>> = w.created.iter().map(|(_, l)| *l).collect();
+        sqlx::query(
+            "INSERT INTO p_contracts (contract_id, template_id, stakeholders, contract,
+                 created_offset, locked_by)
+             SELECT id, template, ARRAY(SELECT jsonb_array_elements_text(s::jsonb)), contract,
+                    created_offset, locked_by
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[],
+                         $6::bigint[]) AS u(id, template, s, contract, created_offset, locked_by)
+             ON CONFLICT (contract_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&templates)
+        .bind(&stakeholders)
+        .bind(&contracts)
+        .bind(&offsets)
+        .bind(&locks)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.updates.is_empty() {
+        let offsets: Vec<i64> = w.updates.iter().map(|(o, _, _)| *o).collect();
+        let ids: Vec<&str> = w.updates.iter().map(|(_, id, _)| id.as_str()).collect();
+        let txs: Vec<&[u8]> = w.updates.iter().map(|(_, _, tx)| tx.as_slice()).collect();
+        sqlx::query(
+            "INSERT INTO p_updates (ledger_offset, update_id, tx)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
+        )
+        .bind(&offsets)
+        .bind(&ids)
+        .bind(&txs)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.completions.is_empty() {
+        complete(conn, w).await?;
+    }
+    if !w.outbox.is_empty() {
+        let ids: Vec<&str> = w
+            .outbox
+            .iter()
+            .map(|o| o.submission.message_id.as_str())
+            .collect();
+        let bodies: Vec<Vec<u8>> = w
+            .outbox
+            .iter()
+            .map(|o| encode_submission(&o.submission))
+            .collect();
+        let msts: Vec<i64> = w
+            .outbox
+            .iter()
+            .map(|o| o.submission.max_sequencing_time.micros())
+            .collect();
+        let commands: Vec<bool> = w.outbox.iter().map(|o| o.is_command).collect();
+        sqlx::query(
+            "INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
+             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bool[])
+             ON CONFLICT (message_id) DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&bodies)
+        .bind(&msts)
+        .bind(&commands)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The completed commands' states and their completions, in one statement.
+async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), ParticipantError> {
+    let done = &w.completions;
+    let message_ids: Vec<&str> = done.iter().map(|(m, _, _)| m.as_str()).collect();
+    let states: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| {
+            if c.outcome.code == 0 {
+                "succeeded"
+            } else {
+                "rejected"
+            }
+        })
+        .collect();
+    let ats: Vec<i64> = done.iter().map(|(_, at, _)| *at).collect();
+    let offsets: Vec<i64> = done.iter().map(|(_, _, c)| c.completion_offset).collect();
+    let apps: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| c.application_id.as_str())
+        .collect();
+    let commands: Vec<&str> = done.iter().map(|(_, _, c)| c.command_id.as_str()).collect();
+    let submissions: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| c.submission_id.as_str())
+        .collect();
+    // text[][] must be rectangular: act_as goes as one JSON array each.
+    let act_as: Vec<String> = done
+        .iter()
+        .map(|(_, _, c)| serde_json::to_string(&c.act_as).unwrap_or_default())
+        .collect();
+    let codes: Vec<i32> = done.iter().map(|(_, _, c)| c.outcome.code).collect();
+    let messages: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| c.outcome.message.as_str())
+        .collect();
+    let update_ids: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| c.outcome.update_id.as_str())
+        .collect();
+    let ledger_offsets: Vec<i64> = done
+        .iter()
+        .map(|(_, _, c)| c.outcome.ledger_offset)
+        .collect();
+    sqlx::query(
+        "WITH u AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[],
+                 $11::text[], $12::bigint[])
+             AS u(message_id, state, completed_at, completion_offset, application_id,
+                  command_id, submission_id, act_as, status_code, status_message, update_id,
+                  ledger_offset)
+         ), done AS (
+             UPDATE p_commands c SET state = u.state, completed_at = u.completed_at,
+                 completion_offset = u.completion_offset
+             FROM u WHERE c.message_id = u.message_id
+         )
+         INSERT INTO p_completions (completion_offset, application_id, command_id,
+             submission_id, act_as, status_code, status_message, update_id, ledger_offset)
+         SELECT completion_offset, application_id, command_id, submission_id,
+                ARRAY(SELECT jsonb_array_elements_text(act_as::jsonb)), status_code,
+                status_message, update_id, ledger_offset
+         FROM u",
+    )
+    .bind(&message_ids)
+    .bind(&states)
+    .bind(&ats)
+    .bind(&offsets)
+    .bind(&apps)
+    .bind(&commands)
+    .bind(&submissions)
+    .bind(&act_as)
+    .bind(&codes)
+    .bind(&messages)
+    .bind(&update_ids)
+    .bind(&ledger_offsets)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
