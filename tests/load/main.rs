@@ -150,6 +150,32 @@ async fn ordo_load_counts_what_the_shards_commit() -> Result<()> {
     outcome.map_err(|e| anyhow::anyhow!("{e:#}\n--- ordo up's output:\n{}", net.up_log()))
 }
 
+/// Each shard's active replica shows where its commands' time went, stage by stage.
+async fn stage_metrics(net: &Net) -> Result<()> {
+    for shard in ["shard-1", "shard-2"] {
+        let active = net.active(shard, Duration::from_secs(10)).await?;
+        let metrics = ordo_node::http_client::get_ok(&format!("{}/metrics", active.http)).await?;
+        for series in [
+            "ordo_participant_submission_seconds_count",
+            "ordo_participant_interpretation_seconds_count",
+            "ordo_participant_send_seconds_count{outcome=\"sequenced\"}",
+            "ordo_participant_command_seconds_count{outcome=\"committed\"}",
+            "ordo_participant_batch_events_count",
+            "ordo_participant_commit_seconds_bucket{le=\"0.005\"}",
+        ] {
+            let count = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
+            ensure!(
+                count.is_some_and(|c| c > 0.0),
+                "{shard} ({}): no {series} after the transfers",
+                active.name
+            );
+        }
+    }
+    Ok(())
+}
+
 async fn runs(net: &Net) -> Result<()> {
     let dir = net.dir.path();
     let file = net.network.path.clone();
@@ -181,6 +207,7 @@ async fn runs(net: &Net) -> Result<()> {
     .await?;
     check(&r, "transfer", "grpc")?;
     check_html(&html)?;
+    stage_metrics(net).await?;
 
     let r = report(
         &file,

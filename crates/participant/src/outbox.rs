@@ -104,7 +104,17 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
 async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<bool, ParticipantError> {
     let id = row.submission.message_id.clone();
     let mst = row.submission.max_sequencing_time;
-    match shared.sequencer.send(row.submission).await {
+    let started = std::time::Instant::now();
+    let sent = shared.sequencer.send(row.submission).await;
+    crate::metrics::send(
+        started.elapsed(),
+        match &sent {
+            Ok(_) => "sequenced",
+            Err(ClientError::Rejected(_)) => "refused",
+            Err(_) => "failed",
+        },
+    );
+    match sent {
         Ok(sequenced) => {
             tracing::debug!(message_id = %id, ts = sequenced.timestamp.micros(), "sequenced");
             Ok(true)

@@ -249,6 +249,7 @@ pub async fn submit(
     rights: &Rights,
     commands: Option<pb::Commands>,
 ) -> Result<Accepted, ParticipantError> {
+    let started = std::time::Instant::now();
     let mut commands = commands.ok_or_else(|| invalid("missing commands".into()))?;
     let snapshot = shared.snapshot();
     let params = &snapshot.topology.parameters;
@@ -359,11 +360,13 @@ pub async fn submit(
             let disclosed = disclosed.clone();
             let limits = limits.clone();
             tokio::task::spawn_blocking(move || {
+                let started = std::time::Instant::now();
                 let mut lookup = lookup;
                 lookup.disclosed = disclosed_contracts(&packages, &disclosed, &limits)?;
-                Ok::<_, ParticipantError>(ordo_ledger::interpret(
-                    &packages, &cmd, &act_as, &lookup, seed, &limits,
-                ))
+                let interpreted =
+                    ordo_ledger::interpret(&packages, &cmd, &act_as, &lookup, seed, &limits);
+                crate::metrics::interpretation(started.elapsed());
+                Ok::<_, ParticipantError>(interpreted)
             })
             .await
             .map_err(|e| ParticipantError::Internal(format!("interpretation panicked: {e}")))??
@@ -454,6 +457,7 @@ pub async fn submit(
         is_command: true,
     }]);
     tracing::debug!(command = %commands.command_id, %message_id, "command in flight");
+    crate::metrics::submission(started.elapsed());
     Ok(Accepted { key, act_as })
 }
 

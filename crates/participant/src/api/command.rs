@@ -28,14 +28,27 @@ impl CommandApi {
     ) -> Result<(submission::Accepted, CompletionRow), tonic::Status> {
         let rights = self.0.auth.authenticate(request.metadata())?;
         let term = self.0.require_serving().await?;
-        let accepted = submission::submit(&self.0, &rights, request.into_inner().commands).await?;
-        let completion = submission::wait_completion(
-            &self.0,
-            &accepted.key,
-            self.0.config.submit_and_wait_timeout,
-            &term,
-        )
-        .await?;
+        let started = std::time::Instant::now();
+        let waited = async {
+            let accepted =
+                submission::submit(&self.0, &rights, request.into_inner().commands).await?;
+            let completion = submission::wait_completion(
+                &self.0,
+                &accepted.key,
+                self.0.config.submit_and_wait_timeout,
+                &term,
+            )
+            .await?;
+            Ok::<_, crate::error::ParticipantError>((accepted, completion))
+        }
+        .await;
+        let outcome = match &waited {
+            Ok((_, c)) if c.outcome.code == 0 => "committed",
+            Ok(_) => "rejected",
+            Err(_) => "failed",
+        };
+        crate::metrics::command(started.elapsed(), outcome);
+        let (accepted, completion) = waited?;
         if completion.outcome.code != 0 {
             return Err(rejected(&completion));
         }
