@@ -90,13 +90,15 @@ async fn write(
 ) -> Result<Vec<bool>, ParticipantError> {
     let mut tx = pool.begin().await?;
     let mut inserted = Vec::with_capacity(group.len());
+    let mut requests = Vec::with_capacity(group.len());
     for a in group {
         let new = store::insert_command(&mut tx, &a.command, a.dedup_cutoff).await?;
         if new {
-            store::insert_outbox(&mut tx, &a.request, true).await?;
+            requests.push((&a.request, true));
         }
         inserted.push(new);
     }
+    store::insert_outbox(&mut tx, &requests).await?;
     replica.fence(&mut tx).await?;
     tx.commit().await?;
     Ok(inserted)

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use ordo_core::Timestamp;
 use sqlx::{PgConnection, Row};
 
-use super::{COMMAND_COLUMNS, PendingRow, command_row, encode_submission};
+use super::{COMMAND_COLUMNS, PendingRow, command_row};
 use crate::apply::{Loaded, Writes};
 use crate::conflict::ContractState;
 use crate::error::ParticipantError;
@@ -264,35 +264,12 @@ pub async fn write(conn: &mut PgConnection, w: &Writes) -> Result<(), Participan
     if !w.completions.is_empty() {
         complete(conn, w).await?;
     }
-    if !w.outbox.is_empty() {
-        let ids: Vec<&str> = w
-            .outbox
-            .iter()
-            .map(|o| o.submission.message_id.as_str())
-            .collect();
-        let bodies: Vec<Vec<u8>> = w
-            .outbox
-            .iter()
-            .map(|o| encode_submission(&o.submission))
-            .collect();
-        let msts: Vec<i64> = w
-            .outbox
-            .iter()
-            .map(|o| o.submission.max_sequencing_time.micros())
-            .collect();
-        let commands: Vec<bool> = w.outbox.iter().map(|o| o.is_command).collect();
-        sqlx::query(
-            "INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
-             SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bool[])
-             ON CONFLICT (message_id) DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&bodies)
-        .bind(&msts)
-        .bind(&commands)
-        .execute(&mut *conn)
-        .await?;
-    }
+    let outbox: Vec<(&ordo_core::Submission, bool)> = w
+        .outbox
+        .iter()
+        .map(|o| (&o.submission, o.is_command))
+        .collect();
+    super::insert_outbox(conn, &outbox).await?;
     Ok(())
 }
 

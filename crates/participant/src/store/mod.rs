@@ -299,17 +299,32 @@ pub async fn active_contracts(
     let end: i64 = sqlx::query_scalar("SELECT ledger_end FROM p_state WHERE id = 1")
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
-        "SELECT contract FROM p_contracts
-         WHERE ($1 OR stakeholders && $2)
-           AND (cardinality($3::text[]) = 0 OR template_id = ANY($3))
-         ORDER BY created_offset, contract_id",
-    )
-    .bind(parties.is_none())
-    .bind(parties.unwrap_or_default())
-    .bind(templates)
-    .fetch_all(&mut *tx)
-    .await?;
+    // Two statements, so that the parties' one uses the stakeholders' index (a generic
+    // plan of `$1 OR stakeholders && $2` scans the whole table).
+    let rows: Vec<Vec<u8>> = match parties {
+        Some(parties) => {
+            sqlx::query_scalar(
+                "SELECT contract FROM p_contracts
+                 WHERE stakeholders && $1
+                   AND (cardinality($2::text[]) = 0 OR template_id = ANY($2))
+                 ORDER BY created_offset, contract_id",
+            )
+            .bind(parties)
+            .bind(templates)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+        None => {
+            sqlx::query_scalar(
+                "SELECT contract FROM p_contracts
+                 WHERE cardinality($1::text[]) = 0 OR template_id = ANY($1)
+                 ORDER BY created_offset, contract_id",
+            )
+            .bind(templates)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
     tx.commit().await?;
     Ok((end, rows))
 }
@@ -631,6 +646,8 @@ pub async fn completion_at(
 
 // ---- outbox ----
 
+/// An outbox submission as stored before the binary form: JSON with hex contents. Rows of
+/// that form (an older version's, until sent) are still read.
 #[derive(Serialize, Deserialize)]
 struct StoredEnvelope {
     recipients: Vec<MemberId>,
@@ -638,20 +655,42 @@ struct StoredEnvelope {
     content: String,
 }
 
+/// A submission as the outbox stores it: the sequencer API's own protobuf form (without
+/// the sender), so the contents are stored as they are sent.
 pub fn encode_submission(s: &Submission) -> Vec<u8> {
-    let envelopes: Vec<StoredEnvelope> = s
-        .envelopes
-        .iter()
-        .map(|e| StoredEnvelope {
-            recipients: e.recipients.members.iter().cloned().collect(),
-            broadcast: e.recipients.broadcast,
-            content: hex::encode(&e.content),
-        })
-        .collect();
-    to_json(&envelopes)
+    use prost::Message as _;
+    ordo_proto::sequencer::v1::SubmissionRequest {
+        sender: String::new(),
+        message_id: s.message_id.clone(),
+        max_sequencing_time: s.max_sequencing_time.micros(),
+        envelopes: s
+            .envelopes
+            .iter()
+            .map(ordo_proto::convert::envelope_to_pb)
+            .collect(),
+    }
+    .encode_to_vec()
 }
 
 pub fn decode_submission(
+    message_id: &str,
+    max_sequencing_time: Timestamp,
+    bytes: &[u8],
+) -> Result<Submission, ParticipantError> {
+    let corrupt = |e: String| ParticipantError::Internal(format!("corrupt outbox submission: {e}"));
+    if bytes.first() == Some(&b'[') {
+        return decode_json_submission(message_id, max_sequencing_time, bytes);
+    }
+    let pb = <ordo_proto::sequencer::v1::SubmissionRequest as prost::Message>::decode(bytes)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let (_, mut submission) =
+        ordo_proto::convert::submission_from_pb(pb).map_err(|e| corrupt(e.to_string()))?;
+    submission.message_id = message_id.to_owned();
+    submission.max_sequencing_time = max_sequencing_time;
+    Ok(submission)
+}
+
+fn decode_json_submission(
     message_id: &str,
     max_sequencing_time: Timestamp,
     bytes: &[u8],
@@ -678,19 +717,31 @@ pub fn decode_submission(
     })
 }
 
+/// Writes messages to send (`is_command`: a command's confirmation request), one
+/// statement for all of them; a message id already there is left as it is.
 pub async fn insert_outbox(
     conn: &mut PgConnection,
-    submission: &Submission,
-    is_command: bool,
+    rows: &[(&Submission, bool)],
 ) -> Result<(), ParticipantError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = rows.iter().map(|(s, _)| s.message_id.as_str()).collect();
+    let bodies: Vec<Vec<u8>> = rows.iter().map(|(s, _)| encode_submission(s)).collect();
+    let msts: Vec<i64> = rows
+        .iter()
+        .map(|(s, _)| s.max_sequencing_time.micros())
+        .collect();
+    let commands: Vec<bool> = rows.iter().map(|(_, c)| *c).collect();
     sqlx::query(
         "INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
-         VALUES ($1, $2, $3, $4) ON CONFLICT (message_id) DO NOTHING",
+         SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bool[])
+         ON CONFLICT (message_id) DO NOTHING",
     )
-    .bind(&submission.message_id)
-    .bind(encode_submission(submission))
-    .bind(submission.max_sequencing_time.micros())
-    .bind(is_command)
+    .bind(&ids)
+    .bind(&bodies)
+    .bind(&msts)
+    .bind(&commands)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -759,6 +810,13 @@ mod tests {
             }],
         };
         let back = decode_submission("m1", Timestamp(42), &encode_submission(&s)).unwrap();
+        assert_eq!(back, s);
+        // The earlier JSON form is still read.
+        let json = format!(
+            r#"[{{"recipients":["{}"],"broadcast":false,"content":"010203"}}]"#,
+            s.envelopes[0].recipients.members.iter().next().unwrap()
+        );
+        let back = decode_submission("m1", Timestamp(42), json.as_bytes()).unwrap();
         assert_eq!(back, s);
     }
 }
