@@ -57,8 +57,9 @@ const MAX_BATCH: usize = 256;
 
 /// Processes the sequencer's events from the stored cursor on, until `stop`: whatever
 /// events are ready (up to [`MAX_BATCH`]) are checked in parallel off the async workers
-/// and written in one transaction with the cursor. A write the lease fence refuses ends it
-/// with that error: this replica's term is over. Other failures are retried.
+/// and written in one transaction with the cursor. Batches are pipelined: while one is
+/// written, the next is received and checked. A write the lease fence refuses ends it with
+/// that error: this replica's term is over. Other failures are retried.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
     let mut last_ack = Instant::now();
     'subscribe: loop {
@@ -66,26 +67,58 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
         // The subscription lives in its own task, so that a batch can take whatever
         // arrived without cancelling a half-received event.
         let mut batches = shared.sequencer.subscribe(cursor).batches(MAX_BATCH);
+        // The next batch, received and being checked while the current one is written.
+        let mut ahead: Option<Ahead> = None;
+        // What ended the subscription while a batch was being written.
+        let mut ended: Option<ordo_sequencer_client::ClientError> = None;
         loop {
-            let next = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
-                next = batches.next() => next,
-            };
-            let batch = match next {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
-                    shared.replica.error(format!("sequencer subscription: {e}"));
-                    tokio::select! {
-                        () = stop.cancelled() => return Ok(()),
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            let (batch, mut checked) = match ahead.take() {
+                Some(a) => (a.events.clone(), Some(a)),
+                None => {
+                    let next = match ended.take() {
+                        Some(e) => Err(e),
+                        None => tokio::select! {
+                            () = stop.cancelled() => return Ok(()),
+                            next = batches.next() => next,
+                        },
+                    };
+                    match next {
+                        Ok(batch) => (batch, None),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "subscription failed; resubscribing from the cursor");
+                            shared.replica.error(format!("sequencer subscription: {e}"));
+                            tokio::select! {
+                                () = stop.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                            }
+                            continue 'subscribe;
+                        }
                     }
-                    continue 'subscribe;
                 }
             };
             let mut backoff = Duration::from_millis(100);
+            let mut first = true;
             let handled = loop {
-                let processed = match process(&shared, &batch).await {
+                let attempt = process(&shared, &batch, checked.take());
+                let processed = if first {
+                    first = false;
+                    // The next batch is received and its checks started meanwhile.
+                    tokio::pin!(attempt);
+                    loop {
+                        tokio::select! {
+                            done = &mut attempt => break done,
+                            next = batches.next(), if ahead.is_none() && ended.is_none() => {
+                                match next {
+                                    Ok(events) => ahead = Some(Ahead::start(&shared, events)),
+                                    Err(e) => ended = Some(e),
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    attempt.await
+                };
+                let processed = match processed {
                     Err(e) if e.is_poison() && batch.len() > 1 => {
                         tracing::warn!(error = %e, events = batch.len(), "a batch's effects were refused; processing its events one at a time");
                         Ok(0)
@@ -110,6 +143,12 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
                     }
                 }
             };
+            if handled < batch.len() {
+                // What was received ahead comes after what this batch leaves.
+                if let Some(a) = ahead.take() {
+                    batches.give_back(a.events.into_iter());
+                }
+            }
             if handled == 0 {
                 // Processed again one at a time, to find the event Postgres refuses.
                 batches.one_at_a_time(batch.into_iter());
@@ -128,6 +167,55 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
                 });
             }
         }
+    }
+}
+
+/// A batch received while the one before it is written, with its checks under way
+/// against the snapshot of that moment.
+struct Ahead {
+    events: Vec<SequencedEvent>,
+    snapshot: Arc<Snapshot>,
+    checks: tokio::task::JoinHandle<Result<Vec<PreparedEvent>, ParticipantError>>,
+}
+
+impl Ahead {
+    fn start(shared: &Arc<Shared>, events: Vec<SequencedEvent>) -> Self {
+        let snapshot = shared.snapshot();
+        let checks = {
+            let shared = shared.clone();
+            let snapshot = snapshot.clone();
+            let events = events.clone();
+            tokio::spawn(async move {
+                let all: Vec<&SequencedEvent> = events.iter().collect();
+                prepare(&shared, &snapshot, &all).await
+            })
+        };
+        Self {
+            events,
+            snapshot,
+            checks,
+        }
+    }
+
+    /// The checks of `fresh` (the batch's events after the cursor, a suffix of it), if
+    /// they were made against the topology and packages of `now`.
+    async fn take(
+        self,
+        now: &Snapshot,
+        fresh: usize,
+    ) -> Result<Option<Vec<PreparedEvent>>, ParticipantError> {
+        let same = Arc::ptr_eq(&self.snapshot.topology, &now.topology)
+            && Arc::ptr_eq(&self.snapshot.packages, &now.packages);
+        if !same {
+            self.checks.abort();
+            return Ok(None);
+        }
+        let mut checked = self
+            .checks
+            .await
+            .map_err(|e| ParticipantError::Internal(format!("event checks failed: {e}")))??;
+        let skip = checked.len().saturating_sub(fresh);
+        Ok(Some(checked.split_off(skip)))
     }
 }
 
@@ -179,6 +267,7 @@ async fn skip(
 async fn process(
     shared: &Arc<Shared>,
     events: &[SequencedEvent],
+    checked: Option<Ahead>,
 ) -> Result<usize, ParticipantError> {
     let started = Instant::now();
     let snapshot = shared.snapshot();
@@ -189,7 +278,14 @@ async fn process(
     if fresh.is_empty() {
         return Ok(events.len());
     }
-    let prepared = prepare(shared, &snapshot, &fresh).await?;
+    let checked = match checked {
+        Some(ahead) => ahead.take(&snapshot, fresh.len()).await?,
+        None => None,
+    };
+    let prepared = match checked {
+        Some(prepared) => prepared,
+        None => prepare(shared, &snapshot, &fresh).await?,
+    };
     // Up to and including the first event that changes topology.
     let cut = prepared
         .iter()
