@@ -5,7 +5,16 @@
 //! [`ContractLookup`]. Instead a run that meets a contract it does not know yet stops, the
 //! contract is looked up, and the (deterministic) run starts again with it known. Commands
 //! touch few contracts, so the few re-runs are cheap, and the core stays free of I/O.
+//!
+//! Building an engine took about a microsecond and a half, a tenth to a fifth of
+//! interpreting a small command or view (`benches/transfer.rs`), so each thread builds one,
+//! once (`ENGINE`). Its native functions capture nothing: they act on the machine the
+//! thread is running (`CURRENT`, set by `Machine::with_engine`), and the step budget is that
+//! machine's. A reused engine behaves as a fresh one: Rhai keeps each evaluation's state
+//! (scopes, caches, operation counts) in the call, and the engine's only mutable part is
+//! its string interner, which changes no result.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -93,24 +102,26 @@ pub fn interpret(
     {
         known.insert(*contract_id, c);
     }
-    let (machine, engine) = Machine::new(packages, limits, seed);
-    loop {
-        // Each run interprets the whole command again, under a budget of its own.
-        machine.reset_steps();
-        machine.reset(known.clone(), 0, act_as.clone());
-        let outcome = machine.run_command(&engine, cmd);
-        if let Some(cid) = machine.with(|s| s.missing.take()) {
-            match lookup.lookup(&cid) {
-                Some(c) => {
-                    known.insert(cid, c);
-                    continue;
+    let machine = Machine::new(packages, limits, seed);
+    machine.with_engine(|engine| {
+        loop {
+            // Each run interprets the whole command again, under a budget of its own.
+            machine.reset_steps();
+            machine.reset(known.clone(), 0, act_as.clone());
+            let outcome = machine.run_command(engine, cmd);
+            if let Some(cid) = machine.with(|s| s.missing.take()) {
+                match lookup.lookup(&cid) {
+                    Some(c) => {
+                        known.insert(cid, c);
+                        continue;
+                    }
+                    None => return Err(LedgerError::ContractNotFound(cid)),
                 }
-                None => return Err(LedgerError::ContractNotFound(cid)),
             }
+            outcome?;
+            return machine.transaction(act_as);
         }
-        outcome?;
-        return machine.transaction(act_as);
-    }
+    })
 }
 
 /// The argument of an exercise: from a command (a value to check) or a script (to convert).
@@ -204,6 +215,32 @@ impl State {
 pub(crate) struct Machine {
     state: Arc<Mutex<State>>,
     steps: Arc<AtomicU64>,
+    max_operations: u64,
+}
+
+thread_local! {
+    /// This thread's engine, with the sandbox and the ledger functions.
+    static ENGINE: Engine = ledger_engine();
+    /// The machine whose scripts run on this thread, if any.
+    static CURRENT: RefCell<Option<Machine>> = const { RefCell::new(None) };
+}
+
+/// The machine the thread is running, for a native function.
+fn current() -> Result<Machine, Box<EvalAltResult>> {
+    CURRENT.with(|c| c.borrow().clone()).ok_or_else(|| {
+        EvalAltResult::ErrorRuntime("no interpretation running".into(), Position::NONE).into()
+    })
+}
+
+/// Puts back the machine that ran before (none, unless interpretations nest) when the
+/// current one is done, panics included.
+struct Restore(Option<Machine>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
 }
 
 fn unit_record() -> Value {
@@ -211,8 +248,8 @@ fn unit_record() -> Value {
 }
 
 impl Machine {
-    pub(crate) fn new(packages: &PackageStore, limits: &Limits, seed: Hash) -> (Machine, Engine) {
-        let machine = Machine {
+    pub(crate) fn new(packages: &PackageStore, limits: &Limits, seed: Hash) -> Machine {
+        Machine {
             state: Arc::new(Mutex::new(State {
                 packages: packages.clone(),
                 limits: limits.clone(),
@@ -232,9 +269,20 @@ impl Machine {
                 error: None,
             })),
             steps: Arc::new(AtomicU64::new(0)),
-        };
-        let engine = machine.engine(limits.max_operations);
-        (machine, engine)
+            max_operations: limits.max_operations,
+        }
+    }
+
+    /// Runs `f` with the thread's engine, whose scripts act on this machine meanwhile.
+    pub(crate) fn with_engine<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        let previous = CURRENT.with(|c| c.replace(Some(self.clone())));
+        let _restore = Restore(previous);
+        ENGINE.with(f)
+    }
+
+    /// Counts one script operation; `Some` stops the script when the budget is spent.
+    fn step(&self) -> Option<Dynamic> {
+        (self.steps.fetch_add(1, Ordering::Relaxed) >= self.max_operations).then_some(Dynamic::UNIT)
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -275,101 +323,6 @@ impl Machine {
     /// The script operations run since the budget was last reset.
     pub(crate) fn steps(&self) -> u64 {
         self.steps.load(Ordering::Relaxed)
-    }
-
-    fn engine(&self, max_operations: u64) -> Engine {
-        let mut engine = sandboxed_engine();
-        let steps = self.steps.clone();
-        engine.on_progress(move |_| {
-            (steps.fetch_add(1, Ordering::Relaxed) >= max_operations).then_some(Dynamic::UNIT)
-        });
-        let m = self.clone();
-        engine.register_fn(
-            "create",
-            move |ctx: NativeCallContext, template: ImmutableString, payload: Map| {
-                m.native(|m| {
-                    let package = m.with(|s| {
-                        s.frames
-                            .last()
-                            .map(|f| f.template.package_name.clone())
-                            .unwrap_or_default()
-                    });
-                    let tid = if template.contains(':') {
-                        template.parse()?
-                    } else {
-                        TemplateId::new(&package, &template)?
-                    };
-                    let (_, t) = m.template(&tid)?;
-                    let path = format!("create {tid}: payload");
-                    let payload =
-                        from_dynamic(&Dynamic::from_map(payload), &t.payload_type, &path)?;
-                    let authorizers = m.with(|s| s.authorizers());
-                    Ok(m.create(ctx.engine(), &tid, payload, &authorizers)?
-                        .to_string())
-                })
-            },
-        );
-        let m = self.clone();
-        engine.register_fn(
-            "exercise",
-            move |ctx: NativeCallContext,
-                  cid: ImmutableString,
-                  choice: ImmutableString,
-                  arg: Map| {
-                m.native(|m| {
-                    let cid = script_cid(&cid)?;
-                    let authorizers = m.with(|s| s.authorizers());
-                    let result = m.exercise(
-                        ctx.engine(),
-                        &cid,
-                        None,
-                        &choice,
-                        Arg::Dynamic(Dynamic::from_map(arg)),
-                        &authorizers,
-                    )?;
-                    Ok(to_dynamic(&result))
-                })
-            },
-        );
-        let m = self.clone();
-        engine.register_fn("fetch", move |cid: ImmutableString| {
-            m.native(|m| {
-                let cid = script_cid(&cid)?;
-                let authorizers = m.with(|s| s.authorizers());
-                Ok(to_dynamic(&m.fetch(&cid, None, &authorizers)?.payload))
-            })
-        });
-        let m = self.clone();
-        engine.register_fn(
-            "archive",
-            move |ctx: NativeCallContext, cid: ImmutableString| {
-                m.native(|m| {
-                    let cid = script_cid(&cid)?;
-                    let authorizers = m.with(|s| s.authorizers());
-                    m.exercise(
-                        ctx.engine(),
-                        &cid,
-                        None,
-                        ARCHIVE,
-                        Arg::Value(unit_record()),
-                        &authorizers,
-                    )?;
-                    Ok(())
-                })
-            },
-        );
-        let m = self.clone();
-        engine.register_fn(
-            "abort",
-            move |message: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> {
-                let context = m.with(|s| s.context());
-                Err(m.park(LedgerError::Aborted {
-                    context,
-                    message: message.to_string(),
-                }))
-            },
-        );
-        engine
     }
 
     /// Runs a native function's body; a ledger error is parked in the state (the first one
@@ -751,6 +704,94 @@ impl Machine {
             })
         })
     }
+}
+
+/// The sandboxed engine with the ledger functions, which act on the thread's current machine.
+fn ledger_engine() -> Engine {
+    let mut engine = sandboxed_engine();
+    engine.on_progress(|_| {
+        CURRENT.with(|c| match c.borrow().as_ref() {
+            Some(m) => m.step(),
+            // Nothing runs outside an interpretation.
+            None => Some(Dynamic::UNIT),
+        })
+    });
+    engine.register_fn(
+        "create",
+        |ctx: NativeCallContext, template: ImmutableString, payload: Map| {
+            current()?.native(|m| {
+                let package = m.with(|s| {
+                    s.frames
+                        .last()
+                        .map(|f| f.template.package_name.clone())
+                        .unwrap_or_default()
+                });
+                let tid = if template.contains(':') {
+                    template.parse()?
+                } else {
+                    TemplateId::new(&package, &template)?
+                };
+                let (_, t) = m.template(&tid)?;
+                let path = format!("create {tid}: payload");
+                let payload = from_dynamic(&Dynamic::from_map(payload), &t.payload_type, &path)?;
+                let authorizers = m.with(|s| s.authorizers());
+                Ok(m.create(ctx.engine(), &tid, payload, &authorizers)?
+                    .to_string())
+            })
+        },
+    );
+    engine.register_fn(
+        "exercise",
+        |ctx: NativeCallContext, cid: ImmutableString, choice: ImmutableString, arg: Map| {
+            current()?.native(|m| {
+                let cid = script_cid(&cid)?;
+                let authorizers = m.with(|s| s.authorizers());
+                let result = m.exercise(
+                    ctx.engine(),
+                    &cid,
+                    None,
+                    &choice,
+                    Arg::Dynamic(Dynamic::from_map(arg)),
+                    &authorizers,
+                )?;
+                Ok(to_dynamic(&result))
+            })
+        },
+    );
+    engine.register_fn("fetch", |cid: ImmutableString| {
+        current()?.native(|m| {
+            let cid = script_cid(&cid)?;
+            let authorizers = m.with(|s| s.authorizers());
+            Ok(to_dynamic(&m.fetch(&cid, None, &authorizers)?.payload))
+        })
+    });
+    engine.register_fn("archive", |ctx: NativeCallContext, cid: ImmutableString| {
+        current()?.native(|m| {
+            let cid = script_cid(&cid)?;
+            let authorizers = m.with(|s| s.authorizers());
+            m.exercise(
+                ctx.engine(),
+                &cid,
+                None,
+                ARCHIVE,
+                Arg::Value(unit_record()),
+                &authorizers,
+            )?;
+            Ok(())
+        })
+    });
+    engine.register_fn(
+        "abort",
+        |message: ImmutableString| -> Result<Dynamic, Box<EvalAltResult>> {
+            let m = current()?;
+            let context = m.with(|s| s.context());
+            Err(m.park(LedgerError::Aborted {
+                context,
+                message: message.to_string(),
+            }))
+        },
+    );
+    engine
 }
 
 fn script_cid(s: &str) -> Result<ContractId, LedgerError> {

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_core::PartyId;
+use rhai::Engine;
 
 use crate::LedgerError;
 use crate::interpret::{Arg, Limits, Machine};
@@ -27,14 +28,23 @@ pub fn reinterpret_view(
     view: &View,
     limits: &Limits,
 ) -> Result<u64, LedgerError> {
-    let (machine, engine) = Machine::new(packages, limits, view.seed);
+    let machine = Machine::new(packages, limits, view.seed);
+    machine.with_engine(|engine| reinterpret(packages, view, &machine, engine))
+}
+
+fn reinterpret(
+    packages: &PackageStore,
+    view: &View,
+    machine: &Machine,
+    engine: &Engine,
+) -> Result<u64, LedgerError> {
     for (cid, input) in &view.inputs {
         machine.reset(BTreeMap::new(), 0, BTreeSet::new());
         let (_, t) = packages.template(&input.template)?;
         let payload = input
             .payload
             .conform(&t.payload_type, &format!("input contract {cid} payload"))?;
-        let recomputed = machine.instantiate(&engine, &input.template, payload)?;
+        let recomputed = machine.instantiate(engine, &input.template, payload)?;
         if recomputed != *input {
             return Err(LedgerError::Conformance(format!(
                 "input contract {cid}: its package, signatories, observers or key do not follow \
@@ -66,7 +76,7 @@ pub fn reinterpret_view(
                 let (_, t) = packages.template(&contract.template)?;
                 let payload = contract.payload.conform(&t.payload_type, "payload")?;
                 machine
-                    .create(&engine, &contract.template, payload, auth)
+                    .create(engine, &contract.template, payload, auth)
                     .map(drop)
             }
             Node::Exercise {
@@ -77,7 +87,7 @@ pub fn reinterpret_view(
                 ..
             } => machine
                 .exercise(
-                    &engine,
+                    engine,
                     contract_id,
                     Some(template),
                     choice,

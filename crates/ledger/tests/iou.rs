@@ -811,6 +811,42 @@ fn same_seed_same_transaction() {
     assert_eq!(serde_json::from_str::<Transaction>(&json).unwrap(), a);
 }
 
+/// A thread interprets with one engine, built once: what an interpretation leaves behind
+/// (a spent step budget, an abort) does not reach the next on the thread, and a command
+/// gives the same transaction on any thread.
+#[test]
+fn interpretations_sharing_a_thread_share_no_state() {
+    let mut l = Ledger::new();
+    let c = l.issue("bank", "alice", "USD", "100");
+    let t = new_t(&mut l, "alice");
+    let split = |amount: &str| Command::Exercise {
+        template: tid("iou:Iou"),
+        contract_id: c,
+        choice: "Split".into(),
+        argument: record(&[("splitAmount", dec(amount))]),
+    };
+    let first = l.interpret(&["alice"], &split("40")).unwrap();
+
+    let spin = Command::Exercise {
+        template: tid("test:T"),
+        contract_id: t,
+        choice: "Spin".into(),
+        argument: record(&[]),
+    };
+    let spent = l.interpret(&["alice"], &spin).unwrap_err();
+    assert!(matches!(spent, LedgerError::StepLimit { .. }), "{spent}");
+    let aborted = l.interpret(&["alice"], &split("100")).unwrap_err();
+    assert!(matches!(aborted, LedgerError::Aborted { .. }), "{aborted}");
+    // The spent budget was that interpretation's alone.
+    assert_eq!(l.interpret(&["alice"], &split("40")).as_ref(), Ok(&first));
+    let elsewhere = std::thread::scope(|s| {
+        s.spawn(|| l.interpret(&["alice"], &split("40")))
+            .join()
+            .expect("the other thread ran")
+    });
+    assert_eq!(elsewhere, Ok(first));
+}
+
 #[test]
 fn projection_and_views_of_a_transfer() {
     let mut l = Ledger::new();
