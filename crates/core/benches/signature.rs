@@ -1,7 +1,7 @@
 //! ed25519 signing and verification as every member does it per message
 //! (`KeyPair::sign`, `PublicKey::verify`, which is strict: non-canonical and small-order
-//! components rejected), and 64 signatures verified one by one against
-//! ed25519-dalek's batch verification of the same 64.
+//! components rejected), and 64 signatures verified one by one against ordo's strict batch
+//! verification (`ordo_core::verify_batch`) and ed25519-dalek's (not strict) of the same 64.
 //!
 //! `cargo bench -p ordo-core --bench signature`
 
@@ -64,6 +64,18 @@ fn batch(c: &mut Criterion) {
             for ((k, m), s) in ordo_publics.iter().zip(&messages).zip(&ordo_signatures) {
                 k.verify(black_box(m), s).expect("valid");
             }
+        })
+    });
+    let ordo_items: Vec<(&ordo_core::PublicKey, &[u8], &ordo_core::Signature)> = ordo_publics
+        .iter()
+        .zip(&slices)
+        .zip(&ordo_signatures)
+        .map(|((k, m), s)| (k, *m, s))
+        .collect();
+    group.bench_function("ordo_core_verify_batch", |b| {
+        b.iter(|| {
+            let results = ordo_core::verify_batch(black_box(&ordo_items));
+            assert!(results.iter().all(Result::is_ok));
         })
     });
     group.bench_function("dalek_one_by_one", |b| {

@@ -5,8 +5,13 @@ use ed25519_dalek::Signer;
 
 use crate::CoreError;
 
-/// An ed25519 public key. Weak (small-order) keys are rejected on construction, so that
-/// batch and single verification can never disagree about a registered key.
+mod batch;
+
+pub use batch::verify_batch;
+
+/// An ed25519 public key. Weak (small-order) keys are rejected on construction: strict
+/// verification refuses every signature under them. A key with a torsion component is
+/// accepted, as `verify_strict` accepts it; [`verify_batch`] verifies its signatures singly.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(ed25519_dalek::VerifyingKey);
 
@@ -28,10 +33,15 @@ impl PublicKey {
     }
 
     /// Strict verification (rejects non-canonical and small-order components).
+    /// [`verify_batch`] accepts exactly the same signatures.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), CoreError> {
         self.0
             .verify_strict(message, &signature.0)
-            .map_err(|_| CoreError::SignatureMismatch(hex::encode(self.as_bytes())))
+            .map_err(|_| self.mismatch())
+    }
+
+    fn mismatch(&self) -> CoreError {
+        CoreError::SignatureMismatch(hex::encode(self.as_bytes()))
     }
 }
 

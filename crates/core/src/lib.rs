@@ -9,7 +9,7 @@ pub mod party;
 pub mod sequencing;
 pub mod time;
 
-pub use crypto::{KeyPair, PublicKey, Signature};
+pub use crypto::{KeyPair, PublicKey, Signature, verify_batch};
 pub use error::CoreError;
 pub use hash::Hash;
 pub use ids::{Fingerprint, MemberId};
