@@ -91,5 +91,20 @@ async fn cross_shard_transfer_commits_on_both_shards_with_projections() -> Resul
     // carol: nothing at all.
     assert!(net.acs("carol").await?.is_empty());
     assert!(net.updates("carol").await?.is_empty());
+
+    // Every message both shards sent (the request, the responses) is deleted from their
+    // outboxes once the sequencer took it: by a later batch's commit or the sender's sweep.
+    for (shard, name) in SHARDS.iter().enumerate() {
+        let db = sqlx::PgPool::connect(&net.replica_config(Role::Participant(shard)).database_url)
+            .await?;
+        ordo_testkit::wait_for(&format!("{name}'s outbox to empty"), PATIENCE, || async {
+            let left: i64 = sqlx::query_scalar("SELECT count(*) FROM p_outbox")
+                .fetch_one(&db)
+                .await
+                .ok()?;
+            (left == 0).then_some(())
+        })
+        .await?;
+    }
     Ok(())
 }

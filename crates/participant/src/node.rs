@@ -95,6 +95,9 @@ pub struct Shared {
     creating: parking_lot::Mutex<Creating>,
     /// Outbox rows committed and not yet taken by the sender (`hand_over`).
     outbox_ready: parking_lot::Mutex<Vec<store::OutboxRow>>,
+    /// Outbox rows the sequencer answered definitely, to delete with the next batch's
+    /// commit (`sent`, `take_sent`).
+    outbox_sent: parking_lot::Mutex<Vec<String>>,
     /// This replica of the shard: its lease (the fence of every write), health and status.
     pub replica: Replica,
     /// While this replica serves (active and resumed from the database): a token cancelled
@@ -312,6 +315,18 @@ impl Shared {
         std::mem::take(&mut *self.outbox_ready.lock())
     }
 
+    /// Outbox rows the sequencer answered definitely: deleted by the next batch's commit
+    /// (or by the sender's sweep, when no batch comes).
+    pub(crate) fn sent(&self, ids: impl IntoIterator<Item = String>) {
+        self.outbox_sent.lock().extend(ids);
+    }
+
+    /// The sent rows to delete, taken by whoever deletes them (given back with
+    /// [`Shared::sent`] if that fails).
+    pub(crate) fn take_sent(&self) -> Vec<String> {
+        std::mem::take(&mut *self.outbox_sent.lock())
+    }
+
     /// Replaces the cached snapshot and the watched ends with `state` as stored.
     pub(crate) fn reload(&self, state: store::ProcessingState) {
         let old = self.snapshot();
@@ -383,6 +398,7 @@ pub async fn run(
         completion_end: watch::Sender::new(state.completion_end),
         outbox_wake: Notify::new(),
         outbox_ready: parking_lot::Mutex::new(Vec::new()),
+        outbox_sent: parking_lot::Mutex::new(Vec::new()),
         waiters: parking_lot::Mutex::new(HashMap::new()),
         creating: parking_lot::Mutex::new(Creating::default()),
         writer: crate::writer::Writer::start(pool.clone(), replica.clone()),

@@ -27,24 +27,45 @@ const SCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Sends the outbox until `stop`. Rows come from the commits that wrote them
 /// (`Shared::hand_over`) and, at start and every [`SCAN_INTERVAL`], from the table. Rows
-/// whose answer is definite are deleted together, in one fenced transaction per group. A
-/// deletion the lease fence refuses ends it with that error: this replica's term is over
-/// (the active replica resends what is left).
+/// whose answer is definite are deleted by the processor's next batch, in its transaction
+/// (`Shared::sent`); those no batch took by the next scan are deleted here, in one fenced
+/// transaction. A deletion the lease fence refuses ends it with that error: this replica's
+/// term is over (the active replica resends what is left). A row found in the table
+/// again before its deletion committed is sent again, which the sequencer answers as a
+/// duplicate.
 pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), ParticipantError> {
-    // Sends in flight or answered and not yet deleted, by message id; the tasks are
-    // aborted when this returns or is dropped.
+    // Sends in flight, by message id; the tasks are aborted when this returns or is
+    // dropped.
     let mut sending: HashSet<String> = HashSet::new();
     let mut sends: JoinSet<(String, Result<bool, ParticipantError>)> = JoinSet::new();
-    // Answered definitely: to delete.
-    let mut answered: Vec<String> = Vec::new();
+    // Answered definitely since the last scan: not sent again while a batch may be about
+    // to delete them.
+    let mut answered: HashSet<String> = HashSet::new();
     let mut scan_at = tokio::time::Instant::now();
     loop {
         let mut rows = shared.handed_over();
         if tokio::time::Instant::now() >= scan_at {
+            // What no batch took since the last scan is deleted here.
+            let left = shared.take_sent();
+            if !left.is_empty() {
+                match delete(&shared, &left).await {
+                    Ok(()) => {}
+                    Err(e @ ParticipantError::Fenced(_)) => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, rows = left.len(), "deleting sent outbox rows failed");
+                        shared.sent(left);
+                    }
+                }
+            }
             match store::outbox(&shared.pool, 1000).await {
-                Ok(stored) => rows.extend(stored),
+                Ok(stored) => rows.extend(
+                    stored
+                        .into_iter()
+                        .filter(|r| !answered.contains(&r.submission.message_id)),
+                ),
                 Err(e) => tracing::warn!(error = %e, "reading the outbox failed; retrying"),
             }
+            answered.clear();
             scan_at = tokio::time::Instant::now() + SCAN_INTERVAL;
         }
         for row in rows {
@@ -66,35 +87,24 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
         while let Some(more) = sends.try_join_next() {
             finished.push(more);
         }
+        let mut done = Vec::new();
         for joined in finished {
             let (id, outcome) = joined
                 .map_err(|e| ParticipantError::Internal(format!("an outbox send panicked: {e}")))?;
+            sending.remove(&id);
             match outcome {
-                Ok(true) => answered.push(id),
-                Ok(false) => {
-                    sending.remove(&id);
+                Ok(true) => {
+                    answered.insert(id.clone());
+                    done.push(id);
                 }
+                Ok(false) => {}
                 Err(e @ ParticipantError::Fenced(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!(message_id = %id, error = %e, "an outbox send failed; will retry");
-                    sending.remove(&id);
                 }
             }
         }
-        if !answered.is_empty() {
-            match delete(&shared, &answered).await {
-                Ok(()) => {
-                    for id in answered.drain(..) {
-                        sending.remove(&id);
-                    }
-                }
-                Err(e @ ParticipantError::Fenced(_)) => return Err(e),
-                // Kept, and tried again with the next group.
-                Err(e) => {
-                    tracing::warn!(error = %e, rows = answered.len(), "deleting sent outbox rows failed")
-                }
-            }
-        }
+        shared.sent(done);
     }
 }
 

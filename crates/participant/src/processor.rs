@@ -346,13 +346,27 @@ async fn process(
         batch.end_event(ts, &event.sender);
     }
     let (writes, effects) = batch.finish();
-    store::batch::write(&mut tx, &writes).await?;
-    if let Some(topology) = &changed {
-        store::save_topology(&mut tx, topology).await?;
+    // Outbox rows the sequencer answered go with this commit (given back if it fails).
+    let sent = shared.take_sent();
+    let written = async {
+        store::batch::write(&mut tx, &writes).await?;
+        store::delete_outbox(&mut tx, &sent).await?;
+        if let Some(topology) = &changed {
+            store::save_topology(&mut tx, topology).await?;
+        }
+        store::save_position(&mut tx, last, &effects.offsets).await?;
+        let writing = Instant::now();
+        shared.commit(tx).await?;
+        Ok::<_, ParticipantError>(writing)
     }
-    store::save_position(&mut tx, last, &effects.offsets).await?;
-    let writing = Instant::now();
-    shared.commit(tx).await?;
+    .await;
+    let writing = match written {
+        Ok(writing) => writing,
+        Err(e) => {
+            shared.sent(sent);
+            return Err(e);
+        }
+    };
     crate::metrics::batch(cut, started.elapsed(), writing.elapsed());
 
     let (topology, packages) = match changed {

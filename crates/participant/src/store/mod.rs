@@ -777,6 +777,9 @@ pub async fn delete_outbox(
     conn: &mut PgConnection,
     message_ids: &[String],
 ) -> Result<(), ParticipantError> {
+    if message_ids.is_empty() {
+        return Ok(());
+    }
     sqlx::query("DELETE FROM p_outbox WHERE message_id = ANY($1)")
         .bind(message_ids)
         .execute(&mut *conn)
