@@ -13,6 +13,7 @@ use ordo_proto::ledger::v1 as pb;
 use ordo_protocol::{Message, SignedMessage};
 use prost::Message as _;
 use sqlx::PgPool;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::parse_parties;
@@ -24,10 +25,20 @@ use crate::store::{self, CommandKey, CommandState, CompletionRow, NewCommand};
 use crate::views;
 
 /// A command accepted for processing.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Accepted {
     pub key: CommandKey,
     pub act_as: BTreeSet<PartyId>,
+    /// The command's completion, for a call that waits for it: registered before the
+    /// command was written, so no completion can come before it.
+    completion: Option<oneshot::Receiver<CompletionRow>>,
+}
+
+/// Whether the submitting call waits for the command's completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    ForCompletion,
+    No,
 }
 
 fn invalid(m: String) -> ParticipantError {
@@ -248,6 +259,7 @@ pub async fn submit(
     shared: &Arc<Shared>,
     rights: &Rights,
     commands: Option<pb::Commands>,
+    wait: Wait,
 ) -> Result<Accepted, ParticipantError> {
     let started = std::time::Instant::now();
     let mut commands = commands.ok_or_else(|| invalid("missing commands".into()))?;
@@ -433,6 +445,7 @@ pub async fn submit(
         envelopes,
     };
 
+    let completion = (wait == Wait::ForCompletion).then(|| shared.completion_waiter(&key));
     let inserted = shared
         .writer
         .write(crate::writer::Accepted {
@@ -458,7 +471,11 @@ pub async fn submit(
     }]);
     tracing::debug!(command = %commands.command_id, %message_id, "command in flight");
     crate::metrics::submission(started.elapsed());
-    Ok(Accepted { key, act_as })
+    Ok(Accepted {
+        key,
+        act_as,
+        completion,
+    })
 }
 
 /// Waits for the command's completion, at most `timeout`, and only while this replica
@@ -466,15 +483,21 @@ pub async fn submit(
 /// the answer is UNAVAILABLE at once.
 pub async fn wait_completion(
     shared: &Shared,
-    key: &CommandKey,
+    accepted: &mut Accepted,
     timeout: Duration,
     term: &CancellationToken,
 ) -> Result<CompletionRow, ParticipantError> {
+    let key = &accepted.key;
     // The commit that completes the command hands the completion over; the database
-    // answers for a command completed before the waiter was registered.
-    let delivered = shared.completion_waiter(key);
+    // answers for a command completed before the waiter was registered (none, when it was
+    // registered before the command was written).
+    let early = accepted.completion.take();
+    let registered_before_write = early.is_some();
+    let delivered = early.unwrap_or_else(|| shared.completion_waiter(key));
     let wait = async {
-        let done = {
+        let done = if registered_before_write {
+            None
+        } else {
             let mut conn = shared.pool.acquire().await?;
             store::command(&mut conn, key, false)
                 .await?

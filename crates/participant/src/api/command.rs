@@ -30,11 +30,16 @@ impl CommandApi {
         let term = self.0.require_serving().await?;
         let started = std::time::Instant::now();
         let waited = async {
-            let accepted =
-                submission::submit(&self.0, &rights, request.into_inner().commands).await?;
+            let mut accepted = submission::submit(
+                &self.0,
+                &rights,
+                request.into_inner().commands,
+                submission::Wait::ForCompletion,
+            )
+            .await?;
             let completion = submission::wait_completion(
                 &self.0,
-                &accepted.key,
+                &mut accepted,
                 self.0.config.submit_and_wait_timeout,
                 &term,
             )
@@ -105,7 +110,13 @@ impl pb::command_submission_service_server::CommandSubmissionService for Submiss
         request: tonic::Request<pb::SubmitRequest>,
     ) -> ApiResult<pb::SubmitResponse> {
         let rights = self.0.auth.authenticate(request.metadata())?;
-        submission::submit(&self.0, &rights, request.into_inner().commands).await?;
+        submission::submit(
+            &self.0,
+            &rights,
+            request.into_inner().commands,
+            submission::Wait::No,
+        )
+        .await?;
         Ok(tonic::Response::new(pb::SubmitResponse {}))
     }
 }
