@@ -488,27 +488,15 @@ pub async fn wait_completion(
     term: &CancellationToken,
 ) -> Result<CompletionRow, ParticipantError> {
     let key = &accepted.key;
-    // The commit that completes the command hands the completion over; the database
-    // answers for a command completed before the waiter was registered (none, when it was
-    // registered before the command was written).
-    let early = accepted.completion.take();
-    let registered_before_write = early.is_some();
-    let delivered = early.unwrap_or_else(|| shared.completion_waiter(key));
+    // The commit that completes the command hands the completion over. The call registered
+    // for it before the command was written, so no completion can come before it.
+    let delivered = accepted.completion.take().ok_or_else(|| {
+        ParticipantError::Internal(format!(
+            "command {} was submitted without waiting for its completion",
+            key.command_id
+        ))
+    })?;
     let wait = async {
-        let done = if registered_before_write {
-            None
-        } else {
-            let mut conn = shared.pool.acquire().await?;
-            store::command(&mut conn, key, false)
-                .await?
-                .filter(|c| c.state != CommandState::InFlight)
-                .and_then(|c| c.completion_offset)
-        };
-        if let Some(offset) = done
-            && let Some(c) = store::completion_at(&shared.pool, offset).await?
-        {
-            return Ok(c);
-        }
         delivered
             .await
             .map_err(|_| ParticipantError::Unavailable("the participant is shutting down".into()))

@@ -633,17 +633,6 @@ pub async fn completions(
     rows.iter().map(completion_row).collect()
 }
 
-pub async fn completion_at(
-    pool: &PgPool,
-    offset: i64,
-) -> Result<Option<CompletionRow>, ParticipantError> {
-    let row = sqlx::query("SELECT * FROM p_completions WHERE completion_offset = $1")
-        .bind(offset)
-        .fetch_optional(pool)
-        .await?;
-    row.as_ref().map(completion_row).transpose()
-}
-
 // ---- outbox ----
 
 /// An outbox submission as stored before the binary form: JSON with hex contents. Rows of
