@@ -101,24 +101,13 @@ impl LoadRun {
 
 /// `ordo load`'s options for the load around one kill.
 fn load_options(clients: usize) -> Result<ordo_load::LoadOptions> {
-    let load = ordo_load::LoadArgs {
-        network: PathBuf::new(),
-        scenario: ordo_load::Scenario::Transfer,
-        mix: None,
-        via: ordo_load::Via::Grpc,
-        clients: Some(clients),
-        rate: None,
-        duration: Some(LOAD_WINDOW),
-        count: None,
-        ramp_up: Duration::ZERO,
-        timeout: Duration::from_secs(30),
-        ious: 4,
-        run_id: None,
-        json: false,
-        quiet: true,
-        report: None,
-    };
-    Ok(load.options()?)
+    crate::ledger::quiet_load(
+        ordo_load::Scenario::Transfer,
+        ordo_load::Via::Grpc,
+        Some(clients),
+        None,
+        LOAD_WINDOW,
+    )
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -179,14 +179,32 @@ fn load_options(args: &Args) -> Result<ordo_load::LoadOptions> {
         (None, None) => Some(DEFAULT_CLIENTS),
         (c, _) => c,
     };
+    quiet_load(
+        args.scenario.scenario(),
+        args.via,
+        clients,
+        args.rate,
+        Duration::from_secs(args.seconds),
+    )
+}
+
+/// The options of a quiet `ordo load` run of `duration` as the benchmarks drive it: no
+/// ramp-up, 4 Ious per client, a 30 s command timeout.
+pub(crate) fn quiet_load(
+    scenario: Scenario,
+    via: Via,
+    clients: Option<usize>,
+    rate: Option<f64>,
+    duration: Duration,
+) -> Result<ordo_load::LoadOptions> {
     let load = LoadArgs {
         network: PathBuf::new(),
-        scenario: args.scenario.scenario(),
+        scenario,
         mix: None,
-        via: args.via,
+        via,
         clients,
-        rate: args.rate,
-        duration: Some(Duration::from_secs(args.seconds)),
+        rate,
+        duration: Some(duration),
         count: None,
         ramp_up: Duration::ZERO,
         timeout: Duration::from_secs(30),
