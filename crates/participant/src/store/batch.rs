@@ -96,10 +96,16 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
         .iter()
         .map(|(row, _)| row.request.micros())
         .collect();
+    // Two branches: the unsequenced commands come from an ordered index scan, which marks
+    // the index entries of dead row versions as it meets them (a bitmap scan does not, so
+    // every batch would visit every dead version of every command until the next vacuum).
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COMMAND_COLUMNS} FROM p_commands
-         WHERE message_id = ANY($1) OR request_ts = ANY($2)
-            OR (state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $3)"
+        "(SELECT {COMMAND_COLUMNS} FROM p_commands
+          WHERE message_id = ANY($1) OR request_ts = ANY($2))
+         UNION
+         (SELECT {COMMAND_COLUMNS} FROM p_commands
+          WHERE state = 'in_flight' AND request_ts IS NULL AND max_sequencing_time < $3
+          ORDER BY max_sequencing_time)"
     )))
     .bind(&wanted.message_ids)
     .bind(&requests)
