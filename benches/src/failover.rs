@@ -138,21 +138,7 @@ pub async fn run(args: Args) -> Result<Report> {
                 let killed = killed?;
                 let report =
                     report.with_context(|| format!("the load around {service} run {run}"))?;
-                eprintln!(
-                    "  load: {:.1} committed/s, {} submitted, {} committed, {} rejected, {} \
-                     timed out, p99 {:.0} ms, cross-check {}",
-                    report.committed_per_sec,
-                    report.submitted,
-                    report.committed,
-                    report.rejected,
-                    report.timed_out,
-                    report.p99_ms,
-                    if report.cross_check.matches {
-                        "matched"
-                    } else {
-                        "MISMATCHED"
-                    }
-                );
+                eprintln!("  load: {}", crate::ledger::summary(&report));
                 loads.push(LoadRun::of(report));
                 killed
             } else {

@@ -173,6 +173,26 @@ pub async fn run(args: Args) -> Result<Report> {
     outcome
 }
 
+/// One line on what an `ordo load` run did.
+pub(crate) fn summary(report: &ordo_load::Report) -> String {
+    format!(
+        "{:.1} committed/s, {} submitted, {} committed, {} rejected, {} timed out, p50 {:.1} \
+         ms, p99 {:.1} ms, cross-check {}",
+        report.committed_per_sec,
+        report.submitted,
+        report.committed,
+        report.rejected,
+        report.timed_out,
+        report.p50_ms,
+        report.p99_ms,
+        if report.cross_check.matches {
+            "matched"
+        } else {
+            "MISMATCHED"
+        }
+    )
+}
+
 /// `ordo load`'s options for one run (each run gets a fresh run id).
 fn load_options(args: &Args) -> Result<ordo_load::LoadOptions> {
     let clients = match (args.clients, args.rate) {
@@ -225,20 +245,7 @@ async fn measure(net: &Net, args: &Args, clients: usize) -> Result<Report> {
         let report = ordo_load::run(&network, &opts, Progress::Hidden)
             .await
             .with_context(|| format!("load run {i}"))?;
-        eprintln!(
-            "run {i}: {:.1} committed/s, p50 {:.1} ms, p99 {:.1} ms, {} rejected, {} timed out, \
-             cross-check {}",
-            report.committed_per_sec,
-            report.p50_ms,
-            report.p99_ms,
-            report.rejected,
-            report.timed_out,
-            if report.cross_check.matches {
-                "matched"
-            } else {
-                "MISMATCHED"
-            }
-        );
+        eprintln!("run {i}: {}", summary(&report));
         runs.push(RunFigures::of(report));
     }
     let median = Median {

@@ -73,7 +73,7 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
         let mut ended: Option<ordo_sequencer_client::ClientError> = None;
         loop {
             let (batch, mut checked) = match ahead.take() {
-                Some(a) => (a.events.clone(), Some(a)),
+                Some(Ahead { events, checks }) => (events, Some(checks)),
                 None => {
                     let next = match ended.take() {
                         Some(e) => Err(e),
@@ -170,18 +170,22 @@ pub async fn run(shared: Arc<Shared>, stop: CancellationToken) -> Result<(), Par
     }
 }
 
-/// A batch received while the one before it is written, with its checks under way
-/// against the snapshot of that moment.
+/// A batch received while the one before it is written, and its checks.
 struct Ahead {
     events: Vec<SequencedEvent>,
+    checks: Checks,
+}
+
+/// The checks of a batch received ahead, under way against the snapshot of that moment.
+struct Checks {
     snapshot: Arc<Snapshot>,
-    checks: tokio::task::JoinHandle<Result<Vec<PreparedEvent>, ParticipantError>>,
+    task: tokio::task::JoinHandle<Result<Vec<PreparedEvent>, ParticipantError>>,
 }
 
 impl Ahead {
     fn start(shared: &Arc<Shared>, events: Vec<SequencedEvent>) -> Self {
         let snapshot = shared.snapshot();
-        let checks = {
+        let task = {
             let shared = shared.clone();
             let snapshot = snapshot.clone();
             let events = events.clone();
@@ -192,11 +196,12 @@ impl Ahead {
         };
         Self {
             events,
-            snapshot,
-            checks,
+            checks: Checks { snapshot, task },
         }
     }
+}
 
+impl Checks {
     /// The checks of `fresh` (the batch's events after the cursor, a suffix of it), if
     /// they were made against the topology and packages of `now`.
     async fn take(
@@ -207,11 +212,11 @@ impl Ahead {
         let same = Arc::ptr_eq(&self.snapshot.topology, &now.topology)
             && Arc::ptr_eq(&self.snapshot.packages, &now.packages);
         if !same {
-            self.checks.abort();
+            self.task.abort();
             return Ok(None);
         }
         let mut checked = self
-            .checks
+            .task
             .await
             .map_err(|e| ParticipantError::Internal(format!("event checks failed: {e}")))??;
         let skip = checked.len().saturating_sub(fresh);
@@ -267,7 +272,7 @@ async fn skip(
 async fn process(
     shared: &Arc<Shared>,
     events: &[SequencedEvent],
-    checked: Option<Ahead>,
+    checked: Option<Checks>,
 ) -> Result<usize, ParticipantError> {
     let started = Instant::now();
     let snapshot = shared.snapshot();
@@ -279,7 +284,7 @@ async fn process(
         return Ok(events.len());
     }
     let checked = match checked {
-        Some(ahead) => ahead.take(&snapshot, fresh.len()).await?,
+        Some(checks) => checks.take(&snapshot, fresh.len()).await?,
         None => None,
     };
     let prepared = match checked {
@@ -382,10 +387,10 @@ async fn process(
         packages,
         cursor: last,
     });
-    if let Some(end) = effects.ledger_end {
+    if let Some(end) = writes.ledger_end() {
         shared.ledger_end.send_replace(end);
     }
-    if let Some(end) = effects.completion_end {
+    if let Some(end) = effects.completion_end() {
         shared.completion_end.send_replace(end);
     }
     for (request, deadline, contracts) in effects.creating {

@@ -82,8 +82,6 @@ pub struct Writes {
 pub struct Effects {
     /// The offsets taken so far, written with the cursor.
     pub offsets: store::Offsets,
-    pub ledger_end: Option<i64>,
-    pub completion_end: Option<i64>,
     /// The current event's alarms.
     pub alarms: Vec<Raised>,
     /// Every event's alarms, with the event.
@@ -94,6 +92,20 @@ pub struct Effects {
     pub creating: Vec<(Timestamp, Timestamp, Vec<String>)>,
     /// Requests whose outcome was applied (or timed out).
     pub resolved: Vec<Timestamp>,
+}
+
+impl Writes {
+    /// The last update offset the batch appended, if any.
+    pub fn ledger_end(&self) -> Option<i64> {
+        self.updates.last().map(|(offset, _, _)| *offset)
+    }
+}
+
+impl Effects {
+    /// The last completion offset the batch took, if any.
+    pub fn completion_end(&self) -> Option<i64> {
+        self.completed.last().map(|c| c.completion_offset)
+    }
 }
 
 /// A contract the batch knows of.
@@ -523,7 +535,6 @@ impl<'a> Batch<'a> {
         self.writes
             .completions
             .push((message_id.to_owned(), at.micros(), completion.clone()));
-        self.effects.completion_end = Some(offset);
         self.effects.completed.push(completion);
     }
 
@@ -610,7 +621,6 @@ impl<'a> Batch<'a> {
             self.writes
                 .updates
                 .push((offset, update.update_id.clone(), store::to_json(update)));
-            self.effects.ledger_end = Some(offset);
         }
         let outcome = Outcome {
             code: CODE_OK,

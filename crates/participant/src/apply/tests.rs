@@ -136,7 +136,7 @@ fn a_later_event_sees_what_an_earlier_one_did() {
     assert_eq!(completion.outcome.code, CODE_OK);
     assert_eq!(completion.outcome.ledger_offset, 8);
     assert_eq!(effects.offsets.ledger_end, 8);
-    assert_eq!(effects.completion_end, Some(4));
+    assert_eq!(effects.completion_end(), Some(4));
     // bank (hosted on p1) answers all three requests.
     assert_eq!(writes.outbox.len(), 3);
     assert_eq!(effects.resolved, vec![Timestamp(10)]);
@@ -215,7 +215,7 @@ fn stored_state_is_released_relocked_and_timed_out() {
             ("m-lost", CODE_ABORTED),
         ]
     );
-    assert_eq!(effects.completion_end, Some(6));
+    assert_eq!(effects.completion_end(), Some(6));
     assert!(writes.updates.is_empty() && writes.created.is_empty());
 }
 
