@@ -15,7 +15,7 @@ use crate::error::MediatorError;
 use crate::verdict::{Decision, PartyAnswer, PendingRequest};
 
 /// The schema version this code reads and writes (`mediator_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// Key of the advisory lock that serialises `init`.
 const INIT_LOCK: i64 = 0x6f72_646f_4d45_4449; // "ordoMEDI"
 
@@ -70,6 +70,19 @@ async fn init_locked(
     if existing != member.as_str() {
         return Err(wrong_key(config, existing, member));
     }
+    // The migrations above brought an older schema up to this version (2: answers are
+    // deleted with their request by the code, not by a cascade), and whatever answers a
+    // replica of schema 1 left behind meanwhile go.
+    sqlx::query("UPDATE mediator_meta SET schema_version = $1 WHERE id = 1")
+        .bind(SCHEMA_VERSION)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "DELETE FROM pending_answers
+         WHERE request_id NOT IN (SELECT request_id FROM pending_requests)",
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(false)
 }
 
@@ -160,9 +173,14 @@ pub async fn load(pool: &PgPool) -> Result<Resumed, MediatorError> {
             },
         );
     }
-    for row in sqlx::query("SELECT request_id, party, host, answered FROM pending_answers")
-        .fetch_all(pool)
-        .await?
+    // Answers of pending requests only: a replica of schema 1 still running during an
+    // upgrade deletes requests without their answers (init deletes those).
+    for row in sqlx::query(
+        "SELECT request_id, party, host, answered FROM pending_answers
+         WHERE request_id IN (SELECT request_id FROM pending_requests)",
+    )
+    .fetch_all(pool)
+    .await?
     {
         let id: i64 = row.try_get("request_id")?;
         let party: String = row.try_get("party")?;
@@ -347,10 +365,13 @@ pub async fn commit(
     }
     if !changes.decided.is_empty() {
         let ids: Vec<i64> = decided.iter().copied().collect();
-        sqlx::query("DELETE FROM pending_requests WHERE request_id = ANY($1)")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "WITH gone AS (DELETE FROM pending_requests WHERE request_id = ANY($1))
+             DELETE FROM pending_answers WHERE request_id = ANY($1)",
+        )
+        .bind(&ids)
+        .execute(&mut *tx)
+        .await?;
         let (decisions, messages): (Vec<&Decision>, Vec<&OutboxMessage>) =
             changes.decided.iter().map(|(d, m)| (d, m)).unzip();
         let reasons = decisions.iter().map(|d| match &d.outcome {

@@ -189,6 +189,12 @@ async fn a_batch_commits_set_based_and_resumes_the_same() -> Result<()> {
     assert_eq!(resumed.cursor, Timestamp(14));
     let ids: Vec<i64> = resumed.pending.iter().map(|r| r.id.micros()).collect();
     assert_eq!(ids, [6, 12]);
+    // The decided request's answers went with it (no cascade does it since schema 2).
+    let answers: Vec<i64> =
+        sqlx::query_scalar("SELECT request_id FROM pending_answers ORDER BY request_id")
+            .fetch_all(&pool)
+            .await?;
+    assert_eq!(answers, [6, 12]);
     for r in &resumed.pending {
         assert!(r.confirming_parties.values().all(|a| a.answered), "{r:?}");
         assert_eq!(r.informee_participants, [me.clone()].into());
