@@ -81,5 +81,27 @@ async fn a_command_id_yields_one_transaction() -> Result<()> {
         .await;
     assert_status(late, Code::AlreadyExists, &["conc-2"]);
     assert_eq!(net.ledger_end(0).await?, 3);
+
+    // A retried transfer meets its input archived by its first attempt: still
+    // ALREADY_EXISTS (what a retrying client decides on), not NOT_FOUND.
+    let iou = created(&first)[0].contract_id.clone();
+    let mut transfer = net.commands_for(
+        "alice",
+        exercise(
+            "iou:Iou",
+            &iou,
+            "Transfer",
+            serde_json::json!({ "newOwner": "bank" }),
+        ),
+    );
+    transfer.command_id = "transfer-1".into();
+    let alice = token(&["alice"]);
+    net.submit_raw(0, &alice, transfer.clone()).await?;
+    let retried = net.submit_raw(0, &alice, transfer.clone()).await;
+    assert_status(retried, Code::AlreadyExists, &["transfer-1"]);
+    // Under another command id the archived input is what fails.
+    transfer.command_id = "transfer-2".into();
+    let other = net.submit_raw(0, &alice, transfer).await;
+    assert_eq!(other.unwrap_err().code(), Code::NotFound);
     Ok(())
 }

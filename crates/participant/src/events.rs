@@ -27,6 +27,18 @@ pub struct StoredContract {
 }
 
 impl StoredContract {
+    /// The ledger core's instance of a stored contract (its JSON), parsed straight into
+    /// its type rather than through a `serde_json::Value`; `None` if it does not parse.
+    pub fn instance_of(bytes: &[u8]) -> Option<ordo_ledger::ContractInstance> {
+        #[derive(Deserialize)]
+        struct Only {
+            instance: ordo_ledger::ContractInstance,
+        }
+        serde_json::from_slice::<Only>(bytes)
+            .ok()
+            .map(|o| o.instance)
+    }
+
     pub fn stakeholders(&self) -> BTreeSet<String> {
         self.signatories
             .iter()

@@ -87,8 +87,7 @@ pub struct Shared {
     pub completion_end: watch::Sender<i64>,
     pub outbox_wake: Notify,
     /// Calls waiting for their command's completion (`completion_waiter`).
-    waiters:
-        parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<store::CompletionRow>>>>,
+    waiters: parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<Completed>>>>,
     /// Writes accepted commands, a group per transaction.
     pub(crate) writer: crate::writer::Writer,
     /// Contracts created by requests pending here (read your writes across shards).
@@ -103,6 +102,14 @@ pub struct Shared {
     /// While this replica serves (active and resumed from the database): a token cancelled
     /// when its term ends. `None` while passive or taking over.
     pub term: watch::Sender<Option<CancellationToken>>,
+}
+
+/// A completion handed to a waiting call by the commit that made it durable, with the
+/// stored transaction of a successful command (`None` if the batch did not append it).
+#[derive(Clone, Debug)]
+pub struct Completed {
+    pub row: store::CompletionRow,
+    pub update: Option<Arc<Vec<u8>>>,
 }
 
 impl Shared {
@@ -268,7 +275,7 @@ impl Shared {
     pub(crate) fn completion_waiter(
         &self,
         key: &store::CommandKey,
-    ) -> oneshot::Receiver<store::CompletionRow> {
+    ) -> oneshot::Receiver<Completed> {
         let (tx, rx) = oneshot::channel();
         let mut waiters = self.waiters.lock();
         let list = waiters.entry(key.clone()).or_default();
@@ -278,8 +285,13 @@ impl Shared {
         rx
     }
 
-    /// Hands committed completions to the calls waiting on them.
-    pub(crate) fn deliver(&self, completions: Vec<store::CompletionRow>) {
+    /// Hands committed completions to the calls waiting on them, each with its update
+    /// when `updates` (offset, update id, stored transaction) holds it.
+    pub(crate) fn deliver(
+        &self,
+        completions: Vec<store::CompletionRow>,
+        updates: &[(i64, String, Vec<u8>)],
+    ) {
         if completions.is_empty() {
             return;
         }
@@ -290,8 +302,18 @@ impl Shared {
                 command_id: c.command_id.clone(),
                 act_as: c.act_as.clone(),
             };
-            for waiter in waiters.remove(&key).unwrap_or_default() {
-                let _ = waiter.send(c.clone());
+            let Some(list) = waiters.remove(&key) else {
+                continue;
+            };
+            let update = (c.outcome.code == 0)
+                .then(|| updates.iter().find(|(_, id, _)| *id == c.outcome.update_id))
+                .flatten()
+                .map(|(_, _, tx)| Arc::new(tx.clone()));
+            for waiter in list {
+                let _ = waiter.send(Completed {
+                    row: c.clone(),
+                    update: update.clone(),
+                });
             }
         }
         // Entries whose every caller gave up.

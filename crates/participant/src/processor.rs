@@ -400,7 +400,7 @@ async fn process(
         shared.resolved(request);
     }
     shared.hand_over(writes.outbox);
-    shared.deliver(effects.completed);
+    shared.deliver(effects.completed, &writes.updates);
     for (ts, sender, raised) in &effects.raised {
         alarm::raise(raised, *ts, sender);
     }
@@ -496,7 +496,7 @@ pub async fn reject_unsequenced(
     shared.commit(tx).await?;
     if let Some(c) = completed {
         shared.completion_end.send_replace(c.completion_offset);
-        shared.deliver(vec![c]);
+        shared.deliver(vec![c], &[]);
     }
     Ok(())
 }

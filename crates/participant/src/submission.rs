@@ -20,8 +20,8 @@ use crate::api::parse_parties;
 use crate::auth::Rights;
 use crate::error::ParticipantError;
 use crate::events::StoredContract;
-use crate::node::Shared;
-use crate::store::{self, CommandKey, CommandState, CompletionRow, NewCommand};
+use crate::node::{Completed, Shared};
+use crate::store::{self, CommandKey, NewCommand};
 use crate::views;
 
 /// A command accepted for processing.
@@ -31,7 +31,7 @@ pub struct Accepted {
     pub act_as: BTreeSet<PartyId>,
     /// The command's completion, for a call that waits for it: registered before the
     /// command was written, so no completion can come before it.
-    completion: Option<oneshot::Receiver<CompletionRow>>,
+    completion: Option<oneshot::Receiver<Completed>>,
 }
 
 /// Whether the submitting call waits for the command's completion.
@@ -240,8 +240,7 @@ impl AcsLookup {
                 return None;
             }
         };
-        let stored: StoredContract = serde_json::from_slice(&bytes).ok()?;
-        serde_json::from_value(stored.instance).ok()
+        StoredContract::instance_of(&bytes)
     }
 }
 
@@ -322,20 +321,27 @@ pub async fn submit(
             commands.command_id, commands.application_id
         ))
     };
+    // Deduplication is decided by the command's insert (`writer`), after interpretation,
+    // which saves every command a read. A duplicate that fails before it gets there (a
+    // retried transfer finds its input archived by the first attempt) is looked up then,
+    // so that it still answers ALREADY_EXISTS.
     let dedup_cutoff = now()
         .micros()
         .saturating_sub(params.deduplication_period_us);
+    let unless_duplicate = async |e: ParticipantError| match store::is_duplicate(
+        &shared.pool,
+        &key,
+        dedup_cutoff,
+    )
+    .await
     {
-        let mut conn = shared.pool.acquire().await?;
-        if let Some(existing) = store::command(&mut conn, &key, false).await? {
-            let recent = existing.completed_at.is_some_and(|t| t >= dedup_cutoff);
-            if existing.state == CommandState::InFlight
-                || (existing.state == CommandState::Succeeded && recent)
-            {
-                return Err(duplicate());
-            }
+        Ok(true) => duplicate(),
+        Ok(false) => e,
+        Err(read) => {
+            tracing::warn!(error = %read, "reading a failed command's deduplication state failed");
+            e
         }
-    }
+    };
 
     let cmd = command(&snapshot.packages, commands.command.as_ref())?;
     let mut nonce = [0u8; 16];
@@ -391,18 +397,20 @@ pub async fn submit(
                     && shared
                         .await_created(&cid.to_string(), PENDING_WAIT_CAP)
                         .await => {}
-            Err(e) => return Err(ParticipantError::from_ledger(&e)),
+            Err(e) => return Err(unless_duplicate(ParticipantError::from_ledger(&e)).await),
         }
     };
 
-    let plan = views::plan_request(
+    let plan = match views::plan_request(
         &transaction,
         &snapshot.topology,
         &shared.member,
         &commands.workflow_id,
         &commands.command_id,
-    )
-    .map_err(ParticipantError::NotFound)?;
+    ) {
+        Ok(plan) => plan,
+        Err(e) => return Err(unless_duplicate(ParticipantError::NotFound(e)).await),
+    };
     let mediator = snapshot.topology.mediator().cloned().ok_or_else(|| {
         ParticipantError::FailedPrecondition("the domain has no mediator in topology yet".into())
     })?;
@@ -486,7 +494,7 @@ pub async fn wait_completion(
     accepted: &mut Accepted,
     timeout: Duration,
     term: &CancellationToken,
-) -> Result<CompletionRow, ParticipantError> {
+) -> Result<Completed, ParticipantError> {
     let key = &accepted.key;
     // The commit that completes the command hands the completion over. The call registered
     // for it before the command was written, so no completion can come before it.

@@ -89,16 +89,15 @@ async fn write(
     group: &[Accepted],
 ) -> Result<Vec<bool>, ParticipantError> {
     let mut tx = pool.begin().await?;
-    let mut inserted = Vec::with_capacity(group.len());
-    let mut requests = Vec::with_capacity(group.len());
-    for a in group {
-        let new = store::insert_command(&mut tx, &a.command, a.dedup_cutoff).await?;
-        if new {
-            requests.push((&a.request, true));
-        }
-        inserted.push(new);
-    }
-    store::insert_outbox(&mut tx, &requests).await?;
+    let submissions: Vec<store::NewSubmission> = group
+        .iter()
+        .map(|a| store::NewSubmission {
+            command: &a.command,
+            dedup_cutoff: a.dedup_cutoff,
+            request: &a.request,
+        })
+        .collect();
+    let inserted = store::insert_commands(&mut tx, &submissions).await?;
     replica.fence(&mut tx).await?;
     tx.commit().await?;
     Ok(inserted)

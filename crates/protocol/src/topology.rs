@@ -117,6 +117,34 @@ pub struct MemberInfo {
     #[serde(flatten)]
     pub role: MemberRole,
     pub added_at: Timestamp,
+    /// `public_key` decoded, once per state: every received message's signature is checked
+    /// under its sender's key, and decoding one (a point decompression) costs as much as a
+    /// fifth of a verification.
+    #[serde(skip)]
+    decoded: DecodedKey,
+}
+
+/// A member's key decoded on first use; equal to every other (it is derived from
+/// `public_key`, which equality compares).
+#[derive(Clone, Debug, Default)]
+struct DecodedKey(std::sync::OnceLock<Option<PublicKey>>);
+
+impl PartialEq for DecodedKey {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DecodedKey {}
+
+impl MemberInfo {
+    /// The member's key (`None` if `public_key` does not decode, which `apply` refuses).
+    pub fn key(&self) -> Option<PublicKey> {
+        *self
+            .decoded
+            .0
+            .get_or_init(|| decode_key(&self.public_key).ok())
+    }
 }
 
 /// The topology as of some sequencing timestamp: the fold of every transaction so far.
@@ -201,6 +229,7 @@ impl TopologyState {
                         public_key: public_key.clone(),
                         role: role.clone(),
                         added_at: at,
+                        decoded: DecodedKey(Some(key).into()),
                     });
             }
             TopologyChange::AllocateParty { party, shard } => {
@@ -248,9 +277,7 @@ impl TopologyState {
 
     /// The member's registered key.
     pub fn key_of(&self, member: &MemberId) -> Option<PublicKey> {
-        self.members
-            .get(member)
-            .and_then(|m| decode_key(&m.public_key).ok())
+        self.members.get(member).and_then(MemberInfo::key)
     }
 
     /// The shard hosting `party`.

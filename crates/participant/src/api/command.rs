@@ -7,7 +7,7 @@ use ordo_proto::ledger::v1 as pb;
 use super::{ApiResult, convert};
 use crate::error::ParticipantError;
 use crate::events::{Parties, Reader, StoredTx};
-use crate::node::Shared;
+use crate::node::{Completed, Shared};
 use crate::store::{self, CompletionRow};
 use crate::submission;
 
@@ -25,7 +25,7 @@ impl CommandApi {
     async fn submit_and_wait_inner(
         &self,
         request: tonic::Request<pb::SubmitAndWaitRequest>,
-    ) -> Result<(submission::Accepted, CompletionRow), tonic::Status> {
+    ) -> Result<(submission::Accepted, Completed), tonic::Status> {
         let rights = self.0.auth.authenticate(request.metadata())?;
         let term = self.0.require_serving().await?;
         let started = std::time::Instant::now();
@@ -48,14 +48,14 @@ impl CommandApi {
         }
         .await;
         let outcome = match &waited {
-            Ok((_, c)) if c.outcome.code == 0 => "committed",
+            Ok((_, c)) if c.row.outcome.code == 0 => "committed",
             Ok(_) => "rejected",
             Err(_) => "failed",
         };
         crate::metrics::command(started.elapsed(), outcome);
         let (accepted, completion) = waited?;
-        if completion.outcome.code != 0 {
-            return Err(rejected(&completion));
+        if completion.row.outcome.code != 0 {
+            return Err(rejected(&completion.row));
         }
         Ok((accepted, completion))
     }
@@ -69,8 +69,8 @@ impl pb::command_service_server::CommandService for CommandApi {
     ) -> ApiResult<pb::SubmitAndWaitResponse> {
         let (_, completion) = self.submit_and_wait_inner(request).await?;
         Ok(tonic::Response::new(pb::SubmitAndWaitResponse {
-            update_id: completion.outcome.update_id,
-            offset: completion.outcome.ledger_offset,
+            update_id: completion.row.outcome.update_id,
+            offset: completion.row.outcome.ledger_offset,
         }))
     }
 
@@ -79,14 +79,20 @@ impl pb::command_service_server::CommandService for CommandApi {
         request: tonic::Request<pb::SubmitAndWaitRequest>,
     ) -> ApiResult<pb::SubmitAndWaitForTransactionResponse> {
         let (accepted, completion) = self.submit_and_wait_inner(request).await?;
-        let row = store::update_by_id(&self.0.pool, &completion.outcome.update_id)
-            .await?
-            .ok_or_else(|| {
-                ParticipantError::Internal(format!(
-                    "update {} of a completed command is missing",
-                    completion.outcome.update_id
-                ))
-            })?;
+        // The commit that completed the command handed its transaction over with it.
+        let update_id = &completion.row.outcome.update_id;
+        let row = match completion.update {
+            Some(row) => row,
+            None => Arc::new(
+                store::update_by_id(&self.0.pool, update_id)
+                    .await?
+                    .ok_or_else(|| {
+                        ParticipantError::Internal(format!(
+                            "update {update_id} of a completed command is missing"
+                        ))
+                    })?,
+            ),
+        };
         let tx: StoredTx = store::from_json(&row, "update")?;
         let reader = Reader {
             parties: Parties::Only(accepted.act_as.iter().map(ToString::to_string).collect()),

@@ -63,7 +63,12 @@ impl pb::state_service_server::StateService for StateApi {
         request: tonic::Request<pb::GetLedgerEndRequest>,
     ) -> ApiResult<pb::GetLedgerEndResponse> {
         self.0.auth.authenticate(request.metadata())?;
-        let (offset, completion_offset) = store::ends(&self.0.pool).await?;
+        // The serving replica's watched ends are its committed ends (set from the database
+        // when it took over, then by each commit); any other replica reads the database.
+        let (offset, completion_offset) = match self.0.serving_term() {
+            Some(_) => (*self.0.ledger_end.borrow(), *self.0.completion_end.borrow()),
+            None => store::ends(&self.0.pool).await?,
+        };
         Ok(tonic::Response::new(pb::GetLedgerEndResponse {
             offset,
             completion_offset,

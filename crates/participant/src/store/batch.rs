@@ -53,9 +53,7 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
                 continue;
             };
             let locked_by: Option<i64> = row.try_get("locked_by")?;
-            let stored = serde_json::from_slice::<crate::events::StoredContract>(&bytes)
-                .ok()
-                .and_then(|c| serde_json::from_value(c.instance).ok());
+            let stored = crate::events::StoredContract::instance_of(&bytes);
             if stored.is_none() {
                 tracing::warn!(contract = %contract_id, "stored contract does not parse");
             }

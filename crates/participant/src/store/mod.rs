@@ -429,24 +429,6 @@ const COMMAND_COLUMNS: &str = "application_id, command_id, act_as, submission_id
                                message_id, max_sequencing_time, request_ts, completed_at, \
                                completion_offset";
 
-pub async fn command(
-    conn: &mut PgConnection,
-    key: &CommandKey,
-    for_update: bool,
-) -> Result<Option<CommandRow>, ParticipantError> {
-    let lock = if for_update { " FOR UPDATE" } else { "" };
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {COMMAND_COLUMNS} FROM p_commands
-         WHERE application_id = $1 AND command_id = $2 AND act_as = $3{lock}"
-    )))
-    .bind(&key.application_id)
-    .bind(&key.command_id)
-    .bind(&key.act_as)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(command_row).transpose()
-}
-
 pub async fn command_by_message_id(
     conn: &mut PgConnection,
     message_id: &str,
@@ -460,6 +442,26 @@ pub async fn command_by_message_id(
     row.as_ref().map(command_row).transpose()
 }
 
+/// Whether a command with `key` is in flight, or succeeded at or after `dedup_cutoff`
+/// (what makes a new submission of it a duplicate).
+pub async fn is_duplicate(
+    pool: &PgPool,
+    key: &CommandKey,
+    dedup_cutoff: i64,
+) -> Result<bool, ParticipantError> {
+    Ok(sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM p_commands
+             WHERE application_id = $1 AND command_id = $2 AND act_as = $3
+               AND (state = 'in_flight' OR (state = 'succeeded' AND completed_at >= $4)))",
+    )
+    .bind(&key.application_id)
+    .bind(&key.command_id)
+    .bind(&key.act_as)
+    .bind(dedup_cutoff)
+    .fetch_one(pool)
+    .await?)
+}
+
 /// What a new in-flight command records.
 pub struct NewCommand {
     pub key: CommandKey,
@@ -471,41 +473,101 @@ pub struct NewCommand {
     pub submitted_at: Timestamp,
 }
 
-/// Records an in-flight command. A command with the same key that is in flight, or that
-/// succeeded at or after `dedup_cutoff` (sequencer µs), is a duplicate: nothing is written
-/// and `false` returned. A rejected or older one is replaced. Atomic under concurrent
-/// submissions of the same key.
-pub async fn insert_command(
+/// A command to record as in flight, and its confirmation request to send.
+pub struct NewSubmission<'a> {
+    pub command: &'a NewCommand,
+    /// A command with the same key that succeeded at or after this (sequencer µs) is a
+    /// duplicate.
+    pub dedup_cutoff: i64,
+    pub request: &'a Submission,
+}
+
+/// Records in-flight commands and the outbox rows of their confirmation requests, in one
+/// statement: whether each was new. A command with the same key that is in flight, or
+/// that succeeded at or after its `dedup_cutoff`, is a duplicate: nothing is written for
+/// it. A rejected or older one is replaced. A key given twice is a duplicate the second
+/// time. Atomic under concurrent submissions of the same key.
+pub async fn insert_commands(
     conn: &mut PgConnection,
-    c: &NewCommand,
-    dedup_cutoff: i64,
-) -> Result<bool, ParticipantError> {
-    let done = sqlx::query(
-        "INSERT INTO p_commands (application_id, command_id, act_as, submission_id, state, nonce,
-             message_id, root_hash, max_sequencing_time, submitted_at)
-         VALUES ($1, $2, $3, $4, 'in_flight', $5, $6, $7, $8, $9)
-         ON CONFLICT (application_id, command_id, act_as) DO UPDATE SET
-             submission_id = EXCLUDED.submission_id, state = 'in_flight', nonce = EXCLUDED.nonce,
-             message_id = EXCLUDED.message_id, root_hash = EXCLUDED.root_hash,
-             max_sequencing_time = EXCLUDED.max_sequencing_time,
-             submitted_at = EXCLUDED.submitted_at, request_ts = NULL, completed_at = NULL,
-             completion_offset = NULL
-         WHERE p_commands.state = 'rejected'
-            OR (p_commands.state = 'succeeded' AND p_commands.completed_at < $10)",
+    group: &[NewSubmission<'_>],
+) -> Result<Vec<bool>, ParticipantError> {
+    let mut seen = std::collections::HashSet::new();
+    let firsts: Vec<&NewSubmission> = group
+        .iter()
+        .filter(|s| seen.insert(&s.command.key))
+        .collect();
+    if firsts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let col = |f: &dyn Fn(&NewSubmission) -> String| -> Vec<String> {
+        firsts.iter().map(|s| f(s)).collect()
+    };
+    let act_as = col(&|s| serde_json::Value::from(s.command.key.act_as.clone()).to_string());
+    let nonces: Vec<&[u8]> = firsts.iter().map(|s| s.command.nonce.as_slice()).collect();
+    let msts: Vec<i64> = firsts
+        .iter()
+        .map(|s| s.command.max_sequencing_time.micros())
+        .collect();
+    let submitted: Vec<i64> = firsts
+        .iter()
+        .map(|s| s.command.submitted_at.micros())
+        .collect();
+    let cutoffs: Vec<i64> = firsts.iter().map(|s| s.dedup_cutoff).collect();
+    let bodies: Vec<Vec<u8>> = firsts
+        .iter()
+        .map(|s| encode_submission(s.request))
+        .collect();
+    let new: Vec<String> = sqlx::query_scalar(
+        "WITH u AS (
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                 $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[])
+             AS u(application_id, command_id, act_as, submission_id, nonce, message_id,
+                  root_hash, max_sequencing_time, submitted_at, cutoff, submission)
+         ), written AS (
+             INSERT INTO p_commands AS c (application_id, command_id, act_as, submission_id,
+                 state, nonce, message_id, root_hash, max_sequencing_time, submitted_at)
+             SELECT application_id, command_id,
+                    ARRAY(SELECT jsonb_array_elements_text(act_as::jsonb)), submission_id,
+                    'in_flight', nonce, message_id, root_hash, max_sequencing_time, submitted_at
+             FROM u
+             ON CONFLICT (application_id, command_id, act_as) DO UPDATE SET
+                 submission_id = EXCLUDED.submission_id, state = 'in_flight',
+                 nonce = EXCLUDED.nonce, message_id = EXCLUDED.message_id,
+                 root_hash = EXCLUDED.root_hash,
+                 max_sequencing_time = EXCLUDED.max_sequencing_time,
+                 submitted_at = EXCLUDED.submitted_at, request_ts = NULL, completed_at = NULL,
+                 completion_offset = NULL
+             WHERE c.state = 'rejected'
+                OR (c.state = 'succeeded' AND c.completed_at <
+                    (SELECT cutoff FROM u WHERE u.message_id = EXCLUDED.message_id))
+             RETURNING c.message_id
+         ), sent AS (
+             INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
+             SELECT u.message_id, u.submission, u.max_sequencing_time, true
+             FROM u JOIN written USING (message_id)
+             ON CONFLICT (message_id) DO NOTHING
+         )
+         SELECT message_id FROM written",
     )
-    .bind(&c.key.application_id)
-    .bind(&c.key.command_id)
-    .bind(&c.key.act_as)
-    .bind(&c.submission_id)
-    .bind(&c.nonce)
-    .bind(&c.message_id)
-    .bind(&c.root_hash)
-    .bind(c.max_sequencing_time.micros())
-    .bind(c.submitted_at.micros())
-    .bind(dedup_cutoff)
-    .execute(&mut *conn)
+    .bind(col(&|s| s.command.key.application_id.clone()))
+    .bind(col(&|s| s.command.key.command_id.clone()))
+    .bind(&act_as)
+    .bind(col(&|s| s.command.submission_id.clone()))
+    .bind(&nonces)
+    .bind(col(&|s| s.command.message_id.clone()))
+    .bind(col(&|s| s.command.root_hash.clone()))
+    .bind(&msts)
+    .bind(&submitted)
+    .bind(&cutoffs)
+    .bind(&bodies)
+    .fetch_all(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    let new: std::collections::HashSet<String> = new.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    Ok(group
+        .iter()
+        .map(|s| seen.insert(&s.command.key) && new.contains(&s.command.message_id))
+        .collect())
 }
 
 /// A command's outcome.
@@ -775,6 +837,9 @@ pub async fn delete_outbox(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod commands_tests;
 
 #[cfg(test)]
 mod tests {
