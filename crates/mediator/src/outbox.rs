@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::MediatorError;
 use crate::metrics;
-use crate::store::{self, OutboxMessage};
+use crate::store::{self, OutboxGroup};
 
 /// How long one send attempt may wait to be sequenced.
 const SEND_WINDOW: Duration = Duration::from_secs(30);
@@ -54,7 +54,7 @@ pub async fn run(
     pool: PgPool,
     replica: Replica,
     client: SequencerClient,
-    mut handed: mpsc::UnboundedReceiver<Vec<OutboxMessage>>,
+    mut handed: mpsc::UnboundedReceiver<Vec<OutboxGroup>>,
     sequenced: Sequenced,
     stop: CancellationToken,
 ) {
@@ -115,14 +115,14 @@ async fn sweep(
     Ok(all_sent)
 }
 
-/// Sends `messages` at once (they share the client's batches); the sequenced ones are
-/// added to `sequenced`, failures recorded in the table; `Ok(true)` when none is left to
-/// retry.
+/// Sends `messages` (groups, a submission each) at once (they share the client's
+/// batches); the sequenced ones are added to `sequenced`, failures recorded in the table;
+/// `Ok(true)` when none is left to retry.
 async fn send(
     pool: &PgPool,
     replica: &Replica,
     client: &SequencerClient,
-    messages: &[OutboxMessage],
+    messages: &[OutboxGroup],
     sequenced: &Sequenced,
 ) -> Result<bool, MediatorError> {
     let mut all_sent = true;
@@ -158,16 +158,20 @@ async fn send(
 
 async fn send_one(
     client: &SequencerClient,
-    message: &OutboxMessage,
+    group: &OutboxGroup,
 ) -> Result<ordo_core::Sequenced, ClientError> {
     client
         .send(Submission {
-            message_id: message.message_id.clone(),
+            message_id: group.message_id.clone(),
             max_sequencing_time: SystemClock.now().plus(SEND_WINDOW),
-            envelopes: vec![Envelope {
-                recipients: Recipients::members(message.recipients.iter().cloned()),
-                content: message.payload.clone(),
-            }],
+            envelopes: group
+                .messages
+                .iter()
+                .map(|m| Envelope {
+                    recipients: Recipients::members(m.recipients.iter().cloned()),
+                    content: m.payload.clone(),
+                })
+                .collect(),
         })
         .await
 }

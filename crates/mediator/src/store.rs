@@ -15,7 +15,7 @@ use crate::error::MediatorError;
 use crate::verdict::{Decision, PartyAnswer, PendingRequest};
 
 /// The schema version this code reads and writes (`mediator_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// Key of the advisory lock that serialises `init`.
 const INIT_LOCK: i64 = 0x6f72_646f_4d45_4449; // "ordoMEDI"
 
@@ -71,8 +71,8 @@ async fn init_locked(
         return Err(wrong_key(config, existing, member));
     }
     // The migrations above brought an older schema up to this version (2: answers are
-    // deleted with their request by the code, not by a cascade), and whatever answers a
-    // replica of schema 1 left behind meanwhile go.
+    // deleted with their request by the code, not by a cascade; 3: verdicts sent in
+    // groups), and whatever answers a replica of schema 1 left behind meanwhile go.
     sqlx::query("UPDATE mediator_meta SET schema_version = $1 WHERE id = 1")
         .bind(SCHEMA_VERSION)
         .execute(&mut *conn)
@@ -209,6 +209,46 @@ pub struct OutboxMessage {
     pub message_id: String,
     pub recipients: Vec<MemberId>,
     pub payload: Vec<u8>,
+}
+
+/// Outbox messages sent together, as the envelopes of one submission with this message
+/// id (each envelope to its own recipients): one sequenced event for a batch's verdicts
+/// instead of one per verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxGroup {
+    pub message_id: String,
+    pub messages: Vec<OutboxMessage>,
+}
+
+/// The most bytes of verdicts in one group (a single larger verdict goes alone): a
+/// sequencer's `max_request_bytes` must allow it (1 MiB by default).
+pub const GROUP_BYTES: usize = 64 * 1024;
+
+/// `messages` (a batch's verdicts, in decision order) in groups of at most
+/// [`GROUP_BYTES`], each named by its first and last message: unique, since a request is
+/// decided once, and the same whenever the batch's rows are read back.
+pub fn groups<'a>(messages: impl IntoIterator<Item = &'a OutboxMessage>) -> Vec<OutboxGroup> {
+    let mut groups: Vec<(Vec<OutboxMessage>, usize)> = Vec::new();
+    for m in messages {
+        match groups.last_mut() {
+            Some((group, bytes)) if *bytes + m.payload.len() <= GROUP_BYTES => {
+                *bytes += m.payload.len();
+                group.push(m.clone());
+            }
+            _ => groups.push((vec![m.clone()], m.payload.len())),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(messages, _)| OutboxGroup {
+            message_id: match messages.as_slice() {
+                [one] => one.message_id.clone(),
+                [first, .., last] => format!("{}..{}", first.message_id, last.message_id),
+                [] => String::new(),
+            },
+            messages,
+        })
+        .collect()
 }
 
 /// What a batch of events changes, written with the cursor in one transaction.
@@ -395,15 +435,21 @@ pub async fn commit(
         .bind(column(&decisions, |d| d.decided_at.micros()))
         .execute(&mut *tx)
         .await?;
+        let submissions: Vec<String> = groups(messages.iter().copied())
+            .into_iter()
+            .flat_map(|g| std::iter::repeat_n(g.message_id, g.messages.len()))
+            .collect();
         sqlx::query(
-            "INSERT INTO outbox (message_id, recipients, payload, created_at)
-             SELECT m, ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), p, c
-             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[]) AS t(m, r, p, c)",
+            "INSERT INTO outbox (message_id, recipients, payload, created_at, submission)
+             SELECT m, ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), p, c, s
+             FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bigint[], $5::text[])
+                 AS t(m, r, p, c, s)",
         )
         .bind(column(&messages, |m| m.message_id.clone()))
         .bind(json_arrays(messages.iter().map(|m| &m.recipients)))
         .bind(column(&messages, |m| m.payload.clone()))
         .bind(column(&decisions, |d| d.decided_at.micros()))
+        .bind(&submissions)
         .execute(&mut *tx)
         .await?;
     }
@@ -413,11 +459,12 @@ pub async fn commit(
     fenced_commit(tx, replica).await
 }
 
+/// Deletes the groups (submission message ids) the sequencer took.
 async fn delete_sequenced(
     tx: &mut Transaction<'_, Postgres>,
     message_ids: &[String],
 ) -> Result<(), MediatorError> {
-    sqlx::query("DELETE FROM outbox WHERE message_id = ANY($1)")
+    sqlx::query("DELETE FROM outbox WHERE coalesce(submission, message_id) = ANY($1)")
         .bind(message_ids)
         .execute(&mut **tx)
         .await?;
@@ -435,27 +482,39 @@ pub async fn skip(pool: &PgPool, replica: &Replica, at: Timestamp) -> Result<(),
     fenced_commit(tx, replica).await
 }
 
-/// Outbox messages still to send, oldest first.
-pub async fn outbox(pool: &PgPool) -> Result<Vec<OutboxMessage>, MediatorError> {
+/// Outbox groups still to send, oldest first, each with the messages it was written with.
+pub async fn outbox(pool: &PgPool) -> Result<Vec<OutboxGroup>, MediatorError> {
     let rows = sqlx::query(
-        "SELECT message_id, recipients, payload FROM outbox WHERE NOT refused
-         ORDER BY created_at, message_id LIMIT 1000",
+        "SELECT coalesce(submission, message_id) AS submission, message_id, recipients, payload
+         FROM outbox
+         WHERE coalesce(submission, message_id) IN (
+             SELECT coalesce(submission, message_id) FROM outbox WHERE NOT refused
+             ORDER BY created_at, message_id LIMIT 1000)
+         ORDER BY created_at, message_id",
     )
     .fetch_all(pool)
     .await?;
-    rows.into_iter()
-        .map(|row| {
-            let recipients: Vec<String> = row.try_get("recipients")?;
-            Ok(OutboxMessage {
-                message_id: row.try_get("message_id")?,
-                recipients: recipients
-                    .iter()
-                    .map(|m| member(m))
-                    .collect::<Result<_, _>>()?,
-                payload: row.try_get("payload")?,
-            })
-        })
-        .collect()
+    let mut groups: Vec<OutboxGroup> = Vec::new();
+    for row in rows {
+        let submission: String = row.try_get("submission")?;
+        let recipients: Vec<String> = row.try_get("recipients")?;
+        let message = OutboxMessage {
+            message_id: row.try_get("message_id")?,
+            recipients: recipients
+                .iter()
+                .map(|m| member(m))
+                .collect::<Result<_, _>>()?,
+            payload: row.try_get("payload")?,
+        };
+        match groups.iter_mut().find(|g| g.message_id == submission) {
+            Some(group) => group.messages.push(message),
+            None => groups.push(OutboxGroup {
+                message_id: submission,
+                messages: vec![message],
+            }),
+        }
+    }
+    Ok(groups)
 }
 
 /// Messages the sequencer took leave the outbox (fenced by `replica`'s lease).
@@ -469,7 +528,8 @@ pub async fn outbox_sequenced(
     fenced_commit(tx, replica).await
 }
 
-/// A failed attempt; `refused` stops retries (the sequencer's answer was definite).
+/// A failed attempt of a group; `refused` stops retries (the sequencer's answer was
+/// definite).
 pub async fn outbox_failed(
     pool: &PgPool,
     replica: &Replica,
@@ -480,7 +540,7 @@ pub async fn outbox_failed(
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, last_error = $2, refused = $3
-         WHERE message_id = $1",
+         WHERE coalesce(submission, message_id) = $1",
     )
     .bind(message_id)
     .bind(error)

@@ -210,32 +210,94 @@ async fn a_batch_commits_set_based_and_resumes_the_same() -> Result<()> {
             (11, "reject".into(), vec!["a, \"quoted\" reason".into()]),
         ]
     );
-    let outbox: Vec<(String, Vec<String>, Vec<u8>)> =
-        sqlx::query_as("SELECT message_id, recipients, payload FROM outbox ORDER BY message_id")
-            .fetch_all(&pool)
-            .await?;
+    // The batch's two verdicts: one group, read back as written.
+    let group = "verdict-5..verdict-11".to_owned();
+    type Row = (String, Vec<String>, Vec<u8>, Option<String>);
+    let outbox_rows: Vec<Row> = sqlx::query_as(
+        "SELECT message_id, recipients, payload, submission FROM outbox ORDER BY message_id",
+    )
+    .fetch_all(&pool)
+    .await?;
     assert_eq!(
-        outbox,
+        outbox_rows,
         [
-            ("verdict-11".into(), vec![me.to_string()], vec![11]),
-            ("verdict-5".into(), vec![me.to_string()], vec![5]),
+            (
+                "verdict-11".into(),
+                vec![me.to_string()],
+                vec![11],
+                Some(group.clone())
+            ),
+            (
+                "verdict-5".into(),
+                vec![me.to_string()],
+                vec![5],
+                Some(group.clone())
+            ),
         ]
     );
+    let groups = outbox(&pool).await?;
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].message_id, group);
+    let ids: Vec<&str> = groups[0]
+        .messages
+        .iter()
+        .map(|m| m.message_id.as_str())
+        .collect();
+    assert_eq!(ids, ["verdict-5", "verdict-11"]);
 
-    // The next commit deletes what the sequencer took meanwhile.
-    let empty = Changes::default();
-    commit(
-        &pool,
-        &replica,
-        Timestamp(20),
-        &empty,
-        &["verdict-5".to_owned()],
+    // A row written alone (before groups) is its own group.
+    sqlx::query(
+        "INSERT INTO outbox (message_id, recipients, payload, created_at)
+         VALUES ('verdict-3', '{}', '\\x03', 15)",
     )
+    .execute(&pool)
     .await?;
+    let ids: Vec<String> = outbox(&pool)
+        .await?
+        .into_iter()
+        .map(|g| g.message_id)
+        .collect();
+    assert_eq!(ids, [group.clone(), "verdict-3".into()]);
+
+    // The next commit deletes the groups the sequencer took meanwhile.
+    let empty = Changes::default();
+    commit(&pool, &replica, Timestamp(20), &empty, &[group]).await?;
     let left: Vec<String> = sqlx::query_scalar("SELECT message_id FROM outbox")
         .fetch_all(&pool)
         .await?;
-    assert_eq!(left, ["verdict-11"]);
+    assert_eq!(left, ["verdict-3"]);
     lease.abort();
     Ok(())
+}
+
+#[test]
+fn verdicts_group_up_to_the_byte_bound_in_decision_order() {
+    let message = |id: usize, bytes: usize| OutboxMessage {
+        message_id: format!("verdict-{id}"),
+        recipients: Vec::new(),
+        payload: vec![0; bytes],
+    };
+    let half = GROUP_BYTES / 2;
+    let messages = [
+        message(1, half),
+        message(2, half),
+        message(3, 1),
+        message(4, GROUP_BYTES + 1),
+        message(5, 10),
+    ];
+    let groups = groups(&messages);
+    let shape: Vec<(&str, usize)> = groups
+        .iter()
+        .map(|g| (g.message_id.as_str(), g.messages.len()))
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("verdict-1..verdict-2", 2),
+            ("verdict-3", 1),
+            ("verdict-4", 1),
+            ("verdict-5", 1),
+        ]
+    );
+    assert!(super::groups(&[]).is_empty());
 }

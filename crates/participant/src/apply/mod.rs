@@ -129,6 +129,10 @@ struct Due {
     commands: VecDeque<(Timestamp, String)>,
 }
 
+/// The most bytes of responses sent in one submission (a single larger response goes
+/// alone): a sequencer's `max_request_bytes` must allow it (1 MiB by default).
+pub const RESPONSES_BYTES: usize = 64 * 1024;
+
 /// Who decides: this participant, its key and its settings.
 pub struct Decider<'a> {
     pub me: &'a MemberId,
@@ -146,6 +150,9 @@ pub struct Batch<'a> {
     by_request: HashMap<i64, String>,
     due: Due,
     created: Vec<StoredContract>,
+    /// The batch's responses to the mediator: (request, max sequencing time, envelope),
+    /// sent as one submission (`finish`).
+    responses: Vec<(Timestamp, Timestamp, ordo_core::Envelope)>,
     last: Timestamp,
     pub writes: Writes,
     pub effects: Effects,
@@ -212,6 +219,7 @@ impl<'a> Batch<'a> {
             by_request,
             due,
             created: Vec::new(),
+            responses: Vec::new(),
             last,
             writes: Writes::default(),
             effects: Effects {
@@ -406,18 +414,44 @@ impl<'a> Batch<'a> {
         };
         let content =
             SignedMessage::encode(self.who.me, self.who.key, &Message::Response(response));
-        let submission = Submission {
-            message_id: format!("resp-{}", request.micros()),
-            max_sequencing_time: request.plus_micros(params.participant_response_timeout_us),
-            envelopes: vec![ordo_core::Envelope {
+        self.responses.push((
+            request,
+            request.plus_micros(params.participant_response_timeout_us),
+            ordo_core::Envelope {
                 recipients: ordo_core::Recipients::members([mediator.clone()]),
                 content,
-            }],
-        };
-        self.writes.outbox.push(store::OutboxRow {
-            submission,
-            is_command: false,
-        });
+            },
+        ));
+    }
+
+    /// The batch's responses as one submission (or one per [`RESPONSES_BYTES`]), an
+    /// envelope each: one sequenced event and one delivery to the mediator for the whole
+    /// batch instead of one per request. Its id names the first and last request, unique
+    /// since each request is answered in one committed batch only; it must be sequenced
+    /// before the earliest of its requests' response timeouts.
+    fn send_responses(&mut self) {
+        let mut responses = std::mem::take(&mut self.responses).into_iter().peekable();
+        while let Some((first, mut max_sequencing_time, envelope)) = responses.next() {
+            let mut last = first;
+            let mut bytes = envelope.content.len();
+            let mut envelopes = vec![envelope];
+            while let Some((request, mst, e)) =
+                responses.next_if(|(_, _, e)| bytes + e.content.len() <= RESPONSES_BYTES)
+            {
+                last = request;
+                bytes += e.content.len();
+                max_sequencing_time = max_sequencing_time.min(mst);
+                envelopes.push(e);
+            }
+            self.writes.outbox.push(store::OutboxRow {
+                submission: Submission {
+                    message_id: format!("resp-{}-{}", first.micros(), last.micros()),
+                    max_sequencing_time,
+                    envelopes,
+                },
+                is_command: false,
+            });
+        }
     }
 
     /// A verdict: the pending request it decides is committed or rejected.
@@ -635,6 +669,7 @@ impl<'a> Batch<'a> {
     /// The batch's writes and effects, with the final state of the contracts and pending
     /// requests it touched.
     pub fn finish(mut self) -> (Writes, Effects) {
+        self.send_responses();
         let mut created: Vec<Option<(StoredContract, Option<i64>)>> =
             self.created.into_iter().map(|c| Some((c, None))).collect();
         for (id, slot) in self.contracts {

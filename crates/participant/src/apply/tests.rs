@@ -137,8 +137,11 @@ fn a_later_event_sees_what_an_earlier_one_did() {
     assert_eq!(completion.outcome.ledger_offset, 8);
     assert_eq!(effects.offsets.ledger_end, 8);
     assert_eq!(effects.completion_end(), Some(4));
-    // bank (hosted on p1) answers all three requests.
-    assert_eq!(writes.outbox.len(), 3);
+    // bank (hosted on p1) answers all three requests, in one submission.
+    assert_eq!(writes.outbox.len(), 1);
+    let responses = &writes.outbox[0].submission;
+    assert_eq!(responses.message_id, "resp-10-40");
+    assert_eq!(responses.envelopes.len(), 3);
     assert_eq!(effects.resolved, vec![Timestamp(10)]);
 }
 
