@@ -285,48 +285,50 @@ pub async fn visible_contract(
 }
 
 /// The active contracts visible to `parties` (`None`: every active contract of the shard),
-/// optionally of `templates`, and the ledger end they are consistent with, read in one
-/// snapshot.
+/// optionally of `templates`, and the ledger end they are consistent with: one statement,
+/// so one snapshot and one round trip (the ledger end comes with every row, and alone in
+/// a row without a contract when none matches).
 pub async fn active_contracts(
     pool: &PgPool,
     parties: Option<&[String]>,
     templates: &[String],
 ) -> Result<(i64, Vec<Vec<u8>>), ParticipantError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    let end: i64 = sqlx::query_scalar("SELECT ledger_end FROM p_state WHERE id = 1")
-        .fetch_one(&mut *tx)
-        .await?;
     // Two statements, so that the parties' one uses the stakeholders' index (a generic
     // plan of `$1 OR stakeholders && $2` scans the whole table).
-    let rows: Vec<Vec<u8>> = match parties {
+    let rows: Vec<(i64, Option<Vec<u8>>)> = match parties {
         Some(parties) => {
-            sqlx::query_scalar(
-                "SELECT contract FROM p_contracts
-                 WHERE stakeholders && $1
-                   AND (cardinality($2::text[]) = 0 OR template_id = ANY($2))
-                 ORDER BY created_offset, contract_id",
+            sqlx::query_as(
+                "SELECT s.ledger_end, c.contract FROM p_state s LEFT JOIN LATERAL (
+                     SELECT contract, created_offset, contract_id FROM p_contracts
+                     WHERE stakeholders && $1
+                       AND (cardinality($2::text[]) = 0 OR template_id = ANY($2))
+                 ) c ON true
+                 WHERE s.id = 1
+                 ORDER BY c.created_offset, c.contract_id",
             )
             .bind(parties)
             .bind(templates)
-            .fetch_all(&mut *tx)
+            .fetch_all(pool)
             .await?
         }
         None => {
-            sqlx::query_scalar(
-                "SELECT contract FROM p_contracts
-                 WHERE cardinality($1::text[]) = 0 OR template_id = ANY($1)
-                 ORDER BY created_offset, contract_id",
+            sqlx::query_as(
+                "SELECT s.ledger_end, c.contract FROM p_state s LEFT JOIN LATERAL (
+                     SELECT contract, created_offset, contract_id FROM p_contracts
+                     WHERE cardinality($1::text[]) = 0 OR template_id = ANY($1)
+                 ) c ON true
+                 WHERE s.id = 1
+                 ORDER BY c.created_offset, c.contract_id",
             )
             .bind(templates)
-            .fetch_all(&mut *tx)
+            .fetch_all(pool)
             .await?
         }
     };
-    tx.commit().await?;
-    Ok((end, rows))
+    let end = rows.first().map(|(end, _)| *end).ok_or_else(|| {
+        ParticipantError::Internal("the participant's state row is missing".into())
+    })?;
+    Ok((end, rows.into_iter().filter_map(|(_, c)| c).collect()))
 }
 
 // ---- pending requests ----
