@@ -1,6 +1,6 @@
 //! One shard's feed into the cache: with no stored offset, an active-contracts snapshot;
-//! then the shard's flat update stream from the stored offset, live, each transaction
-//! written with its offset in one SQLite transaction. A broken stream is reopened through
+//! then the shard's flat update stream from the stored offset, live, the transactions
+//! ready at a time written with the last one's offset in one SQLite transaction. A broken stream is reopened through
 //! the shard's active replica from the stored offset. A shard that cannot serve from the
 //! stored offset — it pruned past it, or its ledger ends before it (its database was
 //! restored) — has its rows dropped and rebuilt from a new snapshot.
@@ -24,6 +24,8 @@ use crate::state::Gateway;
 /// failure up to `MAX_PAUSE`.
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
+/// The most transactions written in one SQLite transaction.
+const MAX_APPLY: usize = 256;
 
 /// Why a shard is filled from a snapshot; all but `NewShard` are counted as rebuilds in
 /// `ordo_gateway_cache_rebuilds_total{shard, reason}`.
@@ -144,7 +146,7 @@ async fn follow(gw: &Gateway, shard: &str, progressed: &mut bool) -> Result<(), 
             async move { c.updates(&filter, offset, true).await }
         })
         .await;
-    let mut updates = match opened {
+    let updates = match opened {
         Ok(updates) => updates,
         Err(e) if pruned_past(&e) => {
             tracing::warn!(shard, offset, error = %e, "the shard cannot stream from the cache's offset (pruned past it?): rebuilding the shard's cache from a snapshot");
@@ -153,9 +155,24 @@ async fn follow(gw: &Gateway, shard: &str, progressed: &mut bool) -> Result<(), 
         }
         Err(e) => return Err(e.into()),
     };
-    while let Some(tx) = updates.next().await {
-        let tx = tx?;
-        apply(gw, shard, tx).await?;
+    // What the stream has ready is written together, in one SQLite transaction.
+    let mut updates = updates.ready_chunks(MAX_APPLY);
+    while let Some(chunk) = updates.next().await {
+        let mut ready = Vec::with_capacity(chunk.len());
+        let mut failed = None;
+        for item in chunk {
+            match item {
+                Ok(tx) => ready.push(tx),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        apply(gw, shard, ready).await?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
     }
     Ok(())
 }
@@ -195,26 +212,43 @@ async fn snapshot(
     Ok(acs.offset)
 }
 
-/// Writes one transaction of the shard with its offset.
-async fn apply(gw: &Gateway, shard: &str, tx: Transaction) -> Result<(), FeedError> {
+/// Writes transactions of the shard (in offset order) with the last one's offset.
+async fn apply(gw: &Gateway, shard: &str, txs: Vec<Transaction>) -> Result<(), FeedError> {
+    let Some(offset) = txs.last().map(|tx| tx.offset) else {
+        return Ok(());
+    };
     learn_parties(
         gw,
-        tx.events.iter().filter_map(|e| match e {
-            Event::Created(c) => Some(c),
-            Event::Archived(_) => None,
-        }),
+        txs.iter()
+            .flat_map(|tx| tx.events.iter())
+            .filter_map(|e| match e {
+                Event::Created(c) => Some(c),
+                Event::Archived(_) => None,
+            }),
     )
     .await?;
-    let events: Vec<Event> = tx
-        .events
+    let kept: Vec<(i64, Vec<Event>)> = txs
         .into_iter()
-        .filter_map(|e| match e {
-            Event::Created(mut c) => keep_hosted(gw, shard, &mut c).then_some(Event::Created(c)),
-            archived => Some(archived),
+        .map(|tx| {
+            let events = tx
+                .events
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Created(mut c) => {
+                        keep_hosted(gw, shard, &mut c).then_some(Event::Created(c))
+                    }
+                    archived => Some(archived),
+                })
+                .collect();
+            (tx.offset, events)
         })
         .collect();
-    gw.cache.store.apply(shard, tx.offset, &events).await?;
-    gw.cache.reached(shard, tx.offset);
+    let transactions: Vec<(i64, &[Event])> = kept
+        .iter()
+        .map(|(offset, events)| (*offset, events.as_slice()))
+        .collect();
+    gw.cache.store.apply_many(shard, &transactions).await?;
+    gw.cache.reached(shard, offset);
     Ok(())
 }
 

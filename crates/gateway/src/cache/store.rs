@@ -287,11 +287,24 @@ impl Store {
         offset: i64,
         events: &[Event],
     ) -> Result<(), CacheError> {
+        self.apply_many(shard, &[(offset, events)]).await
+    }
+
+    /// Applies transactions of `shard` in offset order, as [`Store::apply`] would one by
+    /// one, in one SQLite transaction: the offset moves to the last.
+    pub async fn apply_many(
+        &self,
+        shard: &str,
+        transactions: &[(i64, &[Event])],
+    ) -> Result<(), CacheError> {
+        let Some((offset, _)) = transactions.last() else {
+            return Ok(());
+        };
         let _writer = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
         let delta = async {
             let mut delta = 0i64;
-            for event in events {
+            for event in transactions.iter().flat_map(|(_, events)| events.iter()) {
                 match event {
                     Event::Created(c) => delta += insert(&mut tx, shard, c).await? as i64,
                     Event::Archived(a) => {
@@ -313,7 +326,7 @@ impl Store {
                     }
                 }
             }
-            set_offset(&mut tx, shard, offset).await?;
+            set_offset(&mut tx, shard, *offset).await?;
             Ok::<_, sqlx::Error>(delta)
         }
         .await
@@ -584,6 +597,25 @@ mod tests {
         );
         assert_eq!(store.contract_count(), 2);
         assert_eq!(store.offset("shard-1").await.unwrap(), Some(6));
+
+        // Transactions applied together: a later one sees what an earlier one created,
+        // and the offset is the last one's.
+        let c5 = [Event::Created(iou("c5", &["alice"], 7))];
+        let c6 = [Event::Created(iou("c6", &["alice"], 8))];
+        let gone = [archived("c5")];
+        store
+            .apply_many("shard-1", &[(7, &c5), (8, &c6), (9, &gone)])
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.active_contracts(&alice, &[]).await.unwrap()),
+            ["c6"]
+        );
+        assert_eq!(store.offset("shard-1").await.unwrap(), Some(9));
+        store.apply_many("shard-1", &[]).await.unwrap();
+        assert_eq!(store.offset("shard-1").await.unwrap(), Some(9));
+        store.apply("shard-1", 10, &[archived("c6")]).await.unwrap();
+        assert_eq!(store.contract_count(), 2);
 
         // A new snapshot replaces what was there of the shard, and nothing else.
         store
