@@ -354,12 +354,14 @@ async fn process(
     // Outbox rows the sequencer answered go with this commit (given back if it fails).
     let sent = shared.take_sent();
     let written = async {
-        store::batch::write(&mut tx, &writes).await?;
-        store::delete_outbox(&mut tx, &sent).await?;
+        let position = store::batch::Position {
+            cursor: last,
+            offsets: &effects.offsets,
+        };
+        store::batch::write(&mut tx, &writes, &sent, position).await?;
         if let Some(topology) = &changed {
             store::save_topology(&mut tx, topology).await?;
         }
-        store::save_position(&mut tx, last, &effects.offsets).await?;
         let writing = Instant::now();
         shared.commit(tx).await?;
         Ok::<_, ParticipantError>(writing)

@@ -48,7 +48,7 @@ pub struct Loaded {
     pub commands: Vec<CommandRow>,
 }
 
-/// What a batch writes, in the order `store::batch::write` applies it.
+/// What a batch writes (`store::batch::write` knows the order it needs).
 #[derive(Debug, Default)]
 pub struct Writes {
     /// Own confirmation requests sequenced: (message id, request).

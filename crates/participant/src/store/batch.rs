@@ -114,10 +114,23 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
     Ok(loaded)
 }
 
-/// Writes what a batch decided, one statement per non-empty kind of change, in an order
-/// under which the result is the batch's final state: locks are released before new ones
-/// are taken, and commands learn their requests before they complete.
-pub async fn write(conn: &mut PgConnection, w: &Writes) -> Result<(), ParticipantError> {
+/// Where a batch leaves the log: its last event and the offsets it took.
+pub struct Position<'a> {
+    pub cursor: Timestamp,
+    pub offsets: &'a super::Offsets,
+}
+
+/// Writes what a batch decided, the outbox rows the sequencer took since the last batch
+/// (`sent`, deleted) and the batch's position: one statement per non-empty kind of change
+/// to the contracts and commands, in an order under which the result is the batch's final
+/// state (locks are released before new ones are taken, commands learn their requests
+/// before they complete), then one for everything else ([`append`]).
+pub async fn write(
+    conn: &mut PgConnection,
+    w: &Writes,
+    sent: &[String],
+    position: Position<'_>,
+) -> Result<(), ParticipantError> {
     if !w.command_requests.is_empty() {
         let (ids, requests): (Vec<&str>, Vec<i64>) = w
             .command_requests
@@ -131,36 +144,6 @@ pub async fn write(conn: &mut PgConnection, w: &Writes) -> Result<(), Participan
         )
         .bind(&ids)
         .bind(&requests)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !w.pending_removed.is_empty() {
-        sqlx::query("DELETE FROM p_pending WHERE request_ts = ANY($1)")
-            .bind(&w.pending_removed)
-            .execute(&mut *conn)
-            .await?;
-    }
-    if !w.pending_inserted.is_empty() {
-        let rows = &w.pending_inserted;
-        let requests: Vec<i64> = rows.iter().map(|(r, _)| r.request.micros()).collect();
-        let roots: Vec<&str> = rows.iter().map(|(r, _)| r.root_hash.as_str()).collect();
-        let submitters: Vec<&str> = rows.iter().map(|(r, _)| r.submitter.as_str()).collect();
-        let views: Vec<&[u8]> = rows.iter().map(|(r, _)| r.view.as_slice()).collect();
-        let deadlines: Vec<i64> = rows.iter().map(|(_, d)| d.micros()).collect();
-        let rejections: Vec<Option<&str>> =
-            rows.iter().map(|(r, _)| r.rejection.as_deref()).collect();
-        sqlx::query(
-            "INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline, rejection)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bytea[],
-                                  $5::bigint[], $6::text[])
-             ON CONFLICT (request_ts) DO NOTHING",
-        )
-        .bind(&requests)
-        .bind(&roots)
-        .bind(&submitters)
-        .bind(&views)
-        .bind(&deadlines)
-        .bind(&rejections)
         .execute(&mut *conn)
         .await?;
     }
@@ -251,29 +234,115 @@ pub async fn write(conn: &mut PgConnection, w: &Writes) -> Result<(), Participan
         .execute(&mut *conn)
         .await?;
     }
-    if !w.updates.is_empty() {
-        let offsets: Vec<i64> = w.updates.iter().map(|(o, _, _)| *o).collect();
-        let ids: Vec<&str> = w.updates.iter().map(|(_, id, _)| id.as_str()).collect();
-        let txs: Vec<&[u8]> = w.updates.iter().map(|(_, _, tx)| tx.as_slice()).collect();
-        sqlx::query(
-            "INSERT INTO p_updates (ledger_offset, update_id, tx)
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::bytea[])",
-        )
-        .bind(&offsets)
-        .bind(&ids)
-        .bind(&txs)
-        .execute(&mut *conn)
-        .await?;
-    }
     if !w.completions.is_empty() {
         complete(conn, w).await?;
     }
-    let outbox: Vec<(&ordo_core::Submission, bool)> = w
-        .outbox
-        .iter()
-        .map(|o| (&o.submission, o.is_command))
-        .collect();
-    super::insert_outbox(conn, &outbox).await?;
+    append(conn, w, sent, position).await
+}
+
+/// The changes of the batch that touch no row another of its changes touches, with the
+/// cursor and offsets, in one statement: pending requests deleted and inserted (a request
+/// is never both), updates appended, outbox rows inserted and the sent ones deleted (rows
+/// of earlier batches), the position.
+async fn append(
+    conn: &mut PgConnection,
+    w: &Writes,
+    sent: &[String],
+    position: Position<'_>,
+) -> Result<(), ParticipantError> {
+    let pending = &w.pending_inserted;
+    let outbox = &w.outbox;
+    sqlx::query(
+        "WITH removed AS (DELETE FROM p_pending WHERE request_ts = ANY($1)),
+         pending AS (
+             INSERT INTO p_pending (request_ts, root_hash, submitter, view, deadline, rejection)
+             SELECT * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::bytea[],
+                                  $6::bigint[], $7::text[])
+             ON CONFLICT (request_ts) DO NOTHING
+         ),
+         updates AS (
+             INSERT INTO p_updates (ledger_offset, update_id, tx)
+             SELECT * FROM unnest($8::bigint[], $9::text[], $10::bytea[])
+         ),
+         outbox AS (
+             INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
+             SELECT * FROM unnest($11::text[], $12::bytea[], $13::bigint[], $14::bool[])
+             ON CONFLICT (message_id) DO NOTHING
+         ),
+         sent AS (DELETE FROM p_outbox WHERE message_id = ANY($15))
+         UPDATE p_state SET cursor_ts = $16, ledger_end = $17, completion_end = $18
+         WHERE id = 1",
+    )
+    .bind(&w.pending_removed)
+    .bind(
+        pending
+            .iter()
+            .map(|(r, _)| r.request.micros())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        pending
+            .iter()
+            .map(|(r, _)| r.root_hash.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        pending
+            .iter()
+            .map(|(r, _)| r.submitter.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        pending
+            .iter()
+            .map(|(r, _)| r.view.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(pending.iter().map(|(_, d)| d.micros()).collect::<Vec<_>>())
+    .bind(
+        pending
+            .iter()
+            .map(|(r, _)| r.rejection.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(w.updates.iter().map(|(o, _, _)| *o).collect::<Vec<_>>())
+    .bind(
+        w.updates
+            .iter()
+            .map(|(_, id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        w.updates
+            .iter()
+            .map(|(_, _, tx)| tx.as_slice())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        outbox
+            .iter()
+            .map(|o| o.submission.message_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        outbox
+            .iter()
+            .map(|o| super::encode_submission(&o.submission))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        outbox
+            .iter()
+            .map(|o| o.submission.max_sequencing_time.micros())
+            .collect::<Vec<_>>(),
+    )
+    .bind(outbox.iter().map(|o| o.is_command).collect::<Vec<_>>())
+    .bind(sent)
+    .bind(position.cursor.micros())
+    .bind(position.offsets.ledger_end)
+    .bind(position.offsets.completion_end)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

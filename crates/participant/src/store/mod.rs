@@ -770,36 +770,6 @@ fn decode_json_submission(
     })
 }
 
-/// Writes messages to send (`is_command`: a command's confirmation request), one
-/// statement for all of them; a message id already there is left as it is.
-pub async fn insert_outbox(
-    conn: &mut PgConnection,
-    rows: &[(&Submission, bool)],
-) -> Result<(), ParticipantError> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = rows.iter().map(|(s, _)| s.message_id.as_str()).collect();
-    let bodies: Vec<Vec<u8>> = rows.iter().map(|(s, _)| encode_submission(s)).collect();
-    let msts: Vec<i64> = rows
-        .iter()
-        .map(|(s, _)| s.max_sequencing_time.micros())
-        .collect();
-    let commands: Vec<bool> = rows.iter().map(|(_, c)| *c).collect();
-    sqlx::query(
-        "INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
-         SELECT * FROM unnest($1::text[], $2::bytea[], $3::bigint[], $4::bool[])
-         ON CONFLICT (message_id) DO NOTHING",
-    )
-    .bind(&ids)
-    .bind(&bodies)
-    .bind(&msts)
-    .bind(&commands)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
 #[derive(Clone, Debug)]
 pub struct OutboxRow {
     pub submission: Submission,
