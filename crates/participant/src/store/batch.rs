@@ -114,6 +114,11 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
     Ok(loaded)
 }
 
+/// One column of `rows`, for an `unnest` parameter.
+fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 /// Where a batch leaves the log: its last event and the offsets it took.
 pub struct Position<'a> {
     pub cursor: Timestamp,
@@ -274,69 +279,21 @@ async fn append(
          WHERE id = 1",
     )
     .bind(&w.pending_removed)
-    .bind(
-        pending
-            .iter()
-            .map(|(r, _)| r.request.micros())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        pending
-            .iter()
-            .map(|(r, _)| r.root_hash.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        pending
-            .iter()
-            .map(|(r, _)| r.submitter.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        pending
-            .iter()
-            .map(|(r, _)| r.view.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .bind(pending.iter().map(|(_, d)| d.micros()).collect::<Vec<_>>())
-    .bind(
-        pending
-            .iter()
-            .map(|(r, _)| r.rejection.as_deref())
-            .collect::<Vec<_>>(),
-    )
-    .bind(w.updates.iter().map(|(o, _, _)| *o).collect::<Vec<_>>())
-    .bind(
-        w.updates
-            .iter()
-            .map(|(_, id, _)| id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        w.updates
-            .iter()
-            .map(|(_, _, tx)| tx.as_slice())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        outbox
-            .iter()
-            .map(|o| o.submission.message_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        outbox
-            .iter()
-            .map(|o| super::encode_submission(&o.submission))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        outbox
-            .iter()
-            .map(|o| o.submission.max_sequencing_time.micros())
-            .collect::<Vec<_>>(),
-    )
-    .bind(outbox.iter().map(|o| o.is_command).collect::<Vec<_>>())
+    .bind(column(pending, |(r, _)| r.request.micros()))
+    .bind(column(pending, |(r, _)| r.root_hash.as_str()))
+    .bind(column(pending, |(r, _)| r.submitter.as_str()))
+    .bind(column(pending, |(r, _)| r.view.as_slice()))
+    .bind(column(pending, |(_, d)| d.micros()))
+    .bind(column(pending, |(r, _)| r.rejection.as_deref()))
+    .bind(column(&w.updates, |(o, _, _)| *o))
+    .bind(column(&w.updates, |(_, id, _)| id.as_str()))
+    .bind(column(&w.updates, |(_, _, tx)| tx.as_slice()))
+    .bind(column(outbox, |o| o.submission.message_id.as_str()))
+    .bind(column(outbox, |o| super::encode_submission(&o.submission)))
+    .bind(column(outbox, |o| {
+        o.submission.max_sequencing_time.micros()
+    }))
+    .bind(column(outbox, |o| o.is_command))
     .bind(sent)
     .bind(position.cursor.micros())
     .bind(position.offsets.ledger_end)
