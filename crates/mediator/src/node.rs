@@ -294,7 +294,7 @@ impl Node {
             }
             let _ = cursor_tx.send(at);
             if !changes.decided.is_empty() {
-                let _ = handoff.send(store::groups(changes.decided.iter().map(|(_, m)| m)));
+                let _ = handoff.send(store::groups(changes.decided.into_iter().map(|(_, m)| m)));
             }
         }
     }

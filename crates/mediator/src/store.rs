@@ -220,35 +220,30 @@ pub struct OutboxGroup {
     pub messages: Vec<OutboxMessage>,
 }
 
-/// The most bytes of verdicts in one group (a single larger verdict goes alone): a
-/// sequencer's `max_request_bytes` must allow it (1 MiB by default).
-pub const GROUP_BYTES: usize = 64 * 1024;
-
 /// `messages` (a batch's verdicts, in decision order) in groups of at most
-/// [`GROUP_BYTES`], each named by its first and last message: unique, since a request is
-/// decided once, and the same whenever the batch's rows are read back.
-pub fn groups<'a>(messages: impl IntoIterator<Item = &'a OutboxMessage>) -> Vec<OutboxGroup> {
-    let mut groups: Vec<(Vec<OutboxMessage>, usize)> = Vec::new();
-    for m in messages {
-        match groups.last_mut() {
-            Some((group, bytes)) if *bytes + m.payload.len() <= GROUP_BYTES => {
-                *bytes += m.payload.len();
-                group.push(m.clone());
-            }
-            _ => groups.push((vec![m.clone()], m.payload.len())),
-        }
-    }
-    groups
+/// [`ordo_protocol::grouping::GROUP_BYTES`], each named by [`group_id`].
+pub fn groups(messages: impl IntoIterator<Item = OutboxMessage>) -> Vec<OutboxGroup> {
+    ordo_protocol::grouping::by_bytes(messages, |m| m.payload.len())
         .into_iter()
-        .map(|(messages, _)| OutboxGroup {
-            message_id: match messages.as_slice() {
-                [one] => one.message_id.clone(),
-                [first, .., last] => format!("{}..{}", first.message_id, last.message_id),
-                [] => String::new(),
-            },
+        .map(|messages| OutboxGroup {
+            message_id: group_id(&messages),
             messages,
         })
         .collect()
+}
+
+/// A group's message id, from its first and last message: unique, since a request is
+/// decided once, and the same whenever the batch's rows are read back.
+fn group_id<M: std::borrow::Borrow<OutboxMessage>>(messages: &[M]) -> String {
+    match messages {
+        [one] => one.borrow().message_id.clone(),
+        [first, .., last] => format!(
+            "{}..{}",
+            first.borrow().message_id,
+            last.borrow().message_id
+        ),
+        [] => String::new(),
+    }
 }
 
 /// What a batch of events changes, written with the cursor in one transaction.
@@ -435,10 +430,11 @@ pub async fn commit(
         .bind(column(&decisions, |d| d.decided_at.micros()))
         .execute(&mut *tx)
         .await?;
-        let submissions: Vec<String> = groups(messages.iter().copied())
-            .into_iter()
-            .flat_map(|g| std::iter::repeat_n(g.message_id, g.messages.len()))
-            .collect();
+        let submissions: Vec<String> =
+            ordo_protocol::grouping::by_bytes(messages.iter().copied(), |m| m.payload.len())
+                .into_iter()
+                .flat_map(|g| std::iter::repeat_n(group_id(&g), g.len()))
+                .collect();
         sqlx::query(
             "INSERT INTO outbox (message_id, recipients, payload, created_at, submission)
              SELECT m, ARRAY(SELECT jsonb_array_elements_text(r::jsonb)), p, c, s

@@ -456,7 +456,7 @@ pub async fn submit(
     let completion = (wait == Wait::ForCompletion).then(|| shared.completion_waiter(&key));
     let inserted = shared
         .writer
-        .write(crate::writer::Accepted {
+        .write(store::NewSubmission {
             command: NewCommand {
                 key: key.clone(),
                 submission_id: commands.submission_id.clone(),

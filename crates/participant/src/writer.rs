@@ -3,28 +3,20 @@
 //! row) of every submission waiting at the time in one fenced transaction, instead of one
 //! transaction (and one durable commit) per command.
 
-use ordo_core::Submission;
 use ordo_lease::Replica;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ParticipantError;
-use crate::store::{self, NewCommand};
+use crate::store::{self, NewSubmission};
 
 /// The most submissions written in one transaction.
 const MAX_GROUP: usize = 256;
 
-/// A command to record and its confirmation request to send.
-pub struct Accepted {
-    pub command: NewCommand,
-    pub dedup_cutoff: i64,
-    pub request: Submission,
-}
-
 type Reply = oneshot::Sender<Result<bool, ParticipantError>>;
 
 /// The handle the Ledger API submits through.
-pub struct Writer(mpsc::Sender<(Accepted, Reply)>);
+pub struct Writer(mpsc::Sender<(NewSubmission, Reply)>);
 
 impl Writer {
     /// Starts the writing task; it ends when the handle is dropped.
@@ -36,7 +28,7 @@ impl Writer {
 
     /// Records `accepted` durably: `Ok(false)` when its command is a duplicate (nothing
     /// written).
-    pub async fn write(&self, accepted: Accepted) -> Result<bool, ParticipantError> {
+    pub async fn write(&self, accepted: NewSubmission) -> Result<bool, ParticipantError> {
         let (reply, answer) = oneshot::channel();
         self.0.send((accepted, reply)).await.map_err(|_| {
             ParticipantError::Unavailable("the participant is shutting down".into())
@@ -47,7 +39,7 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, replica: Replica, mut rx: mpsc::Receiver<(Accepted, Reply)>) {
+async fn run(pool: PgPool, replica: Replica, mut rx: mpsc::Receiver<(NewSubmission, Reply)>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -56,7 +48,7 @@ async fn run(pool: PgPool, replica: Replica, mut rx: mpsc::Receiver<(Accepted, R
                 Err(_) => break,
             }
         }
-        let (accepted, replies): (Vec<Accepted>, Vec<Reply>) = group.into_iter().unzip();
+        let (accepted, replies): (Vec<NewSubmission>, Vec<Reply>) = group.into_iter().unzip();
         metrics::histogram!("ordo_participant_submission_group_events")
             .record(accepted.len() as f64);
         match write(&pool, &replica, &accepted).await {
@@ -86,18 +78,10 @@ async fn run(pool: PgPool, replica: Replica, mut rx: mpsc::Receiver<(Accepted, R
 async fn write(
     pool: &PgPool,
     replica: &Replica,
-    group: &[Accepted],
+    group: &[NewSubmission],
 ) -> Result<Vec<bool>, ParticipantError> {
     let mut tx = pool.begin().await?;
-    let submissions: Vec<store::NewSubmission> = group
-        .iter()
-        .map(|a| store::NewSubmission {
-            command: &a.command,
-            dedup_cutoff: a.dedup_cutoff,
-            request: &a.request,
-        })
-        .collect();
-    let inserted = store::insert_commands(&mut tx, &submissions).await?;
+    let inserted = store::insert_commands(&mut tx, group).await?;
     replica.fence(&mut tx).await?;
     tx.commit().await?;
     Ok(inserted)

@@ -13,6 +13,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod grouping;
 pub mod merkle;
 pub mod message;
 pub mod topology;

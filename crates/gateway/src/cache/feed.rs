@@ -1,9 +1,9 @@
 //! One shard's feed into the cache: with no stored offset, an active-contracts snapshot;
 //! then the shard's flat update stream from the stored offset, live, the transactions
-//! ready at a time written with the last one's offset in one SQLite transaction. A broken stream is reopened through
-//! the shard's active replica from the stored offset. A shard that cannot serve from the
-//! stored offset — it pruned past it, or its ledger ends before it (its database was
-//! restored) — has its rows dropped and rebuilt from a new snapshot.
+//! ready at a time written with the last one's offset in one SQLite transaction. A broken
+//! stream is reopened through the shard's active replica from the stored offset. A shard
+//! that cannot serve from the stored offset — it pruned past it, or its ledger ends before
+//! it (its database was restored) — has its rows dropped and rebuilt from a new snapshot.
 //!
 //! Every party's projection is read (a `readAsAnyParty` token, a filter naming no party);
 //! each contract is stored with the witnesses the gateway's party → shard map places on

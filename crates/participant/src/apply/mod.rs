@@ -129,10 +129,6 @@ struct Due {
     commands: VecDeque<(Timestamp, String)>,
 }
 
-/// The most bytes of responses sent in one submission (a single larger response goes
-/// alone): a sequencer's `max_request_bytes` must allow it (1 MiB by default).
-pub const RESPONSES_BYTES: usize = 64 * 1024;
-
 /// Who decides: this participant, its key and its settings.
 pub struct Decider<'a> {
     pub me: &'a MemberId,
@@ -424,30 +420,25 @@ impl<'a> Batch<'a> {
         ));
     }
 
-    /// The batch's responses as one submission (or one per [`RESPONSES_BYTES`]), an
-    /// envelope each: one sequenced event and one delivery to the mediator for the whole
-    /// batch instead of one per request. Its id names the first and last request, unique
-    /// since each request is answered in one committed batch only; it must be sequenced
-    /// before the earliest of its requests' response timeouts.
+    /// The batch's responses as one submission (or one per
+    /// [`ordo_protocol::grouping::GROUP_BYTES`]), an envelope each: one sequenced event and
+    /// one delivery to the mediator for the whole batch instead of one per request. Its id
+    /// names the first and last request, unique since each request is answered in one
+    /// committed batch only; it must be sequenced before the earliest of its requests'
+    /// response timeouts.
     fn send_responses(&mut self) {
-        let mut responses = std::mem::take(&mut self.responses).into_iter().peekable();
-        while let Some((first, mut max_sequencing_time, envelope)) = responses.next() {
-            let mut last = first;
-            let mut bytes = envelope.content.len();
-            let mut envelopes = vec![envelope];
-            while let Some((request, mst, e)) =
-                responses.next_if(|(_, _, e)| bytes + e.content.len() <= RESPONSES_BYTES)
-            {
-                last = request;
-                bytes += e.content.len();
-                max_sequencing_time = max_sequencing_time.min(mst);
-                envelopes.push(e);
-            }
+        let responses = std::mem::take(&mut self.responses);
+        for group in ordo_protocol::grouping::by_bytes(responses, |(_, _, e)| e.content.len()) {
+            let (Some(&(first, mst, _)), Some(&(last, ..))) = (group.first(), group.last()) else {
+                continue;
+            };
+            let message_id = format!("resp-{}-{}", first.micros(), last.micros());
+            let max_sequencing_time = group.iter().fold(mst, |m, (_, t, _)| m.min(*t));
             self.writes.outbox.push(store::OutboxRow {
                 submission: Submission {
-                    message_id: format!("resp-{}-{}", first.micros(), last.micros()),
+                    message_id,
                     max_sequencing_time,
-                    envelopes,
+                    envelopes: group.into_iter().map(|(_, _, e)| e).collect(),
                 },
                 is_command: false,
             });

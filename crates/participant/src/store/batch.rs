@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use ordo_core::Timestamp;
 use sqlx::{PgConnection, Row};
 
-use super::{COMMAND_COLUMNS, PendingRow, command_row};
+use super::{COMMAND_COLUMNS, PendingRow, column, command_row};
 use crate::apply::{Loaded, Writes};
 use crate::conflict::ContractState;
 use crate::error::ParticipantError;
@@ -112,11 +112,6 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
     .await?;
     loaded.commands = rows.iter().map(command_row).collect::<Result<_, _>>()?;
     Ok(loaded)
-}
-
-/// One column of `rows`, for an `unnest` parameter.
-fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-    rows.iter().map(f).collect()
 }
 
 /// Where a batch leaves the log: its last event and the offsets it took.

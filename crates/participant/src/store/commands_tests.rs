@@ -31,14 +31,12 @@ fn request(message_id: &str) -> Submission {
 }
 
 async fn insert(pool: &PgPool, group: &[(&NewCommand, i64)]) -> Result<Vec<bool>> {
-    let requests: Vec<Submission> = group.iter().map(|(c, _)| request(&c.message_id)).collect();
     let subs: Vec<NewSubmission> = group
         .iter()
-        .zip(&requests)
-        .map(|((c, cutoff), r)| NewSubmission {
-            command: c,
+        .map(|(c, cutoff)| NewSubmission {
+            command: (*c).clone(),
             dedup_cutoff: *cutoff,
-            request: r,
+            request: request(&c.message_id),
         })
         .collect();
     let mut conn = pool.acquire().await?;

@@ -465,6 +465,7 @@ pub async fn is_duplicate(
 }
 
 /// What a new in-flight command records.
+#[derive(Clone, Debug)]
 pub struct NewCommand {
     pub key: CommandKey,
     pub submission_id: String,
@@ -476,12 +477,17 @@ pub struct NewCommand {
 }
 
 /// A command to record as in flight, and its confirmation request to send.
-pub struct NewSubmission<'a> {
-    pub command: &'a NewCommand,
+pub struct NewSubmission {
+    pub command: NewCommand,
     /// A command with the same key that succeeded at or after this (sequencer µs) is a
     /// duplicate.
     pub dedup_cutoff: i64,
-    pub request: &'a Submission,
+    pub request: Submission,
+}
+
+/// One column of `rows`, for an `unnest` parameter.
+pub(crate) fn column<'a, T, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
 }
 
 /// Records in-flight commands and the outbox rows of their confirmation requests, in one
@@ -491,8 +497,10 @@ pub struct NewSubmission<'a> {
 /// time. Atomic under concurrent submissions of the same key.
 pub async fn insert_commands(
     conn: &mut PgConnection,
-    group: &[NewSubmission<'_>],
+    group: &[NewSubmission],
 ) -> Result<Vec<bool>, ParticipantError> {
+    // The first of each key; the others are duplicates of it (and Postgres refuses to
+    // touch a row twice in one statement).
     let mut seen = std::collections::HashSet::new();
     let firsts: Vec<&NewSubmission> = group
         .iter()
@@ -501,24 +509,10 @@ pub async fn insert_commands(
     if firsts.is_empty() {
         return Ok(Vec::new());
     }
-    let col = |f: &dyn Fn(&NewSubmission) -> String| -> Vec<String> {
-        firsts.iter().map(|s| f(s)).collect()
-    };
-    let act_as = col(&|s| serde_json::Value::from(s.command.key.act_as.clone()).to_string());
-    let nonces: Vec<&[u8]> = firsts.iter().map(|s| s.command.nonce.as_slice()).collect();
-    let msts: Vec<i64> = firsts
-        .iter()
-        .map(|s| s.command.max_sequencing_time.micros())
-        .collect();
-    let submitted: Vec<i64> = firsts
-        .iter()
-        .map(|s| s.command.submitted_at.micros())
-        .collect();
-    let cutoffs: Vec<i64> = firsts.iter().map(|s| s.dedup_cutoff).collect();
-    let bodies: Vec<Vec<u8>> = firsts
-        .iter()
-        .map(|s| encode_submission(s.request))
-        .collect();
+    // text[][] must be rectangular: the act_as lists go as one JSON array each.
+    let act_as = column(&firsts, |s| {
+        serde_json::Value::from(s.command.key.act_as.clone()).to_string()
+    });
     let new: Vec<String> = sqlx::query_scalar(
         "WITH u AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
@@ -551,24 +545,25 @@ pub async fn insert_commands(
          )
          SELECT message_id FROM written",
     )
-    .bind(col(&|s| s.command.key.application_id.clone()))
-    .bind(col(&|s| s.command.key.command_id.clone()))
+    .bind(column(&firsts, |s| s.command.key.application_id.as_str()))
+    .bind(column(&firsts, |s| s.command.key.command_id.as_str()))
     .bind(&act_as)
-    .bind(col(&|s| s.command.submission_id.clone()))
-    .bind(&nonces)
-    .bind(col(&|s| s.command.message_id.clone()))
-    .bind(col(&|s| s.command.root_hash.clone()))
-    .bind(&msts)
-    .bind(&submitted)
-    .bind(&cutoffs)
-    .bind(&bodies)
+    .bind(column(&firsts, |s| s.command.submission_id.as_str()))
+    .bind(column(&firsts, |s| s.command.nonce.as_slice()))
+    .bind(column(&firsts, |s| s.command.message_id.as_str()))
+    .bind(column(&firsts, |s| s.command.root_hash.as_str()))
+    .bind(column(&firsts, |s| s.command.max_sequencing_time.micros()))
+    .bind(column(&firsts, |s| s.command.submitted_at.micros()))
+    .bind(column(&firsts, |s| s.dedup_cutoff))
+    .bind(column(&firsts, |s| encode_submission(&s.request)))
     .fetch_all(&mut *conn)
     .await?;
+    // Message ids are unique (they carry a fresh nonce): a submission was written if and
+    // only if its own id came back.
     let new: std::collections::HashSet<String> = new.into_iter().collect();
-    let mut seen = std::collections::HashSet::new();
     Ok(group
         .iter()
-        .map(|s| seen.insert(&s.command.key) && new.contains(&s.command.message_id))
+        .map(|s| new.contains(&s.command.message_id))
         .collect())
 }
 
