@@ -6,16 +6,20 @@
 # cross-check matched. docs/performance.md lists the figures it gave.
 #
 # usage: alternate.sh BASE_ORDO NEW_ORDO ROUNDS
-#   env: SCENARIO (transfer), CLIENTS (64), DURATION (20s), VIA (grpc), WORK (/tmp)
+#   env: SCENARIO (transfer), CLIENTS (64), DURATION (20s), VIA (grpc), WORK (/tmp),
+#        BASE_UP / NEW_UP: extra `ordo up` arguments of each side (one build with and
+#        without TLS: `alternate.sh ORDO ORDO 3` with BASE_UP=--insecure)
 set -euo pipefail
 base=$1; new=$2; rounds=$3
 work=${WORK:-/tmp}
 for r in $(seq "$rounds"); do
-  for bin in "$base" "$new"; do
-    name=$(basename "$bin")
+  for side in base new; do
+    if [ "$side" = base ]; then bin=$base; extra=${BASE_UP:-}; else bin=$new; extra=${NEW_UP:-}; fi
+    name=$(basename "$bin")-$side${extra//[^a-z]/}
     dir=$work/alternate-$name
     rm -rf "$dir"
-    "$bin" up --data-dir "$dir" > "$dir.up.log" 2>&1 &
+    # shellcheck disable=SC2086 # the extra arguments are words
+    "$bin" up --data-dir "$dir" $extra > "$dir.up.log" 2>&1 &
     up=$!
     for _ in $(seq 90); do
       python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['gateways']" "$dir/network.json" 2>/dev/null && break

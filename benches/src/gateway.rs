@@ -354,9 +354,14 @@ impl Answer {
 impl Http {
     fn new(base: &str, network: &Network) -> Result<Self> {
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()?,
+            http: {
+                let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+                // The network's gateway serves TLS with its CA (network.json).
+                if let Some(tls) = ordo_tls::trusted() {
+                    builder = builder.use_preconfigured_tls(tls.rustls_http1());
+                }
+                builder.build()?
+            },
             base: base.to_owned(),
             network: network.clone(),
             tokens: parking_lot::Mutex::new(BTreeMap::new()),

@@ -65,7 +65,8 @@ where
 {
     let mut last = None;
     for replica in &network.topology {
-        let Ok(channel) = Channel::from_shared(replica.grpc.clone())?.connect().await else {
+        let tls = ordo_node::tls::trusted();
+        let Ok(channel) = ordo_node::tls::channel(&replica.grpc, tls.as_ref(), |e| e).await else {
             continue;
         };
         match call(TopologyAdminServiceClient::new(channel)).await {
@@ -117,9 +118,13 @@ impl Rogue {
             .await?;
         }
         let endpoints = network.sequencers.iter().map(|s| s.grpc.clone()).collect();
-        let client =
-            SequencerClient::connect(ClientConfig::new(endpoints, member.clone(), key.clone()))
-                .await?;
+        // Its own certificate from the network's CA, naming it: the sequencers hold every
+        // connection to the member its certificate names.
+        let client = SequencerClient::connect(ClientConfig {
+            tls: network.member_tls(name)?,
+            ..ClientConfig::new(endpoints, member.clone(), key.clone())
+        })
+        .await?;
         let mut store = PackageStore::new();
         for p in packages {
             store.upload(p)?;

@@ -73,6 +73,68 @@ async fn shared_pg() -> Result<Arc<PgCluster>> {
 }
 
 // ---------------------------------------------------------------------------------------
+// TLS: one local CA for the test process
+// ---------------------------------------------------------------------------------------
+
+/// The process's CA and the files of the certificates it issued. Every network of the
+/// process uses it: the harness's own calls (`http_client`, `serving`) trust one CA per
+/// process, as a tool trusts one network's.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: ordo_node::tls::LocalCa,
+}
+
+static PKI: std::sync::OnceLock<Pki> = std::sync::OnceLock::new();
+
+fn pki() -> &'static Pki {
+    PKI.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("a directory for the test CA");
+        let ca = ordo_node::tls::LocalCa::generate().expect("a test CA");
+        ordo_testkit::write_secret(&dir.path().join("ca.pem"), ca.cert_pem()).expect("ca.pem");
+        let pki = Pki { dir, ca };
+        // The harness calls the nodes as an operator: a certificate naming no member.
+        let operator = pki.node("operator", None, ordo_node::tls::ClientAuth::None);
+        ordo_node::tls::trust(
+            ordo_node::tls::ClientTls::of_node(&operator).expect("the operator's certificate"),
+        );
+        pki
+    })
+}
+
+impl Pki {
+    /// A certificate for node `name` (unique in the process) acting for `member`.
+    fn node(
+        &self,
+        name: &str,
+        member: Option<&str>,
+        client_auth: ordo_node::tls::ClientAuth,
+    ) -> ordo_node::tls::TlsConfig {
+        let issued = self
+            .ca
+            .issue(&ordo_node::tls::Subject::loopback(name, member))
+            .expect("a node certificate");
+        let (cert, key) = (
+            self.dir.path().join(format!("{name}.pem")),
+            self.dir.path().join(format!("{name}.key")),
+        );
+        ordo_testkit::write_secret(&cert, issued.cert_pem).expect("a certificate file");
+        ordo_testkit::write_secret(&key, issued.key_pem).expect("a key file");
+        ordo_node::tls::TlsConfig {
+            cert,
+            key,
+            ca: self.dir.path().join("ca.pem"),
+            client_auth,
+        }
+    }
+}
+
+/// A channel to `url` (https) that connects on first use, as the harness's operator.
+pub fn lazy_channel(url: &str) -> Result<Channel> {
+    let tls = ordo_node::tls::trusted();
+    Ok(ordo_node::tls::lazy_channel(url, tls.as_ref(), |e| e)?)
+}
+
+// ---------------------------------------------------------------------------------------
 // Nodes on their own runtimes
 // ---------------------------------------------------------------------------------------
 
@@ -90,7 +152,7 @@ pub struct Node {
 
 impl Node {
     pub fn url(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("https://{}", self.grpc)
     }
 
     /// Graceful stop: the shutdown future resolves, `run` drains and returns (its result
@@ -204,9 +266,9 @@ where
             }
             let started = match until {
                 Until::Serving(service) => {
-                    ordo_node::serving(&format!("http://{grpc}"), service).await
+                    ordo_node::serving(&format!("https://{grpc}"), service).await
                 }
-                Until::Listening => http_client::get(&format!("http://{http}/livez"))
+                Until::Listening => http_client::get(&format!("https://{http}/livez"))
                     .await
                     .is_ok_and(|a| a.status == 200),
             };
@@ -337,6 +399,8 @@ impl LedgerNet {
 
         // Sequencer nodes over one database.
         let seq_url = pg.create_database(&db("sequencer")).await?;
+        let pki = pki();
+        let required = ordo_node::tls::ClientAuth::Required;
         let mut sequencer_configs = Vec::new();
         for i in 0..sequencer_nodes {
             sequencer_configs.push(SequencerConfig {
@@ -347,6 +411,7 @@ impl LedgerNet {
                 admin_token: SEQ_ADMIN.into(),
                 pool_size: 6,
                 tail_buffer_events: 1000,
+                tls: Some(pki.node(&db(&format!("seq-{i}")), None, required)),
                 ..Default::default()
             });
         }
@@ -376,6 +441,7 @@ impl LedgerNet {
             },
             request_timeout: Duration::from_secs(10),
             acknowledge_interval: Duration::from_millis(500),
+            tls: Some(pki.node(&db("topology"), Some("topology"), required)),
             ..Default::default()
         };
         let tm = ordo_topology::init(&topology_config).await?;
@@ -394,6 +460,7 @@ impl LedgerNet {
             topology_manager: Some(tm.member.clone()),
             time_proof_interval: Duration::from_millis(100),
             ack_interval: Duration::from_millis(500),
+            tls: Some(pki.node(&db("mediator"), Some("mediator"), required)),
             ..Default::default()
         };
         let med = ordo_mediator::init(&mediator_config).await?;
@@ -414,7 +481,7 @@ impl LedgerNet {
 
         // The participants, registered through the topology admin API.
         let replica_token_file = dir.path().join("replica-admin-token");
-        std::fs::write(&replica_token_file, REPLICA_ADMIN)?;
+        ordo_testkit::write_secret(&replica_token_file, REPLICA_ADMIN)?;
         let mut participant_configs = Vec::new();
         let mut participants = Vec::new();
         let mut channels = Vec::new();
@@ -443,6 +510,12 @@ impl LedgerNet {
                     admin_token_file: Some(replica_token_file.clone()),
                     ..options.replica.clone()
                 },
+                // Applications may call the Ledger API with server-only TLS.
+                tls: Some(pki.node(
+                    &db(&format!("participant-{}", i + 1)),
+                    Some(&format!("participant-{}", i + 1)),
+                    ordo_node::tls::ClientAuth::Optional,
+                )),
                 ..Default::default()
             };
             let init = ordo_participant::init(&cfg).await?;
@@ -460,7 +533,7 @@ impl LedgerNet {
             let node = start_participant(cfg.clone(), SERVING).await?;
             cfg.grpc_listen = node.grpc;
             cfg.http_listen = node.http;
-            channels.push(Channel::from_shared(node.url())?.connect_lazy());
+            channels.push(lazy_channel(&node.url())?);
             participant_configs.push(cfg);
             participants.push(Some(node));
         }
@@ -597,7 +670,7 @@ impl LedgerNet {
 
     /// The gRPC endpoint of a participant replica (whether running or not).
     pub fn replica_url(&self, role: Role) -> String {
-        format!("http://{}", self.replica_config(role).grpc_listen)
+        format!("https://{}", self.replica_config(role).grpc_listen)
     }
 
     /// Whether a participant replica reports its Ledger API SERVING.
@@ -615,7 +688,7 @@ impl LedgerNet {
 
     /// Sends the harness's Ledger API calls for `shard` to the replica `role`.
     pub fn point_at(&mut self, shard: usize, role: Role) -> Result<()> {
-        self.channels[shard] = Channel::from_shared(self.replica_url(role))?.connect_lazy();
+        self.channels[shard] = lazy_channel(&self.replica_url(role))?;
         Ok(())
     }
 
@@ -628,7 +701,7 @@ impl LedgerNet {
     /// `POST /admin/step-down` on a participant replica's HTTP port, with `token`.
     pub async fn step_down_with(&self, role: Role, token: &str) -> Result<Answer> {
         let http = self.replica_config(role).http_listen;
-        let url = format!("http://{http}/admin/step-down");
+        let url = format!("https://{http}/admin/step-down");
         let timeout = http_client::DEFAULT_TIMEOUT;
         Ok(http_client::request(Method::POST, &url, Some(token), timeout).await?)
     }
@@ -636,7 +709,7 @@ impl LedgerNet {
     /// A participant replica's `GET /status`.
     pub async fn replica_status(&self, role: Role) -> Result<ordo_lease::ReplicaStatus> {
         let http = self.replica_config(role).http_listen;
-        let body = http_client::get_ok(&format!("http://{http}/status"))
+        let body = http_client::get_ok(&format!("https://{http}/status"))
             .await
             .with_context(|| format!("the status of {role:?}"))?;
         Ok(serde_json::from_str(&body)?)
@@ -733,7 +806,7 @@ impl LedgerNet {
     }
 
     fn topology_config_url(&self) -> String {
-        format!("http://{}", self.topology_config.grpc_listen)
+        format!("https://{}", self.topology_config.grpc_listen)
     }
 
     pub async fn topology_admin(&self) -> Result<TopologyAdminServiceClient<Channel>> {
@@ -1145,7 +1218,8 @@ async fn start_participant(cfg: ParticipantConfig, until: Until) -> Result<Node>
 }
 
 async fn topology_admin(url: &str) -> Result<TopologyAdminServiceClient<Channel>> {
-    let channel = Channel::from_shared(url.to_owned())?.connect().await?;
+    let tls = ordo_node::tls::trusted();
+    let channel = ordo_node::tls::channel(url, tls.as_ref(), |e| e).await?;
     Ok(TopologyAdminServiceClient::new(channel))
 }
 

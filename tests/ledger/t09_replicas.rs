@@ -24,7 +24,7 @@ fn state_at(
     role: Role,
 ) -> Result<pb::state_service_client::StateServiceClient<Channel>> {
     Ok(pb::state_service_client::StateServiceClient::new(
-        Channel::from_shared(net.replica_url(role))?.connect_lazy(),
+        lazy_channel(&net.replica_url(role))?,
     ))
 }
 
@@ -79,9 +79,8 @@ async fn the_passive_replica_takes_over_after_a_crash_and_a_step_down() -> Resul
             "the active replica is participant-1a",
         ],
     );
-    let mut commands_b = pb::command_service_client::CommandServiceClient::new(
-        Channel::from_shared(net.replica_url(b))?.connect_lazy(),
-    );
+    let mut commands_b =
+        pb::command_service_client::CommandServiceClient::new(lazy_channel(&net.replica_url(b))?);
     let refused = commands_b
         .submit_and_wait(with_token(
             pb::SubmitAndWaitRequest {

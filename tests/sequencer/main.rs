@@ -10,6 +10,7 @@ mod harness;
 mod ledger_kill;
 mod order_under_crash;
 mod paused;
+mod tls;
 mod up;
 
 /// One `ordo up` network at a time: each is about fifteen processes on a small machine, and

@@ -56,6 +56,8 @@ pub(crate) async fn up(dir: &Path) -> anyhow::Result<Up> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}; ordo up's output:\n{}", process.log()))?;
+    // This process's calls trust the network's CA, as `ordo` commands do.
+    ordo_ledger_client::Network::load(&file)?;
     Ok(Up { process, network })
 }
 
@@ -88,12 +90,13 @@ fn text(v: &serde_json::Value) -> String {
 }
 
 pub(crate) async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
-    tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {endpoint}"))
+    let tls = ordo_node::tls::trusted();
+    ordo_node::tls::channel(endpoint, tls.as_ref(), |e| {
+        e.connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+    })
+    .await
+    .with_context(|| format!("connecting to {endpoint}"))
 }
 
 fn bearer<T>(message: T, token: &str) -> anyhow::Result<tonic::Request<T>> {
@@ -296,7 +299,7 @@ async fn check_gateway(dir: &Path, network: &serde_json::Value) -> anyhow::Resul
         "a gateway has no gRPC endpoint: {g}"
     );
     let http = text(&g["http"]);
-    assert!(http.starts_with("http://127.0.0.1:"), "{g}");
+    assert!(http.starts_with("https://127.0.0.1:"), "{g}");
     let readyz = ordo_node::http_client::get(&format!("{http}/readyz")).await?;
     assert_eq!(readyz.status, 200, "{http}/readyz: {readyz:?}");
     assert!(
@@ -521,8 +524,12 @@ async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
     let key = Arc::new(KeyPair::generate());
     let admin = AdminClient::connect(&eps[1], &token).await?;
     let (member, _) = admin.register_member("alice", &key.public()).await?;
-    let client =
-        SequencerClient::connect(ClientConfig::new(eps, member.clone(), key.clone())).await?;
+    let alice_tls = ordo_ledger_client::Network::load(&file)?.member_tls("alice")?;
+    let client = SequencerClient::connect(ClientConfig {
+        tls: alice_tls.clone(),
+        ..ClientConfig::new(eps, member.clone(), key.clone())
+    })
+    .await?;
     let sent = client
         .send(Submission {
             message_id: "kept-across-restarts".into(),
@@ -562,9 +569,11 @@ async fn up_runs_stops_and_resumes_a_network() -> anyhow::Result<()> {
         ids,
         "the resumed network has other participants"
     );
-    let client =
-        SequencerClient::connect(ClientConfig::new(endpoints(&second.network), member, key))
-            .await?;
+    let client = SequencerClient::connect(ClientConfig {
+        tls: alice_tls,
+        ..ClientConfig::new(endpoints(&second.network), member, key)
+    })
+    .await?;
     let mut sub = client.subscribe(Timestamp::MIN);
     // A member subscribing from the start also gets every broadcast (the topology
     // manager's transactions); alice's own message is among the first events.

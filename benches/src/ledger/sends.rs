@@ -92,10 +92,19 @@ pub async fn measure(
     // Every sender connected before any sends, so that a failure leaves nothing running.
     let mut clients = Vec::new();
     for s in 0..senders {
-        let (member, key) = register(format!("{tag}-s{s}")).await?;
+        let name = format!("{tag}-s{s}");
+        let (member, key) = register(name.clone()).await?;
         let mut eps = endpoints.clone();
         eps.rotate_left(s % endpoints.len());
-        clients.push(SequencerClient::connect(ClientConfig::new(eps, member, key)).await?);
+        // A certificate naming the sender, from the network's CA (none in plain text).
+        let tls = network.member_tls(&name)?;
+        clients.push(
+            SequencerClient::connect(ClientConfig {
+                tls,
+                ..ClientConfig::new(eps, member, key)
+            })
+            .await?,
+        );
     }
     let mut tasks = Vec::new();
     for client in clients {

@@ -67,6 +67,10 @@ pub struct UpArgs {
     /// Sequencer nodes to run.
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub sequencers: usize,
+    /// Run every node in plain text, without TLS (tokens and ledger data then cross the
+    /// network in clear; a warning says so at every start).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// `ordo token`.

@@ -18,6 +18,9 @@ pub struct NetworkFile {
     #[serde(default)]
     pub control: ControlEntry,
     pub auth: Auth,
+    /// The CA and the operator's certificate; absent with `ordo up --insecure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ordo_ledger_client::network::TlsEntry>,
 }
 
 /// `ordo up`'s control API (`POST /shards`), on loopback; its bearer token is the file

@@ -119,6 +119,7 @@ mod tests {
                 topology_admin_token: "t".into(),
                 replica_admin_token: "r".into(),
             },
+            tls: None,
         }
     }
 

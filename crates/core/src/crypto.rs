@@ -97,11 +97,26 @@ impl KeyPair {
     }
 
     /// Reads a key written by [`KeyPair::write_file`]: the 32-byte seed as 64 hex digits.
+    /// A file its group or others may access is refused (DESIGN §8).
     pub fn read_file(path: &Path) -> Result<Self, CoreError> {
         let err = |reason: String| CoreError::KeyFile {
             path: path.display().to_string(),
             reason,
         };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path)
+                .map_err(|e| err(e.to_string()))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(err(format!(
+                    "its mode is {:03o}: group and others may access the key (chmod 600)",
+                    mode & 0o777
+                )));
+            }
+        }
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
         let mut seed = [0u8; 32];
         hex::decode_to_slice(text.trim(), &mut seed)

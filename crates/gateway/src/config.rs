@@ -38,6 +38,10 @@ pub struct GatewayConfig {
     pub auth: AuthConfig,
     /// The local cache queries are answered from.
     pub cache: CacheConfig,
+    /// TLS of the HTTP listener (DESIGN §8); `client_auth = "none"` for browsers and
+    /// applications. Absent: plain HTTP. The calls to the participants use network.json's
+    /// `tls` entry.
+    pub tls: Option<ordo_node::tls::TlsConfig>,
 }
 
 /// `[cache]`: the gateway's own SQLite file of active contracts (docs/gateway.md).
@@ -73,6 +77,7 @@ impl Default for GatewayConfig {
             cors_allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
+            tls: None,
         }
     }
 }

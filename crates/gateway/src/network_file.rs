@@ -31,6 +31,8 @@ impl NetworkFile {
             reason: e.to_string(),
         })?;
         let network = Network::parse(&text, path)?;
+        // The participants serve TLS when the network file names a CA.
+        network.trust_tls()?;
         Ok(Self {
             path: path.to_owned(),
             current: watch::channel(Arc::new(network)).0,

@@ -55,7 +55,13 @@ pub async fn run(
     let feeds = tokio::spawn(cache::feed_shards(gateway.clone(), feeds_stopped));
     let app = app(&config, gateway.clone(), ready_rx);
     tracing::info!(addr = %listener.local_addr()?, network = %config.network_file.display(), "gateway serving");
-    let served = axum::serve(listener, app)
+    let tls = config
+        .tls
+        .as_ref()
+        .map(ordo_node::tls::ServerTls::load)
+        .transpose()
+        .map_err(|e| ordo_node::config::Invalid::new("tls", e.to_string()).of(NODE))?;
+    let served = axum::serve(ordo_node::tls::accept(listener, tls, "json-api"), app)
         .with_graceful_shutdown(shutdown)
         .await;
     readiness.abort();

@@ -77,12 +77,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_plain_http_endpoints() {
-        let e = status("https://x:1").await.unwrap_err();
+    async fn only_http_endpoints_or_https_ones_with_a_ca() {
+        let e = status("ftp://x:1").await.unwrap_err();
         assert!(
             matches!(e, ClientError::Http(HttpError::Endpoint { .. })),
             "{e}"
         );
+        // No CA trusted in this process: an https:// endpoint cannot be verified.
+        let e = status("https://x:1").await.unwrap_err();
+        assert!(e.to_string().contains("no CA is configured"), "{e}");
         let e = step_down("http://h:1/x", "t").await.unwrap_err();
         assert!(
             matches!(e, ClientError::Http(HttpError::Endpoint { .. })),

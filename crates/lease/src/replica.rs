@@ -452,6 +452,7 @@ pub fn holder_name(holder: &str) -> &str {
 }
 
 fn read_token(path: &std::path::Path) -> Result<String, String> {
+    ordo_node::tls::check_private(path).map_err(|e| e.to_string())?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let token = text.trim();

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::LedgerError;
 use crate::types::{
@@ -81,21 +81,27 @@ impl std::fmt::Debug for LedgerClient {
 }
 
 impl LedgerClient {
-    /// Connects to `endpoint` (`http://host:port`), failing fast when nothing listens.
+    /// Connects to `endpoint`, failing fast when nothing listens: `http://host:port` in
+    /// plain text, `https://host:port` verified as [`ordo_tls::trust`] says (reading a
+    /// network file with a CA sets it).
     pub async fn connect(endpoint: &str, token: &str) -> Result<Self, LedgerError> {
-        let connect_error = |reason: String| LedgerError::Connect {
-            endpoint: endpoint.to_owned(),
-            reason,
-        };
-        let channel = Endpoint::from_shared(endpoint.to_owned())
-            .map_err(|e| LedgerError::invalid(format!("endpoint {endpoint:?}"), e))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(KEEP_ALIVE)
-            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
-            .connect()
-            .await
-            .map_err(|e| connect_error(source_chain(&e)))?;
+        Self::connect_with_tls(endpoint, token, ordo_tls::trusted().as_ref()).await
+    }
+
+    /// [`LedgerClient::connect`] with `https://` endpoints verified by `tls`.
+    pub async fn connect_with_tls(
+        endpoint: &str,
+        token: &str,
+        tls: Option<&ordo_tls::ClientTls>,
+    ) -> Result<Self, LedgerError> {
+        let channel = ordo_tls::channel(endpoint, tls, |e| {
+            e.connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEP_ALIVE)
+                .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        })
+        .await
+        .map_err(|e| tls_error(endpoint, e))?;
         Self::from_channel(channel, endpoint, token)
     }
 
@@ -483,6 +489,18 @@ pub fn new_command_id() -> String {
 
 /// An error with its causes, since tonic's transport error alone says only "transport
 /// error".
+/// A failure to reach `endpoint`: a bad endpoint (or an `https://` one without a CA) is an
+/// invalid argument, an unreachable one a connection error.
+pub(crate) fn tls_error(endpoint: &str, e: ordo_tls::TlsError) -> LedgerError {
+    match e {
+        ordo_tls::TlsError::Connect { source, .. } => LedgerError::Connect {
+            endpoint: endpoint.to_owned(),
+            reason: source_chain(&source),
+        },
+        other => LedgerError::invalid(format!("endpoint {endpoint:?}"), other),
+    }
+}
+
 pub fn source_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();

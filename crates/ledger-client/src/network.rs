@@ -8,9 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ordo_participant::auth::{LedgerClaims, mint_hs256};
 use ordo_proto::admin::v1 as admin;
 use serde::{Deserialize, Serialize};
-use tonic::transport::Endpoint;
 
-use crate::client::{CONNECT_TIMEOUT, LedgerClient, source_chain};
+use crate::client::{CONNECT_TIMEOUT, LedgerClient};
 use crate::error::LedgerError;
 use crate::failover::ShardClient;
 use crate::types::{PartyDetails, Submission, TransactionResult};
@@ -110,10 +109,27 @@ pub struct Network {
     pub gateways: Vec<NodeEntry>,
     pub control: ControlEntry,
     pub auth: AuthEntry,
+    /// The network's CA and the operator's certificate: every node serves TLS
+    /// (`https://` endpoints). Absent when the network runs in plain text
+    /// (`ordo up --insecure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsEntry>,
+}
+
+/// Where a network's TLS files are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsEntry {
+    /// PEM: the CA that signed every node's certificate.
+    pub ca: PathBuf,
+    /// PEM: the operator's client certificate (node-to-node services require one), and
+    /// its key (mode 0600).
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl Network {
-    /// Reads a network file; a missing one means the network is not running.
+    /// Reads a network file (a missing one means the network is not running), and trusts
+    /// its CA for the process's calls ([`Network::trust_tls`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Self, LedgerError> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| LedgerError::NetworkFile {
@@ -126,7 +142,9 @@ impl Network {
                 e.to_string()
             },
         })?;
-        Self::parse(&text, path)
+        let network = Self::parse(&text, path)?;
+        network.trust_tls()?;
+        Ok(network)
     }
 
     /// Parses the text of a network file read from `path`.
@@ -138,6 +156,44 @@ impl Network {
             })?;
         network.path = path.to_owned();
         Ok(network)
+    }
+
+    /// A TLS client certificate for the member `name`, minted by the network's local CA
+    /// (`ordo up` keeps its key next to the CA certificate): what a tool needs to act as a
+    /// member it registered itself. `None` for a plain-text network.
+    pub fn member_tls(&self, name: &str) -> Result<Option<ordo_tls::ClientTls>, LedgerError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let failed = |e: ordo_tls::TlsError| LedgerError::NetworkFile {
+            path: self.path.clone(),
+            reason: format!("minting a certificate for member {name}: {e}"),
+        };
+        let ca =
+            ordo_tls::LocalCa::load(&tls.ca, &tls.ca.with_file_name("ca.key")).map_err(failed)?;
+        let issued = ca
+            .issue(&ordo_tls::Subject::loopback(name, Some(name)))
+            .map_err(failed)?;
+        ordo_tls::ClientTls::from_pem(ca.cert_pem(), Some((&issued.cert_pem, &issued.key_pem)))
+            .map(Some)
+            .map_err(failed)
+    }
+
+    /// Loads the network's CA and the operator's certificate (if it has them) as the TLS
+    /// of this process's calls ([`ordo_tls::trust`]): a tool works against one network.
+    pub fn trust_tls(&self) -> Result<(), LedgerError> {
+        let Some(tls) = &self.tls else {
+            return Ok(());
+        };
+        let client =
+            ordo_tls::ClientTls::load(&tls.ca, Some((&tls.cert, &tls.key))).map_err(|e| {
+                LedgerError::NetworkFile {
+                    path: self.path.clone(),
+                    reason: format!("its TLS files: {e}"),
+                }
+            })?;
+        ordo_tls::trust(client);
+        Ok(())
     }
 
     /// The shards, in the order the file lists their participants.
@@ -423,15 +479,12 @@ type TopologyClient = admin::topology_admin_service_client::TopologyAdminService
 >;
 
 async fn topology_client(endpoint: &str, token: &str) -> Result<TopologyClient, LedgerError> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| LedgerError::invalid(format!("endpoint {endpoint:?}"), e))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| LedgerError::Connect {
-            endpoint: endpoint.to_owned(),
-            reason: source_chain(&e),
-        })?;
+    let tls = ordo_tls::trusted();
+    let channel = ordo_tls::channel(endpoint, tls.as_ref(), |e| {
+        e.connect_timeout(CONNECT_TIMEOUT)
+    })
+    .await
+    .map_err(|e| crate::client::tls_error(endpoint, e))?;
     let bearer = crate::client::BearerToken::new(token)?;
     Ok(
         admin::topology_admin_service_client::TopologyAdminServiceClient::with_interceptor(

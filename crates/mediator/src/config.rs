@@ -11,6 +11,7 @@ use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the mediator node.
@@ -44,6 +45,9 @@ pub struct MediatorConfig {
     /// the mediator uses the same database and key; one is active (lease service
     /// `mediator`), the others wait warm and take over from the database.
     pub replica: ReplicaConfig,
+    /// TLS for both listeners and the calls to the sequencers (DESIGN §8): the certificate
+    /// names this member (`urn:ordo:member:<node_name>`). Absent: plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for MediatorConfig {
@@ -60,6 +64,7 @@ impl Default for MediatorConfig {
             pool_size: 4,
             ack_interval: Duration::from_secs(5),
             replica: ReplicaConfig::default(),
+            tls: None,
         }
     }
 }
@@ -70,6 +75,10 @@ const NODE: &str = "mediator";
 impl ListenAddrs for MediatorConfig {
     fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
         (self.grpc_listen, self.http_listen)
+    }
+
+    fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 }
 

@@ -169,11 +169,15 @@ impl Node {
             .ok_or_else(|| MediatorError::Internal("no topology manager configured".into()))?;
         let client = tokio::select! {
             () = term.stop.cancelled() => return Ok(()),
-            c = SequencerClient::connect(ClientConfig::new(
-                self.config.sequencers.clone(),
-                self.me.clone(),
-                self.key.clone(),
-            )) => c?,
+            c = SequencerClient::connect(ClientConfig {
+                tls: ordo_node::config::client_tls(self.config.tls.as_ref())
+                    .map_err(|e| e.of("mediator"))?,
+                ..ClientConfig::new(
+                    self.config.sequencers.clone(),
+                    self.me.clone(),
+                    self.key.clone(),
+                )
+            }) => c?,
         };
         let resumed = store::load(&self.pool).await?;
         let mut processor = Processor::resume(

@@ -79,6 +79,16 @@ pub fn sequencer_endpoints(endpoints: &[String], when_empty: &str) -> Result<(),
     }
 }
 
+/// The client side of a node's `[tls]` section (its CA and its own certificate), loaded
+/// now so that bad files are reported as the `tls` field; `None` without one.
+pub fn client_tls(
+    tls: Option<&crate::tls::TlsConfig>,
+) -> Result<Option<crate::tls::ClientTls>, Invalid> {
+    tls.map(crate::tls::ClientTls::of_node)
+        .transpose()
+        .map_err(|e| Invalid::new("tls", e.to_string()))
+}
+
 /// Durations in configuration files as whole or fractional seconds (`request_timeout =
 /// 2.5`): `#[serde(with = "ordo_node::config::secs")]`.
 pub mod secs {

@@ -1,16 +1,7 @@
 //! gRPC plumbing shared by the nodes.
 
-use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-
-/// The accepted connections of a node's gRPC listener. Without TCP_NODELAY, Nagle's
-/// algorithm and delayed ACKs hold small responses and stream messages back for tens of
-/// milliseconds.
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
 
 /// gRPC reflection over every ordo service (`grpcurl` works without proto files), or
 /// `None` with a warning if the descriptor set cannot be loaded.
@@ -66,19 +57,19 @@ impl Health {
     }
 }
 
-/// Whether the node at `endpoint` (`http://host:port`) reports `service` SERVING on
-/// `grpc.health.v1` ("" asks about the whole server). An unreachable node is not serving.
+/// Whether the node at `endpoint` (`http://host:port`, or `https://` verified as
+/// [`crate::tls::trust`] says) reports `service` SERVING on `grpc.health.v1` (""
+/// asks about the whole server). An unreachable node is not serving.
 pub async fn serving(endpoint: &str, service: &str) -> bool {
+    use std::time::Duration;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else {
-        return false;
-    };
-    let Ok(channel) = endpoint
-        .connect_timeout(std::time::Duration::from_millis(500))
-        .timeout(std::time::Duration::from_secs(2))
-        .connect()
-        .await
+    let tls = crate::tls::trusted();
+    let Ok(channel) = crate::tls::channel(endpoint, tls.as_ref(), |e| {
+        e.connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(2))
+    })
+    .await
     else {
         return false;
     };

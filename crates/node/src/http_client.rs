@@ -1,7 +1,11 @@
-//! A small HTTP/1.1 client for the nodes' plain-HTTP endpoints (`/metrics`, `/livez`,
-//! `/readyz`, a replica's `/status` and `/admin/step-down`, `ordo up`'s control API): one
-//! request with an empty or a JSON body, an optional bearer token, the whole exchange
-//! bounded by a timeout.
+//! A small HTTP/1.1 client for the nodes' HTTP endpoints (`/metrics`, `/livez`, `/readyz`,
+//! a replica's `/status` and `/admin/step-down`, `ordo up`'s control API): one request
+//! with an empty or a JSON body, an optional bearer token, the whole exchange bounded by a
+//! timeout.
+//!
+//! `https://` URLs are verified with the CA the process set once with
+//! [`crate::tls::trust`] (a tool works against one network: `ordo` reads it from
+//! network.json), presenting its certificate to nodes that ask for one.
 //!
 //! Used by `ordo_lease::client` (the operator's side of a replica), `ordo admin`, `ordo up`
 //! and the test harnesses.
@@ -24,7 +28,7 @@ const MAX_RESPONSE: usize = 16 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("{url:?} is not an http://host:port endpoint")]
+    #[error("{url:?} is not an http:// or https://host:port endpoint")]
     Endpoint { url: String },
     #[error("{method} {url}: {reason}")]
     Unreachable {
@@ -70,15 +74,20 @@ impl Answer {
     }
 }
 
-/// `http://host:port` + `path`; anything else as `base` (another scheme, a path) is
-/// [`HttpError::Endpoint`].
+/// `http://host:port` or `https://host:port` + `path`; anything else as `base` (another
+/// scheme, a path) is [`HttpError::Endpoint`].
 pub fn url(base: &str, path: &str) -> Result<String, HttpError> {
-    let authority = base
-        .strip_prefix("http://")
-        .map(|rest| rest.trim_end_matches('/'))
-        .filter(|a| !a.is_empty() && !a.contains('/'));
+    let (scheme, rest) = match base.split_once("://") {
+        Some((s @ ("http" | "https"), rest)) => (s, rest),
+        _ => {
+            return Err(HttpError::Endpoint {
+                url: base.to_owned(),
+            });
+        }
+    };
+    let authority = Some(rest.trim_end_matches('/')).filter(|a| !a.is_empty() && !a.contains('/'));
     match authority {
-        Some(a) => Ok(format!("http://{a}{path}")),
+        Some(a) => Ok(format!("{scheme}://{a}{path}")),
         None => Err(HttpError::Endpoint {
             url: base.to_owned(),
         }),
@@ -147,7 +156,30 @@ async fn send(
         .map_err(|_| HttpError::Endpoint {
             url: url.to_owned(),
         })?;
-    let client = Client::builder(TokioExecutor::new()).build_http();
+    let connector = match crate::tls::trusted() {
+        Some(tls) => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls.rustls_http1())
+            .https_or_http()
+            .enable_http1()
+            .build(),
+        None if url.starts_with("https://") => {
+            return Err(unreachable(
+                "an https:// URL, but no CA is configured to verify it".into(),
+            ));
+        }
+        None => hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(
+                rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(|e| unreachable(e.to_string()))?
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+            .https_or_http()
+            .enable_http1()
+            .build(),
+    };
+    let client = Client::builder(TokioExecutor::new()).build(connector);
     let exchange = async {
         let answer = client.request(req).await.map_err(|e| {
             let mut reason = e.to_string();
@@ -194,12 +226,13 @@ mod tests {
     }
 
     #[test]
-    fn only_plain_http_endpoints() {
+    fn only_http_and_https_endpoints() {
         assert_eq!(
             url("http://127.0.0.1:80/", "/status").unwrap(),
             "http://127.0.0.1:80/status"
         );
-        assert!(url("https://x:1", "/status").is_err());
+        assert_eq!(url("https://x:1", "/status").unwrap(), "https://x:1/status");
+        assert!(url("ftp://x:1", "/status").is_err());
         assert!(url("http://", "/status").is_err());
         assert!(url("http://h:1/x", "/status").is_err());
     }

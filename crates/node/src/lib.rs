@@ -13,6 +13,8 @@ pub mod http_client;
 pub mod key;
 pub mod serve;
 
-pub use grpc::{Health, incoming, reflection, serving};
+pub use grpc::{Health, reflection, serving};
 pub use http::{metrics_handle, router};
+/// TLS on every listener and client (DESIGN §8).
+pub use ordo_tls as tls;
 pub use serve::{ListenAddrs, Listeners, Servers};

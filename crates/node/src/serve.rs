@@ -9,28 +9,43 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::tls::{ServerTls, TlsConfig, accept};
+
 /// How long draining waits for each server's in-flight calls.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where a node listens: its configuration's `grpc_listen` and `http_listen`.
+/// Where a node listens: its configuration's `grpc_listen` and `http_listen`, and the
+/// `[tls]` both listeners serve with.
 pub trait ListenAddrs {
     /// `(grpc_listen, http_listen)`.
     fn listen_addrs(&self) -> (SocketAddr, SocketAddr);
+
+    /// The node's certificate; `None` serves plain text.
+    fn tls(&self) -> Option<&TlsConfig> {
+        None
+    }
 }
 
 /// The node's sockets, bound before `run` so that callers (tests, `ordo up`) can bind
-/// port 0 and learn the addresses.
+/// port 0 and learn the addresses, and their TLS configuration (loaded, so that bad
+/// certificate files fail here).
 pub struct Listeners {
     pub grpc: TcpListener,
     pub http: TcpListener,
+    pub tls: Option<ServerTls>,
 }
 
 impl Listeners {
     pub async fn bind(config: &impl ListenAddrs) -> std::io::Result<Self> {
+        let tls =
+            config.tls().map(ServerTls::load).transpose().map_err(|e| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+            })?;
         let (grpc, http) = config.listen_addrs();
         Ok(Self {
             grpc: TcpListener::bind(grpc).await?,
             http: TcpListener::bind(http).await?,
+            tls,
         })
     }
 }
@@ -43,8 +58,8 @@ pub struct Servers {
 }
 
 impl Servers {
-    /// Serves `grpc` on `listeners.grpc` (TCP_NODELAY) and the HTTP router, ready as
-    /// `ready` says, on `listeners.http`.
+    /// Serves `grpc` on `listeners.grpc` and the HTTP router, ready as `ready` says, on
+    /// `listeners.http`, both over TLS when `listeners.tls` is set.
     pub fn spawn(
         grpc: tonic::transport::server::Router,
         listeners: Listeners,
@@ -64,16 +79,16 @@ impl Servers {
         let stop = CancellationToken::new();
         let grpc = {
             let stop = stop.clone();
-            tokio::spawn(
-                grpc.serve_with_incoming_shutdown(crate::incoming(listeners.grpc), async move {
-                    stop.cancelled().await
-                }),
-            )
+            tokio::spawn(grpc.serve_with_incoming_shutdown(
+                accept(listeners.grpc, listeners.tls.clone(), "grpc").into_stream(),
+                async move { stop.cancelled().await },
+            ))
         };
         let http = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                axum::serve(listeners.http, crate::router(ready).merge(extra))
+                let incoming = accept(listeners.http, listeners.tls, "http");
+                axum::serve(incoming, crate::router(ready).merge(extra))
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
             })

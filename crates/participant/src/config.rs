@@ -10,6 +10,7 @@ use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Configuration of one participant shard (one participant service).
@@ -66,6 +67,11 @@ pub struct ParticipantConfig {
     /// This replica of the shard (active-passive with a fenced lease whose service name
     /// is the `shard`).
     pub replica: ReplicaConfig,
+    /// TLS for both listeners and the calls to the sequencers and the topology manager
+    /// (DESIGN §8): the certificate names this member (`urn:ordo:member:<node_name>`).
+    /// `client_auth = "optional"` lets applications use the Ledger API with server-only
+    /// TLS. Absent: plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Ledger API token verification.
@@ -134,6 +140,7 @@ impl Default for ParticipantConfig {
             acknowledge_interval: Duration::from_secs(5),
             pool_size: 10,
             replica: ReplicaConfig::default(),
+            tls: None,
         }
     }
 }
@@ -162,6 +169,10 @@ pub(crate) const NODE: &str = "participant";
 impl ListenAddrs for ParticipantConfig {
     fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
         (self.grpc_listen, self.http_listen)
+    }
+
+    fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 }
 

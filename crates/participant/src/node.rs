@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::auth::Authenticator;
-use crate::config::ParticipantConfig;
+use crate::config::{NODE, ParticipantConfig};
 use crate::error::ParticipantError;
 use crate::store;
 
@@ -78,6 +78,8 @@ pub struct Shared {
     pub topology_manager: MemberId,
     pub auth: Authenticator,
     pub sequencer: SequencerClient,
+    /// The client side of the node's `[tls]` (calls to the topology manager).
+    pub tls: Option<ordo_node::tls::ClientTls>,
     pub snapshot: RwLock<Arc<Snapshot>>,
     /// Wakes waiters whenever the processor committed an event (value: its timestamp).
     pub processed: watch::Sender<Timestamp>,
@@ -390,11 +392,11 @@ pub async fn run(
     let state = store::load_state(&mut conn).await?;
     drop(conn);
     let packages = Arc::new(crate::processor::package_store(&state.topology));
-    let sequencer = SequencerClient::connect(ClientConfig::new(
-        config.sequencers.clone(),
-        member.clone(),
-        key.clone(),
-    ))
+    let tls = ordo_node::config::client_tls(config.tls.as_ref()).map_err(|e| e.of(NODE))?;
+    let sequencer = SequencerClient::connect(ClientConfig {
+        tls: tls.clone(),
+        ..ClientConfig::new(config.sequencers.clone(), member.clone(), key.clone())
+    })
     .await?;
 
     let (health, health_service) = ordo_node::Health::new(vec![HEALTH_SERVICE]).await;
@@ -424,6 +426,7 @@ pub async fn run(
         waiters: parking_lot::Mutex::new(HashMap::new()),
         creating: parking_lot::Mutex::new(Creating::default()),
         writer: crate::writer::Writer::start(pool.clone(), replica.clone()),
+        tls,
         config,
         pool: pool.clone(),
         member: member.clone(),

@@ -5,23 +5,25 @@ use std::future::Future;
 use std::time::Duration;
 
 use ordo_core::Timestamp;
+use ordo_node::tls::ClientTls;
 use ordo_proto::admin::v1 as admin;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::error::ParticipantError;
 use crate::node::Shared;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn connect(endpoint: &str) -> Result<TopologyAdminServiceClient<Channel>, String> {
-    let channel = Endpoint::from_shared(endpoint.to_owned())
-        .map_err(|e| format!("invalid endpoint: {e}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| format!("unreachable: {e}"))?;
+async fn connect(
+    endpoint: &str,
+    tls: Option<&ClientTls>,
+) -> Result<TopologyAdminServiceClient<Channel>, String> {
+    let channel = ordo_node::tls::channel(endpoint, tls, |e| {
+        e.connect_timeout(Duration::from_secs(5)).timeout(TIMEOUT)
+    })
+    .await
+    .map_err(|e| e.to_string())?;
     Ok(TopologyAdminServiceClient::new(channel))
 }
 
@@ -41,7 +43,7 @@ where
     }
     let mut skipped = Vec::new();
     for endpoint in endpoints {
-        let client = match connect(endpoint).await {
+        let client = match connect(endpoint, shared.tls.as_ref()).await {
             Ok(c) => c,
             Err(reason) => {
                 skipped.push(format!("{endpoint}: {reason}"));

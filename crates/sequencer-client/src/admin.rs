@@ -7,7 +7,8 @@ use ordo_core::{MemberId, PublicKey, Timestamp};
 use ordo_proto::convert::{self, DecodeError};
 use ordo_proto::sequencer::v1 as pb;
 use ordo_proto::sequencer::v1::sequencer_admin_service_client::SequencerAdminServiceClient;
-use tonic::transport::{Channel, Endpoint};
+use ordo_tls::ClientTls;
+use tonic::transport::Channel;
 
 use crate::auth::authorize;
 use crate::error::ClientError;
@@ -50,22 +51,31 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    /// Connects to one node (e.g. `http://127.0.0.1:4001`).
+    /// Connects to one node (e.g. `https://127.0.0.1:4001`), an `https://` one verified as
+    /// [`ordo_tls::trust`] says.
     pub async fn connect(
         endpoint: impl Into<String>,
         admin_token: impl Into<String>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with_tls(endpoint, admin_token, ordo_tls::trusted().as_ref()).await
+    }
+
+    /// Connects to one node; an `https://` endpoint over TLS with `tls`.
+    pub async fn connect_with_tls(
+        endpoint: impl Into<String>,
+        admin_token: impl Into<String>,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
         let endpoint = endpoint.into();
         let timeout = Duration::from_secs(5);
-        let channel = Endpoint::from_shared(endpoint.clone())
-            .map_err(|source| ClientError::InvalidEndpoint {
-                endpoint: endpoint.clone(),
-                source,
-            })?
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect()
-            .await?;
+        let channel = ordo_tls::channel(&endpoint, tls, |e| {
+            e.connect_timeout(timeout).timeout(timeout)
+        })
+        .await
+        .map_err(|source| ClientError::InvalidEndpoint {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
         Ok(Self {
             client: SequencerAdminServiceClient::new(channel),
             token: admin_token.into(),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_core::{Clock, KeyPair, MemberId, SystemClock};
+use ordo_tls::ClientTls;
 
 use crate::error::ClientError;
 use crate::health::Deadlines;
@@ -57,6 +58,10 @@ pub struct ClientConfig {
     /// Wall clock used to decide when a submission's `max_sequencing_time` has passed and
     /// when the auth token needs refreshing.
     pub clock: Arc<dyn Clock>,
+    /// How `https://` endpoints are verified and which certificate the member presents
+    /// (one naming it, when the sequencers require client certificates). [`ClientConfig::new`]
+    /// starts from the process's [`ordo_tls::trusted`].
+    pub tls: Option<ClientTls>,
 }
 
 impl ClientConfig {
@@ -84,6 +89,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
             health_retry: Duration::from_millis(200),
             clock: Arc::new(SystemClock),
+            tls: ordo_tls::trusted(),
         }
     }
 

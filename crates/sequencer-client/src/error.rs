@@ -62,7 +62,7 @@ pub enum ClientError {
     InvalidEndpoint {
         endpoint: String,
         #[source]
-        source: tonic::transport::Error,
+        source: ordo_tls::TlsError,
     },
 
     #[error(transparent)]

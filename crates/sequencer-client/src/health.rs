@@ -15,9 +15,10 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ordo_tls::ClientTls;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -60,24 +61,29 @@ pub(crate) struct EndpointSet {
 
 impl EndpointSet {
     /// Builds one lazy channel per endpoint; nothing is connected yet.
-    pub(crate) fn new(urls: &[String], connect_timeout: Duration) -> Result<Self, ClientError> {
+    pub(crate) fn new(
+        urls: &[String],
+        connect_timeout: Duration,
+        tls: Option<&ClientTls>,
+    ) -> Result<Self, ClientError> {
         let endpoints = urls
             .iter()
             .map(|url| {
-                let endpoint = Endpoint::from_shared(url.clone())
-                    .map_err(|source| ClientError::InvalidEndpoint {
-                        endpoint: url.clone(),
-                        source,
-                    })?
-                    .connect_timeout(connect_timeout)
-                    // Detects a node that vanished without closing the connection.
-                    .http2_keep_alive_interval(Duration::from_secs(5))
-                    .keep_alive_timeout(Duration::from_secs(5))
-                    .keep_alive_while_idle(true)
-                    .tcp_nodelay(true);
+                let channel = ordo_tls::lazy_channel(url, tls, |e| {
+                    e.connect_timeout(connect_timeout)
+                        // Detects a node that vanished without closing the connection.
+                        .http2_keep_alive_interval(Duration::from_secs(5))
+                        .keep_alive_timeout(Duration::from_secs(5))
+                        .keep_alive_while_idle(true)
+                        .tcp_nodelay(true)
+                })
+                .map_err(|source| ClientError::InvalidEndpoint {
+                    endpoint: url.clone(),
+                    source,
+                })?;
                 Ok(EndpointState {
                     url: url.clone(),
-                    channel: endpoint.connect_lazy(),
+                    channel,
                     healthy: watch::Sender::new(false),
                     suspect: watch::Sender::new(false),
                     check: Mutex::new(None),
@@ -448,7 +454,7 @@ mod tests {
             "http://127.0.0.1:3",
         ]
         .map(String::from);
-        let set = EndpointSet::new(&urls, Duration::from_secs(1)).unwrap();
+        let set = EndpointSet::new(&urls, Duration::from_secs(1), None).unwrap();
         assert_eq!(set.pick(None), None);
         set.set_health(0, true, "test");
         set.set_health(2, true, "test");
@@ -459,7 +465,7 @@ mod tests {
 
     fn set(n: u16) -> EndpointSet {
         let urls: Vec<String> = (1..=n).map(|p| format!("http://127.0.0.1:{p}")).collect();
-        let set = EndpointSet::new(&urls, Duration::from_secs(1)).unwrap();
+        let set = EndpointSet::new(&urls, Duration::from_secs(1), None).unwrap();
         for i in 0..urls.len() {
             set.set_health(i, true, "test");
         }
@@ -504,7 +510,7 @@ mod tests {
         // A listener that accepts connections and never answers: a frozen node.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let set = EndpointSet::new(&[url], Duration::from_secs(1)).unwrap();
+        let set = EndpointSet::new(&[url], Duration::from_secs(1), None).unwrap();
         set.set_health(0, true, "test");
         assert!(
             !set.check(0, Duration::from_millis(200), Duration::ZERO)

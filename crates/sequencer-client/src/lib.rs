@@ -141,7 +141,11 @@ impl SequencerClient {
     /// to report SERVING.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         config.validate()?;
-        let endpoints = EndpointSet::new(&config.endpoints, config.connect_timeout)?;
+        let endpoints = EndpointSet::new(
+            &config.endpoints,
+            config.connect_timeout,
+            config.tls.as_ref(),
+        )?;
         let shared = Arc::new(Shared {
             config,
             endpoints,

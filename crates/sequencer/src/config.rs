@@ -8,6 +8,7 @@ use std::time::Duration;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of one sequencer node. Every node of a domain points at the same database.
@@ -44,6 +45,10 @@ pub struct SequencerConfig {
     /// hold the order's head for longer.
     #[serde(with = "ordo_node::config::secs")]
     pub writer_stall_timeout: Duration,
+    /// TLS for both listeners (DESIGN §8). With `client_auth = "required"` (the default) a
+    /// member's calls are accepted only from a connection whose certificate names it
+    /// (`urn:ordo:member:<name>`). Absent: plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for SequencerConfig {
@@ -61,6 +66,7 @@ impl Default for SequencerConfig {
             pool_size: 16,
             tail_buffer_events: 100_000,
             writer_stall_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -71,6 +77,10 @@ const NODE: &str = "sequencer";
 impl ListenAddrs for SequencerConfig {
     fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
         (self.grpc_listen, self.http_listen)
+    }
+
+    fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 }
 

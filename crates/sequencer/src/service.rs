@@ -21,6 +21,30 @@ use crate::subscription::{EventStream, Subscriptions, heartbeat_interval};
 use crate::tail::{Tail, encode_payload};
 use crate::writer::WriterHandle;
 
+/// Refuses a call for `member` (`name::fingerprint`) on a connection whose client
+/// certificate does not name that member: a participant's certificate cannot act for
+/// another member, even with its token or key. Connections without a certificate (plain
+/// text, or TLS with optional client authentication) are bound by the token alone.
+fn certified_for<T>(req: &Request<T>, member: &str) -> Result<(), SequencerError> {
+    let Some(peer) = ordo_node::tls::conn_info(req).and_then(|c| c.peer.as_ref()) else {
+        return Ok(());
+    };
+    let name = member.split_once("::").map_or(member, |(name, _)| name);
+    if peer.is_member(name) {
+        return Ok(());
+    }
+    let remote = ordo_node::tls::conn_info(req).and_then(|c| c.remote);
+    tracing::warn!(
+        member,
+        peer = %peer,
+        remote = ?remote,
+        "refused: the client certificate does not name the member the call is for"
+    );
+    Err(SequencerError::PermissionDenied(format!(
+        "the client certificate ({peer}) does not name member {name}: a certificate acts only for the member it names"
+    )))
+}
+
 /// State shared by the node's gRPC services.
 pub struct Shared {
     pub config: SequencerConfig,
@@ -47,6 +71,7 @@ impl Shared {
             .get("authorization")
             .and_then(|v| v.to_str().ok());
         let member = self.auth.verify_token(auth::bearer(header)?, now())?;
+        certified_for(req, &member)?;
         match self.registry.get(&member).await? {
             Some(m) if m.enabled => Ok(m),
             _ => Err(SequencerError::Unauthenticated(format!(
@@ -267,6 +292,7 @@ impl SequencerAuthService for AuthApi {
         req: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
         let s = &self.0;
+        certified_for(&req, &req.get_ref().member)?;
         let member = req.into_inner().member;
         convert::member("member", &member).map_err(SequencerError::from)?;
         s.registry.enabled(&member, "member").await?;
@@ -285,6 +311,7 @@ impl SequencerAuthService for AuthApi {
         req: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         let s = &self.0;
+        certified_for(&req, &req.get_ref().member)?;
         let r = req.into_inner();
         let member = match s.registry.get(&r.member).await? {
             Some(m) if m.enabled => m,

@@ -10,6 +10,7 @@ use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+use ordo_node::tls::TlsConfig;
 use ordo_protocol::DomainParameters;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,9 @@ pub struct TopologyConfig {
     /// the manager uses the same database and key; one is active (lease service
     /// `topology`) and serves the admin API, the others answer UNAVAILABLE naming it.
     pub replica: ReplicaConfig,
+    /// TLS for both listeners and the calls to the sequencers (DESIGN §8): the certificate
+    /// names this member (`urn:ordo:member:<node_name>`). Absent: plain text.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for TopologyConfig {
@@ -74,6 +78,7 @@ impl Default for TopologyConfig {
             pool_size: 4,
             acknowledge_interval: Duration::from_secs(5),
             replica: ReplicaConfig::default(),
+            tls: None,
         }
     }
 }
@@ -84,6 +89,10 @@ const NODE: &str = "topology manager";
 impl ListenAddrs for TopologyConfig {
     fn listen_addrs(&self) -> (SocketAddr, SocketAddr) {
         (self.grpc_listen, self.http_listen)
+    }
+
+    fn tls(&self) -> Option<&TlsConfig> {
+        self.tls.as_ref()
     }
 }
 

@@ -190,6 +190,8 @@ async fn serve_term(
         let mut cfg =
             ClientConfig::new(m.config.sequencers.clone(), m.member.clone(), m.key.clone());
         cfg.request_timeout = m.config.request_timeout;
+        cfg.tls = ordo_node::config::client_tls(m.config.tls.as_ref())
+            .map_err(|e| TopologyError::Config(e.of("topology manager")))?;
         SequencerClient::connect(cfg)
             .await
             .map_err(|e| TopologyError::Unavailable(e.to_string()))

@@ -20,6 +20,7 @@ use ordo_core::MemberId;
 use ordo_gateway::GatewayConfig;
 use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
+use ordo_node::tls::TlsConfig;
 use ordo_participant::ParticipantConfig;
 use ordo_sequencer::SequencerConfig;
 use ordo_topology::TopologyConfig;
@@ -27,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::shards::Shard;
-use super::{write_atomically, write_private};
+use super::write_private;
 use crate::node::{Role, Step};
 use crate::roles::{Mediator, Participant, Sequencer, Topology};
 
@@ -178,9 +179,10 @@ fn previous<C: DeserializeOwned + Default>(dir: &Path, name: &str) -> anyhow::Re
     }
 }
 
+/// Writes `name`'s config, owner-only: configs hold admin tokens and the token secret.
 fn save<C: Serialize>(dir: &Path, name: &str, config: &C) -> anyhow::Result<PathBuf> {
     let path = config_path(dir, name);
-    write_atomically(&path, toml::to_string(config)?.as_bytes())?;
+    write_private(&path, toml::to_string(config)?.as_bytes())?;
     Ok(path)
 }
 
@@ -245,9 +247,11 @@ pub fn sequencer(
     i: usize,
     url: &str,
     secrets: &Secrets,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<(SequencerConfig, PathBuf)> {
     let name = format!("sequencer-{i}");
     refresh::<Sequencer>(dir, &name, |c| {
+        c.tls = tls;
         c.node_name = name.clone();
         c.database_url = url.to_owned();
         c.admin_token = secrets.sequencer_admin.clone();
@@ -268,8 +272,10 @@ pub fn topology(
     url: &str,
     sequencers: &[String],
     secrets: &Secrets,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<(TopologyConfig, PathBuf)> {
     refresh::<Topology>(dir, name, |c| {
+        c.tls = tls;
         c.node_name = "topology".into();
         c.database_url = url.to_owned();
         c.key_file = key_path(dir, "topology");
@@ -288,8 +294,10 @@ pub fn mediator(
     sequencers: &[String],
     topology_manager: &MemberId,
     secrets: &Secrets,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<(MediatorConfig, PathBuf)> {
     refresh::<Mediator>(dir, name, |c| {
+        c.tls = tls;
         c.node_name = "mediator".into();
         c.database_url = url.to_owned();
         c.key_file = key_path(dir, "mediator");
@@ -304,7 +312,8 @@ pub fn mediator(
 pub struct ParticipantLinks {
     pub sequencers: Vec<String>,
     pub topology_manager: MemberId,
-    /// Every topology manager replica's admin endpoint, `http://host:port`.
+    /// Every topology manager replica's admin endpoint, `https://host:port` (`http://`
+    /// with `--insecure`).
     pub topology_admin: Vec<String>,
 }
 
@@ -316,9 +325,11 @@ pub fn participant(
     url: &str,
     links: &ParticipantLinks,
     secrets: &Secrets,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<(ParticipantConfig, PathBuf)> {
     let member = shard.member();
     refresh::<Participant>(dir, name, |c| {
+        c.tls = tls;
         c.node_name = member.clone();
         c.shard = shard.name();
         c.database_url = url.to_owned();
@@ -340,8 +351,10 @@ pub fn gateway(
     dir: &Path,
     name: &str,
     network_file: &Path,
+    tls: Option<TlsConfig>,
 ) -> anyhow::Result<(GatewayConfig, PathBuf)> {
     let (mut c, existed) = previous::<GatewayConfig>(dir, name)?;
+    c.tls = tls;
     c.http_listen = address(name, existed.then_some(c.http_listen));
     c.network_file = network_file.to_owned();
     c.cache.file = dir.join(format!("{name}-cache.sqlite"));
@@ -396,12 +409,12 @@ mod tests {
         }
 
         let network = dir.path().join("network.json");
-        let (first, path) = gateway(dir.path(), "gateway-1", &network).unwrap();
+        let (first, path) = gateway(dir.path(), "gateway-1", &network, None).unwrap();
         assert_eq!(path, dir.path().join("config/gateway-1.toml"));
         assert_eq!(first.network_file, network);
         assert_eq!(first.cache.file, dir.path().join("gateway-1-cache.sqlite"));
         assert!(first.http_listen.ip().is_loopback());
-        let (again, _) = gateway(dir.path(), "gateway-1", &network).unwrap();
+        let (again, _) = gateway(dir.path(), "gateway-1", &network, None).unwrap();
         assert_eq!(again.http_listen, first.http_listen, "a free port is kept");
     }
 
@@ -422,6 +435,7 @@ mod tests {
             "postgres://o@h:1/ordo_topology",
             &seqs,
             &secrets,
+            None,
         )
         .unwrap();
         assert_ne!(first.grpc_listen, first.http_listen);
@@ -443,6 +457,7 @@ mod tests {
             "postgres://o@h:1/ordo_topology",
             &seqs,
             &secrets,
+            None,
         )
         .unwrap();
         assert_ne!(other_path, path);
@@ -471,6 +486,7 @@ mod tests {
             "postgres://o@h:2/ordo_topology",
             &seqs,
             &secrets,
+            None,
         )
         .unwrap();
         assert_eq!(second.pool_size, 7);
@@ -486,6 +502,7 @@ mod tests {
             "postgres://o@h:2/x",
             &seqs,
             &secrets,
+            None,
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("topology-a.toml"), "{err:#}");

@@ -18,22 +18,28 @@
 mod configs;
 mod control;
 mod nodes;
+mod pki;
 mod register;
 mod shards;
 
 use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::net::SocketAddr;
+
 use anyhow::Context;
 use ordo_core::MemberId;
+use ordo_ledger_client::network::TlsEntry;
+use ordo_node::tls::{ClientAuth, TlsConfig};
 use ordo_testkit::{PgCluster, PgOptions};
 use tokio::sync::mpsc;
 
 use self::configs::{Databases, ParticipantLinks, Secrets};
 use self::control::Control;
 use self::nodes::{Launch, Node};
+use self::pki::Pki;
 use self::register::{Member, Registrar};
 use self::shards::Shard;
 use crate::Failure;
@@ -67,9 +73,14 @@ pub fn main(args: UpArgs) -> Result<(), Failure> {
 
 async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let dir = absolute(&args.data_dir)?;
+    // Owner-only: keys, configs with secrets, logs. (The data directory itself stays
+    // reachable: run as root, the private Postgres runs as `postgres` below it; every
+    // file in it that holds a secret is itself owner-only.)
     for sub in ["logs", "config", "keys"] {
-        std::fs::create_dir_all(dir.join(sub))
-            .with_context(|| format!("creating {}", dir.join(sub).display()))?;
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", path.display()))?;
     }
     let _lock = lock_data_dir(&dir)?;
     let network_json = dir.join("network.json");
@@ -79,12 +90,30 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
     let (pg, dbs) = postgres(&dir, args.database_url.as_deref()).await?;
     let secrets = Secrets::load_or_create(&dir)?;
     let exe = std::env::current_exe().context("locating the ordo binary")?;
+    let (pki, operator) = if args.insecure {
+        tracing::warn!(
+            "--insecure: every node serves plain text; tokens and ledger data cross the network in clear"
+        );
+        println!("WARNING: --insecure: the network runs without TLS");
+        (None, None)
+    } else {
+        let pki = Pki::load_or_create(&dir)?;
+        let operator = pki.operator()?;
+        // `ordo up` itself calls the nodes (readiness, roles, registration) as the operator.
+        ordo_node::tls::trust(ordo_node::tls::ClientTls::load(
+            &operator.ca,
+            Some((&operator.cert, &operator.key)),
+        )?);
+        (Some(pki), Some(operator))
+    };
     let env = Arc::new(Env {
         exe,
         dir,
         dbs,
         secrets,
         managed_postgres: pg.is_some(),
+        pki,
+        operator,
     });
 
     let mut nodes = Vec::new();
@@ -201,9 +230,32 @@ pub struct Env {
     secrets: Secrets,
     /// Whether `ordo up` runs the Postgres (for network.json).
     managed_postgres: bool,
+    /// The local CA, unless `--insecure`.
+    pki: Option<Pki>,
+    /// The operator's certificate, for network.json.
+    operator: Option<TlsEntry>,
 }
 
 impl Env {
+    /// The URL of a node listening on `addr`: `https://` unless `--insecure`.
+    fn url(&self, addr: SocketAddr) -> String {
+        let scheme = if self.pki.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+
+    /// A fresh certificate for node `name` acting for `member`, unless `--insecure`.
+    fn tls(
+        &self,
+        name: &str,
+        member: Option<&str>,
+        client_auth: ClientAuth,
+    ) -> anyhow::Result<Option<TlsConfig>> {
+        self.pki
+            .as_ref()
+            .map(|p| p.node(name, member, client_auth))
+            .transpose()
+    }
+
     /// Provisions the service of the node `launch` would start; the member it reports.
     async fn init(&self, launch: &Launch) -> anyhow::Result<Member> {
         let report = nodes::provision(
@@ -218,7 +270,7 @@ impl Env {
     }
 
     fn spawn(&self, launch: Launch, nodes: &mut Vec<Node>) -> anyhow::Result<()> {
-        nodes.push(nodes::spawn(&self.exe, &self.dir, launch)?);
+        nodes.push(nodes::spawn(&self.exe, &self.dir, launch, |a| self.url(a))?);
         Ok(())
     }
 }
@@ -286,21 +338,25 @@ async fn prepare(env: &Env, sequencers: usize) -> anyhow::Result<Plan> {
     let (dir, secrets) = (env.dir.as_path(), &env.secrets);
     let mut plan_sequencers = Vec::new();
     for i in 1..=sequencers {
-        let (c, path) = configs::sequencer(dir, i, &env.dbs.sequencer, secrets)?;
+        // Members call the sequencers: a certificate is required of every caller.
+        let tls = env.tls(&format!("sequencer-{i}"), None, ClientAuth::Required)?;
+        let (c, path) = configs::sequencer(dir, i, &env.dbs.sequencer, secrets, tls)?;
         let listen = (c.grpc_listen, c.http_listen);
         plan_sequencers.push(Launch::sequencer(c.node_name, path, listen));
     }
     let endpoints: Vec<String> = plan_sequencers
         .iter()
         .filter_map(|l| l.grpc)
-        .map(|a| format!("http://{a}"))
+        .map(|a| env.url(a))
         .collect();
     let first = &plan_sequencers[0];
     nodes::provision(&env.exe, dir, "sequencer", &first.name, &first.config).await?;
 
     let mut topology = Vec::new();
     for name in replica_names("topology") {
-        let (c, path) = configs::topology(dir, &name, &env.dbs.topology, &endpoints, secrets)?;
+        let tls = env.tls(&name, Some("topology"), ClientAuth::Required)?;
+        let url = &env.dbs.topology;
+        let (c, path) = configs::topology(dir, &name, url, &endpoints, secrets, tls)?;
         topology.push(Launch::replica(
             "topology",
             name,
@@ -319,7 +375,8 @@ async fn prepare(env: &Env, sequencers: usize) -> anyhow::Result<Plan> {
     let mut members = Vec::new();
     for name in replica_names("mediator") {
         let url = &env.dbs.mediator;
-        let (c, path) = configs::mediator(dir, &name, url, &endpoints, &manager, secrets)?;
+        let tls = env.tls(&name, Some("mediator"), ClientAuth::Required)?;
+        let (c, path) = configs::mediator(dir, &name, url, &endpoints, &manager, secrets, tls)?;
         members.push(Launch::replica(
             "mediator",
             name,
@@ -336,7 +393,7 @@ async fn prepare(env: &Env, sequencers: usize) -> anyhow::Result<Plan> {
         topology_admin: topology
             .iter()
             .filter_map(|l| l.grpc)
-            .map(|a| format!("http://{a}"))
+            .map(|a| env.url(a))
             .collect(),
     };
     let mut participants = Vec::new();
@@ -368,7 +425,10 @@ async fn prepare_shard(
     let url = env.dbs.shard(shard.number).await?;
     let mut launches = Vec::new();
     for name in shard.replica_names() {
-        let (c, path) = configs::participant(&env.dir, shard, &name, &url, links, &env.secrets)?;
+        // Applications may use the Ledger API with server-only TLS.
+        let tls = env.tls(&name, Some(&shard.member()), ClientAuth::Optional)?;
+        let (c, path) =
+            configs::participant(&env.dir, shard, &name, &url, links, &env.secrets, tls)?;
         launches.push(Launch::replica(
             "participant",
             name,
@@ -387,7 +447,9 @@ async fn start_gateway(
     network_json: &Path,
     nodes: &mut Vec<Node>,
 ) -> anyhow::Result<()> {
-    let (c, path) = configs::gateway(&env.dir, GATEWAY, network_json)?;
+    // The JSON API is for browsers and applications: server-only TLS.
+    let tls = env.tls(GATEWAY, None, ClientAuth::None)?;
+    let (c, path) = configs::gateway(&env.dir, GATEWAY, network_json, tls)?;
     env.spawn(Launch::gateway(GATEWAY.into(), path, c.http_listen), nodes)?;
     nodes::wait_ready(nodes).await
 }
@@ -421,12 +483,14 @@ fn network_file(env: &Env, nodes: &[Node], control: &str) -> NetworkFile {
             topology_admin_token: env.secrets.topology_admin.clone(),
             replica_admin_token: env.secrets.replica_admin.clone(),
         },
+        tls: env.operator.clone(),
     }
 }
 
-/// Writes network.json (atomically).
+/// Writes network.json (atomically), owner-only: it holds the admin tokens and the token
+/// secret.
 fn write_network(path: &Path, file: &NetworkFile) -> anyhow::Result<()> {
-    write_atomically(path, &serde_json::to_vec_pretty(file)?)
+    write_private(path, &serde_json::to_vec_pretty(file)?)
 }
 
 fn absolute(p: &Path) -> anyhow::Result<PathBuf> {

@@ -182,7 +182,14 @@ pub async fn provision(
 }
 
 /// Starts the node; [`wait_ready`] then waits for it.
-pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
+/// Starts `launch`; `url` gives the URL of an address it listens on (the scheme says
+/// whether the network runs TLS).
+pub fn spawn(
+    exe: &Path,
+    dir: &Path,
+    launch: Launch,
+    url: impl Fn(SocketAddr) -> String,
+) -> anyhow::Result<Node> {
     let log = log_file(dir, &launch.name);
     let out = open_log(&log)?;
     let child = Command::new(exe)
@@ -204,11 +211,9 @@ pub fn spawn(exe: &Path, dir: &Path, launch: Launch) -> anyhow::Result<Node> {
             service: launch.service,
             shard: launch.shard,
             pid: child.id(),
-            grpc: launch
-                .grpc
-                .map_or_else(String::new, |a| format!("http://{a}")),
-            http: format!("http://{}", launch.http),
-            metrics: format!("http://{}/metrics", launch.http),
+            grpc: launch.grpc.map_or_else(String::new, &url),
+            http: url(launch.http),
+            metrics: format!("{}/metrics", url(launch.http)),
             log,
         },
         role: launch.role,

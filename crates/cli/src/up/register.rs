@@ -61,11 +61,12 @@ impl Registrar {
         let mut clients = Vec::new();
         for endpoint in endpoints {
             // Lazy: a replica that is down now is simply skipped when called.
-            let channel = tonic::transport::Endpoint::from_shared(endpoint.clone())
-                .with_context(|| format!("the topology admin endpoint {endpoint:?}"))?
-                .connect_timeout(Duration::from_secs(2))
-                .timeout(Duration::from_secs(30))
-                .connect_lazy();
+            let tls = ordo_node::tls::trusted();
+            let channel = ordo_node::tls::lazy_channel(endpoint, tls.as_ref(), |e| {
+                e.connect_timeout(Duration::from_secs(2))
+                    .timeout(Duration::from_secs(30))
+            })
+            .with_context(|| format!("the topology admin endpoint {endpoint:?}"))?;
             clients.push((endpoint.clone(), TopologyAdminServiceClient::new(channel)));
         }
         anyhow::ensure!(!clients.is_empty(), "no topology manager endpoint");

@@ -138,7 +138,7 @@ async fn one_session_at_a_time_status_and_step_down_over_http() -> Result<()> {
     let db = db("replica").await?;
     let dir = tempfile::tempdir()?;
     let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n"))?;
+    ordo_testkit::write_secret(&token_file, format!("{ADMIN_TOKEN}\n"))?;
     let sessions = Arc::new(Sessions::default());
     let a = node(&db, "a", &token_file, &sessions).await?;
     let b = node(&db, "b", &token_file, &sessions).await?;

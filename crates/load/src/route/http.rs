@@ -17,10 +17,12 @@ pub(crate) struct HttpApi {
 impl HttpApi {
     /// A client of its own: connections are not shared with any other `HttpApi`.
     pub(crate) fn new(base: &str) -> Result<Self, Failure> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| transport(&e))?;
+        let mut builder = reqwest::Client::builder().tcp_nodelay(true);
+        // An https:// gateway is verified with the network's CA (network.json).
+        if let Some(tls) = ordo_tls::trusted() {
+            builder = builder.use_preconfigured_tls(tls.rustls_http1());
+        }
+        let http = builder.build().map_err(|e| transport(&e))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),

@@ -22,7 +22,7 @@ async fn a_passive_replica_takes_over_and_resumes_in_flight_requests() -> Result
     let d = Domain::start_with(timeout_us).await?;
     let key = &d.mediator_key;
     let token_file = d._dir.path().join("step-down.token");
-    std::fs::write(&token_file, format!("{STEP_DOWN_TOKEN}\n"))?;
+    ordo_testkit::write_secret(&token_file, format!("{STEP_DOWN_TOKEN}\n"))?;
 
     let a = d
         .start_replica("mediator-a", Some(token_file.clone()))

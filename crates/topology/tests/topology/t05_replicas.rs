@@ -56,7 +56,7 @@ async fn replicas_fail_over_and_hand_over_without_a_second_bootstrap() -> Result
     let cfg = net.topology_config();
     let init = ordo_topology::init(&cfg).await?;
     let token_file = net.dir.path().join("step-down.token");
-    std::fs::write(&token_file, STEP_DOWN_TOKEN)?;
+    ordo_testkit::write_secret(&token_file, STEP_DOWN_TOKEN)?;
     let a = ReplicaNode::start(&cfg, "topology-a", Some(token_file.clone())).await?;
     let b = ReplicaNode::start(&cfg, "topology-b", Some(token_file.clone())).await?;
     let (active, passive) = match one_serving(&[&a, &b]).await? {
