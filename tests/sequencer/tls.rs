@@ -2,7 +2,8 @@
 //! services refuse a caller without a certificate, with one from another CA, or in plain
 //! text, and log the refusal with the caller; a member's certificate acts only for the
 //! member it names, whatever key is presented; every file holding a secret or a key is
-//! its owner's only.
+//! its owner's only; the private Postgres wants its password; a participant's certificate
+//! lets it allocate parties on its own shard, never change the domain.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -13,6 +14,8 @@ use anyhow::{Context, ensure};
 use ordo_core::{KeyPair, MemberId};
 use ordo_ledger_client::Network;
 use ordo_node::tls::{ClientTls, LocalCa, Subject};
+use ordo_proto::admin::v1 as admin;
+use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
@@ -165,6 +168,65 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
         .await
         .context("participant-2 with its own certificate")?;
 
+    // A participant's certificate cannot change the domain; it may allocate a party on its
+    // own shard only. ordo up gives the participants no topology admin token.
+    let p1 = ClientTls::load(
+        &tls.ca,
+        Some((
+            &net_dir.join("tls/participant-1-a.pem"),
+            &net_dir.join("tls/participant-1-a.key"),
+        )),
+    )?;
+    let mut allocated = None;
+    for replica in network.topology_replicas() {
+        let channel = ordo_node::tls::channel(&replica.grpc, Some(&p1), |e| e).await?;
+        let mut topology = TopologyAdminServiceClient::new(channel);
+        let denied = [
+            topology
+                .register_mediator(admin::RegisterMediatorRequest {
+                    name: "intruder".into(),
+                    public_key: KeyPair::generate().public().as_bytes().to_vec(),
+                })
+                .await
+                .map(drop),
+            topology
+                .set_parameters(admin::SetParametersRequest::default())
+                .await
+                .map(drop),
+            topology
+                .allocate_party(admin::AllocatePartyRequest {
+                    party: "p1-elsewhere".into(),
+                    shard: "shard-2".into(),
+                })
+                .await
+                .map(drop),
+        ];
+        for d in denied {
+            let status = d.expect_err("a participant's certificate changed the domain");
+            ensure!(status.code() == tonic::Code::PermissionDenied, "{status:?}");
+        }
+        match topology
+            .allocate_party(admin::AllocatePartyRequest {
+                party: "p1-own".into(),
+                shard: String::new(),
+            })
+            .await
+        {
+            Ok(r) => allocated = Some(r.into_inner().shard),
+            Err(s) if s.code() == tonic::Code::Unavailable => continue, // the passive replica
+            Err(s) => anyhow::bail!("participant-1 could not allocate on its own shard: {s:?}"),
+        }
+        break;
+    }
+    ensure!(allocated.as_deref() == Some("shard-1"), "{allocated:?}");
+    for replica in ["participant-1-a", "participant-2-b"] {
+        let config = std::fs::read_to_string(net_dir.join(format!("config/{replica}.toml")))?;
+        ensure!(
+            config.contains("topology_admin_token = \"\""),
+            "{replica} holds the topology admin token"
+        );
+    }
+
     // Owner-only: every key, every config (they hold tokens), network.json, the tokens.
     for d in ["keys", "tls", "config", "logs"] {
         ensure!(
@@ -201,6 +263,27 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
             mode(path)?
         );
     }
+
+    // The private Postgres asks every connection for the password (SCRAM).
+    let url = &network.postgres.url;
+    let (userinfo, host) = url
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split_once('@'))
+        .context("a postgres:// URL with a user")?;
+    ensure!(
+        userinfo.starts_with("ordo:"),
+        "the URL carries no password: {url}"
+    );
+    sqlx::PgPool::connect(url)
+        .await
+        .context("with the password")?
+        .close()
+        .await;
+    let refused = sqlx::PgPool::connect(&format!("postgres://ordo@{host}"))
+        .await
+        .expect_err("a connection without the password was accepted")
+        .to_string();
+    ensure!(refused.contains("password"), "{refused}");
 
     ensure!(
         net.process.terminate(Duration::from_secs(30)),

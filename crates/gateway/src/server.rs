@@ -61,15 +61,14 @@ pub async fn run(
         .map(ordo_node::tls::ServerTls::load)
         .transpose()
         .map_err(|e| ordo_node::config::Invalid::new("tls", e.to_string()).of(NODE))?;
-    let served = axum::serve(ordo_node::tls::accept(listener, tls, "json-api"), app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let incoming = ordo_node::tls::accept(listener, tls, "json-api");
+    ordo_node::tls::serve_http(incoming, app, shutdown).await;
     readiness.abort();
     following.abort();
     let _ = stop_feeds.send(());
     let _ = feeds.await;
     gateway.cache.close().await;
-    Ok(served?)
+    Ok(())
 }
 
 /// The whole service: the API and the node endpoints behind the shared layers.

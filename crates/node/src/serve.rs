@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{ServerTls, TlsConfig, accept};
+use crate::tls::{ServerTls, TlsConfig, accept, serve_http};
 
 /// How long draining waits for each server's in-flight calls.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,9 +88,9 @@ impl Servers {
             let stop = stop.clone();
             tokio::spawn(async move {
                 let incoming = accept(listeners.http, listeners.tls, "http");
-                axum::serve(incoming, crate::router(ready).merge(extra))
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
+                let router = crate::router(ready).merge(extra);
+                serve_http(incoming, router, async move { stop.cancelled().await }).await;
+                Ok(())
             })
         };
         Self { stop, grpc, http }

@@ -40,7 +40,10 @@ pub struct ParticipantConfig {
     /// may give one endpoint as a string. Empty: those calls fail with FAILED_PRECONDITION.
     #[serde(deserialize_with = "one_or_many")]
     pub topology_admin: Vec<String>,
-    /// Bearer token for the topology manager's admin service.
+    /// Bearer token for the topology manager's admin service. Empty: the participant
+    /// calls as itself, by its TLS client certificate, which the topology manager accepts
+    /// for allocating parties on this shard and vetting packages
+    /// (its `participant_self_service`).
     pub topology_admin_token: String,
     /// How Ledger API bearer tokens (JWT) are verified.
     pub auth: AuthConfig,

@@ -66,20 +66,27 @@ where
 
 type Bearer = tonic::metadata::MetadataValue<tonic::metadata::Ascii>;
 
-/// The `authorization` value of the admin calls.
-fn bearer(shared: &Shared) -> Result<Bearer, ParticipantError> {
-    format!("Bearer {}", shared.config.topology_admin_token)
-        .parse()
-        .map_err(|_| {
-            ParticipantError::FailedPrecondition("topology_admin_token is not valid ASCII".into())
-        })
+/// The `authorization` value of the admin calls, if the participant has the admin token.
+/// Without one it calls as itself: its client certificate names it, and the topology
+/// manager lets a participant allocate parties on its own shard and vet packages
+/// (`participant_self_service`).
+fn bearer(shared: &Shared) -> Result<Option<Bearer>, ParticipantError> {
+    let token = &shared.config.topology_admin_token;
+    if token.is_empty() {
+        return Ok(None);
+    }
+    format!("Bearer {token}").parse().map(Some).map_err(|_| {
+        ParticipantError::FailedPrecondition("topology_admin_token is not valid ASCII".into())
+    })
 }
 
-fn authorized<T>(bearer: &Bearer, message: T) -> tonic::Request<T> {
+fn authorized<T>(bearer: &Option<Bearer>, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", bearer.clone());
+    if let Some(bearer) = bearer {
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+    }
     request
 }
 
@@ -93,7 +100,7 @@ fn relay(status: tonic::Status) -> ParticipantError {
         tonic::Code::FailedPrecondition => ParticipantError::FailedPrecondition(m),
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
             ParticipantError::FailedPrecondition(format!(
-                "{m} (check this participant's topology_admin_token)"
+                "{m} (check this participant's topology_admin_token, or its certificate)"
             ))
         }
         _ => ParticipantError::Unavailable(m),

@@ -15,6 +15,14 @@ pub struct PgOptions {
     pub max_connections: u32,
     /// Extra `-c name=value` settings.
     pub settings: Vec<(String, String)>,
+    /// The `ordo` role's password, required of every connection (SCRAM-SHA-256, local and
+    /// TCP alike). `None`: every local connection is trusted, as befits a throwaway test
+    /// cluster. Set when the cluster is created; a cluster created without one keeps
+    /// trusting.
+    pub password: Option<String>,
+    /// The server's certificate and key (PEM): with them the cluster also serves TLS
+    /// (`ssl = on`), for clients whose URL asks for it (`sslmode=require`, `verify-full`).
+    pub tls: Option<(String, String)>,
 }
 
 impl Default for PgOptions {
@@ -23,6 +31,8 @@ impl Default for PgOptions {
             durable: false,
             max_connections: 300,
             settings: Vec::new(),
+            password: None,
+            tls: None,
         }
     }
 }
@@ -33,6 +43,7 @@ pub struct PgCluster {
     bin: PathBuf,
     port: u16,
     run_as_postgres: bool,
+    password: Option<String>,
 }
 
 impl PgCluster {
@@ -74,6 +85,7 @@ impl PgCluster {
             bin,
             port,
             run_as_postgres,
+            password: opts.password.clone(),
         };
         if !cluster.data.join("PG_VERSION").exists() {
             cluster.create(&sock, &opts)?;
@@ -108,19 +120,37 @@ impl PgCluster {
 
     /// `initdb` and the settings (the port is given at each start).
     fn create(&self, sock: &Path, opts: &PgOptions) -> anyhow::Result<()> {
-        self.run(
+        let mut args = vec![
+            "-D".to_owned(),
+            path_str(&self.data)?.to_owned(),
+            "-U".into(),
+            "ordo".into(),
+            "--encoding=UTF8".into(),
+            "--locale=C".into(),
+            "--no-sync".into(),
+        ];
+        // The password reaches initdb in a file only it reads, removed right after.
+        let pwfile = self.root().join("initdb-password");
+        match &opts.password {
+            None => args.push("--auth=trust".into()),
+            Some(password) => {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(&pwfile, password)?;
+                std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))?;
+                if self.run_as_postgres {
+                    let (uid, gid) = postgres_ids()?;
+                    std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid))?;
+                }
+                args.push("--auth=scram-sha-256".into());
+                args.push(format!("--pwfile={}", path_str(&pwfile)?));
+            }
+        }
+        let created = self.run(
             "initdb",
-            &[
-                "-D",
-                path_str(&self.data)?,
-                "-U",
-                "ordo",
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C",
-                "--no-sync",
-            ],
-        )?;
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+        let _ = std::fs::remove_file(&pwfile);
+        created?;
         let mut settings = vec![
             ("listen_addresses".to_owned(), "127.0.0.1".to_owned()),
             ("unix_socket_directories".into(), path_str(sock)?.to_owned()),
@@ -131,6 +161,25 @@ impl PgCluster {
             settings.push(("fsync".into(), "off".into()));
             settings.push(("synchronous_commit".into(), "off".into()));
             settings.push(("full_page_writes".into(), "off".into()));
+        }
+        if let Some((cert, key)) = &opts.tls {
+            let (cert_file, key_file) = (
+                self.root().join("server.pem"),
+                self.root().join("server.key"),
+            );
+            for (file, text) in [(&cert_file, cert), (&key_file, key)] {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::write(file, text)?;
+                // Postgres refuses a key that others may read.
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))?;
+                if self.run_as_postgres {
+                    let (uid, gid) = postgres_ids()?;
+                    std::os::unix::fs::chown(file, Some(uid), Some(gid))?;
+                }
+            }
+            settings.push(("ssl".into(), "on".into()));
+            settings.push(("ssl_cert_file".into(), path_str(&cert_file)?.to_owned()));
+            settings.push(("ssl_key_file".into(), path_str(&key_file)?.to_owned()));
         }
         settings.extend(opts.settings.iter().cloned());
         let conf: String = settings
@@ -188,9 +237,15 @@ impl PgCluster {
         self.port
     }
 
-    /// URL of database `db` (see [`PgCluster::create_database`]).
+    /// URL of database `db` (see [`PgCluster::create_database`]), with the password if the
+    /// cluster has one.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://ordo@127.0.0.1:{}/{db}", self.port)
+        let password = self
+            .password
+            .as_ref()
+            .map(|p| format!(":{p}"))
+            .unwrap_or_default();
+        format!("postgres://ordo{password}@127.0.0.1:{}/{db}", self.port)
     }
 
     /// Creates database `db` and returns its URL.
@@ -306,6 +361,81 @@ mod tests {
         let port = pg.port();
         drop(pg);
         assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_password_is_required_of_every_connection() {
+        let pg = tokio::task::spawn_blocking(|| {
+            PgCluster::start(PgOptions {
+                password: Some("0123456789abcdef".into()),
+                ..PgOptions::default()
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let url = pg.url("postgres");
+        assert!(
+            url.starts_with("postgres://ordo:0123456789abcdef@"),
+            "{url}"
+        );
+        sqlx::PgPool::connect(&url).await.unwrap().close().await;
+        let without = url.replace(":0123456789abcdef@", "@");
+        let e = sqlx::PgPool::connect(&without)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("password"), "{e}");
+        let wrong = url.replace(":0123456789abcdef@", ":wrong@");
+        let e = sqlx::PgPool::connect(&wrong).await.unwrap_err().to_string();
+        assert!(e.contains("password authentication failed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn tls_when_the_url_asks_for_it_verified_by_the_ca() {
+        use std::os::unix::fs::PermissionsExt;
+        let ca = ordo_tls::LocalCa::generate().unwrap();
+        let other = ordo_tls::LocalCa::generate().unwrap();
+        let server = ca
+            .issue(&ordo_tls::Subject::loopback("postgres", None))
+            .unwrap();
+        let pg = tokio::task::spawn_blocking(move || {
+            PgCluster::start(PgOptions {
+                tls: Some((server.cert_pem, server.key_pem)),
+                ..PgOptions::default()
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = |name: &str, ca: &ordo_tls::LocalCa| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, ca.cert_pem()).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            path.display().to_string()
+        };
+        let url = pg.url("postgres");
+        let verified = format!(
+            "{url}?sslmode=verify-full&sslrootcert={}",
+            root("ca.pem", &ca)
+        );
+        let pool = sqlx::PgPool::connect(&verified).await.unwrap();
+        let (ssl,): (bool,) =
+            sqlx::query_as("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert!(ssl, "the connection is not TLS");
+        pool.close().await;
+        let distrusted = format!(
+            "{url}?sslmode=verify-full&sslrootcert={}",
+            root("other.pem", &other)
+        );
+        assert!(
+            sqlx::PgPool::connect(&distrusted).await.is_err(),
+            "another CA's server was trusted"
+        );
     }
 
     #[tokio::test]

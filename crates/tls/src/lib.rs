@@ -17,6 +17,7 @@
 
 mod client;
 mod files;
+mod http;
 mod mint;
 mod reload;
 mod server;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use client::{ClientTls, channel, lazy_channel};
 pub use files::check_private;
+pub use http::{HEADER_READ_TIMEOUT, serve_http};
 pub use mint::{Issued, LocalCa, Subject};
 pub use server::{Accepted, Conn, ConnInfo, Peer, ServerTls, accept, conn_info};
 

@@ -163,7 +163,7 @@ pub enum Conn {
 }
 
 impl Conn {
-    fn info(&self) -> ConnInfo {
+    pub(crate) fn info(&self) -> ConnInfo {
         match self {
             Self::Plain(s) => ConnInfo {
                 remote: s.peer_addr().ok(),
@@ -349,15 +349,5 @@ impl axum::serve::Listener for Accepted {
             Ok(a) => Ok(*a),
             Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
         }
-    }
-}
-
-/// `ConnectInfo<ConnInfo>` in axum handlers served from an [`Accepted`] (with
-/// `into_make_service_with_connect_info::<ConnInfo>()`).
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Accepted>>
-    for ConnInfo
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Accepted>) -> Self {
-        stream.io().info()
     }
 }

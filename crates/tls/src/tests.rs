@@ -234,3 +234,60 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route(
+        "/",
+        axum::routing::get(
+            |axum::Extension(info): axum::Extension<ConnInfo>| async move {
+                format!("tls={}", info.tls)
+            },
+        ),
+    );
+    tokio::spawn(serve_http(
+        accept(listener, None, "test"),
+        router,
+        std::future::pending(),
+    ));
+
+    // A whole request is served, and the handler sees its connection.
+    let mut good = tokio::net::TcpStream::connect(addr).await.unwrap();
+    good.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    good.read_to_string(&mut answer).await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("tls=false"),
+        "{answer}"
+    );
+
+    // A slowloris client: half a request, then silence.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    tokio::time::timeout(
+        HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        slow.read_to_end(&mut rest),
+    )
+    .await
+    .expect("the connection outlived the header timeout")
+    .ok();
+    assert!(
+        started.elapsed() >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        "closed after {:?}, before the timeout",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+}

@@ -15,35 +15,100 @@ use crate::plan;
 
 pub struct AdminApi(pub Arc<Manager>);
 
+/// Who is calling: the operator with the admin token, or a participant known by its
+/// client certificate.
+enum Caller {
+    Admin,
+    Participant(String),
+}
+
 impl AdminApi {
-    /// The one check of every call: the caller's token, then whether this replica serves
-    /// (a passive replica answers UNAVAILABLE naming the active one).
-    async fn check<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
-        self.authenticate(req)?;
-        self.0.available().await
+    /// The check of the calls only the topology admin may make (registering members,
+    /// changing the domain's parameters, reading the topology): the admin token, then
+    /// whether this replica serves (a passive replica answers UNAVAILABLE naming the
+    /// active one).
+    async fn check<T>(&self, req: &Request<T>, what: &str) -> Result<(), TopologyError> {
+        match self.caller(req)? {
+            Caller::Admin => self.0.available().await,
+            Caller::Participant(name) => Err(TopologyError::PermissionDenied(format!(
+                "participant {name} may not {what}: that needs the topology admin token"
+            ))),
+        }
     }
 
-    fn authenticate<T>(&self, req: &Request<T>) -> Result<(), TopologyError> {
+    /// The check of the calls a participant may make for itself when the domain allows
+    /// it (`participant_self_service`): the admin token, or the certificate of the
+    /// participant of `shard` (`None`: any registered participant). Returns the shard of
+    /// the calling participant, if it is one.
+    async fn check_participant<T>(
+        &self,
+        req: &Request<T>,
+        shard: Option<&str>,
+        what: &str,
+    ) -> Result<Option<String>, TopologyError> {
+        let name = match self.caller(req)? {
+            Caller::Admin => {
+                self.0.available().await?;
+                return Ok(None);
+            }
+            Caller::Participant(name) => name,
+        };
+        let state = self.0.current();
+        let own = state
+            .shards
+            .values()
+            .find(|s| s.participant.name() == name)
+            .map(|s| s.name.clone())
+            .ok_or_else(|| {
+                TopologyError::PermissionDenied(format!(
+                    "{name} is not a registered participant: it may not {what}"
+                ))
+            })?;
+        if let Some(shard) = shard.filter(|s| !s.is_empty() && *s != own) {
+            return Err(TopologyError::PermissionDenied(format!(
+                "participant {name} serves shard {own}: it may not {what} on shard {shard}"
+            )));
+        }
+        self.0.available().await?;
+        Ok(Some(own))
+    }
+
+    fn caller<T>(&self, req: &Request<T>) -> Result<Caller, TopologyError> {
         let header = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
+        if let Some(header) = header {
+            let token = header.strip_prefix("Bearer ").ok_or_else(|| {
                 TopologyError::Unauthenticated(
-                    "topology admin calls need `authorization: Bearer <admin token>`".into(),
+                    "authorization must be `Bearer <admin token>`".into(),
                 )
             })?;
-        if !constant_time_eq(
-            token.trim().as_bytes(),
-            self.0.config.admin_token.as_bytes(),
-        ) {
-            return Err(TopologyError::Unauthenticated(
-                "wrong topology admin token".into(),
-            ));
+            if !constant_time_eq(
+                token.trim().as_bytes(),
+                self.0.config.admin_token.as_bytes(),
+            ) {
+                return Err(TopologyError::Unauthenticated(
+                    "wrong topology admin token".into(),
+                ));
+            }
+            return Ok(Caller::Admin);
         }
-        Ok(())
+        let peer = ordo_node::tls::conn_info(req).and_then(|c| c.peer.clone());
+        let members: Vec<String> = peer
+            .iter()
+            .flat_map(|p| p.members().map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        match members.as_slice() {
+            [name] if self.0.config.participant_self_service => {
+                Ok(Caller::Participant(name.clone()))
+            }
+            _ => Err(TopologyError::Unauthenticated(
+                "topology admin calls need `authorization: Bearer <admin token>` (or, for \
+                 AllocateParty and VetPackage, a participant's client certificate)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -121,7 +186,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::RegisterParticipantRequest>,
     ) -> Result<Response<pb::RegisterParticipantResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "register a participant").await?;
         let r = req.into_inner();
         let (member, outcome) = self
             .0
@@ -137,7 +202,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::RegisterMediatorRequest>,
     ) -> Result<Response<pb::RegisterMediatorResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "register a mediator").await?;
         let r = req.into_inner();
         let (member, outcome) = self
             .0
@@ -153,8 +218,16 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::AllocatePartyRequest>,
     ) -> Result<Response<pb::AllocatePartyResponse>, Status> {
-        self.check(&req).await?;
-        let r = req.into_inner();
+        let caller_shard = self
+            .check_participant(&req, Some(&req.get_ref().shard), "allocate a party")
+            .await?;
+        let mut r = req.into_inner();
+        // A participant's party without a shard goes to its own.
+        if let Some(own) = caller_shard
+            && r.shard.is_empty()
+        {
+            r.shard = own;
+        }
         let (shard, outcome) = self
             .0
             .change(|state| {
@@ -178,7 +251,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListPartiesRequest>,
     ) -> Result<Response<pb::ListPartiesResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "list the parties").await?;
         let filter = req.into_inner().shard;
         let state = self.0.current();
         if !filter.is_empty() && !state.shards.contains_key(&filter) {
@@ -204,7 +277,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListShardsRequest>,
     ) -> Result<Response<pb::ListShardsResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "list the shards").await?;
         let state = self.0.current();
         let shards = state
             .shards
@@ -225,7 +298,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::VetPackageRequest>,
     ) -> Result<Response<pb::VetPackageResponse>, Status> {
-        self.check(&req).await?;
+        self.check_participant(&req, None, "vet a package").await?;
         let r = req.into_inner();
         let max = self.0.config.max_package_bytes;
         let ((), outcome) = self
@@ -242,7 +315,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::ListPackagesRequest>,
     ) -> Result<Response<pb::ListPackagesResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "list the packages").await?;
         let include_source = req.into_inner().include_source;
         let state = self.0.current();
         let packages = state
@@ -268,7 +341,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::GetTopologyRequest>,
     ) -> Result<Response<pb::GetTopologyResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "read the topology").await?;
         let state = self.0.current();
         let state_json = serde_json::to_string(&*state)
             .map_err(|e| TopologyError::Internal(format!("encoding the topology: {e}")))?;
@@ -283,7 +356,7 @@ impl TopologyAdminService for AdminApi {
         &self,
         req: Request<pb::SetParametersRequest>,
     ) -> Result<Response<pb::SetParametersResponse>, Status> {
-        self.check(&req).await?;
+        self.check(&req, "change the domain parameters").await?;
         let parameters = parameters_from_pb(req.into_inner().parameters)?;
         let ((), outcome) = self
             .0

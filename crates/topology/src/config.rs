@@ -36,8 +36,13 @@ pub struct TopologyConfig {
     /// The sequencers' admin token: the manager registers every member (itself included)
     /// in the sequencer's member registry before broadcasting its AddMember.
     pub sequencer_admin_token: String,
-    /// Bearer token of this node's admin API (`authorization: Bearer <token>`).
+    /// Bearer token of this node's admin API (`authorization: Bearer <token>`): every call.
     pub admin_token: String,
+    /// Whether a participant may, without the admin token, allocate parties on its own
+    /// shard and vet packages, authenticated by its TLS client certificate alone (which
+    /// names it: `urn:ordo:member:<name>`). Registering members and changing the domain's
+    /// parameters always need the admin token.
+    pub participant_self_service: bool,
     /// The domain parameters broadcast once at bootstrap (later: SetParameters).
     pub parameters: DomainParameters,
     /// How long an admin change may take to be sequenced and applied, and the deadline of
@@ -72,6 +77,7 @@ impl Default for TopologyConfig {
             sequencers: vec!["http://127.0.0.1:4001".into()],
             sequencer_admin_token: String::new(),
             admin_token: String::new(),
+            participant_self_service: true,
             parameters: DomainParameters::default(),
             request_timeout: Duration::from_secs(10),
             max_package_bytes: 512 * 1024,

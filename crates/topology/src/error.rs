@@ -48,6 +48,8 @@ pub enum TopologyError {
     #[error("{0}")]
     Unauthenticated(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]
     NotFound(String),
@@ -81,6 +83,7 @@ impl TopologyError {
     pub fn code(&self) -> Code {
         match self {
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::InvalidArgument(_)
             | Self::Config(_)
             | Self::Key(_)

@@ -42,6 +42,8 @@ pub struct Secrets {
     /// replicas read it from there: `[replica] admin_token_file`).
     pub replica_admin: String,
     pub replica_admin_file: PathBuf,
+    /// The password of the private Postgres's `ordo` role.
+    pub postgres: String,
     /// The bearer token of `ordo up`'s own control API (`ordo admin shard add` reads it
     /// from [`CONTROL_TOKEN`] next to network.json).
     pub control: String,
@@ -60,6 +62,7 @@ impl Secrets {
             replica_admin: secret(dir, REPLICA_ADMIN_TOKEN)?,
             replica_admin_file: dir.join(REPLICA_ADMIN_TOKEN),
             control: secret(dir, CONTROL_TOKEN)?,
+            postgres: secret(dir, "postgres-password")?,
         })
     }
 }
@@ -337,7 +340,13 @@ pub fn participant(
         c.sequencers = links.sequencers.clone();
         c.topology_manager = links.topology_manager.to_string();
         c.topology_admin = links.topology_admin.clone();
-        c.topology_admin_token = secrets.topology_admin.clone();
+        // With TLS the participant calls the topology manager as itself (its certificate
+        // names it), so it holds no token that could change the domain.
+        c.topology_admin_token = if c.tls.is_some() {
+            String::new()
+        } else {
+            secrets.topology_admin.clone()
+        };
         c.auth.algorithm = "HS256".into();
         c.auth.secret = secrets.ledger.clone();
         replica(&mut c.replica, name, secrets);

@@ -87,8 +87,8 @@ async fn up(args: UpArgs, shutdown: impl Future<Output = ()>) -> anyhow::Result<
     // A file left by a crashed run describes processes that are gone.
     let _ = std::fs::remove_file(&network_json);
 
-    let (pg, dbs) = postgres(&dir, args.database_url.as_deref()).await?;
     let secrets = Secrets::load_or_create(&dir)?;
+    let (pg, dbs) = postgres(&dir, args.database_url.as_deref(), &secrets.postgres).await?;
     let exe = std::env::current_exe().context("locating the ordo binary")?;
     let (pki, operator) = if args.insecure {
         tracing::warn!(
@@ -514,20 +514,27 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>>
     })
 }
 
-/// The private Postgres in `DIR/postgres` (created on first use), or the given server,
-/// with every node's database.
-async fn postgres(dir: &Path, url: Option<&str>) -> anyhow::Result<(Option<PgCluster>, Databases)> {
+/// The private Postgres in `DIR/postgres` (created on first use, its `ordo` role with
+/// `password`, SCRAM, no connection trusted), or the given server, with every node's
+/// database.
+async fn postgres(
+    dir: &Path,
+    url: Option<&str>,
+    password: &str,
+) -> anyhow::Result<(Option<PgCluster>, Databases)> {
     if let Some(url) = url {
         let dbs = Databases::ensure(url, url.to_owned()).await?;
         return Ok((None, dbs));
     }
     let root = dir.join("postgres");
+    let password = password.to_owned();
     let pg = tokio::task::spawn_blocking(move || {
         PgCluster::open(
             &root,
             ordo_testkit::free_port(),
             PgOptions {
                 durable: true,
+                password: Some(password),
                 ..PgOptions::default()
             },
         )
