@@ -1,7 +1,10 @@
 //! The WebSocket stream `/v1/stream/query` with a real WebSocket client: a sender's and a
 //! receiver's stream see an Iou transferred across shards, streams resumed from an offset
-//! see exactly the transfer, the token travels as a header or as subprotocols, and a bad
-//! handshake or first message is refused.
+//! see exactly the transfer, the token travels as a header or as subprotocols, a bad
+//! handshake or first message is refused, and a stream ends within a second of its
+//! token's expiry.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
 use futures::{SinkExt, StreamExt};
@@ -281,5 +284,42 @@ pub async fn run(env: &Env) -> Result<()> {
     );
     let close = stream.next().await?;
     ensure!(close == json!({"close": 1008}), "{close}");
+
+    // A stream opened with a token that expires in three seconds: a 401 naming the
+    // expiry, then a close (1008), within a second of it.
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let expiry = UNIX_EPOCH + Duration::from_secs(now + 3);
+    let short = ordo_participant::auth::mint_hs256(
+        &env.network.auth.secret,
+        &ordo_participant::auth::LedgerClaims {
+            act_as: vec!["s6-alice".into()],
+            ..Default::default()
+        },
+        Some(now + 3),
+    );
+    let mut stream = open(env, Token::Header(&short)).await?;
+    stream.send(&json!({"templateIds": [IOU]})).await?;
+    stream.until_live().await?;
+    let expired = loop {
+        let m = stream.next().await?;
+        if m["status"].is_number() {
+            break m;
+        }
+    };
+    let at = SystemTime::now();
+    ensure!(
+        expired["status"] == 401
+            && expired["errors"][0]
+                .as_str()
+                .is_some_and(|e| e.contains("expired")),
+        "{expired}"
+    );
+    let close = stream.next().await?;
+    ensure!(close == json!({"close": 1008}), "{close}");
+    let late = at.duration_since(expiry).unwrap_or_default();
+    ensure!(
+        at >= expiry && late <= Duration::from_secs(1),
+        "the stream ended {late:?} after the expiry (or before it)"
+    );
     Ok(())
 }

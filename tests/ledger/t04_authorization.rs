@@ -126,3 +126,100 @@ async fn unauthorized_commands_are_refused_and_change_nothing() -> Result<()> {
     assert_eq!(net.acs("bob").await?, acs_bob);
     Ok(())
 }
+
+/// A token that is not yet valid is refused; a live update stream and a completion stream
+/// opened with a token that then expires end within a second of its expiry, with
+/// UNAUTHENTICATED saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_when_their_token_expires() -> Result<()> {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use ordo_participant::auth::{LedgerClaims, mint_hs256};
+    use ordo_proto::ledger::v1 as pb;
+
+    let net = LedgerNet::with_parties("t04e", &[("bank", 0)]).await?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = LedgerClaims {
+        act_as: vec!["bank".into()],
+        application_id: Some(APP.into()),
+        ..Default::default()
+    };
+
+    // `nbf` an hour ahead: not valid yet.
+    let early = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &serde_json::json!({ "actAs": ["bank"], "nbf": now + 3600 }),
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )?;
+    let refused = net
+        .updates_client(0)
+        .get_updates(with_token(updates_of("bank"), &early))
+        .await
+        .expect_err("a token not valid yet opened a stream");
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+
+    // Expiring in three seconds (whole seconds since the epoch).
+    let exp = now + 3;
+    let token = mint_hs256(JWT_SECRET, &claims, Some(exp));
+    let mut updates = net
+        .updates_client(0)
+        .get_updates(with_token(updates_of("bank"), &token))
+        .await?
+        .into_inner();
+    let mut completions =
+        pb::command_completion_service_client::CommandCompletionServiceClient::new(net.channel(0))
+            .completion_stream(with_token(
+                pb::CompletionStreamRequest {
+                    application_id: APP.into(),
+                    parties: vec!["bank".into()],
+                    begin_exclusive: 0,
+                },
+                &token,
+            ))
+            .await?
+            .into_inner();
+    let expiry = UNIX_EPOCH + Duration::from_secs(exp);
+    for (what, ended) in [
+        ("updates", drain(&mut updates).await),
+        ("completions", drain(&mut completions).await),
+    ] {
+        let (status, at) = ended;
+        assert_eq!(status.code(), Code::Unauthenticated, "{what}: {status:?}");
+        assert!(status.message().contains("expired"), "{what}: {status:?}");
+        let late = at.duration_since(expiry).unwrap_or_default();
+        let early = expiry.duration_since(at).unwrap_or_default();
+        assert!(
+            late <= Duration::from_secs(1) && early.is_zero(),
+            "{what} ended {late:?} after / {early:?} before the expiry"
+        );
+    }
+    Ok(())
+}
+
+fn updates_of(party: &str) -> ordo_proto::ledger::v1::GetUpdatesRequest {
+    ordo_proto::ledger::v1::GetUpdatesRequest {
+        begin_exclusive: 0,
+        end_inclusive: 0,
+        filter: Some(ordo_proto::ledger::v1::TransactionFilter {
+            parties: vec![party.into()],
+            template_ids: vec![],
+        }),
+        shape: ordo_proto::ledger::v1::UpdateShape::Flat as i32,
+    }
+}
+
+/// Reads `stream` to its end (at most 10 s): the status it ended with, and when.
+async fn drain<T>(stream: &mut tonic::Streaming<T>) -> (tonic::Status, std::time::SystemTime) {
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return tonic::Status::ok("ended without an error"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| tonic::Status::deadline_exceeded("still open after 10 s"));
+    (ended, std::time::SystemTime::now())
+}

@@ -181,6 +181,18 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
     for replica in network.topology_replicas() {
         let channel = ordo_node::tls::channel(&replica.grpc, Some(&p1), |e| e).await?;
         let mut topology = TopologyAdminServiceClient::new(channel);
+        match topology
+            .allocate_party(admin::AllocatePartyRequest {
+                party: "p1-own".into(),
+                shard: String::new(),
+            })
+            .await
+        {
+            Ok(r) => allocated = Some(r.into_inner().shard),
+            Err(s) if s.code() == tonic::Code::Unavailable => continue, // the passive replica
+            Err(s) => anyhow::bail!("participant-1 could not allocate on its own shard: {s:?}"),
+        }
+        // On the active replica, everything else is refused.
         let denied = [
             topology
                 .register_mediator(admin::RegisterMediatorRequest {
@@ -204,17 +216,6 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
         for d in denied {
             let status = d.expect_err("a participant's certificate changed the domain");
             ensure!(status.code() == tonic::Code::PermissionDenied, "{status:?}");
-        }
-        match topology
-            .allocate_party(admin::AllocatePartyRequest {
-                party: "p1-own".into(),
-                shard: String::new(),
-            })
-            .await
-        {
-            Ok(r) => allocated = Some(r.into_inner().shard),
-            Err(s) if s.code() == tonic::Code::Unavailable => continue, // the passive replica
-            Err(s) => anyhow::bail!("participant-1 could not allocate on its own shard: {s:?}"),
         }
         break;
     }

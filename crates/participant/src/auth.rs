@@ -5,8 +5,9 @@
 //! may read as), `readAsAnyParty` (Daml's `CanReadAsAnyParty` right: read as any party,
 //! and read every party's projection with a filter naming none), `admin` (party and
 //! package management), `applicationId` (when set, the only application id the caller may
-//! submit or read completions as). `exp` is checked when present; `aud` when the
-//! configuration names an audience.
+//! submit or read completions as). `exp` and `nbf` are checked when present (and a stream
+//! opened with a token ends when it expires); `aud` and `iss` when the configuration names
+//! an audience or an issuer.
 
 use std::collections::BTreeSet;
 
@@ -51,6 +52,9 @@ struct RawClaims {
     top: LedgerClaims,
     #[serde(rename = "https://daml.com/ledger-api", default)]
     daml: Option<LedgerClaims>,
+    /// Seconds since the epoch after which the token is no longer valid.
+    #[serde(default)]
+    exp: Option<u64>,
 }
 
 /// What a verified token allows.
@@ -62,6 +66,8 @@ pub struct Rights {
     pub read_as_any_party: bool,
     pub admin: bool,
     pub application_id: Option<String>,
+    /// When the token expires (its `exp`): a stream opened with it ends then.
+    pub expires_at: Option<std::time::SystemTime>,
 }
 
 impl Rights {
@@ -156,13 +162,18 @@ impl Authenticator {
         };
         let mut validation = Validation::new(algorithm);
         // `exp` is validated when present but not required: operators mint long-lived
-        // tokens for services; short-lived ones carry `exp`.
+        // tokens for services; short-lived ones carry `exp`. `nbf` is checked when present.
         validation.required_spec_claims.clear();
         validation.leeway = 5;
+        validation.validate_nbf = true;
         if config.audience.is_empty() {
             validation.validate_aud = false;
         } else {
             validation.set_audience(&[config.audience.as_str()]);
+        }
+        if !config.issuer.is_empty() {
+            validation.set_issuer(&[config.issuer.as_str()]);
+            validation.required_spec_claims.insert("iss".into());
         }
         Ok(Self { key, validation })
     }
@@ -194,6 +205,10 @@ impl Authenticator {
     pub fn verify(&self, token: &str) -> Result<Rights, ParticipantError> {
         let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation)
             .map_err(|e| ParticipantError::Unauthenticated(format!("invalid token: {e}")))?;
+        let expires_at = data
+            .claims
+            .exp
+            .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
         let claims = data.claims.daml.unwrap_or(data.claims.top);
         let parties = |names: &[String], claim: &str| {
             names
@@ -213,6 +228,7 @@ impl Authenticator {
             read_as_any_party: claims.read_as_any_party,
             admin: claims.admin,
             application_id: claims.application_id,
+            expires_at,
         })
     }
 }
@@ -348,5 +364,62 @@ mod tests {
             None,
         );
         assert!(unauthenticated(a.verify(&bad_party)));
+    }
+
+    #[test]
+    fn checks_not_before_issuer_and_audience_and_reports_the_expiry() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .unwrap()
+        };
+        let strict = Authenticator::new(&AuthConfig {
+            secret: SECRET.into(),
+            issuer: "https://issuer.example".into(),
+            audience: "ordo".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let good = serde_json::json!({
+            "actAs": ["alice"], "iss": "https://issuer.example", "aud": "ordo", "exp": now + 60
+        });
+        let rights = strict.verify(&sign(good.clone())).unwrap();
+        assert_eq!(
+            rights.expires_at,
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(now + 60))
+        );
+        for (change, why) in [
+            (
+                ("iss", serde_json::json!("https://other.example")),
+                "wrong issuer",
+            ),
+            (("aud", serde_json::json!("elsewhere")), "wrong audience"),
+            (("nbf", serde_json::json!(now + 3600)), "not valid yet"),
+            (("exp", serde_json::json!(now - 3600)), "expired"),
+        ] {
+            let mut claims = good.clone();
+            claims[change.0] = change.1;
+            let e = strict.verify(&sign(claims)).unwrap_err();
+            assert!(
+                matches!(e, ParticipantError::Unauthenticated(_)),
+                "{why}: {e:?}"
+            );
+        }
+        let mut no_issuer = good.clone();
+        no_issuer.as_object_mut().unwrap().remove("iss");
+        assert!(
+            strict.verify(&sign(no_issuer)).is_err(),
+            "a token without iss"
+        );
+        // Without an issuer or audience configured, neither is required.
+        let token = sign(serde_json::json!({"actAs": ["alice"]}));
+        assert_eq!(auth().verify(&token).unwrap().expires_at, None);
     }
 }

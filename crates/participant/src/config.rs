@@ -89,6 +89,8 @@ pub struct AuthConfig {
     pub public_key_pem: String,
     /// When set, tokens must carry this `aud`.
     pub audience: String,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: String,
 }
 
 impl Default for AuthConfig {
@@ -98,6 +100,7 @@ impl Default for AuthConfig {
             secret: String::new(),
             public_key_pem: String::new(),
             audience: String::new(),
+            issuer: String::new(),
         }
     }
 }

@@ -35,6 +35,8 @@ pub fn verify_chain(last: Timestamp, event: &SequencedEvent) -> Result<(), Clien
 struct Active {
     endpoint: usize,
     stream: Streaming<pb::SequencedEvent>,
+    /// The token the stream was opened with.
+    token: String,
     /// Health changes of any endpoint (its own, or another one becoming usable).
     changes: watch::Receiver<u64>,
 }
@@ -165,6 +167,12 @@ impl Subscription {
                 }
                 Woken::Message(Err(status)) => {
                     tracing::info!(endpoint = url, %status, "subscription stream failed, resubscribing");
+                    // Its token expired (the node ends the stream then): get a fresh one.
+                    if status.code() == tonic::Code::Unauthenticated
+                        && let Some(active) = &self.active
+                    {
+                        shared.auth.invalidate(&active.token).await;
+                    }
                     self.leave();
                     continue;
                 }
@@ -236,7 +244,7 @@ impl Subscription {
                 continue;
             };
             match self.open_at(i).await {
-                Ok(stream) => {
+                Ok((stream, token)) => {
                     if self.opened {
                         self.resubscriptions += 1;
                         metrics::counter!("ordo_sequencer_client_resubscriptions_total")
@@ -247,6 +255,7 @@ impl Subscription {
                     self.active = Some(Active {
                         endpoint: i,
                         stream,
+                        token,
                         changes: shared.endpoints.changes(),
                     });
                     return Ok(());
@@ -269,7 +278,11 @@ impl Subscription {
         }
     }
 
-    async fn open_at(&self, i: usize) -> Result<Streaming<pb::SequencedEvent>, ClientError> {
+    /// Opens the stream on endpoint `i`; with the token it was opened with.
+    async fn open_at(
+        &self,
+        i: usize,
+    ) -> Result<(Streaming<pb::SequencedEvent>, String), ClientError> {
         let shared = &self.inner.shared;
         let token = shared.token().await?;
         let heartbeat_ms = shared.config.heartbeat_interval.as_millis();
@@ -282,7 +295,7 @@ impl Subscription {
             .max_decoding_message_size(usize::MAX);
         let call = client.subscribe(authorize(request, &token)?);
         match shared.answer(i, call).await {
-            Ok(response) => Ok(response.into_inner()),
+            Ok(response) => Ok((response.into_inner(), token)),
             Err(status) if classify(status.code()) == Disposition::Retry => {
                 Err(ClientError::Unavailable {
                     endpoint: shared.endpoints.url(i).to_string(),

@@ -98,7 +98,8 @@ impl Authenticator {
     }
 
     /// The member a valid, unexpired token was issued to.
-    pub fn verify_token(&self, token: &str, now: i64) -> Result<String, SequencerError> {
+    /// The member a token was issued to, and when it expires (microseconds).
+    pub fn verify_token(&self, token: &str, now: i64) -> Result<(String, i64), SequencerError> {
         let bad = || unauthenticated("invalid token: authenticate again");
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
         if raw.len() < 8 + MAC_LEN + 1 {
@@ -115,7 +116,7 @@ impl Authenticator {
                 "token of {member} expired at {expires_at}: authenticate again"
             )));
         }
-        Ok(member)
+        Ok((member, expires_at))
     }
 }
 
@@ -173,7 +174,7 @@ mod tests {
     fn token_round_trip_and_expiry() {
         let a = Authenticator::new(b"k".to_vec());
         let t = a.token(M, 50);
-        assert_eq!(a.verify_token(&t, 50).unwrap(), M);
+        assert_eq!(a.verify_token(&t, 50).unwrap(), (M.to_owned(), 50));
         assert!(a.verify_token(&t, 51).is_err());
         assert!(
             Authenticator::new(b"j".to_vec())

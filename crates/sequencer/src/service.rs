@@ -66,14 +66,23 @@ impl Shared {
         &self,
         req: &Request<T>,
     ) -> Result<Arc<MemberRow>, SequencerError> {
+        Ok(self.authenticate_until(req).await?.0)
+    }
+
+    /// [`Shared::authenticate`], and when the token expires (microseconds): a stream
+    /// opened with it ends then.
+    pub async fn authenticate_until<T>(
+        &self,
+        req: &Request<T>,
+    ) -> Result<(Arc<MemberRow>, i64), SequencerError> {
         let header = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let member = self.auth.verify_token(auth::bearer(header)?, now())?;
+        let (member, expires_at) = self.auth.verify_token(auth::bearer(header)?, now())?;
         certified_for(req, &member)?;
         match self.registry.get(&member).await? {
-            Some(m) if m.enabled => Ok(m),
+            Some(m) if m.enabled => Ok((m, expires_at)),
             _ => Err(SequencerError::Unauthenticated(format!(
                 "member {member} is not registered or disabled"
             ))),
@@ -219,7 +228,7 @@ impl SequencerService for SequencerApi {
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let s = &self.0;
-        let member = s.authenticate(&req).await?;
+        let (member, expires_at) = s.authenticate_until(&req).await?;
         let r = req.into_inner();
         if r.member != member.member_id {
             return Err(SequencerError::PermissionDenied(format!(
@@ -231,7 +240,7 @@ impl SequencerService for SequencerApi {
         let heartbeat = heartbeat_interval(r.heartbeat_interval_ms);
         let stream = s
             .subscriptions
-            .start(member, r.after_timestamp, heartbeat)
+            .start(member, r.after_timestamp, heartbeat, expires_at)
             .await?;
         Ok(Response::new(stream))
     }

@@ -56,12 +56,15 @@ impl Drop for ActiveGuard {
 
 impl Subscriptions {
     /// Checks the start point and starts streaming the member's events after `after`, with
-    /// a heartbeat after every `heartbeat` without a message.
+    /// a heartbeat after every `heartbeat` without a message, until `expires_at`
+    /// (microseconds since the epoch: the expiry of the token it was opened with). Then the
+    /// stream ends with UNAUTHENTICATED, and the member subscribes again with a fresh token.
     pub async fn start(
         &self,
         member: Arc<MemberRow>,
         after: i64,
         heartbeat: Option<Duration>,
+        expires_at: i64,
     ) -> Result<EventStream, SequencerError> {
         if after < 0 {
             return Err(SequencerError::InvalidArgument(format!(
@@ -98,7 +101,17 @@ impl Subscriptions {
                 heartbeat,
                 last_sent: Instant::now(),
             };
-            if let Err(status) = sub.run(&this).await {
+            let now = ordo_core::Clock::now(&ordo_core::SystemClock).micros();
+            let left = Duration::from_micros(u64::try_from(expires_at - now).unwrap_or(0));
+            let ended = tokio::select! {
+                ended = sub.run(&this) => ended,
+                () = tokio::time::sleep(left) => Err(Status::unauthenticated(format!(
+                    "the token of {} expired: subscribe again with a fresh token after the last \
+                     event received",
+                    sub.member.member_id
+                ))),
+            };
+            if let Err(status) = ended {
                 let _ = sub.tx.send(Err(status)).await;
             }
         });

@@ -53,6 +53,9 @@ impl AdminApi {
             }
             Caller::Participant(name) => name,
         };
+        // A passive replica's view of the topology may lag: it answers UNAVAILABLE (naming
+        // the active one) before looking the participant up.
+        self.0.available().await?;
         let state = self.0.current();
         let own = state
             .shards
@@ -69,7 +72,6 @@ impl AdminApi {
                 "participant {name} serves shard {own}: it may not {what} on shard {shard}"
             )));
         }
-        self.0.available().await?;
         Ok(Some(own))
     }
 

@@ -293,11 +293,12 @@ pub async fn stream(
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &gw)
         .await
         .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+    let expires_at = caller.rights.expires_at;
     let token = caller.token;
     Ok(upgrade
         .protocols([AUTH_PROTOCOL])
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, gw, token, parties)))
+        .on_upgrade(move |socket| serve(socket, gw, token, parties, expires_at)))
 }
 
 /// Why a stream ended.
@@ -314,8 +315,38 @@ impl From<ApiError> for End {
     }
 }
 
-async fn serve(mut socket: WebSocket, gw: Arc<Gateway>, token: String, parties: Vec<String>) {
-    let Err(end) = run(&mut socket, &gw, &token, &parties).await;
+/// Serves the stream until it ends, or until the token it was opened with expires (then
+/// a 401 `Failure` and a close frame 1008: the client reopens with a fresh token and the
+/// last offsets it received).
+async fn serve(
+    mut socket: WebSocket,
+    gw: Arc<Gateway>,
+    token: String,
+    parties: Vec<String>,
+    expires_at: Option<std::time::SystemTime>,
+) {
+    let expired = async {
+        match expires_at {
+            Some(at) => {
+                let left = at
+                    .duration_since(std::time::SystemTime::now())
+                    .unwrap_or_default();
+                tokio::time::sleep(left).await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let end = tokio::select! {
+        biased;
+        () = expired => End::Failed(ApiError::unauthorized(
+            "the token expired: the stream ends; open it again with a fresh token and the \
+             offsets last received",
+        )),
+        ended = run(&mut socket, &gw, &token, &parties) => {
+            let Err(end) = ended;
+            end
+        }
+    };
     match end {
         End::Gone => tracing::debug!(?parties, "stream closed by the client"),
         End::Failed(e) => {

@@ -68,6 +68,9 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
         let stream = futures::StreamExt::map(stream, |r: Result<_, ParticipantError>| {
             r.map_err(tonic::Status::from)
         });
-        Ok(tonic::Response::new(Box::pin(stream)))
+        Ok(tonic::Response::new(super::until_expiry(
+            Box::pin(stream),
+            &rights,
+        )))
     }
 }

@@ -134,6 +134,41 @@ pub type ApiResult<T> = Result<tonic::Response<T>, tonic::Status>;
 pub type ApiStream<T> =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<T, tonic::Status>> + Send>>;
 
+/// `stream`, ended when the token of `rights` expires: its last item is then
+/// UNAUTHENTICATED saying so, and the client opens it again with a fresh token (resuming
+/// after the last offset it received).
+pub fn until_expiry<T: Send + 'static>(stream: ApiStream<T>, rights: &Rights) -> ApiStream<T> {
+    let Some(expires_at) = rights.expires_at else {
+        return stream;
+    };
+    let left = expires_at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + left;
+    let mut stream = stream;
+    Box::pin(async_stream::stream! {
+        let expired = tokio::time::sleep_until(deadline);
+        tokio::pin!(expired);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut expired => {
+                    yield Err(tonic::Status::from(ParticipantError::Unauthenticated(
+                        "the token expired: the stream ends; open it again with a fresh token \
+                         after the last offset received"
+                            .into(),
+                    )));
+                    break;
+                }
+                item = futures::StreamExt::next(&mut stream) => match item {
+                    Some(item) => yield item,
+                    None => break,
+                },
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

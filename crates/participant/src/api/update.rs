@@ -83,7 +83,10 @@ impl pb::update_service_server::UpdateService for UpdateApi {
         let stream = futures::StreamExt::map(stream, |r: Result<_, ParticipantError>| {
             r.map_err(tonic::Status::from)
         });
-        Ok(tonic::Response::new(Box::pin(stream)))
+        Ok(tonic::Response::new(super::until_expiry(
+            Box::pin(stream),
+            &rights,
+        )))
     }
 
     async fn get_transaction_by_id(

@@ -10,3 +10,4 @@ mod t04_pruning;
 mod t05_provisioning;
 mod t06_burst;
 mod t07_heartbeats;
+mod t08_token_expiry;

@@ -1,0 +1,97 @@
+//! A subscription lives as long as the token it was opened with: when the token expires the
+//! node ends the stream with UNAUTHENTICATED (within a second), and the member subscribes
+//! again with a fresh token after the last event it received.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use ordo_proto::sequencer::v1 as pb;
+use ordo_proto::sequencer::v1::sequencer_auth_service_client::SequencerAuthServiceClient;
+
+use crate::harness::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_when_its_token_expires() -> Result<()> {
+    let (_pg, url) = start_pg("token_expiry").await?;
+    ordo_sequencer::init(&config(&url, "init")).await?;
+    let node = start_node_with(ordo_sequencer::SequencerConfig {
+        // The shortest lifetime the configuration allows.
+        token_ttl: Duration::from_secs(10),
+        ..config(&url, "seq-0")
+    })
+    .await?;
+    let alice = member(&node, "alice").await?;
+
+    // A fresh token, and when it expires.
+    let mut auth = SequencerAuthServiceClient::new(node.channel().await?);
+    let challenge = auth
+        .challenge(pb::ChallengeRequest {
+            member: alice.id.clone(),
+        })
+        .await?
+        .into_inner();
+    let signature = alice
+        .key
+        .sign(&ordo_sequencer::auth::signed_message(&challenge.challenge));
+    let token = auth
+        .authenticate(pb::AuthenticateRequest {
+            member: alice.id.clone(),
+            challenge: challenge.challenge,
+            signature: signature.to_bytes().to_vec(),
+        })
+        .await?
+        .into_inner();
+    let expiry = UNIX_EPOCH + Duration::from_micros(u64::try_from(token.expires_at)?);
+
+    let mut stream = subscribe(&node, &alice.id, &token.token)
+        .await??
+        .into_inner();
+    let status = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue, // heartbeats
+                Ok(None) => return tonic::Status::ok("ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .context("the subscription outlived its token by 10 s")?;
+    let ended = SystemTime::now();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
+    let late = ended.duration_since(expiry).unwrap_or_default();
+    assert!(
+        ended >= expiry && late <= Duration::from_secs(1),
+        "ended {late:?} after the expiry (or before it)"
+    );
+
+    // The expired token opens nothing more.
+    let refused = subscribe(&node, &alice.id, &token.token)
+        .await?
+        .expect_err("an expired token opened a subscription");
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    node.stop().await?;
+    Ok(())
+}
+
+/// Subscribes `member` from the start with `token`, heartbeats every 500 ms: the node's
+/// answer.
+async fn subscribe(
+    node: &Node,
+    member: &str,
+    token: &str,
+) -> Result<Result<tonic::Response<tonic::Streaming<pb::SequencedEvent>>, tonic::Status>> {
+    Ok(node
+        .seq()
+        .await?
+        .subscribe(with_token(
+            pb::SubscribeRequest {
+                member: member.to_owned(),
+                after_timestamp: 0,
+                heartbeat_interval_ms: 500,
+            },
+            token,
+        ))
+        .await)
+}
