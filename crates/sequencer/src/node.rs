@@ -83,12 +83,13 @@ pub async fn run(
 
     let shared = Arc::new(Shared {
         pool: pool.clone(),
-        registry,
+        registry: registry.clone(),
         auth: Authenticator::new(secret),
         writer,
         tail: tail.clone(),
         subscriptions: Subscriptions {
             pool: pool.clone(),
+            registry,
             tail,
             stop: stop.clone(),
             active: Arc::new(AtomicI64::new(0)),

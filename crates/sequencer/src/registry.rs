@@ -14,6 +14,8 @@ use crate::store::{self, MemberRow};
 pub struct Registry {
     pool: PgPool,
     by_id: RwLock<HashMap<String, Arc<MemberRow>>>,
+    /// Bumped at every reload, so that subscriptions notice a member disabled.
+    reloads: tokio::sync::watch::Sender<u64>,
 }
 
 impl Registry {
@@ -21,6 +23,7 @@ impl Registry {
         Self {
             pool,
             by_id: RwLock::new(HashMap::new()),
+            reloads: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -32,7 +35,18 @@ impl Registry {
             .map(|r| (r.member_id.clone(), Arc::new(r)))
             .collect();
         *self.by_id.write() = map;
+        self.reloads.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Changes at every reload of the members.
+    pub fn reloads(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.reloads.subscribe()
+    }
+
+    /// Whether `member_id` is known here and enabled, from the cache alone.
+    pub fn is_enabled(&self, member_id: &str) -> bool {
+        self.by_id.read().get(member_id).is_some_and(|m| m.enabled)
     }
 
     /// The member, refreshing the cache once when it is not (yet) known here.

@@ -39,6 +39,8 @@ pub type EventStream = tokio_stream::wrappers::ReceiverStream<Result<pb::Sequenc
 #[derive(Clone)]
 pub struct Subscriptions {
     pub pool: PgPool,
+    /// The members: a subscription ends when its member is disabled.
+    pub registry: Arc<crate::registry::Registry>,
     pub tail: Arc<Tail>,
     pub stop: CancellationToken,
     pub active: Arc<AtomicI64>,
@@ -59,6 +61,7 @@ impl Subscriptions {
     /// a heartbeat after every `heartbeat` without a message, until `expires_at`
     /// (microseconds since the epoch: the expiry of the token it was opened with). Then the
     /// stream ends with UNAUTHENTICATED, and the member subscribes again with a fresh token.
+    /// A member disabled meanwhile has its stream ended with PERMISSION_DENIED.
     pub async fn start(
         &self,
         member: Arc<MemberRow>,
@@ -103,8 +106,10 @@ impl Subscriptions {
             };
             let now = ordo_core::Clock::now(&ordo_core::SystemClock).micros();
             let left = Duration::from_micros(u64::try_from(expires_at - now).unwrap_or(0));
+            let disabled = disabled(&this.registry, sub.member.member_id.clone());
             let ended = tokio::select! {
                 ended = sub.run(&this) => ended,
+                status = disabled => Err(status),
                 () = tokio::time::sleep(left) => Err(Status::unauthenticated(format!(
                     "the token of {} expired: subscribe again with a fresh token after the last \
                      event received",
@@ -116,6 +121,22 @@ impl Subscriptions {
             }
         });
         Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+/// Resolves when `member` is disabled (seen at a reload of the registry): the status its
+/// stream ends with.
+async fn disabled(registry: &crate::registry::Registry, member: String) -> Status {
+    let mut reloads = registry.reloads();
+    loop {
+        if reloads.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        if !registry.is_enabled(&member) {
+            return Status::permission_denied(format!(
+                "member {member} was disabled: its subscription ends"
+            ));
+        }
     }
 }
 

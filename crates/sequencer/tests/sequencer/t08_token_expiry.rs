@@ -1,6 +1,7 @@
 //! A subscription lives as long as the token it was opened with: when the token expires the
 //! node ends the stream with UNAUTHENTICATED (within a second), and the member subscribes
-//! again with a fresh token after the last event it received.
+//! again with a fresh token after the last event it received. A member disabled meanwhile
+//! has its subscription ended at once.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,17 +47,9 @@ async fn a_subscription_ends_when_its_token_expires() -> Result<()> {
     let mut stream = subscribe(&node, &alice.id, &token.token)
         .await??
         .into_inner();
-    let status = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match stream.message().await {
-                Ok(Some(_)) => continue, // heartbeats
-                Ok(None) => return tonic::Status::ok("ended without a status"),
-                Err(status) => return status,
-            }
-        }
-    })
-    .await
-    .context("the subscription outlived its token by 10 s")?;
+    let status = ended(&mut stream, Duration::from_secs(20))
+        .await
+        .context("the subscription outlived its token by 10 s")?;
     let ended = SystemTime::now();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
     assert!(status.message().contains("expired"), "{status:?}");
@@ -72,6 +65,39 @@ async fn a_subscription_ends_when_its_token_expires() -> Result<()> {
         .expect_err("an expired token opened a subscription");
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_ends_when_its_member_is_disabled() -> Result<()> {
+    let net = start_net("disabled_member", 1).await?;
+    let node = &net.nodes[0];
+    let bob = member(node, "bob").await?;
+    let mut stream = subscribe(node, &bob.id, &bob.token).await??.into_inner();
+    // The stream is open: a first heartbeat.
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .context("no heartbeat")??;
+    node.admin()
+        .await?
+        .disable_member(with_token(
+            pb::DisableMemberRequest {
+                member: bob.id.clone(),
+            },
+            ADMIN,
+        ))
+        .await?;
+    let disabled = std::time::Instant::now();
+    let status = ended(&mut stream, Duration::from_secs(10))
+        .await
+        .context("the subscription of a disabled member went on for 10 s")?;
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("disabled"), "{status:?}");
+    assert!(
+        disabled.elapsed() <= Duration::from_secs(1),
+        "ended {:?} after the member was disabled",
+        disabled.elapsed()
+    );
     Ok(())
 }
 
@@ -94,4 +120,21 @@ async fn subscribe(
             token,
         ))
         .await)
+}
+
+/// The status `stream` ends with (heartbeats skipped), unless it goes on for `within`.
+async fn ended(
+    stream: &mut tonic::Streaming<pb::SequencedEvent>,
+    within: Duration,
+) -> Result<tonic::Status, tokio::time::error::Elapsed> {
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return tonic::Status::ok("ended without a status"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
 }
