@@ -17,25 +17,13 @@ use ordo_node::tls::{ClientTls, LocalCa, Subject};
 use ordo_proto::admin::v1 as admin;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_sequencer_client::{ClientConfig, SequencerClient};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 
 use crate::up::up;
 
-/// Whether `url` answers a health check over TLS with `tls` (plain text without).
+/// Whether `url` answers a health check (whatever its status: a passive replica is not
+/// serving) over TLS with `tls`, plain text without.
 async fn answers(url: &str, tls: Option<&ClientTls>) -> bool {
-    let Ok(channel) = ordo_node::tls::channel(url, tls, |e| {
-        e.connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-    })
-    .await
-    else {
-        return false;
-    };
-    HealthClient::new(channel)
-        .check(HealthCheckRequest::default())
-        .await
-        .is_ok()
+    ordo_node::health(url, tls, "").await.is_some()
 }
 
 fn log_of(dir: &Path, node: &str) -> String {

@@ -83,6 +83,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MediatorError> {
     config.validate()?;
+    // Loaded once: every session's sequencer client presents it.
+    let tls = ordo_node::config::client_tls(config.tls.as_ref()).map_err(|e| e.of("mediator"))?;
     let key = Arc::new(KeyPair::read_file(&config.key_file)?);
     let me = MemberId::new(&config.node_name, &key.public())?;
     let pool = store::connect(&config).await?;
@@ -117,6 +119,7 @@ pub async fn run(
     tracing::info!(member = %me, replica = %replica.name(), "mediator running");
     let node = Node {
         config,
+        tls,
         me,
         key,
         pool: pool.clone(),
@@ -142,6 +145,8 @@ pub async fn run(
 
 struct Node {
     config: MediatorConfig,
+    /// The client side of the node's `[tls]`.
+    tls: Option<ordo_node::tls::ClientTls>,
     me: MemberId,
     key: Arc<KeyPair>,
     pool: PgPool,
@@ -170,8 +175,7 @@ impl Node {
         let client = tokio::select! {
             () = term.stop.cancelled() => return Ok(()),
             c = SequencerClient::connect(ClientConfig {
-                tls: ordo_node::config::client_tls(self.config.tls.as_ref())
-                    .map_err(|e| e.of("mediator"))?,
+                tls: self.tls.clone(),
                 ..ClientConfig::new(
                     self.config.sequencers.clone(),
                     self.me.clone(),

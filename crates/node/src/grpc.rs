@@ -61,22 +61,42 @@ impl Health {
 /// [`crate::tls::trust`] says) reports `service` SERVING on `grpc.health.v1` (""
 /// asks about the whole server). An unreachable node is not serving.
 pub async fn serving(endpoint: &str, service: &str) -> bool {
-    use std::time::Duration;
+    serving_with(endpoint, crate::tls::trusted().as_ref(), service).await
+}
+
+/// [`serving`], an `https://` endpoint verified with `tls` (which also names the caller).
+pub async fn serving_with(
+    endpoint: &str,
+    tls: Option<&crate::tls::ClientTls>,
+    service: &str,
+) -> bool {
     use tonic_health::pb::health_check_response::ServingStatus;
+    health(endpoint, tls, service)
+        .await
+        .is_some_and(|status| status == ServingStatus::Serving as i32)
+}
+
+/// What the node at `endpoint` answers to a `grpc.health.v1` check of `service`, whatever
+/// it is (a passive replica answers NOT_SERVING); `None` when it does not answer at all
+/// (unreachable, or the TLS handshake refused).
+pub async fn health(
+    endpoint: &str,
+    tls: Option<&crate::tls::ClientTls>,
+    service: &str,
+) -> Option<i32> {
+    use std::time::Duration;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-    let tls = crate::tls::trusted();
-    let Ok(channel) = crate::tls::channel(endpoint, tls.as_ref(), |e| {
+    let channel = crate::tls::channel(endpoint, tls, |e| {
         e.connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(2))
     })
     .await
-    else {
-        return false;
-    };
+    .ok()?;
     HealthClient::new(channel)
         .check(HealthCheckRequest {
             service: service.into(),
         })
         .await
-        .is_ok_and(|r| r.get_ref().status == ServingStatus::Serving as i32)
+        .ok()
+        .map(|r| r.get_ref().status)
 }

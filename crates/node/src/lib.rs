@@ -13,7 +13,7 @@ pub mod http_client;
 pub mod key;
 pub mod serve;
 
-pub use grpc::{Health, reflection, serving};
+pub use grpc::{Health, health, reflection, serving, serving_with};
 pub use http::{metrics_handle, router};
 /// TLS on every listener and client (DESIGN §8).
 pub use ordo_tls as tls;

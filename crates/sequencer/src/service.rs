@@ -26,14 +26,17 @@ use crate::writer::WriterHandle;
 /// another member, even with its token or key. Connections without a certificate (plain
 /// text, or TLS with optional client authentication) are bound by the token alone.
 fn certified_for<T>(req: &Request<T>, member: &str) -> Result<(), SequencerError> {
-    let Some(peer) = ordo_node::tls::conn_info(req).and_then(|c| c.peer.as_ref()) else {
+    let Some(conn) = ordo_node::tls::conn_info(req) else {
+        return Ok(());
+    };
+    let Some(peer) = &conn.peer else {
         return Ok(());
     };
     let name = member.split_once("::").map_or(member, |(name, _)| name);
     if peer.is_member(name) {
         return Ok(());
     }
-    let remote = ordo_node::tls::conn_info(req).and_then(|c| c.remote);
+    let remote = conn.remote;
     tracing::warn!(
         member,
         peer = %peer,

@@ -29,15 +29,25 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// and lets requests in flight finish (at most [`DRAIN`]). Handlers see the connection as
 /// an `Extension<ConnInfo>`. WebSocket upgrades work.
 pub async fn serve_http(
+    incoming: Accepted,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_http_with(incoming, router, shutdown, HEADER_READ_TIMEOUT).await;
+}
+
+/// [`serve_http`] with another header timeout (the tests' short one).
+pub(crate) async fn serve_http_with(
     mut incoming: Accepted,
     router: axum::Router,
     shutdown: impl Future<Output = ()>,
+    header_read_timeout: Duration,
 ) {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())

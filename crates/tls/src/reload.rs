@@ -24,11 +24,22 @@ pub(crate) struct Reloading<T> {
 
 impl<T: Send + Sync + 'static> Reloading<T> {
     /// Builds the configuration now (an error is the caller's) and, inside a tokio runtime,
-    /// starts watching `files`; the watch ends when the last handle is dropped.
+    /// starts watching `files` (every [`CHECK_EVERY`]); the watch ends when the last handle
+    /// is dropped.
     pub(crate) fn start(
         what: &'static str,
         files: Vec<PathBuf>,
         build: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
+    ) -> Result<Arc<Self>, TlsError> {
+        Self::start_checking(what, files, build, CHECK_EVERY)
+    }
+
+    /// [`Reloading::start`], checking the files every `every`.
+    pub(crate) fn start_checking(
+        what: &'static str,
+        files: Vec<PathBuf>,
+        build: impl Fn() -> Result<T, TlsError> + Send + Sync + 'static,
+        every: Duration,
     ) -> Result<Arc<Self>, TlsError> {
         let stamps = stamps(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
         let first = build()?;
@@ -40,7 +51,7 @@ impl<T: Send + Sync + 'static> Reloading<T> {
             what,
         });
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(watch(Arc::downgrade(&this)));
+            runtime.spawn(watch(Arc::downgrade(&this), every));
         }
         Ok(this)
     }
@@ -106,12 +117,12 @@ impl<T: Send + Sync + 'static> Reloading<T> {
     }
 }
 
-async fn watch<T: Send + Sync + 'static>(this: Weak<Reloading<T>>) {
+async fn watch<T: Send + Sync + 'static>(this: Weak<Reloading<T>>, every: Duration) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup()).ok();
     loop {
         let sighup = tokio::select! {
-            _ = tokio::time::sleep(CHECK_EVERY) => false,
+            _ = tokio::time::sleep(every) => false,
             Some(()) = async {
                 match hangup.as_mut() {
                     Some(h) => h.recv().await,

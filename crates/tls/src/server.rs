@@ -41,10 +41,15 @@ impl ServerTls {
     /// TLS 1.3 with `config`'s certificate, asking callers for theirs as
     /// `config.client_auth` says; both HTTP/2 (gRPC) and HTTP/1.1 are offered.
     pub fn load(config: &TlsConfig) -> Result<Self, TlsError> {
+        Self::load_checking(config, super::reload::CHECK_EVERY)
+    }
+
+    /// [`ServerTls::load`], checking the files for changes every `every`.
+    pub(crate) fn load_checking(config: &TlsConfig, every: Duration) -> Result<Self, TlsError> {
         let c = config.clone();
         let files = vec![c.cert.clone(), c.key.clone(), c.ca.clone()];
         Ok(Self {
-            config: Reloading::start("server", files, move || build(&c))?,
+            config: Reloading::start_checking("server", files, move || build(&c), every)?,
         })
     }
 

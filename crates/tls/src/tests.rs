@@ -181,7 +181,7 @@ async fn new_certificates_are_served_after_their_files_change_and_old_connection
     let old_ca = LocalCa::generate().unwrap();
     let new_ca = LocalCa::generate().unwrap();
     let server = node_files(dir.path(), &old_ca, "ca.pem", "sequencer-1", None);
-    let (url, _) = serve(ServerTls::load(&server).unwrap()).await;
+    let (url, _) = serve(ServerTls::load_checking(&server, CHECK).unwrap()).await;
 
     let old_client = ClientTls::of_node(&node_files(
         dir.path(),
@@ -219,19 +219,22 @@ async fn new_certificates_are_served_after_their_files_change_and_old_connection
     assert!(check(&url, &old_client).await.is_err());
 }
 
-/// Polls `ok` until it holds, for at most twice the reload check interval.
+/// How often the rotation test's server checks its files.
+const CHECK: Duration = Duration::from_millis(100);
+
+/// Polls `ok` until it holds, for at most 10 s.
 async fn eventually<F, Fut>(mut ok: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + 2 * reload::CHECK_EVERY + Duration::from_secs(2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !ok().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "not reloaded in time"
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(CHECK).await;
     }
 }
 
@@ -248,10 +251,12 @@ async fn a_client_that_trickles_its_headers_is_disconnected() {
             },
         ),
     );
-    tokio::spawn(serve_http(
+    let header_timeout = Duration::from_millis(500);
+    tokio::spawn(http::serve_http_with(
         accept(listener, None, "test"),
         router,
         std::future::pending(),
+        header_timeout,
     ));
 
     // A whole request is served, and the handler sees its connection.
@@ -274,14 +279,14 @@ async fn a_client_that_trickles_its_headers_is_disconnected() {
     let started = tokio::time::Instant::now();
     let mut rest = Vec::new();
     tokio::time::timeout(
-        HEADER_READ_TIMEOUT + Duration::from_secs(5),
+        header_timeout + Duration::from_secs(5),
         slow.read_to_end(&mut rest),
     )
     .await
     .expect("the connection outlived the header timeout")
     .ok();
     assert!(
-        started.elapsed() >= HEADER_READ_TIMEOUT - Duration::from_secs(1),
+        started.elapsed() >= header_timeout - Duration::from_millis(100),
         "closed after {:?}, before the timeout",
         started.elapsed()
     );

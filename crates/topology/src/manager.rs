@@ -93,11 +93,12 @@ impl Manager {
         key: Arc<KeyPair>,
         progress: watch::Receiver<Progress>,
         replica: Replica,
+        tls: Option<ordo_node::tls::ClientTls>,
     ) -> Self {
         let registry = SequencerRegistry {
             endpoints: config.sequencers.clone(),
             token: config.sequencer_admin_token.clone(),
-            tls: config.tls.clone(),
+            tls,
         };
         Self {
             config,
@@ -402,22 +403,20 @@ fn decode_key(hex_key: &str) -> Result<PublicKey, TopologyError> {
 pub struct SequencerRegistry {
     endpoints: Vec<String>,
     token: String,
-    /// The manager's `[tls]`: the sequencers' admin API requires its certificate.
-    tls: Option<ordo_node::tls::TlsConfig>,
+    /// The client side of the manager's `[tls]`: the sequencers require its certificate.
+    pub tls: Option<ordo_node::tls::ClientTls>,
 }
 
 impl SequencerRegistry {
     /// Registers `name` with `key` (idempotent), on the first sequencer node that answers.
     pub async fn register(&self, name: &str, key: &PublicKey) -> Result<MemberId, TopologyError> {
         let mut last = String::from("no sequencer endpoint configured");
-        let tls = ordo_node::config::client_tls(self.tls.as_ref())
-            .map_err(|e| TopologyError::Config(e.of("topology manager")))?;
         for endpoint in &self.endpoints {
             let attempt = async {
                 let admin = AdminClient::connect_with_tls(
                     endpoint.clone(),
                     self.token.clone(),
-                    tls.as_ref(),
+                    self.tls.as_ref(),
                 )
                 .await?;
                 admin.register_member(name, key).await

@@ -112,6 +112,9 @@ pub async fn run(
         state: Arc::new(state),
         refused: None,
     });
+    // Loaded once: the calls to the sequencers (registrations, the client) present it.
+    let tls = ordo_node::config::client_tls(config.tls.as_ref())
+        .map_err(|e| TopologyError::Config(e.of("topology manager")))?;
     let manager = Arc::new(Manager::new(
         config.clone(),
         pool.clone(),
@@ -119,6 +122,7 @@ pub async fn run(
         key,
         progress_rx,
         replica.clone(),
+        tls,
     ));
 
     let mut builder = tonic::transport::Server::builder();
@@ -190,8 +194,7 @@ async fn serve_term(
         let mut cfg =
             ClientConfig::new(m.config.sequencers.clone(), m.member.clone(), m.key.clone());
         cfg.request_timeout = m.config.request_timeout;
-        cfg.tls = ordo_node::config::client_tls(m.config.tls.as_ref())
-            .map_err(|e| TopologyError::Config(e.of("topology manager")))?;
+        cfg.tls = m.registry.tls.clone();
         SequencerClient::connect(cfg)
             .await
             .map_err(|e| TopologyError::Unavailable(e.to_string()))
