@@ -60,8 +60,19 @@ impl Gateway {
     }
 
     /// Starts a gateway with `config` (its `http_listen` is ignored: 127.0.0.1:0), and
-    /// waits until it is ready.
-    pub async fn start_with(config: GatewayConfig, http: &reqwest::Client) -> Result<Self> {
+    /// waits until it is ready. Without a `cache.token_file`, one is written next to the
+    /// cache file with a `readAsAnyParty` token minted by the network's operator key.
+    pub async fn start_with(mut config: GatewayConfig, http: &reqwest::Client) -> Result<Self> {
+        if config.cache.token_file.is_none() {
+            let network = ordo_ledger_client::Network::load(&config.network_file)?;
+            let token = network.mint_token(&ordo_participant::auth::LedgerClaims {
+                read_as_any_party: true,
+                ..Default::default()
+            })?;
+            let file = config.cache.file.with_extension("token");
+            ordo_testkit::write_secret(&file, token)?;
+            config.cache.token_file = Some(file);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();

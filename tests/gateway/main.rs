@@ -10,6 +10,7 @@ mod harness;
 #[path = "../ha/harness.rs"]
 mod net;
 
+mod s10_limits;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -36,6 +37,8 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s6_stream::run(&env).await?;
         s7_openapi::run(&env).await?;
         s8_shard_add::run(&env).await?;
+        // Before s9, which takes shard-3 down for a while.
+        s10_limits::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

@@ -289,14 +289,17 @@ pub async fn run(env: &Env) -> Result<()> {
     // expiry, then a close (1008), within a second of it.
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let expiry = UNIX_EPOCH + Duration::from_secs(now + 3);
-    let short = ordo_participant::auth::mint_hs256(
-        &env.network.auth.secret,
-        &ordo_participant::auth::LedgerClaims {
-            act_as: vec!["s6-alice".into()],
-            ..Default::default()
-        },
-        Some(now + 3),
-    );
+    let short = env
+        .network
+        .token_signer()?
+        .mint(
+            &ordo_participant::auth::LedgerClaims {
+                act_as: vec!["s6-alice".into()],
+                ..Default::default()
+            },
+            now + 3,
+        )
+        .map_err(anyhow::Error::msg)?;
     let mut stream = open(env, Token::Header(&short)).await?;
     stream.send(&json!({"templateIds": [IOU]})).await?;
     stream.until_live().await?;

@@ -498,6 +498,7 @@ impl LedgerNet {
                 topology_admin: vec![topology.url()],
                 topology_admin_token: TOPOLOGY_ADMIN.into(),
                 auth: AuthConfig {
+                    algorithm: "HS256".into(),
                     secret: JWT_SECRET.into(),
                     ..Default::default()
                 },
@@ -1244,7 +1245,7 @@ fn mint(act_as: &[&str], read_as: &[&str], admin: bool) -> String {
             admin,
             ..Default::default()
         },
-        None,
+        ordo_participant::auth::expiry_in(Duration::from_secs(3600)),
     )
 }
 

@@ -296,7 +296,7 @@ async fn swap_across_shards_is_atomic_and_a_mismatch_changes_nothing() -> Result
                 read_as: vec!["alice".into()],
                 ..Default::default()
             },
-            None,
+            ordo_participant::auth::expiry_in(std::time::Duration::from_secs(3600)),
         )
     };
 

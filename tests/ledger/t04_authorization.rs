@@ -88,7 +88,7 @@ async fn unauthorized_commands_are_refused_and_change_nothing() -> Result<()> {
             act_as: vec!["bank".into()],
             ..Default::default()
         },
-        None,
+        ordo_participant::auth::expiry_in(std::time::Duration::from_secs(3600)),
     );
     assert_status(
         net.submit_raw(0, &forged, as_bank).await,
@@ -148,7 +148,7 @@ async fn streams_end_when_their_token_expires() -> Result<()> {
     // `nbf` an hour ahead: not valid yet.
     let early = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &serde_json::json!({ "actAs": ["bank"], "nbf": now + 3600 }),
+        &serde_json::json!({ "actAs": ["bank"], "nbf": now + 3600, "exp": now + 7200 }),
         &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
     )?;
     let refused = net
@@ -157,10 +157,11 @@ async fn streams_end_when_their_token_expires() -> Result<()> {
         .await
         .expect_err("a token not valid yet opened a stream");
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+    assert!(refused.message().contains("not valid yet"), "{refused:?}");
 
     // Expiring in three seconds (whole seconds since the epoch).
     let exp = now + 3;
-    let token = mint_hs256(JWT_SECRET, &claims, Some(exp));
+    let token = mint_hs256(JWT_SECRET, &claims, exp);
     let mut updates = net
         .updates_client(0)
         .get_updates(with_token(updates_of("bank"), &token))

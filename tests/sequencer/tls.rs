@@ -228,7 +228,8 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
     for name in [
         "admin-token",
         "topology-admin-token",
-        "ledger-secret",
+        "token-signing-key.pem",
+        "gateway-1-cache-token",
         "replica-admin-token",
         "control-token",
     ] {
@@ -244,6 +245,34 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
         }
     }
     ensure!(secrets.len() > 20, "too few files checked: {secrets:?}");
+    // The gateway holds nothing that mints a token: it verifies with the public key.
+    let gateway: toml::Table =
+        std::fs::read_to_string(net_dir.join("config/gateway-1.toml"))?.parse()?;
+    let auth = &gateway["auth"];
+    ensure!(auth["algorithm"].as_str() == Some("EdDSA"), "{gateway}");
+    ensure!(
+        auth.get("secret")
+            .and_then(|s| s.as_str())
+            .unwrap_or_default()
+            .is_empty(),
+        "the gateway's config holds a token secret"
+    );
+    let signing_key = std::fs::read_to_string(net_dir.join("token-signing-key.pem"))?;
+    let named = |v: &toml::Value| v.as_str().map(std::path::PathBuf::from);
+    for file in [
+        named(&auth["key_file"]),
+        named(&gateway["cache"]["token_file"]),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ensure!(
+            std::fs::read_to_string(&file)? != signing_key,
+            "the gateway names the signing key {}",
+            file.display()
+        );
+    }
+    ensure!(!gateway.to_string().contains("PRIVATE KEY"), "{gateway}");
     for path in &secrets {
         ensure!(
             mode(path)? & 0o077 == 0,

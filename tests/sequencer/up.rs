@@ -234,8 +234,15 @@ async fn check_nodes(network: &serde_json::Value) -> anyhow::Result<()> {
         ["shard-1", "shard-1", "shard-2", "shard-2"],
         "{network}"
     );
-    assert_eq!(network["auth"]["algorithm"], "HS256");
-    assert!(text(&network["auth"]["secret"]).len() >= 16, "{network}");
+    // Ledger API tokens are EdDSA: the operator's tools sign with the key network.json
+    // names, the nodes verify with its public half.
+    assert_eq!(network["auth"]["algorithm"], "EdDSA");
+    assert!(text(&network["auth"]["secret"]).is_empty(), "{network}");
+    let signing = text(&network["auth"]["signing_key_file"]);
+    assert!(
+        std::fs::read_to_string(&signing)?.contains("PRIVATE KEY"),
+        "{signing}"
+    );
     assert!(!text(&network["auth"]["topology_admin_token"]).is_empty());
     assert!(!text(&network["auth"]["replica_admin_token"]).is_empty());
     Ok(())

@@ -88,10 +88,12 @@ pub struct TokenArgs {
     /// The only application id the bearer may submit and read completions as.
     #[arg(long, value_name = "ID")]
     pub application_id: Option<String>,
-    /// Lifetime of the token in seconds (0: no expiry).
-    #[arg(long, value_name = "SECS", default_value_t = 86_400)]
+    /// Lifetime of the token in seconds (every token expires).
+    #[arg(long, value_name = "SECS", default_value_t = 86_400,
+          value_parser = clap::value_parser!(u64).range(1..=31_622_400))]
     pub expires_in: u64,
-    /// The network file `ordo up` wrote; the token is signed with its `auth.secret`.
+    /// The network file `ordo up` wrote; the token is signed with the key it names
+    /// (`auth.signing_key_file`, or an HS256 network's `auth.secret`).
     #[arg(long, value_name = "FILE", default_value = "ordo-data/network.json")]
     pub network: PathBuf,
 }

@@ -276,7 +276,7 @@ mod tests {
             )?;
             assert_eq!(c.auth.secret, "1234567890123456789", "digits stay a string");
             assert_eq!(
-                c.auth.algorithm, "HS256",
+                c.auth.algorithm, "EdDSA",
                 "the rest of the table keeps its default"
             );
             assert_eq!(c.limits.max_interpretation_steps, 77);
@@ -322,7 +322,7 @@ mod tests {
                 "topology_manager = \"topology::00112233445566778899aabbccddeeff\"",
                 usage_error::<Participant>,
                 Step::Run,
-                &["auth.secret", "p.toml"],
+                &["auth.key_file", "p.toml"],
             ),
             (
                 "p2.toml",

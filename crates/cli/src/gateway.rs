@@ -210,7 +210,10 @@ mod tests {
     #[allow(clippy::result_large_err)] // figment::Error is Jail's, not ours
     fn rebuild_cache_empties_the_file_and_refuses_while_it_is_in_use() {
         Jail::expect_with(|jail| {
-            jail.create_file("g.toml", "[cache]\nfile = \"data/cache.sqlite\"\n")?;
+            jail.create_file(
+                "g.toml",
+                "[cache]\nfile = \"data/cache.sqlite\"\ntoken_file = \"data/token\"\n",
+            )?;
             jail.create_dir("data")?;
             jail.create_file("data/cache.sqlite", "contents")?;
             jail.create_file("data/cache.sqlite-wal", "log")?;

@@ -1,10 +1,9 @@
 //! `DIR/network.json`: what `ordo up` runs, for people, scripts and the other tools
-//! (`ordo token` reads its `auth.secret`; `ordo admin` its nodes, tokens and control API;
+//! (`ordo token` signs with the key its `auth` names; `ordo admin` its nodes, tokens and control API;
 //! the gateways their shards).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -63,36 +62,6 @@ pub struct NodeEntry {
     pub log: PathBuf,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Auth {
-    /// How the participants verify Ledger API tokens; `ordo token` signs with `secret`.
-    pub algorithm: String,
-    pub secret: String,
-    /// Bearer token of the sequencers' admin API (SequencerAdminService).
-    pub sequencer_admin_token: String,
-    /// Bearer token of the topology manager's admin API (TopologyAdminService).
-    pub topology_admin_token: String,
-    /// Bearer token of every replica's `POST /admin/step-down` (`ordo admin failover`).
-    #[serde(default)]
-    pub replica_admin_token: String,
-}
-
-impl NetworkFile {
-    /// Reads a network file, telling a user without one how to get it.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot read the network file {}: {e}; start a network with `ordo up` \
-                 (it writes DIR/network.json once every node is ready) or pass --network FILE",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a network file of this ordo version; restart the network with \
-                 `ordo up`",
-                path.display()
-            )
-        })
-    }
-}
+/// How tokens are signed and verified, and the admin tokens (shared with the ledger
+/// client's reading of the file).
+pub use ordo_ledger_client::network::AuthEntry as Auth;

@@ -1,18 +1,20 @@
-//! `ordo token`: a Ledger API bearer token for the local network, signed (HS256) with the
-//! secret the participants of `ordo up` verify with.
+//! `ordo token`: a Ledger API bearer token for the local network, signed with the key
+//! network.json names (`ordo up`: an Ed25519 key whose public half the participants and
+//! gateways verify with).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordo_core::PartyId;
 use ordo_participant::auth::LedgerClaims;
 
+use ordo_ledger_client::Network;
+
 use crate::Failure;
 use crate::cli::TokenArgs;
-use crate::network::NetworkFile;
 
 pub fn main(args: &TokenArgs) -> Result<(), Failure> {
     let claims = claims(args).map_err(Failure::Usage)?;
-    let network = NetworkFile::read(&args.network).map_err(Failure::Usage)?;
+    let network = Network::load(&args.network).map_err(|e| Failure::Usage(e.into()))?;
     let token =
         mint(&network, &claims, args.expires_in, SystemTime::now()).map_err(Failure::Usage)?;
     println!("{token}");
@@ -49,32 +51,19 @@ fn claims(args: &TokenArgs) -> anyhow::Result<LedgerClaims> {
 }
 
 fn mint(
-    network: &NetworkFile,
+    network: &Network,
     claims: &LedgerClaims,
     expires_in: u64,
     now: SystemTime,
 ) -> anyhow::Result<String> {
-    if network.auth.algorithm != "HS256" || network.auth.secret.is_empty() {
-        anyhow::bail!(
-            "the network verifies tokens with {:?} and no shared secret is known; `ordo token` \
-             mints HS256 tokens only",
-            network.auth.algorithm
-        );
-    }
-    let exp = match expires_in {
-        0 => None,
-        secs => Some(
-            (now + Duration::from_secs(secs))
-                .duration_since(UNIX_EPOCH)
-                .map_err(|e| anyhow::anyhow!("the system clock is before 1970: {e}"))?
-                .as_secs(),
-        ),
-    };
-    Ok(ordo_participant::auth::mint_hs256(
-        &network.auth.secret,
-        claims,
-        exp,
-    ))
+    let exp = (now + Duration::from_secs(expires_in))
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| anyhow::anyhow!("the system clock is before 1970: {e}"))?
+        .as_secs();
+    network
+        .token_signer()?
+        .mint(claims, exp)
+        .map_err(anyhow::Error::msg)
 }
 
 #[cfg(test)]
@@ -85,7 +74,6 @@ mod tests {
     use ordo_participant::auth::Authenticator;
 
     use super::*;
-    use crate::network::{Auth, ControlEntry, PostgresEntry};
 
     fn args(act_as: &[&str]) -> TokenArgs {
         TokenArgs {
@@ -98,29 +86,11 @@ mod tests {
         }
     }
 
-    fn network(secret: &str) -> NetworkFile {
-        NetworkFile {
-            postgres: PostgresEntry {
-                url: "postgres://ordo@127.0.0.1:1/x".into(),
-                managed: true,
-            },
-            sequencers: vec![],
-            topology: vec![],
-            mediators: vec![],
-            participants: vec![],
-            gateways: vec![],
-            control: ControlEntry {
-                http: "http://127.0.0.1:2".into(),
-            },
-            auth: Auth {
-                algorithm: "HS256".into(),
-                secret: secret.into(),
-                sequencer_admin_token: "s".into(),
-                topology_admin_token: "t".into(),
-                replica_admin_token: "r".into(),
-            },
-            tls: None,
-        }
+    fn network(secret: &str) -> Network {
+        let mut n = Network::default();
+        n.auth.algorithm = "HS256".into();
+        n.auth.secret = secret.into();
+        n
     }
 
     #[test]
@@ -137,6 +107,7 @@ mod tests {
         )
         .unwrap();
         let auth = Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: secret.into(),
             ..Default::default()
         })
@@ -152,6 +123,7 @@ mod tests {
 
         // Another network's secret does not verify it; an expired one is refused.
         let other = Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: "another-secret-0123456789".into(),
             ..Default::default()
         })
@@ -168,7 +140,7 @@ mod tests {
         assert!(err.contains("--act-as"), "{err}");
         let err = claims(&args(&["not a party"])).unwrap_err().to_string();
         assert!(err.contains("not a party"), "{err}");
-        let err = NetworkFile::read(Path::new("/nonexistent/network.json"))
+        let err = Network::load(Path::new("/nonexistent/network.json"))
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/network.json"), "{err}");

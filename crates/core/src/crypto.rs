@@ -40,6 +40,14 @@ impl PublicKey {
             .map_err(|_| self.mismatch())
     }
 
+    /// The key as a PEM SubjectPublicKeyInfo document (`-----BEGIN PUBLIC KEY-----`).
+    pub fn to_pem(&self) -> Result<String, CoreError> {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        self.0
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| CoreError::KeyEncoding(e.to_string()))
+    }
+
     fn mismatch(&self) -> CoreError {
         CoreError::SignatureMismatch(hex::encode(self.as_bytes()))
     }
@@ -94,6 +102,17 @@ impl KeyPair {
 
     pub fn sign(&self, message: &[u8]) -> Signature {
         Signature(self.0.sign(message))
+    }
+
+    /// The key as a PKCS#8 PEM document (`-----BEGIN PRIVATE KEY-----`), the form JWT
+    /// libraries and OpenSSL read.
+    pub fn to_pkcs8_pem(&self) -> Result<String, CoreError> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let pem = self
+            .0
+            .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .map_err(|e| CoreError::KeyEncoding(e.to_string()))?;
+        Ok(pem.as_str().to_owned())
     }
 
     /// Reads a key written by [`KeyPair::write_file`]: the 32-byte seed as 64 hex digits.

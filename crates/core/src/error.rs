@@ -21,4 +21,6 @@ pub enum CoreError {
     InvalidHash(String),
     #[error("key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("cannot encode the key: {0}")]
+    KeyEncoding(String),
 }

@@ -90,6 +90,11 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
                 ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             })?
             .map_err(|e| ApiError::unauthorized(e.to_string()))?;
+        let key = ordo_node::limits::token_key(token.as_bytes());
+        if let Err(throttled) = gateway.token_limits.check(&key) {
+            throttled.delay().await;
+            return Err(ApiError::throttled("the token", &throttled));
+        }
         Ok(Caller { token, rights })
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ordo_ledger_client::Network;
 use ordo_node::config::{ConfigError, Invalid};
+use ordo_node::limits::Rate;
 use ordo_participant::AuthConfig;
 use serde::{Deserialize, Serialize};
 
@@ -33,15 +34,35 @@ pub struct GatewayConfig {
     /// Origins browsers may call the API from (`https://app.example`, or `*` for any);
     /// empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
-    /// Bearer token verification, as the participants do it. With `HS256` and no
-    /// `secret`, the secret of network.json's `auth` section is used.
+    /// Bearer token verification, as the participants do it. Without keys (EdDSA/RS256
+    /// with neither `key_file` nor `public_key_pem`, or HS256 without `secret`), those of
+    /// network.json's `auth` section are used (its `public_key_file`, or its `secret`).
     pub auth: AuthConfig,
     /// The local cache queries are answered from.
     pub cache: CacheConfig,
+    /// Rate limits.
+    pub limits: GatewayLimits,
     /// TLS of the HTTP listener (DESIGN §8); `client_auth = "none"` for browsers and
     /// applications. Absent: plain HTTP. The calls to the participants use network.json's
     /// `tls` entry.
     pub tls: Option<ordo_node::tls::TlsConfig>,
+}
+
+/// `[limits]`: how fast one caller may call.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayLimits {
+    /// Requests per bearer token and second; a token over it is answered 429 with
+    /// `Retry-After` (`per_second = 0`: no limit).
+    pub token_requests: Rate,
+}
+
+impl Default for GatewayLimits {
+    fn default() -> Self {
+        Self {
+            token_requests: Rate::new(1_000, 2_000),
+        }
+    }
 }
 
 /// `[cache]`: the gateway's own SQLite file of active contracts (docs/gateway.md).
@@ -52,8 +73,9 @@ pub struct CacheConfig {
     /// running gateway holds `<file>.lock`.
     pub file: PathBuf,
     /// A file holding a Ledger API token with the `readAsAnyParty` claim, which the cache
-    /// reads every party's contracts with. Needed with EdDSA or RS256 tokens; with HS256
-    /// the gateway mints one from its secret when this is not set.
+    /// reads every party's contracts with; re-read when it changes, so that whoever
+    /// issues it can replace it before it expires. Needed with EdDSA or RS256 tokens;
+    /// with HS256 the gateway mints one from its secret when this is not set.
     pub token_file: Option<PathBuf>,
 }
 
@@ -77,6 +99,7 @@ impl Default for GatewayConfig {
             cors_allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
             cache: CacheConfig::default(),
+            limits: GatewayLimits::default(),
             tls: None,
         }
     }
@@ -124,7 +147,8 @@ impl GatewayConfig {
                 ));
             }
         }
-        check_auth(&self.auth, true)?;
+        self.auth.check(true)?;
+        self.limits.token_requests.check("limits.token_requests")?;
         self.check_cache()
     }
 
@@ -168,44 +192,48 @@ impl GatewayConfig {
         self.request_timeout - self.request_timeout / 10
     }
 
-    /// The auth settings to verify tokens with: the configured ones, or with an HS256
-    /// section that names no secret, the network's secret.
+    /// The auth settings to verify tokens with: the configured ones, or where they name
+    /// no keys, network.json's (its `public_key_file`, or an HS256 network's `secret`).
     pub fn effective_auth(&self, network: &Network) -> Result<AuthConfig, ConfigError> {
         let mut auth = self.auth.clone();
-        if auth.algorithm == "HS256" && auth.secret.is_empty() {
-            let from = &network.auth;
-            if !(from.algorithm.is_empty() || from.algorithm == "HS256") {
-                return Err(Invalid::new(
+        let from = &network.auth;
+        let network_algorithm = if from.algorithm.is_empty() {
+            "HS256"
+        } else {
+            from.algorithm.as_str()
+        };
+        let keyless = match auth.algorithm.as_str() {
+            "HS256" => auth.secret.is_empty(),
+            _ => auth.key_file.is_none() && auth.public_key_pem.trim().is_empty(),
+        };
+        if keyless {
+            let mismatch = || {
+                Invalid::new(
                     "auth",
                     format!(
-                        "{} uses {} tokens: configure [auth] with the public key",
+                        "{} uses {network_algorithm} tokens and this gateway {}: configure \
+                         [auth] with the keys",
                         network.path.display(),
-                        from.algorithm
+                        auth.algorithm
                     ),
                 )
-                .of(NODE));
+                .of(NODE)
+            };
+            if network_algorithm != auth.algorithm {
+                return Err(mismatch());
             }
-            auth.secret = from.secret.clone();
+            if auth.algorithm == "HS256" {
+                auth.secret = from.secret.clone();
+            } else {
+                let file = from.public_key_file.clone().ok_or_else(mismatch)?;
+                auth.key_file = Some(match network.path.parent() {
+                    Some(dir) if file.is_relative() => dir.join(file),
+                    _ => file,
+                });
+            }
         }
-        check_auth(&auth, false).map_err(|e| e.of(NODE))?;
+        auth.check(false).map_err(|e| e.of(NODE))?;
         Ok(auth)
-    }
-}
-
-/// `allow_empty_secret`: an HS256 secret may be left to network.json.
-fn check_auth(auth: &AuthConfig, allow_empty_secret: bool) -> Result<(), Invalid> {
-    let err = |field, reason: &str| Err(Invalid::new(field, reason));
-    match auth.algorithm.as_str() {
-        "HS256" if auth.secret.is_empty() && allow_empty_secret => Ok(()),
-        "HS256" if auth.secret.len() < 16 => err(
-            "auth.secret",
-            "HS256 needs a secret of at least 16 bytes (or none: network.json's auth.secret)",
-        ),
-        "EdDSA" | "RS256" if auth.public_key_pem.trim().is_empty() => {
-            err("auth.public_key_pem", "EdDSA/RS256 need a PEM public key")
-        }
-        "HS256" | "EdDSA" | "RS256" => Ok(()),
-        _ => err("auth.algorithm", "use HS256, EdDSA or RS256"),
     }
 }
 
@@ -217,49 +245,71 @@ mod tests {
         c.validate().unwrap_err().field
     }
 
+    fn valid() -> GatewayConfig {
+        GatewayConfig {
+            cache: CacheConfig {
+                token_file: Some("cache.token".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn defaults_are_valid_and_bad_values_name_their_field() {
-        assert_eq!(GatewayConfig::default().validate(), Ok(()));
+    fn bad_values_name_their_field() {
+        // The defaults need only the cache's token (EdDSA tokens cannot be minted here).
+        assert_eq!(
+            field(&GatewayConfig::default()),
+            "cache.token_file",
+            "the default config names no token file"
+        );
+        assert_eq!(valid().validate(), Ok(()));
         let mut c = GatewayConfig {
             request_timeout: Duration::from_millis(5),
-            ..Default::default()
+            ..valid()
         };
         assert_eq!(field(&c), "request_timeout");
         c = GatewayConfig {
             retry_deadline: Duration::from_secs(30),
-            ..Default::default()
+            ..valid()
         };
         assert_eq!(field(&c), "retry_deadline");
         c.retry_deadline = Duration::from_millis(50);
         assert_eq!(field(&c), "retry_deadline");
         c = GatewayConfig {
             max_body_bytes: 10,
-            ..Default::default()
+            ..valid()
         };
         assert_eq!(field(&c), "max_body_bytes");
         c = GatewayConfig {
             cors_allowed_origins: vec!["example.com".into()],
-            ..Default::default()
+            ..valid()
         };
         assert_eq!(field(&c), "cors_allowed_origins");
         c.cors_allowed_origins = vec!["*".into(), "https://app.example:8443".into()];
         assert_eq!(c.validate(), Ok(()));
         c.network_file = PathBuf::new();
         assert_eq!(field(&c), "network_file");
-        c = GatewayConfig::default();
+        c = valid();
+        c.auth.algorithm = "HS256".into();
         c.auth.secret = "short".into();
         assert_eq!(field(&c), "auth.secret");
         c.auth.algorithm = "none".into();
         assert_eq!(field(&c), "auth.algorithm");
-        c.auth.algorithm = "EdDSA".into();
-        assert_eq!(field(&c), "auth.public_key_pem");
-        c.auth.public_key_pem = "-----BEGIN PUBLIC KEY-----".into();
+        // EdDSA (the default): the keys may come from network.json, the cache's token
+        // cannot be minted.
+        c.auth = AuthConfig::default();
+        c.cache.token_file = None;
         assert_eq!(field(&c), "cache.token_file");
         c.cache.token_file = Some("cache.token".into());
         assert_eq!(c.validate(), Ok(()));
+        c.auth.public_key_pem = "-----BEGIN PUBLIC KEY-----".into();
+        c.auth.key_file = Some("keys.jwks".into());
+        assert_eq!(field(&c), "auth.public_key_pem");
+        c.auth = AuthConfig::default();
         c.cache.token_file = Some(PathBuf::new());
         assert_eq!(field(&c), "cache.token_file");
-        c = GatewayConfig::default();
+        c = valid();
         c.cache.file = PathBuf::new();
         assert_eq!(field(&c), "cache.file");
         c.cache.file = std::env::temp_dir();
@@ -267,8 +317,9 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_hs256_secret_comes_from_the_network() {
-        let c = GatewayConfig::default();
+    fn keys_not_configured_come_from_the_network() {
+        let mut c = GatewayConfig::default();
+        c.auth.algorithm = "HS256".into();
         let mut network = Network::default();
         assert_eq!(c.effective_auth(&network).unwrap_err().field, "auth.secret");
         network.auth.secret = "0123456789abcdef0123".into();
@@ -278,6 +329,16 @@ mod tests {
         );
         network.auth.algorithm = "RS256".into();
         assert_eq!(c.effective_auth(&network).unwrap_err().field, "auth");
+
+        let c = GatewayConfig::default();
+        network.auth.algorithm = "EdDSA".into();
+        assert_eq!(c.effective_auth(&network).unwrap_err().field, "auth");
+        network.path = PathBuf::from("/data/network.json");
+        network.auth.public_key_file = Some("token-public-key.pem".into());
+        assert_eq!(
+            c.effective_auth(&network).unwrap().key_file,
+            Some(PathBuf::from("/data/token-public-key.pem"))
+        );
     }
 
     #[test]

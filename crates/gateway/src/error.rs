@@ -30,6 +30,8 @@ pub enum GatewayError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Seconds after which a retry can pass (`Retry-After`), for 429 answers.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -37,6 +39,20 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 for a caller over `throttled`'s limit, with `Retry-After`.
+    pub fn throttled(who: &str, throttled: &ordo_node::limits::Throttled) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "{who} is over its {} limit: retry after {} ms",
+                throttled.limit,
+                throttled.retry_after_ms()
+            ),
+            retry_after: Some(throttled.retry_after_secs()),
         }
     }
 
@@ -92,7 +108,13 @@ impl IntoResponse for ApiError {
             tracing::warn!(status = self.status.as_u16(), error = %self.message, "request failed");
         }
         let body = json!({ "status": self.status.as_u16(), "errors": [self.message] });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -43,10 +43,12 @@ pub async fn run(
     let auth = config.effective_auth(&network.current())?;
     let authenticator = Authenticator::new(&auth)
         .map_err(|e| ordo_node::config::ConfigError { node: NODE, ..e })?;
-    let token = cache::feed_token(&config.cache, &auth, &authenticator)?;
+    let token = cache::FeedToken::open(&config.cache, &auth, &authenticator)?;
     let cache = Cache::open(&config.cache.file, token, config.cache_wait_limit()).await?;
     let gateway = Arc::new(
-        Gateway::new(network, authenticator, cache).with_retry_deadline(config.retry_deadline),
+        Gateway::new(network, authenticator, cache)
+            .with_retry_deadline(config.retry_deadline)
+            .with_token_limit(config.limits.token_requests),
     );
     let (ready_tx, ready_rx) = watch::channel(false);
     let readiness = tokio::spawn(become_ready(gateway.clone(), ready_tx));

@@ -2,6 +2,7 @@
 //! the token verifier, the shard clients, what is known of which shard hosts which party,
 //! and the cache.
 
+use ordo_node::limits::{Limiter, Rate};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,8 @@ const NETWORK_POLL: Duration = Duration::from_secs(1);
 
 pub struct Gateway {
     pub auth: Authenticator,
+    /// Requests per bearer token (`[limits] token_requests`).
+    pub token_limits: Limiter<u64>,
     pub cache: Cache,
     network: NetworkFile,
     /// One failover-aware client per (shard, bearer token): a `ShardClient` sends its
@@ -40,6 +43,7 @@ impl Gateway {
     pub fn new(network: NetworkFile, auth: Authenticator, cache: Cache) -> Self {
         Self {
             auth,
+            token_limits: Limiter::new("token_requests", Rate::UNLIMITED),
             cache,
             network,
             clients: Mutex::new(HashMap::new()),
@@ -50,6 +54,12 @@ impl Gateway {
 
     /// Shard calls look for a serving replica for at most `deadline` before failing
     /// UNAVAILABLE (503).
+    /// Limits each bearer token to `rate` requests per second.
+    pub fn with_token_limit(mut self, rate: Rate) -> Self {
+        self.token_limits = Limiter::new("token_requests", rate);
+        self
+    }
+
     pub fn with_retry_deadline(mut self, deadline: Duration) -> Self {
         self.retry.deadline = deadline;
         self
@@ -215,13 +225,18 @@ mod tests {
         let file = dir.path().join("network.json");
         std::fs::write(&file, network(&[("shard-1", "http://127.0.0.1:1")])).unwrap();
         let auth = Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: "state-test-secret-0123".into(),
             ..Default::default()
         })
         .unwrap();
-        let cache = Cache::open(&dir.path().join("cache.sqlite"), "t".into(), NETWORK_POLL)
-            .await
-            .unwrap();
+        let cache = Cache::open(
+            &dir.path().join("cache.sqlite"),
+            crate::cache::FeedToken::fixed("t"),
+            NETWORK_POLL,
+        )
+        .await
+        .unwrap();
         let gw = Gateway::new(NetworkFile::load(&file).unwrap(), auth, cache);
 
         let first = gw.shard_client("shard-1", "t").unwrap();

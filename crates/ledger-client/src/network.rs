@@ -1,11 +1,11 @@
 //! `Network`: a running network as described by the `network.json` that `ordo up` writes,
-//! with Ledger API tokens minted from its auth secret and parties routed to their shard.
+//! with Ledger API tokens minted with the key its `auth` names and parties routed to their shard.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ordo_participant::auth::{LedgerClaims, mint_hs256};
+use ordo_participant::auth::{LedgerClaims, TokenSigner, expiry_in};
 use ordo_proto::admin::v1 as admin;
 use serde::{Deserialize, Serialize};
 
@@ -76,9 +76,17 @@ pub struct PostgresEntry {
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthEntry {
-    /// `HS256` (the only one tokens can be minted for here); empty is taken as HS256.
+    /// How Ledger API tokens are signed: `EdDSA` or `RS256` with `signing_key_file`
+    /// (verified with `public_key_file`), or `HS256` with `secret`; empty is taken as
+    /// HS256.
     pub algorithm: String,
     pub secret: String,
+    /// PEM: the private key the operator's tools sign tokens with (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_file: Option<PathBuf>,
+    /// PEM or JWKS: the public keys participants and gateways verify tokens with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_file: Option<PathBuf>,
     pub sequencer_admin_token: String,
     pub topology_admin_token: String,
     /// Bearer token of the replicas' `POST /admin/step-down` (`ordo admin failover`).
@@ -234,29 +242,44 @@ impl Network {
 
     /// A Ledger API token with `claims`, valid for `TOKEN_LIFETIME`.
     pub fn mint_token(&self, claims: &LedgerClaims) -> Result<String, LedgerError> {
-        let algorithm = self.auth.algorithm.as_str();
-        if !(algorithm.is_empty() || algorithm == "HS256") {
-            return Err(LedgerError::Auth(format!(
-                "the network uses {algorithm} tokens; only HS256 tokens can be minted from {}",
-                self.path.display()
-            )));
-        }
-        if self.auth.secret.is_empty() {
-            return Err(LedgerError::Auth(format!(
+        let exp = expiry_in(TOKEN_LIFETIME);
+        self.token_signer()?
+            .mint(claims, exp)
+            .map_err(LedgerError::Auth)
+    }
+
+    /// What signs the network's Ledger API tokens: the key in `auth.signing_key_file`, or
+    /// for an HS256 network its secret.
+    pub fn token_signer(&self) -> Result<TokenSigner, LedgerError> {
+        let auth = &self.auth;
+        let algorithm = if auth.algorithm.is_empty() {
+            "HS256"
+        } else {
+            auth.algorithm.as_str()
+        };
+        match (algorithm, &auth.signing_key_file) {
+            ("HS256", _) if auth.secret.is_empty() => Err(LedgerError::Auth(format!(
                 "{} has no auth.secret",
                 self.path.display()
-            )));
+            ))),
+            ("HS256", _) => Ok(TokenSigner::hs256(&auth.secret)),
+            (_, Some(file)) => {
+                TokenSigner::from_file(&self.path_of(file), algorithm).map_err(LedgerError::Auth)
+            }
+            (_, None) => Err(LedgerError::Auth(format!(
+                "the network signs {algorithm} tokens and {} names no auth.signing_key_file: \
+                 tokens come from its issuer",
+                self.path.display()
+            ))),
         }
-        let exp = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .saturating_add(TOKEN_LIFETIME)
-            .as_secs();
-        let token = mint_hs256(&self.auth.secret, claims, Some(exp));
-        if token.is_empty() {
-            return Err(LedgerError::Auth("signing the token failed".into()));
+    }
+
+    /// `file` as named in the network file: relative to the file's directory.
+    fn path_of(&self, file: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_owned(),
         }
-        Ok(token)
     }
 
     /// An admin token (party and package management), acting as no party.
@@ -635,6 +658,7 @@ mod tests {
 
     fn authenticator(secret: &str) -> Authenticator {
         Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: secret.into(),
             ..Default::default()
         })
@@ -663,12 +687,34 @@ mod tests {
     }
 
     #[test]
-    fn refuses_to_mint_for_asymmetric_algorithms() {
+    fn mints_eddsa_tokens_with_the_signing_key_file() {
         let mut n = network();
         n.auth.algorithm = "EdDSA".into();
         let e = n.admin_token().unwrap_err();
-        assert!(e.to_string().contains("EdDSA"), "{e}");
+        assert!(e.to_string().contains("signing_key_file"), "{e}");
         assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+        let dir = tempfile::tempdir().unwrap();
+        n.path = dir.path().join("network.json");
+        let key = ordo_core::KeyPair::generate();
+        let file = dir.path().join("token-signing-key.pem");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&file, key.to_pkcs8_pem().unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        n.auth.signing_key_file = Some("token-signing-key.pem".into());
+        let token = n.party_token(&["alice"]).unwrap();
+        let verifier = Authenticator::new(&AuthConfig {
+            public_key_pem: key.public().to_pem().unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+        let rights = verifier.verify(&token).unwrap();
+        assert_eq!(rights.act_as.len(), 1);
+        assert!(rights.expires_at.is_some());
+        // A signing key others may read is refused.
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = n.admin_token().unwrap_err();
+        assert!(e.to_string().contains("chmod 600"), "{e}");
     }
 
     #[tokio::test]

@@ -101,7 +101,7 @@ pub async fn run(
         ready_tx,
     )
     .await?;
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = ordo_node::grpc_server();
     let mut router = builder.add_service(health_service);
     if let Some(r) = ordo_node::reflection() {
         router = router.add_service(r);

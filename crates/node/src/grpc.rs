@@ -1,7 +1,27 @@
 //! gRPC plumbing shared by the nodes.
 
+use std::time::Duration;
+
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+
+/// Concurrent calls (streams) one connection may have open; more wait for a slot.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 1024;
+/// Largest header block a call may send.
+pub const MAX_HEADER_BYTES: u32 = 16 * 1024;
+
+/// The gRPC server of every node: HTTP/2 keepalive pings every 30 s (a peer that does not
+/// answer within 10 s is dropped), at most [`MAX_STREAMS_PER_CONNECTION`] concurrent calls
+/// per connection, header blocks of at most [`MAX_HEADER_BYTES`]. Message size limits are
+/// set per service (`max_decoding_message_size`).
+pub fn grpc_server() -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .max_concurrent_streams(Some(MAX_STREAMS_PER_CONNECTION))
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .http2_max_header_list_size(Some(MAX_HEADER_BYTES))
+}
 
 /// gRPC reflection over every ordo service (`grpcurl` works without proto files), or
 /// `None` with a warning if the descriptor set cannot be loaded.

@@ -59,14 +59,24 @@ pub fn router(ready: watch::Receiver<bool>) -> Router {
 }
 
 async fn metrics(State(s): State<HttpState>) -> String {
+    metrics::gauge!("ordo_throttling").set(if crate::limits::throttling() {
+        1.0
+    } else {
+        0.0
+    });
     s.metrics.run_upkeep();
     s.metrics.render()
 }
 
+/// 200 when the node serves (saying so when it is refusing callers over their rate
+/// limits: it is loaded, not broken), 503 otherwise.
 async fn readyz(State(s): State<HttpState>) -> (StatusCode, &'static str) {
-    if *s.ready.borrow() {
-        (StatusCode::OK, "ready")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    match (*s.ready.borrow(), crate::limits::throttling()) {
+        (true, false) => (StatusCode::OK, "ready"),
+        (true, true) => (
+            StatusCode::OK,
+            "ready; throttling callers over their rate limits",
+        ),
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "not ready"),
     }
 }

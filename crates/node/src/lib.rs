@@ -11,9 +11,10 @@ pub mod grpc;
 pub mod http;
 pub mod http_client;
 pub mod key;
+pub mod limits;
 pub mod serve;
 
-pub use grpc::{Health, health, reflection, serving, serving_with};
+pub use grpc::{Health, grpc_server, health, reflection, serving, serving_with};
 pub use http::{metrics_handle, router};
 /// TLS on every listener and client (DESIGN §8).
 pub use ordo_tls as tls;

@@ -10,6 +10,7 @@ use ordo_lease::ReplicaConfig;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+use ordo_node::limits::Rate;
 use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -81,12 +82,17 @@ pub struct ParticipantConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// `HS256` (shared `secret`), `EdDSA` or `RS256` (`public_key_pem`).
+    /// `EdDSA` (the default) or `RS256`, verified with public keys; `HS256` (a shared
+    /// `secret`, which lets every verifier mint tokens) only when set explicitly.
     pub algorithm: String,
     /// The HMAC secret for HS256.
     pub secret: String,
-    /// The PEM public key for EdDSA / RS256.
+    /// A PEM public key for EdDSA / RS256, inline.
     pub public_key_pem: String,
+    /// A file of PEM public keys or a JWKS document (`{"keys": [...]}`, keys chosen by
+    /// the token's `kid`) for EdDSA / RS256, re-read when it changes: keys rotate by
+    /// adding the new key, then removing the old one once its tokens have expired.
+    pub key_file: Option<PathBuf>,
     /// When set, tokens must carry this `aud`.
     pub audience: String,
     /// When set, tokens must carry this `iss`.
@@ -96,11 +102,42 @@ pub struct AuthConfig {
 impl Default for AuthConfig {
     fn default() -> Self {
         Self {
-            algorithm: "HS256".into(),
+            algorithm: "EdDSA".into(),
             secret: String::new(),
             public_key_pem: String::new(),
+            key_file: None,
             audience: String::new(),
             issuer: String::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks the settings; `keys_may_follow`: the HS256 secret or the public keys may be
+    /// left out, to be supplied later (the gateway takes them from network.json).
+    pub fn check(&self, keys_may_follow: bool) -> Result<(), Invalid> {
+        let err = |field, reason: &str| Err(Invalid::new(field, reason));
+        match self.algorithm.as_str() {
+            "HS256" if self.secret.is_empty() && keys_may_follow => Ok(()),
+            "HS256" if self.secret.len() < 16 => {
+                err("auth.secret", "HS256 needs a secret of at least 16 bytes")
+            }
+            "HS256" => Ok(()),
+            "EdDSA" | "RS256" => match (&self.key_file, self.public_key_pem.trim().is_empty()) {
+                (Some(f), _) if f.as_os_str().is_empty() => {
+                    err("auth.key_file", "give the path of a PEM or JWKS file")
+                }
+                (Some(_), false) => err(
+                    "auth.public_key_pem",
+                    "give the public keys either inline or in key_file, not both",
+                ),
+                (None, true) if !keys_may_follow => err(
+                    "auth.key_file",
+                    "EdDSA/RS256 need public keys: key_file (PEM or JWKS) or public_key_pem",
+                ),
+                _ => Ok(()),
+            },
+            _ => err("auth.algorithm", "use EdDSA, RS256 or HS256"),
         }
     }
 }
@@ -114,6 +151,9 @@ pub struct Limits {
     pub max_command_bytes: usize,
     /// Most interpretation steps a command (or a re-interpreted view) may take.
     pub max_interpretation_steps: u64,
+    /// Ledger API calls per bearer token and second; a token over it is answered
+    /// RESOURCE_EXHAUSTED with the time after which a retry can pass.
+    pub token_requests: Rate,
 }
 
 impl Default for Limits {
@@ -121,6 +161,7 @@ impl Default for Limits {
         Self {
             max_command_bytes: 256 * 1024,
             max_interpretation_steps: 100_000,
+            token_requests: Rate::new(10_000, 20_000),
         }
     }
 }
@@ -222,23 +263,14 @@ impl ParticipantConfig {
                 "expected the topology manager's member id `name::fingerprint`",
             );
         }
-        match self.auth.algorithm.as_str() {
-            "HS256" if self.auth.secret.len() < 16 => {
-                return err("auth.secret", "HS256 needs a secret of at least 16 bytes");
-            }
-            "HS256" => {}
-            "EdDSA" | "RS256" if self.auth.public_key_pem.trim().is_empty() => {
-                return err("auth.public_key_pem", "EdDSA/RS256 need a PEM public key");
-            }
-            "EdDSA" | "RS256" => {}
-            _ => return err("auth.algorithm", "use HS256, EdDSA or RS256"),
-        }
+        self.auth.check(false)?;
         if self.limits.max_command_bytes < 1024 {
             return err("limits.max_command_bytes", "must be at least 1 KiB");
         }
         if self.limits.max_interpretation_steps == 0 {
             return err("limits.max_interpretation_steps", "must be at least 1");
         }
+        self.limits.token_requests.check("limits.token_requests")?;
         if self.submission_timeout < Duration::from_secs(1) {
             return err("submission_timeout", "must be at least 1 s");
         }
@@ -271,6 +303,7 @@ mod tests {
         ParticipantConfig {
             topology_manager: "topology::00112233445566778899aabbccddeeff".into(),
             auth: AuthConfig {
+                algorithm: "HS256".into(),
                 secret: "0123456789abcdef0123".into(),
                 ..Default::default()
             },
@@ -295,6 +328,14 @@ mod tests {
         let mut c = valid();
         c.auth.algorithm = "none".into();
         assert_eq!(c.validate().unwrap_err().field, "auth.algorithm");
+        // EdDSA (the default) needs public keys, inline or in a file, not both.
+        let mut c = valid();
+        c.auth = AuthConfig::default();
+        assert_eq!(c.validate().unwrap_err().field, "auth.key_file");
+        c.auth.key_file = Some("keys.jwks".into());
+        assert_eq!(c.validate(), Ok(()));
+        c.auth.public_key_pem = "-----BEGIN PUBLIC KEY-----".into();
+        assert_eq!(c.validate().unwrap_err().field, "auth.public_key_pem");
         let mut c = valid();
         c.topology_manager = "nope".into();
         assert_eq!(c.validate().unwrap_err().field, "topology_manager");

@@ -77,6 +77,8 @@ pub struct Shared {
     pub key: Arc<KeyPair>,
     pub topology_manager: MemberId,
     pub auth: Authenticator,
+    /// Ledger API calls per token (`[limits] token_requests`).
+    pub token_limits: ordo_node::limits::Limiter<u64>,
     pub sequencer: SequencerClient,
     /// The client side of the node's `[tls]` (calls to the topology manager).
     pub tls: Option<ordo_node::tls::ClientTls>,
@@ -115,6 +117,25 @@ pub struct Completed {
 }
 
 impl Shared {
+    /// The rights of the call's bearer token, within the token's rate limit: a call over
+    /// it is refused late, RESOURCE_EXHAUSTED with the time after which a retry can pass.
+    pub async fn authorize(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> Result<crate::auth::Rights, tonic::Status> {
+        let rights = self.auth.authenticate(metadata)?;
+        let key = ordo_node::limits::token_key(
+            metadata
+                .get("authorization")
+                .map_or(&[][..], |v| v.as_bytes()),
+        );
+        if let Err(throttled) = self.token_limits.check(&key) {
+            throttled.delay().await;
+            return Err(throttled.status("the token"));
+        }
+        Ok(rights)
+    }
+
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.read().clone()
     }
@@ -412,6 +433,10 @@ pub async fn run(
     .await?;
 
     let shared = Arc::new(Shared {
+        token_limits: ordo_node::limits::Limiter::new(
+            "token_requests",
+            config.limits.token_requests,
+        ),
         snapshot: RwLock::new(Arc::new(Snapshot {
             topology: Arc::new(state.topology.clone()),
             packages,

@@ -7,7 +7,7 @@ use ordo_proto::sequencer::v1::sequencer_auth_service_client::SequencerAuthServi
 use tokio::sync::Mutex;
 use tonic::metadata::MetadataValue;
 
-use crate::error::{ClientError, Disposition, classify};
+use crate::error::{ClientError, Disposition, classify_status};
 use crate::health::{Deadlines, EndpointSet};
 
 /// Domain separation for the challenge signature, fixed by the sequencer's contract.
@@ -126,7 +126,7 @@ async fn authenticate(
             endpoint: endpoints.url(i).to_string(),
             status: status.clone(),
         };
-        if classify(status.code()) != Disposition::Retry {
+        if classify_status(&status) != Disposition::Retry {
             return Err(failure);
         }
         tracing::debug!(endpoint = endpoints.url(i), %status, "authentication failed, trying another endpoint");

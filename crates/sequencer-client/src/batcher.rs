@@ -20,7 +20,7 @@ use tonic::Code;
 
 use crate::Shared;
 use crate::auth::authorize;
-use crate::error::{ClientError, Disposition, classify};
+use crate::error::{ClientError, Disposition, classify_status};
 
 pub(crate) type Reply = oneshot::Sender<Result<Sequenced, ClientError>>;
 
@@ -175,7 +175,7 @@ async fn dispatch(shared: Arc<Shared>, mut pending: Vec<Pending>) {
                 endpoint,
                 status,
             }) => {
-                if classify(status.code()) == Disposition::Retry {
+                if classify_status(&status) == Disposition::Retry {
                     Some((status, String::new()))
                 } else {
                     // A definite authentication failure dooms every item alike.
@@ -197,7 +197,7 @@ async fn dispatch(shared: Arc<Shared>, mut pending: Vec<Pending>) {
             }
         };
         if let Some((status, token)) = failure {
-            match classify(status.code()) {
+            match classify_status(&status) {
                 Disposition::Retry => {
                     tracing::debug!(endpoint = shared.endpoints.url(i), %status, "send batch failed, retrying elsewhere");
                     avoid = Some(i);
@@ -284,7 +284,7 @@ async fn fan_out(
             Some(Outcome::Error(e)) => tonic::Status::new(Code::from_i32(e.code), e.message),
             None => tonic::Status::internal("SendResult without an outcome"),
         };
-        match classify(status.code()) {
+        match classify_status(&status) {
             Disposition::Retry => retry.push(p),
             Disposition::Reauthenticate if !*reauthenticated => {
                 invalidate = true;

@@ -87,6 +87,18 @@ pub enum Disposition {
     Reject,
 }
 
+/// [`classify`] of the status's code, except that RESOURCE_EXHAUSTED with a retry time
+/// (`retry-after-ms`: the caller is over a rate limit, not sending something too large) is
+/// retried.
+pub fn classify_status(status: &tonic::Status) -> Disposition {
+    if status.code() == Code::ResourceExhausted && status.metadata().contains_key("retry-after-ms")
+    {
+        Disposition::Retry
+    } else {
+        classify(status.code())
+    }
+}
+
 pub fn classify(code: Code) -> Disposition {
     match code {
         Code::Unavailable
@@ -128,6 +140,12 @@ mod tests {
         ] {
             assert_eq!(classify(c), Disposition::Reject, "{c:?}");
         }
+        let mut throttled = tonic::Status::resource_exhausted("over the member_sends limit");
+        assert_eq!(classify_status(&throttled), Disposition::Reject);
+        throttled
+            .metadata_mut()
+            .insert("retry-after-ms", "120".parse().unwrap());
+        assert_eq!(classify_status(&throttled), Disposition::Retry);
     }
 
     #[test]

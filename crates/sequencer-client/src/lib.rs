@@ -31,8 +31,10 @@ use tonic::transport::Channel;
 pub use auth::{AUTH_CONTEXT, auth_message, needs_refresh};
 pub use batcher::{backoff, expired, fits};
 pub use config::{ClientConfig, DEFAULT_MAX_BATCH_BYTES};
-pub use error::{ClientError, Disposition, classify};
+pub use error::{ClientError, Disposition, classify, classify_status};
 pub use health::{SEQUENCER_SERVICE, next_healthy};
+/// The bytes a member signs to acknowledge events, shared with the sequencer nodes.
+pub use ordo_core::sequencing::{ACK_CONTEXT, ack_message};
 pub use subscription::{Batches, Subscription, verify_chain};
 
 use auth::{TokenCache, authorize};
@@ -92,7 +94,7 @@ impl Shared {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => status,
             };
-            match classify(status.code()) {
+            match classify_status(&status) {
                 Disposition::Reauthenticate if !reauthenticated => {
                     reauthenticated = true;
                     self.auth.invalidate(&token).await;
@@ -214,15 +216,26 @@ impl SequencerClient {
         Subscription::new(self.inner.clone(), after)
     }
 
-    /// Tells the sequencer the member processed every event up to `timestamp`.
+    /// Tells the sequencer the member processed every event up to `timestamp`, signed with
+    /// the member's key ([`ack_message`]): the sequencer prunes nothing on a token alone.
     pub async fn acknowledge(&self, timestamp: Timestamp) -> Result<(), ClientError> {
         let member = self.member().to_string();
+        // Signed once for every attempt: one small signature, cheap enough for the executor.
+        let signature = self
+            .inner
+            .shared
+            .config
+            .key
+            .sign(&ack_message(&member, timestamp.micros()))
+            .to_bytes()
+            .to_vec();
         self.inner
             .shared
             .unary(|mut client, token| {
                 let request = pb::AcknowledgeRequest {
                     member: member.clone(),
                     timestamp: timestamp.micros(),
+                    signature: signature.clone(),
                 };
                 async move {
                     client

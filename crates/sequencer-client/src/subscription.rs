@@ -17,7 +17,7 @@ use tonic::Streaming;
 use crate::Inner;
 use crate::auth::authorize;
 use crate::batcher::backoff;
-use crate::error::{ClientError, Disposition, classify};
+use crate::error::{ClientError, Disposition, classify_status};
 
 /// Checks that `event` directly follows `last`, the last event delivered (or the
 /// subscription's starting point, `Timestamp::MIN` for "from the beginning").
@@ -266,7 +266,7 @@ impl Subscription {
                         | ClientError::Authentication { status, .. } => status.clone(),
                         _ => tonic::Status::unavailable(error.to_string()),
                     };
-                    if classify(status.code()) == Disposition::Reject {
+                    if classify_status(&status) == Disposition::Reject {
                         return Err(error);
                     }
                     tracing::debug!(endpoint = shared.endpoints.url(i), %status, "subscribe failed, trying another endpoint");
@@ -296,7 +296,7 @@ impl Subscription {
         let call = client.subscribe(authorize(request, &token)?);
         match shared.answer(i, call).await {
             Ok(response) => Ok((response.into_inner(), token)),
-            Err(status) if classify(status.code()) == Disposition::Retry => {
+            Err(status) if classify_status(&status) == Disposition::Retry => {
                 Err(ClientError::Unavailable {
                     endpoint: shared.endpoints.url(i).to_string(),
                     status,

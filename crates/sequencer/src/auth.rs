@@ -1,10 +1,13 @@
 //! Stateless member authentication: challenges and tokens are HMAC-signed with the domain's
 //! secret (kept in the sequencer database), so any node verifies what another issued.
-//! Pure code over bytes and times; the gRPC adapter supplies the clock and the nonce.
+//! Acknowledgements are signed by the member's own key, so a stolen token cannot move the
+//! pruning bound. Pure code over bytes and times; the gRPC adapter supplies the clock and
+//! the nonce, and runs the signature checks off the async workers.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use ordo_core::{PublicKey, Signature};
 use sha2::Sha256;
 
 use crate::error::SequencerError;
@@ -21,6 +24,41 @@ const TOKEN_TAG: &[u8] = b"ordo-token\0";
 /// The bytes a member signs to answer `challenge`.
 pub fn signed_message(challenge: &[u8]) -> Vec<u8> {
     [SIGNING_CONTEXT, challenge].concat()
+}
+
+/// The bytes a member signs to acknowledge: defined in `ordo-core`, which the sequencer
+/// client shares, so the two sides cannot disagree on the format.
+pub use ordo_core::sequencing::{ACK_CONTEXT, ack_message};
+
+/// Checks that `signature` is `member`'s signature, by its registered `public_key`, over
+/// [`ack_message`]`(member, timestamp)`. Every refusal is UNAUTHENTICATED.
+pub fn verify_ack(
+    public_key: &[u8],
+    member: &str,
+    timestamp: i64,
+    signature: &[u8],
+) -> Result<(), SequencerError> {
+    if signature.is_empty() {
+        return Err(unauthenticated(format!(
+            "the acknowledgement of {timestamp} by {member} is not signed: sign \
+             \"{}\" || member || timestamp (i64 big endian) with the member's registered key",
+            String::from_utf8_lossy(ACK_CONTEXT)
+        )));
+    }
+    let key = PublicKey::from_bytes(public_key)
+        .map_err(|e| SequencerError::Internal(format!("registered key of {member}: {e}")))?;
+    let signature = Signature::from_bytes(signature).map_err(|e| {
+        unauthenticated(format!(
+            "the acknowledgement of {timestamp} by {member} has an {e}"
+        ))
+    })?;
+    key.verify(&ack_message(member, timestamp), &signature)
+        .map_err(|_| {
+            unauthenticated(format!(
+                "the signature of the acknowledgement of {timestamp} by {member} does not verify \
+                 with the member's registered key: it must sign this member and this timestamp"
+            ))
+        })
 }
 
 /// Issues and verifies challenges and tokens with the domain's secret.
@@ -201,6 +239,35 @@ mod tests {
         assert!(bearer(None).is_err());
         assert!(bearer(Some("Basic abc")).is_err());
         assert!(bearer(Some("Bearer ")).is_err());
+    }
+
+    #[test]
+    fn acknowledgements_verify_only_with_the_members_key_member_and_timestamp() {
+        use ordo_core::KeyPair;
+        let key = KeyPair::generate();
+        let public = key.public().as_bytes().to_vec();
+        let sig = |m: &str, t: i64| key.sign(&ack_message(m, t)).to_bytes().to_vec();
+        assert!(verify_ack(&public, M, 42, &sig(M, 42)).is_ok());
+
+        let refused = |signature: &[u8], needle: &str| {
+            let err = verify_ack(&public, M, 42, signature).unwrap_err();
+            assert!(matches!(err, SequencerError::Unauthenticated(_)), "{err:?}");
+            assert!(err.to_string().contains(needle), "{err} lacks {needle:?}");
+            assert!(err.to_string().contains(M), "{err} names no member");
+        };
+        refused(&[], "not signed");
+        refused(&[1; 10], "expected 64 bytes");
+        refused(&sig(M, 41), "does not verify");
+        refused(
+            &sig("bob::00112233445566778899aabbccddeeff", 42),
+            "does not verify",
+        );
+        let other = KeyPair::generate().sign(&ack_message(M, 42));
+        refused(&other.to_bytes(), "does not verify");
+        // The challenge context cannot stand in for the acknowledgement's.
+        let mut auth = signed_message(M.as_bytes());
+        auth.extend_from_slice(&42i64.to_be_bytes());
+        refused(&key.sign(&auth).to_bytes(), "does not verify");
     }
 
     #[test]

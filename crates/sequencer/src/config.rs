@@ -8,6 +8,7 @@ use std::time::Duration;
 use ordo_node::ListenAddrs;
 pub use ordo_node::config::ConfigError;
 use ordo_node::config::{self, Invalid};
+pub use ordo_node::limits::Rate;
 use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +29,11 @@ pub struct SequencerConfig {
     pub admin_token: String,
     /// Largest accepted submission (encoded), in bytes.
     pub max_request_bytes: usize,
+    /// Largest accepted gRPC message of the SequencerService (a `Send`, or a `SendBatch`
+    /// of several submissions), in bytes: a larger one is refused from its length prefix,
+    /// before it is read (OUT_OF_RANGE). At least `max_request_bytes`; members' clients
+    /// must batch below it (their `max_batch_bytes`).
+    pub max_batch_bytes: usize,
     /// Lifetime of a member's authentication token.
     #[serde(with = "ordo_node::config::secs")]
     pub token_ttl: Duration,
@@ -40,6 +46,10 @@ pub struct SequencerConfig {
     pub pool_size: u32,
     /// Events the tail reader keeps in memory for subscriptions that are nearly caught up.
     pub tail_buffer_events: usize,
+    /// Bytes those events may hold at most; older ones are read from the table.
+    pub tail_buffer_bytes: usize,
+    /// Rate limits per member and per client address.
+    pub limits: SequencerLimits,
     /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
     /// connections: a paused writer's transaction is aborted after this, so it can never
     /// hold the order's head for longer.
@@ -60,13 +70,42 @@ impl Default for SequencerConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 4081)),
             admin_token: String::new(),
             max_request_bytes: 1024 * 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
             token_ttl: Duration::from_secs(600),
             challenge_ttl: Duration::from_secs(60),
             max_batch: 2000,
             pool_size: 16,
             tail_buffer_events: 100_000,
+            tail_buffer_bytes: 256 * 1024 * 1024,
+            limits: SequencerLimits::default(),
             writer_stall_timeout: Duration::from_secs(5),
             tls: None,
+        }
+    }
+}
+
+/// `[limits]`: how fast one member may send and unauthenticated callers may call
+/// (docs/security.md, "Abuse resistance"). A caller over a limit is answered
+/// RESOURCE_EXHAUSTED with the time after which a retry can pass; `per_second = 0` turns a
+/// limit off.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SequencerLimits {
+    /// Submissions per member and second (a `SendBatch` counts each submission).
+    pub member_sends: Rate,
+    /// Submission bytes per member and second; the burst must hold a whole batch
+    /// (`max_batch_bytes`).
+    pub member_send_bytes: Rate,
+    /// `Challenge` and `Authenticate` calls per client address and second.
+    pub unauthenticated: Rate,
+}
+
+impl Default for SequencerLimits {
+    fn default() -> Self {
+        Self {
+            member_sends: Rate::new(20_000, 40_000),
+            member_send_bytes: Rate::new(64 * 1024 * 1024, 128 * 1024 * 1024),
+            unauthenticated: Rate::new(50, 100),
         }
     }
 }
@@ -111,8 +150,30 @@ impl SequencerConfig {
                 "must be at least 4 (writer, tail reader, listener, catch-up)",
             );
         }
+        if self.max_batch_bytes < self.max_request_bytes || self.max_batch_bytes > 256 * 1024 * 1024
+        {
+            return err(
+                "max_batch_bytes",
+                "must be at least max_request_bytes and at most 256 MiB",
+            );
+        }
         if self.tail_buffer_events < 1000 {
             return err("tail_buffer_events", "must be at least 1000");
+        }
+        if self.tail_buffer_bytes < 16 * 1024 * 1024 {
+            return err("tail_buffer_bytes", "must be at least 16 MiB");
+        }
+        let l = &self.limits;
+        l.member_sends.check("limits.member_sends")?;
+        l.member_send_bytes.check("limits.member_send_bytes")?;
+        l.unauthenticated.check("limits.unauthenticated")?;
+        if l.member_send_bytes.per_second > 0
+            && (l.member_send_bytes.burst as usize) < self.max_batch_bytes
+        {
+            return err(
+                "limits.member_send_bytes",
+                "its burst must hold a whole batch (at least max_batch_bytes)",
+            );
         }
         if self.writer_stall_timeout < Duration::from_secs(1) {
             return err("writer_stall_timeout", "must be at least 1 s");

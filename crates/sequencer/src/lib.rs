@@ -8,6 +8,7 @@ mod admin;
 pub mod auth;
 pub mod config;
 mod error;
+mod limits;
 mod node;
 pub mod order;
 mod registry;

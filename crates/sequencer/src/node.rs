@@ -57,7 +57,11 @@ pub async fn run(
     let secret = store::check_provisioned(&pool, &config.database_url).await?;
     let registry = Arc::new(Registry::new(pool.clone()));
     registry.refresh().await?;
-    let tail = Tail::new(store::head(&pool).await?, config.tail_buffer_events);
+    let tail = Tail::new(
+        store::head(&pool).await?,
+        config.tail_buffer_events,
+        config.tail_buffer_bytes,
+    );
 
     let stop = CancellationToken::new();
     let (healthy_tx, healthy_rx) = watch::channel(false);
@@ -82,6 +86,7 @@ pub async fn run(
     );
 
     let shared = Arc::new(Shared {
+        limits: crate::limits::Limits::new(&config.limits),
         pool: pool.clone(),
         registry: registry.clone(),
         auth: Authenticator::new(secret),
@@ -181,10 +186,11 @@ fn grpc_router(
         impl tonic_health::pb::health_server::Health,
     >,
 ) -> tonic::transport::server::Router {
-    // The decoding limit is far above max_request_bytes so that our own check answers
-    // oversized submissions with a precise RESOURCE_EXHAUSTED.
-    let limit = (shared.config.max_request_bytes * 2).max(64 * 1024 * 1024);
-    let mut builder = tonic::transport::Server::builder();
+    // A message over max_batch_bytes is refused from its length prefix, before it is read;
+    // a submission within it but over max_request_bytes gets the precise
+    // RESOURCE_EXHAUSTED of `validate`.
+    let limit = shared.config.max_batch_bytes;
+    let mut builder = ordo_node::grpc_server();
     let mut router = builder
         .add_service(health)
         .add_service(

@@ -15,6 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::auth::{self, Authenticator};
 use crate::config::SequencerConfig;
 use crate::error::SequencerError;
+use crate::limits::Limits;
 use crate::registry::Registry;
 use crate::store::{self, MemberRow, NewEvent};
 use crate::subscription::{EventStream, Subscriptions, heartbeat_interval};
@@ -57,6 +58,7 @@ pub struct Shared {
     pub writer: WriterHandle,
     pub tail: Arc<Tail>,
     pub subscriptions: Subscriptions,
+    pub limits: Limits,
 }
 
 fn now() -> i64 {
@@ -174,6 +176,9 @@ impl SequencerService for SequencerApi {
     ) -> Result<Response<pb::SendResponse>, Status> {
         let s = &self.0;
         let sender = s.authenticate(&req).await?;
+        s.limits
+            .sends(&sender, 1, req.get_ref().encoded_len())
+            .await?;
         let event = s
             .validate(&sender, req.into_inner())
             .await
@@ -190,6 +195,9 @@ impl SequencerService for SequencerApi {
     ) -> Result<Response<pb::SendBatchResponse>, Status> {
         let s = &self.0;
         let sender = s.authenticate(&req).await?;
+        let requests = &req.get_ref().requests;
+        let bytes = requests.iter().map(Message::encoded_len).sum();
+        s.limits.sends(&sender, requests.len(), bytes).await?;
         let mut results: Vec<Option<pb::SendResult>> = Vec::new();
         let mut valid = Vec::new();
         for r in req.into_inner().requests {
@@ -262,12 +270,27 @@ impl SequencerService for SequencerApi {
             ))
             .into());
         }
-        if r.timestamp < 0 || !store::acknowledge(&s.pool, member.idx, r.timestamp).await? {
-            return Err(SequencerError::InvalidArgument(format!(
+        let invalid_timestamp = || {
+            SequencerError::InvalidArgument(format!(
                 "invalid timestamp: {} is after the sequencer's head (or negative)",
                 r.timestamp
             ))
-            .into());
+        };
+        if r.timestamp < 0 {
+            return Err(invalid_timestamp().into());
+        }
+        // The token alone does not move the pruning bound: the member's key must sign it.
+        // Signature checks are CPU work: keep them off the async workers.
+        let (signed, timestamp) = (member.clone(), r.timestamp);
+        let signature = r.signature;
+        let signature = tokio::task::spawn_blocking(move || {
+            auth::verify_ack(&signed.public_key, &signed.member_id, timestamp, &signature)
+                .map(|()| signature)
+        })
+        .await
+        .map_err(|e| SequencerError::Internal(e.to_string()))??;
+        if !store::acknowledge(&s.pool, member.idx, r.timestamp, &signature).await? {
+            return Err(invalid_timestamp().into());
         }
         Ok(Response::new(pb::AcknowledgeResponse {}))
     }
@@ -304,6 +327,7 @@ impl SequencerAuthService for AuthApi {
         req: Request<pb::ChallengeRequest>,
     ) -> Result<Response<pb::ChallengeResponse>, Status> {
         let s = &self.0;
+        s.limits.unauthenticated(&req).await?;
         certified_for(&req, &req.get_ref().member)?;
         let member = req.into_inner().member;
         convert::member("member", &member).map_err(SequencerError::from)?;
@@ -323,6 +347,7 @@ impl SequencerAuthService for AuthApi {
         req: Request<pb::AuthenticateRequest>,
     ) -> Result<Response<pb::AuthenticateResponse>, Status> {
         let s = &self.0;
+        s.limits.unauthenticated(&req).await?;
         certified_for(&req, &req.get_ref().member)?;
         let r = req.into_inner();
         let member = match s.registry.get(&r.member).await? {

@@ -10,8 +10,9 @@ use crate::config::SequencerConfig;
 use crate::error::SequencerError;
 use crate::order::{self, Assignment, Candidate};
 
-/// The schema version this code reads and writes (`seq_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+/// The schema version this code reads and writes (`seq_meta.schema_version`): 2 stores the
+/// signature of each member's latest acknowledgement.
+pub const SCHEMA_VERSION: i32 = 2;
 /// Channel notified (at commit) whenever events were sequenced.
 pub const EVENTS_CHANNEL: &str = "ordo_sequencer_events";
 /// Channel notified when members change.
@@ -70,7 +71,15 @@ async fn init_locked(conn: &mut sqlx::PgConnection) -> Result<bool, SequencerErr
     .bind(secret)
     .execute(&mut *conn)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if done.rows_affected() == 1 {
+        return Ok(true);
+    }
+    // The migrations above brought an older schema up to this version.
+    sqlx::query("UPDATE seq_meta SET schema_version = $1 WHERE id = 1")
+        .bind(SCHEMA_VERSION)
+        .execute(&mut *conn)
+        .await?;
+    Ok(false)
 }
 
 /// The token secret of a provisioned database, or why this node must not run on it.
@@ -179,14 +188,29 @@ async fn notify_members(tx: &mut sqlx::PgTransaction<'_>) -> Result<(), Sequence
     Ok(())
 }
 
-/// Records an acknowledgement as `max(old, ts)`; false when `ts` is above the committed head.
-pub async fn acknowledge(pool: &PgPool, idx: i32, ts: i64) -> Result<bool, SequencerError> {
+/// Records an acknowledgement as `max(old, ts)`, with the member's `signature` over it;
+/// false when `ts` is above the committed head. The stored signature always signs the
+/// stored timestamp: it is replaced only when the timestamp moves forward (or fills in an
+/// acknowledgement recorded before acknowledgements were signed).
+pub async fn acknowledge(
+    pool: &PgPool,
+    idx: i32,
+    ts: i64,
+    signature: &[u8],
+) -> Result<bool, SequencerError> {
+    // Every expression of SET reads the row as it was before the update.
     let done = sqlx::query(
-        "UPDATE members SET acknowledged = GREATEST(acknowledged, $2)
+        "UPDATE members SET
+             acknowledged_signature = CASE
+                 WHEN $2 > acknowledged
+                   OR ($2 = acknowledged AND acknowledged_signature IS NULL) THEN $3
+                 ELSE acknowledged_signature END,
+             acknowledged = GREATEST(acknowledged, $2)
          WHERE idx = $1 AND $2 <= (SELECT ts FROM seq_head WHERE id = 1)",
     )
     .bind(idx)
     .bind(ts)
+    .bind(signature)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)

@@ -21,6 +21,8 @@ use crate::registry::Registry;
 use crate::store::{self, EventRow};
 
 const READ_LIMIT: i64 = 1000;
+/// What an event costs in memory beyond its payload, ids and recipients.
+const EVENT_OVERHEAD: usize = 160;
 const SAFETY_TICK: Duration = Duration::from_secs(1);
 
 /// A sequenced event, decoded once for every subscription on this node.
@@ -32,10 +34,16 @@ pub struct Event {
     pub recipients: Vec<i32>,
     pub broadcast: bool,
     pub envelopes: Vec<pb::Envelope>,
+    /// About what the event holds in memory, for the buffer's byte bound.
+    pub bytes: usize,
 }
 
 impl Event {
     pub fn decode(row: EventRow) -> Self {
+        let bytes = EVENT_OVERHEAD
+            + row.payload.len()
+            + row.message_id.len()
+            + row.recipients.len() * std::mem::size_of::<i32>();
         // The payload was encoded by this crate's writer; a row that does not decode is a
         // bug or corruption, delivered with no envelopes rather than stalling every reader.
         let sub = pb::SubmissionRequest::decode(row.payload.as_slice()).unwrap_or_else(|e| {
@@ -49,6 +57,7 @@ impl Event {
             recipients: row.recipients,
             broadcast: row.broadcast,
             envelopes: sub.envelopes,
+            bytes,
         }
     }
 
@@ -71,11 +80,15 @@ struct Buffer {
     /// Every event with `from < ts <= head` is in `events`.
     from: i64,
     events: VecDeque<Arc<Event>>,
+    /// The sum of the events' `bytes`.
+    bytes: usize,
 }
 
 pub struct Tail {
     buffer: RwLock<Buffer>,
+    /// Most events, and most bytes, kept: the older ones are read from the table.
     capacity: usize,
+    capacity_bytes: usize,
     head: watch::Sender<i64>,
     /// Notified by the local writer and the listener: there may be new events.
     pub wake: Notify,
@@ -85,13 +98,15 @@ pub struct Tail {
 
 impl Tail {
     /// A tail that starts at the committed head `head`.
-    pub fn new(head: i64, capacity: usize) -> Arc<Self> {
+    pub fn new(head: i64, capacity: usize, capacity_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             buffer: RwLock::new(Buffer {
                 from: head,
                 events: VecDeque::new(),
+                bytes: 0,
             }),
             capacity,
+            capacity_bytes,
             head: watch::Sender::new(head),
             wake: Notify::new(),
             clock_offset: AtomicI64::new(0),
@@ -142,12 +157,16 @@ impl Tail {
         };
         {
             let mut buf = self.buffer.write();
+            buf.bytes += events.iter().map(|e| e.bytes).sum::<usize>();
             buf.events.extend(events);
-            while buf.events.len() > self.capacity {
-                if let Some(e) = buf.events.pop_front() {
-                    buf.from = e.ts;
-                }
+            while buf.events.len() > self.capacity || buf.bytes > self.capacity_bytes {
+                let Some(e) = buf.events.pop_front() else {
+                    break;
+                };
+                buf.from = e.ts;
+                buf.bytes -= e.bytes;
             }
+            metrics::gauge!("ordo_sequencer_tail_buffer_bytes").set(buf.bytes as f64);
         }
         // Publish the head only after the events are in the buffer.
         self.head.send_replace(last);
@@ -268,5 +287,40 @@ pub async fn run_listener(
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ts: i64, bytes: usize) -> Arc<Event> {
+        Arc::new(Event {
+            ts,
+            sender: "s".into(),
+            message_id: format!("m{ts}"),
+            recipients: vec![1],
+            broadcast: false,
+            envelopes: vec![],
+            bytes,
+        })
+    }
+
+    #[test]
+    fn the_buffer_is_bounded_in_events_and_in_bytes() {
+        let tail = Tail::new(0, 3, 1000);
+        tail.append((1..=5).map(|ts| event(ts, 10)).collect());
+        let (kept, cursor) = tail.scan(2, 100, |_| true).expect("covers 2");
+        assert_eq!(kept.iter().map(|e| e.ts).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(cursor, 5);
+        assert!(tail.scan(1, 100, |_| true).is_none(), "event 2 was dropped");
+
+        // Big events: the byte bound keeps two of them.
+        tail.append((6..=8).map(|ts| event(ts, 400)).collect());
+        assert!(tail.scan(5, 100, |_| true).is_none());
+        let (kept, _) = tail.scan(6, 100, |_| true).expect("covers 6");
+        assert_eq!(kept.iter().map(|e| e.ts).collect::<Vec<_>>(), [7, 8]);
+        assert_eq!(tail.buffer.read().bytes, 800);
+        assert_eq!(tail.head(), 8);
     }
 }

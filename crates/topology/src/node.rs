@@ -125,7 +125,7 @@ pub async fn run(
         tls,
     ));
 
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = ordo_node::grpc_server();
     let mut router = builder
         .add_service(health_service)
         .add_service(TopologyAdminServiceServer::new(AdminApi(manager.clone())));

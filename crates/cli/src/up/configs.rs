@@ -1,6 +1,7 @@
 //! What `ordo up` keeps in the data directory across runs: secrets (`DIR/admin-token`,
-//! `DIR/topology-admin-token`, `DIR/ledger-secret`, `DIR/replica-admin-token`,
-//! `DIR/control-token`; owner-only files), keys (`DIR/keys/<member>.key`), and each node's
+//! `DIR/topology-admin-token`, `DIR/replica-admin-token`, `DIR/control-token`, the Ledger
+//! API token signing key `DIR/token-signing-key.pem`; owner-only files; the public half
+//! `DIR/token-public-key.pem`), keys (`DIR/keys/<member>.key`), and each node's
 //! config (`DIR/config/<name>.toml`, one per replica, and `gateway.toml`). A config from an
 //! earlier run is reused — an edit the operator made to it stays — and only what `ordo up`
 //! owns is refreshed: the database URL (the private Postgres may get another port), the
@@ -14,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use anyhow::Context;
 use ordo_core::MemberId;
@@ -21,7 +23,8 @@ use ordo_gateway::GatewayConfig;
 use ordo_lease::ReplicaConfig;
 use ordo_mediator::MediatorConfig;
 use ordo_node::tls::TlsConfig;
-use ordo_participant::ParticipantConfig;
+use ordo_participant::auth::{LedgerClaims, TokenSigner};
+use ordo_participant::{AuthConfig, ParticipantConfig};
 use ordo_sequencer::SequencerConfig;
 use ordo_topology::TopologyConfig;
 use serde::Serialize;
@@ -32,12 +35,15 @@ use super::write_private;
 use crate::node::{Role, Step};
 use crate::roles::{Mediator, Participant, Sequencer, Topology};
 
-/// Tokens and the Ledger API secret, made once per data directory.
+/// Tokens and the Ledger API token key, made once per data directory.
 pub struct Secrets {
     pub sequencer_admin: String,
     pub topology_admin: String,
-    /// The HS256 secret participants verify Ledger API tokens with.
-    pub ledger: String,
+    /// The Ed25519 key (PKCS#8 PEM, owner-only) the operator's tools sign Ledger API
+    /// tokens with; no node holds it.
+    pub token_signing_key: PathBuf,
+    /// Its public half (PEM), which participants and gateways verify tokens with.
+    pub token_public_key: PathBuf,
     /// The bearer token of every replica's `POST /admin/step-down`, and its file (the
     /// replicas read it from there: `[replica] admin_token_file`).
     pub replica_admin: String,
@@ -50,20 +56,75 @@ pub struct Secrets {
 }
 
 const REPLICA_ADMIN_TOKEN: &str = "replica-admin-token";
+const TOKEN_SIGNING_KEY: &str = "token-signing-key.pem";
+const TOKEN_PUBLIC_KEY: &str = "token-public-key.pem";
+/// How long the token a gateway's cache reads with is valid; `ordo up` writes a fresh one
+/// every quarter of it and the gateway picks the file up when it changes.
+pub const FEED_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The control API's token file, in the data directory (next to network.json).
 pub const CONTROL_TOKEN: &str = "control-token";
 
 impl Secrets {
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+        let (token_signing_key, token_public_key) = token_keys(dir)?;
         Ok(Self {
             sequencer_admin: secret(dir, "admin-token")?,
             topology_admin: secret(dir, "topology-admin-token")?,
-            ledger: secret(dir, "ledger-secret")?,
+            token_signing_key,
+            token_public_key,
             replica_admin: secret(dir, REPLICA_ADMIN_TOKEN)?,
             replica_admin_file: dir.join(REPLICA_ADMIN_TOKEN),
             control: secret(dir, CONTROL_TOKEN)?,
             postgres: secret(dir, "postgres-password")?,
         })
+    }
+
+    /// What signs Ledger API tokens.
+    pub fn token_signer(&self) -> anyhow::Result<TokenSigner> {
+        TokenSigner::from_file(&self.token_signing_key, "EdDSA").map_err(anyhow::Error::msg)
+    }
+}
+
+/// The token signing key and its public half: the ones in `dir`, or new ones.
+fn token_keys(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let signing = dir.join(TOKEN_SIGNING_KEY);
+    let public = dir.join(TOKEN_PUBLIC_KEY);
+    if signing.exists() && public.exists() {
+        // A key the operator made readable to others is refused, not replaced.
+        TokenSigner::from_file(&signing, "EdDSA").map_err(anyhow::Error::msg)?;
+        return Ok((signing, public));
+    }
+    let key = ordo_core::KeyPair::generate();
+    write_private(&signing, key.to_pkcs8_pem()?.as_bytes())?;
+    std::fs::write(&public, key.public().to_pem()?)
+        .with_context(|| format!("writing {}", public.display()))?;
+    Ok((signing, public))
+}
+
+/// Writes `DIR/<gateway>-cache-token` (owner-only): a token with `readAsAnyParty` valid
+/// for [`FEED_TOKEN_LIFETIME`], the one the gateway's cache reads every shard with.
+pub fn write_feed_token(dir: &Path, gateway: &str, secrets: &Secrets) -> anyhow::Result<PathBuf> {
+    let path = dir.join(format!("{gateway}-cache-token"));
+    let claims = LedgerClaims {
+        read_as_any_party: true,
+        ..Default::default()
+    };
+    let (token, _) = secrets
+        .token_signer()?
+        .mint_for(&claims, FEED_TOKEN_LIFETIME)
+        .map_err(anyhow::Error::msg)?;
+    write_private(&path, token.as_bytes())?;
+    Ok(path)
+}
+
+impl Secrets {
+    /// The verification side of the token keys, for participants and gateways.
+    pub fn token_auth(&self) -> AuthConfig {
+        AuthConfig {
+            algorithm: "EdDSA".into(),
+            key_file: Some(self.token_public_key.clone()),
+            ..Default::default()
+        }
     }
 }
 
@@ -347,23 +408,34 @@ pub fn participant(
         } else {
             secrets.topology_admin.clone()
         };
-        c.auth.algorithm = "HS256".into();
-        c.auth.secret = secrets.ledger.clone();
+        c.auth = AuthConfig {
+            audience: std::mem::take(&mut c.auth.audience),
+            issuer: std::mem::take(&mut c.auth.issuer),
+            ..secrets.token_auth()
+        };
         replica(&mut c.replica, name, secrets);
     })
 }
 
 /// The config of gateway `name` (`gateway-1`): it routes by `network_file` (network.json,
-/// which it follows as shards are added) and keeps its cache in `DIR/<name>-cache.sqlite`.
-/// Verification of tokens is left to network.json's `auth` (an empty HS256 secret).
+/// which it follows as shards are added), keeps its cache in `DIR/<name>-cache.sqlite`,
+/// verifies tokens with the public key and reads with the token `ordo up` keeps fresh in
+/// `DIR/<name>-cache-token`: it holds nothing that could mint a token.
 pub fn gateway(
     dir: &Path,
     name: &str,
     network_file: &Path,
+    secrets: &Secrets,
     tls: Option<TlsConfig>,
 ) -> anyhow::Result<(GatewayConfig, PathBuf)> {
     let (mut c, existed) = previous::<GatewayConfig>(dir, name)?;
     c.tls = tls;
+    c.auth = AuthConfig {
+        audience: std::mem::take(&mut c.auth.audience),
+        issuer: std::mem::take(&mut c.auth.issuer),
+        ..secrets.token_auth()
+    };
+    c.cache.token_file = Some(write_feed_token(dir, name, secrets)?);
     c.http_listen = address(name, existed.then_some(c.http_listen));
     c.network_file = network_file.to_owned();
     c.cache.file = dir.join(format!("{name}-cache.sqlite"));
@@ -406,7 +478,7 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&token).unwrap(), secrets.control);
         for name in [
             "admin-token",
-            "ledger-secret",
+            TOKEN_SIGNING_KEY,
             REPLICA_ADMIN_TOKEN,
             CONTROL_TOKEN,
         ] {
@@ -418,13 +490,28 @@ mod tests {
         }
 
         let network = dir.path().join("network.json");
-        let (first, path) = gateway(dir.path(), "gateway-1", &network, None).unwrap();
+        let (first, path) = gateway(dir.path(), "gateway-1", &network, &secrets, None).unwrap();
         assert_eq!(path, dir.path().join("config/gateway-1.toml"));
         assert_eq!(first.network_file, network);
         assert_eq!(first.cache.file, dir.path().join("gateway-1-cache.sqlite"));
         assert!(first.http_listen.ip().is_loopback());
-        let (again, _) = gateway(dir.path(), "gateway-1", &network, None).unwrap();
+        let (again, _) = gateway(dir.path(), "gateway-1", &network, &secrets, None).unwrap();
         assert_eq!(again.http_listen, first.http_listen, "a free port is kept");
+        // The gateway verifies with the public key and reads with a token made for it:
+        // nothing in its config can mint a token.
+        assert_eq!(first.auth.algorithm, "EdDSA");
+        assert!(first.auth.secret.is_empty());
+        let config = std::fs::read_to_string(&path).unwrap();
+        let signing = std::fs::read_to_string(&secrets.token_signing_key).unwrap();
+        assert!(!config.contains("PRIVATE KEY"), "{config}");
+        assert!(!config.contains(signing.lines().nth(1).unwrap()));
+        let verifier = ordo_participant::auth::Authenticator::new(&first.auth).unwrap();
+        let token_file = first.cache.token_file.unwrap();
+        let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the cache token is the owner's only");
+        let token = std::fs::read_to_string(token_file).unwrap();
+        let rights = verifier.verify(&token).unwrap();
+        assert!(rights.read_as_any_party && !rights.admin && rights.act_as.is_empty());
     }
 
     #[test]
@@ -433,8 +520,13 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("config")).unwrap();
         let secrets = Secrets::load_or_create(dir.path()).unwrap();
         assert_eq!(
-            Secrets::load_or_create(dir.path()).unwrap().ledger,
-            secrets.ledger,
+            std::fs::read(
+                Secrets::load_or_create(dir.path())
+                    .unwrap()
+                    .token_signing_key
+            )
+            .unwrap(),
+            std::fs::read(&secrets.token_signing_key).unwrap(),
             "secrets are made once"
         );
         let seqs = vec!["http://127.0.0.1:1".to_owned()];

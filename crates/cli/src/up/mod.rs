@@ -167,6 +167,7 @@ async fn run(
         () = &mut shutdown => return Ok(Phase::Starting),
     }
     write(nodes)?;
+    let refresh = tokio::spawn(refresh_feed_tokens(env.clone()));
     print_started(args, &env.dbs, nodes, &network_json, &control.http);
 
     // network.json follows the replicas' roles and the added shards while the network runs.
@@ -176,6 +177,7 @@ async fn run(
         }
     })
     .await;
+    refresh.abort();
     Ok(Phase::Running)
 }
 
@@ -449,9 +451,22 @@ async fn start_gateway(
 ) -> anyhow::Result<()> {
     // The JSON API is for browsers and applications: server-only TLS.
     let tls = env.tls(GATEWAY, None, ClientAuth::None)?;
-    let (c, path) = configs::gateway(&env.dir, GATEWAY, network_json, tls)?;
+    let (c, path) = configs::gateway(&env.dir, GATEWAY, network_json, &env.secrets, tls)?;
     env.spawn(Launch::gateway(GATEWAY.into(), path, c.http_listen), nodes)?;
     nodes::wait_ready(nodes).await
+}
+
+/// Writes the gateway's cache token afresh every quarter of its lifetime (the gateway
+/// picks the file up when it changes), for as long as the network runs.
+async fn refresh_feed_tokens(env: Arc<Env>) {
+    let mut every = tokio::time::interval(configs::FEED_TOKEN_LIFETIME / 4);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(e) = configs::write_feed_token(&env.dir, GATEWAY, &env.secrets) {
+            tracing::error!(error = %e, "cannot refresh the gateway's cache token");
+        }
+    }
 }
 
 /// What network.json says about the running nodes and the control API.
@@ -477,8 +492,10 @@ fn network_file(env: &Env, nodes: &[Node], control: &str) -> NetworkFile {
             http: control.to_owned(),
         },
         auth: Auth {
-            algorithm: "HS256".into(),
-            secret: env.secrets.ledger.clone(),
+            algorithm: "EdDSA".into(),
+            secret: String::new(),
+            signing_key_file: Some(env.secrets.token_signing_key.clone()),
+            public_key_file: Some(env.secrets.token_public_key.clone()),
             sequencer_admin_token: env.secrets.sequencer_admin.clone(),
             topology_admin_token: env.secrets.topology_admin.clone(),
             replica_admin_token: env.secrets.replica_admin.clone(),

@@ -121,7 +121,7 @@ pub async fn run(gw: std::sync::Arc<Gateway>, shard: String) {
 /// follow the live stream until it breaks.
 async fn follow(gw: &Gateway, shard: &str, progressed: &mut bool) -> Result<(), FeedError> {
     let cache = &gw.cache;
-    let client = gw.shard_client(shard, cache.token())?;
+    let client = gw.shard_client(shard, &cache.token())?;
     let end = client.read(|c| async move { c.ledger_end().await }).await?;
     let stored = cache.store.offset(shard).await?;
     let fill = cache.fill_reason.unwrap_or(Reason::NewShard);

@@ -15,6 +15,7 @@
 mod feed;
 mod lock;
 mod store;
+mod token;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -23,16 +24,13 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use ordo_ledger_client::{Contract, Filter};
-use ordo_node::config::{ConfigError, Invalid};
-use ordo_participant::AuthConfig;
-use ordo_participant::auth::{Authenticator, LedgerClaims, mint_hs256};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 pub use self::lock::CacheLock;
 pub use self::store::{Opened, Store};
-use crate::config::{CacheConfig, NODE};
+pub use self::token::FeedToken;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
@@ -69,7 +67,7 @@ impl CacheError {
 pub struct Cache {
     store: Store,
     /// A token with `readAsAnyParty`, for the feeds and the ledger ends queries wait for.
-    token: String,
+    token: FeedToken,
     /// How long a query waits for the cache to reach a shard's ledger end before it is
     /// answered 503 (inside the request timeout, so that the 503 names the shard).
     wait_limit: Duration,
@@ -85,7 +83,7 @@ impl Cache {
     /// Takes the file's lock and opens it (creating or replacing it as needed).
     pub async fn open(
         file: &Path,
-        token: String,
+        token: FeedToken,
         wait_limit: Duration,
     ) -> Result<Self, CacheError> {
         let lock = CacheLock::acquire(file)?;
@@ -113,8 +111,9 @@ impl Cache {
         })
     }
 
-    pub fn token(&self) -> &str {
-        &self.token
+    /// The token to read with now (a replaced token file is picked up here).
+    pub fn token(&self) -> String {
+        self.token.get()
     }
 
     pub fn store(&self) -> &Store {
@@ -169,46 +168,6 @@ impl Cache {
     }
 }
 
-/// The token the feeds read every party's projection with: the one in `cache.token_file`,
-/// or, without one, minted from the HS256 secret the gateway verifies tokens with. Either
-/// must verify here and carry `readAsAnyParty`.
-pub fn feed_token(
-    config: &CacheConfig,
-    auth: &AuthConfig,
-    verifier: &Authenticator,
-) -> Result<String, ConfigError> {
-    let bad = |reason: String| Invalid::new("cache.token_file", reason).of(NODE);
-    let token = match &config.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?
-            .trim()
-            .to_owned(),
-        None if auth.algorithm == "HS256" => mint_hs256(
-            &auth.secret,
-            &LedgerClaims {
-                read_as_any_party: true,
-                ..Default::default()
-            },
-            None,
-        ),
-        None => {
-            return Err(bad(format!(
-                "the gateway cannot mint {} tokens: give a file holding a Ledger API token \
-                 with the readAsAnyParty claim for its cache",
-                auth.algorithm
-            )));
-        }
-    };
-    let rights = verifier.verify(&token).map_err(|e| bad(e.to_string()))?;
-    if !rights.read_as_any_party {
-        return Err(bad(
-            "the token lacks the readAsAnyParty claim: the cache reads every party's contracts"
-                .into(),
-        ));
-    }
-    Ok(token)
-}
-
 /// Runs one feed per shard of the network, starting one for each shard network.json
 /// gains, until `stop`; then stops them.
 pub async fn feed_shards(gw: Arc<Gateway>, mut stop: oneshot::Receiver<()>) {
@@ -234,7 +193,7 @@ pub async fn feed_shards(gw: Arc<Gateway>, mut stop: oneshot::Receiver<()>) {
 /// The ledger end of `shard`, read with the cache's token through the shard's active
 /// replica.
 async fn ledger_end(gw: &Gateway, shard: &str) -> Result<i64, ApiError> {
-    let client = gw.shard_client(shard, gw.cache.token())?;
+    let client = gw.shard_client(shard, &gw.cache.token())?;
     Ok(client.read(|c| async move { c.ledger_end().await }).await?)
 }
 
@@ -320,68 +279,14 @@ fn every_party() -> Filter {
 mod tests {
     use super::*;
 
-    const SECRET: &str = "gateway-cache-test-secret";
-
-    fn hs256() -> (AuthConfig, Authenticator) {
-        let auth = AuthConfig {
-            secret: SECRET.into(),
-            ..Default::default()
-        };
-        let verifier = Authenticator::new(&auth).unwrap();
-        (auth, verifier)
-    }
-
-    #[test]
-    fn the_feed_token_is_minted_or_read_and_must_read_as_any_party() {
-        let (auth, verifier) = hs256();
-        let minted = feed_token(&CacheConfig::default(), &auth, &verifier).unwrap();
-        assert!(verifier.verify(&minted).unwrap().read_as_any_party);
-
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("cache.token");
-        let config = CacheConfig {
-            token_file: Some(file.clone()),
-            ..Default::default()
-        };
-        let e = feed_token(&config, &auth, &verifier).unwrap_err();
-        assert_eq!(e.field, "cache.token_file");
-        assert!(e.to_string().contains("cannot read"), "{e}");
-
-        let alice = mint_hs256(
-            SECRET,
-            &LedgerClaims {
-                act_as: vec!["alice".into()],
-                ..Default::default()
-            },
-            None,
-        );
-        std::fs::write(&file, format!("{alice}\n")).unwrap();
-        let e = feed_token(&config, &auth, &verifier).unwrap_err();
-        assert!(e.to_string().contains("readAsAnyParty"), "{e}");
-        std::fs::write(&file, "not a token").unwrap();
-        assert_eq!(
-            feed_token(&config, &auth, &verifier).unwrap_err().field,
-            "cache.token_file"
-        );
-        std::fs::write(&file, format!("{minted}\n")).unwrap();
-        assert_eq!(feed_token(&config, &auth, &verifier).unwrap(), minted);
-
-        let eddsa = AuthConfig {
-            algorithm: "EdDSA".into(),
-            ..auth
-        };
-        let e = feed_token(&CacheConfig::default(), &eddsa, &verifier).unwrap_err();
-        assert!(e.to_string().contains("EdDSA"), "{e}");
-    }
-
     #[tokio::test]
     async fn a_cache_in_use_is_refused_and_released_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("cache.sqlite");
-        let cache = Cache::open(&file, "t".into(), Duration::from_secs(1))
+        let cache = Cache::open(&file, FeedToken::fixed("t"), Duration::from_secs(1))
             .await
             .unwrap();
-        let e = Cache::open(&file, "t".into(), Duration::from_secs(1))
+        let e = Cache::open(&file, FeedToken::fixed("t"), Duration::from_secs(1))
             .await
             .err()
             .unwrap();
@@ -390,7 +295,7 @@ mod tests {
         cache.store().apply("shard-1", 3, &[]).await.unwrap();
         cache.close().await;
         assert!(clear(&file).unwrap());
-        let cache = Cache::open(&file, "t".into(), Duration::from_secs(1))
+        let cache = Cache::open(&file, FeedToken::fixed("t"), Duration::from_secs(1))
             .await
             .unwrap();
         assert_eq!(cache.fill_reason, Some(feed::Reason::FileMissing));

@@ -26,7 +26,7 @@ impl CommandApi {
         &self,
         request: tonic::Request<pb::SubmitAndWaitRequest>,
     ) -> Result<(submission::Accepted, Completed), tonic::Status> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         let term = self.0.require_serving().await?;
         let started = std::time::Instant::now();
         let waited = async {
@@ -115,7 +115,7 @@ impl pb::command_submission_service_server::CommandSubmissionService for Submiss
         &self,
         request: tonic::Request<pb::SubmitRequest>,
     ) -> ApiResult<pb::SubmitResponse> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         submission::submit(
             &self.0,
             &rights,

@@ -21,7 +21,7 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
         &self,
         request: tonic::Request<pb::CompletionStreamRequest>,
     ) -> ApiResult<Self::CompletionStreamStream> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         let req = request.into_inner();
         if req.application_id.is_empty() {
             return Err(ParticipantError::InvalidArgument("missing application_id".into()).into());

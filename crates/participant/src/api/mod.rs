@@ -42,7 +42,7 @@ pub fn router(
     // Far above the command limit, so that our own check answers oversized commands
     // with a precise RESOURCE_EXHAUSTED.
     let limit = (shared.config.limits.max_command_bytes * 4).max(16 * 1024 * 1024);
-    let mut builder = tonic::transport::Server::builder();
+    let mut builder = ordo_node::grpc_server();
     let mut router = builder
         .add_service(health)
         .add_service(ActiveOnly::new(

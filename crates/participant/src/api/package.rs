@@ -32,8 +32,8 @@ impl pb::package_service_server::PackageService for PackageApi {
         request: tonic::Request<pb::UploadPackageRequest>,
     ) -> ApiResult<pb::UploadPackageResponse> {
         self.0
-            .auth
-            .authenticate(request.metadata())?
+            .authorize(request.metadata())
+            .await?
             .require_admin()?;
         let bytes = request.into_inner().package;
         let source = String::from_utf8(bytes.clone()).map_err(|_| {
@@ -71,7 +71,7 @@ impl pb::package_service_server::PackageService for PackageApi {
         &self,
         request: tonic::Request<pb::ListPackagesRequest>,
     ) -> ApiResult<pb::ListPackagesResponse> {
-        self.0.auth.authenticate(request.metadata())?;
+        self.0.authorize(request.metadata()).await?;
         let snapshot = self.0.snapshot();
         let packages = snapshot.packages.packages().map(|p| details(p)).collect();
         Ok(tonic::Response::new(pb::ListPackagesResponse { packages }))
@@ -81,7 +81,7 @@ impl pb::package_service_server::PackageService for PackageApi {
         &self,
         request: tonic::Request<pb::GetPackageRequest>,
     ) -> ApiResult<pb::GetPackageResponse> {
-        self.0.auth.authenticate(request.metadata())?;
+        self.0.authorize(request.metadata()).await?;
         let id_text = &request.get_ref().package_id;
         let not_found =
             || ParticipantError::NotFound(format!("package {id_text} is not vetted here"));

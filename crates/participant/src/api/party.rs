@@ -30,8 +30,8 @@ impl pb::party_management_service_server::PartyManagementService for PartyApi {
         request: tonic::Request<pb::AllocatePartyRequest>,
     ) -> ApiResult<pb::AllocatePartyResponse> {
         self.0
-            .auth
-            .authenticate(request.metadata())?
+            .authorize(request.metadata())
+            .await?
             .require_admin()?;
         let hint = &request.get_ref().party_id_hint;
         let party = PartyId::new(hint).map_err(|_| {
@@ -61,8 +61,8 @@ impl pb::party_management_service_server::PartyManagementService for PartyApi {
         request: tonic::Request<pb::ListKnownPartiesRequest>,
     ) -> ApiResult<pb::ListKnownPartiesResponse> {
         self.0
-            .auth
-            .authenticate(request.metadata())?
+            .authorize(request.metadata())
+            .await?
             .require_admin()?;
         let snapshot = self.0.snapshot();
         let party_details = snapshot
@@ -80,7 +80,7 @@ impl pb::party_management_service_server::PartyManagementService for PartyApi {
         &self,
         request: tonic::Request<pb::GetParticipantIdRequest>,
     ) -> ApiResult<pb::GetParticipantIdResponse> {
-        self.0.auth.authenticate(request.metadata())?;
+        self.0.authorize(request.metadata()).await?;
         Ok(tonic::Response::new(pb::GetParticipantIdResponse {
             participant_id: self.0.member.to_string(),
             shard: self.0.config.shard.clone(),

@@ -23,7 +23,7 @@ impl pb::state_service_server::StateService for StateApi {
         &self,
         request: tonic::Request<pb::GetActiveContractsRequest>,
     ) -> ApiResult<Self::GetActiveContractsStream> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         let reader = super::reader(&rights, request.get_ref().filter.as_ref())?;
         let parties: Option<Vec<String>> = match &reader.parties {
             Parties::Only(parties) => Some(parties.iter().cloned().collect()),
@@ -62,7 +62,7 @@ impl pb::state_service_server::StateService for StateApi {
         &self,
         request: tonic::Request<pb::GetLedgerEndRequest>,
     ) -> ApiResult<pb::GetLedgerEndResponse> {
-        self.0.auth.authenticate(request.metadata())?;
+        self.0.authorize(request.metadata()).await?;
         // The serving replica's watched ends are its committed ends (set from the database
         // when it took over, then by each commit); any other replica reads the database.
         let (offset, completion_offset) = match self.0.serving_term() {

@@ -23,7 +23,7 @@ impl pb::update_service_server::UpdateService for UpdateApi {
         &self,
         request: tonic::Request<pb::GetUpdatesRequest>,
     ) -> ApiResult<Self::GetUpdatesStream> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         let req = request.into_inner();
         let reader = super::reader(&rights, req.filter.as_ref())?;
         let shape = pb::UpdateShape::try_from(req.shape).map_err(|_| {
@@ -93,7 +93,7 @@ impl pb::update_service_server::UpdateService for UpdateApi {
         &self,
         request: tonic::Request<pb::GetTransactionByIdRequest>,
     ) -> ApiResult<pb::GetUpdatesResponse> {
-        let rights = self.0.auth.authenticate(request.metadata())?;
+        let rights = self.0.authorize(request.metadata()).await?;
         let req = request.into_inner();
         let reader = super::reader(&rights, req.filter.as_ref())?;
         let shape = pb::UpdateShape::try_from(req.shape).map_err(|_| {

@@ -101,7 +101,7 @@ fn token(act_as: &[&str], admin: bool) -> String {
             admin,
             ..Default::default()
         },
-        None,
+        ordo_participant::auth::expiry_in(std::time::Duration::from_secs(3600)),
     )
 }
 
@@ -168,6 +168,7 @@ async fn submit_create_and_read_it_back() -> Result<()> {
         sequencers: vec![endpoint.clone()],
         ..Default::default()
     };
+    config.auth.algorithm = "HS256".into();
     config.auth.secret = JWT_SECRET.into();
     let init = ordo_participant::init(&config).await?;
     assert!(init.created);
@@ -460,7 +461,7 @@ async fn read_as_any_party(channel: &Channel, transfer: &str) -> Result<()> {
             read_as_any_party: true,
             ..Default::default()
         },
-        None,
+        ordo_participant::auth::expiry_in(std::time::Duration::from_secs(3600)),
     );
     let named = token(&["alice", "bank"], false);
     let everyone = || {

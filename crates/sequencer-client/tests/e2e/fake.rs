@@ -23,7 +23,7 @@ use ordo_proto::sequencer::v1::sequencer_auth_service_server::{
 use ordo_proto::sequencer::v1::sequencer_service_server::{
     SequencerService, SequencerServiceServer,
 };
-use ordo_sequencer_client::{SEQUENCER_SERVICE, auth_message};
+use ordo_sequencer_client::{SEQUENCER_SERVICE, ack_message, auth_message};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -52,6 +52,8 @@ struct State {
     challenges: HashMap<String, Vec<u8>>,
     tokens: HashMap<String, String>,
     issued: usize,
+    /// Each member's latest acknowledgement, accepted only when signed by its key.
+    acknowledged: HashMap<String, i64>,
 }
 
 /// The shared order plus fault hooks that apply to every node.
@@ -85,6 +87,12 @@ impl Ledger {
 
     pub fn events(&self) -> Vec<Event> {
         self.state.lock().events.clone()
+    }
+
+    /// What `member` acknowledged, 0 when nothing.
+    pub fn acknowledged(&self, member: &MemberId) -> i64 {
+        let s = self.state.lock();
+        s.acknowledged.get(member.as_str()).copied().unwrap_or(0)
     }
 
     pub fn tokens_issued(&self) -> usize {
@@ -410,7 +418,24 @@ impl SequencerService for Node {
     ) -> Result<Response<pb::AcknowledgeResponse>, Status> {
         self.thawed().await;
         self.check_serving()?;
-        self.member(&request)?;
+        let member = self.member(&request)?;
+        let r = request.into_inner();
+        if r.member != member {
+            return Err(Status::permission_denied("acknowledging as another member"));
+        }
+        let mut s = self.ledger.state.lock();
+        let key = s.members.get(&member).copied();
+        let signature = Signature::from_bytes(&r.signature).ok();
+        let signed = key
+            .zip(signature)
+            .is_some_and(|(key, sig)| key.verify(&ack_message(&member, r.timestamp), &sig).is_ok());
+        if !signed {
+            return Err(Status::unauthenticated(
+                "acknowledgement not signed by the member",
+            ));
+        }
+        let acknowledged = s.acknowledged.entry(member).or_default();
+        *acknowledged = (*acknowledged).max(r.timestamp);
         Ok(Response::new(pb::AcknowledgeResponse {}))
     }
 
@@ -451,7 +476,7 @@ impl Node {
                 public_key: key.as_bytes().to_vec(),
                 enabled: true,
                 registered_at: 1,
-                acknowledged: 0,
+                acknowledged: s.acknowledged.get(member).copied().unwrap_or(0),
             })
             .collect();
         members.sort_by(|a, b| a.member.cmp(&b.member));

@@ -196,6 +196,18 @@ async fn reauthenticates_once_when_the_token_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_are_signed_with_the_member_key() {
+    let s = Setup::new();
+    let (_a, _b, client) = s.two_nodes().await;
+    let sent = client.send(s.submission("m1")).await.unwrap().timestamp;
+    // The fake accepts only acknowledgements that verify with alice's registered key.
+    client.acknowledge(sent).await.unwrap();
+    assert_eq!(s.ledger.acknowledged(&s.alice), sent.micros());
+    client.acknowledge(Timestamp(1)).await.unwrap();
+    assert_eq!(s.ledger.acknowledged(&s.alice), sent.micros(), "never back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fails_fast_without_a_healthy_endpoint() {
     let s = Setup::new();
     // Ports nobody listens on.

@@ -227,6 +227,33 @@ pub async fn send(
         .map(|r| r.into_inner())
 }
 
+/// `m`'s acknowledgement of `timestamp`, signed with its key as the client signs it.
+pub fn signed_ack(m: &Member, timestamp: i64) -> pb::AcknowledgeRequest {
+    let signature = m
+        .key
+        .sign(&ordo_sequencer::auth::ack_message(&m.id, timestamp));
+    pb::AcknowledgeRequest {
+        member: m.id.clone(),
+        timestamp,
+        signature: signature.to_bytes().to_vec(),
+    }
+}
+
+/// Sends `req` with `m`'s token.
+pub async fn acknowledge(
+    node: &Node,
+    m: &Member,
+    req: pb::AcknowledgeRequest,
+) -> Result<pb::AcknowledgeResponse, tonic::Status> {
+    let mut c = node
+        .seq()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    c.acknowledge(with_token(req, &m.token))
+        .await
+        .map(|r| r.into_inner())
+}
+
 pub async fn status(node: &Node) -> Result<pb::StatusResponse> {
     Ok(node
         .admin()

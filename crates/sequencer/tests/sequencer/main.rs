@@ -11,3 +11,5 @@ mod t05_provisioning;
 mod t06_burst;
 mod t07_heartbeats;
 mod t08_token_expiry;
+mod t09_signed_acks;
+mod t10_flooding;

@@ -172,21 +172,19 @@ async fn bad_sends_are_rejected_and_write_nothing() -> Result<()> {
         Code::PermissionDenied,
         &bob.id,
     );
-    let ack = pb::AcknowledgeRequest {
-        member: bob.id.clone(),
-        timestamp: 1,
-    };
+    // Bob's own signature does not let alice's token acknowledge for him.
     expect(
-        seq.acknowledge(with_token(ack, &alice.token)).await,
+        acknowledge(n, &alice, signed_ack(&bob, 1)).await,
         Code::PermissionDenied,
         &bob.id,
     );
-    let ack = pb::AcknowledgeRequest {
-        member: alice.id.clone(),
-        timestamp: i64::MAX,
-    };
     expect(
-        seq.acknowledge(with_token(ack, &alice.token)).await,
+        acknowledge(n, &alice, signed_ack(&alice, i64::MAX)).await,
+        Code::InvalidArgument,
+        "timestamp",
+    );
+    expect(
+        acknowledge(n, &alice, signed_ack(&alice, -1)).await,
         Code::InvalidArgument,
         "timestamp",
     );

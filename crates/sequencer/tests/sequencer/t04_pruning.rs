@@ -34,24 +34,9 @@ async fn prune_removes_exactly_the_acknowledged_events() -> Result<()> {
     assert_eq!((p.pruned_events, p.lower_bound), (0, 0));
     assert_eq!(p.lagging_members, vec![alice.id.clone(), bob.id.clone()]);
 
-    let ack = |m: &Member, t: i64| {
-        let (id, tok) = (m.id.clone(), m.token.clone());
-        async move {
-            let mut c = n1.seq().await?;
-            c.acknowledge(with_token(
-                pb::AcknowledgeRequest {
-                    member: id,
-                    timestamp: t,
-                },
-                &tok,
-            ))
-            .await?;
-            anyhow::Ok(())
-        }
-    };
-    ack(&alice, ts[9]).await?;
-    ack(&bob, ts[5]).await?;
-    ack(&bob, ts[2]).await?; // acknowledgements never go back
+    acknowledge(n1, &alice, signed_ack(&alice, ts[9])).await?;
+    acknowledge(n1, &bob, signed_ack(&bob, ts[5])).await?;
+    acknowledge(n1, &bob, signed_ack(&bob, ts[2])).await?; // acknowledgements never go back
     let p = prune(ts[3]).await?;
     assert_eq!((p.pruned_events, p.lower_bound), (4, ts[3]));
     let p = prune(0).await?;

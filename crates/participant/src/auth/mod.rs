@@ -5,13 +5,17 @@
 //! may read as), `readAsAnyParty` (Daml's `CanReadAsAnyParty` right: read as any party,
 //! and read every party's projection with a filter naming none), `admin` (party and
 //! package management), `applicationId` (when set, the only application id the caller may
-//! submit or read completions as). `exp` and `nbf` are checked when present (and a stream
-//! opened with a token ends when it expires); `aud` and `iss` when the configuration names
-//! an audience or an issuer.
+//! submit or read completions as). Every token must carry `exp` (and a stream opened with
+//! it ends when it expires); `nbf` is checked when present; `aud` and `iss` when the
+//! configuration names an audience or an issuer. Keys: an HS256 secret, or EdDSA / RS256
+//! public keys given inline or in a PEM or JWKS file that is re-read when it changes.
 
 use std::collections::BTreeSet;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use std::sync::Arc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
 use ordo_core::PartyId;
 use serde::{Deserialize, Serialize};
 use tonic::metadata::MetadataMap;
@@ -19,6 +23,12 @@ use tonic::metadata::MetadataMap;
 use crate::config::{AuthConfig, ConfigError, NODE};
 use crate::error::ParticipantError;
 use ordo_node::config::Invalid;
+
+mod keys;
+mod signer;
+
+use keys::{KeySet, Keys};
+pub use signer::{TokenSigner, expiry_in, mint_hs256};
 
 const DAML_NAMESPACE: &str = "https://daml.com/ledger-api";
 
@@ -128,43 +138,45 @@ impl Rights {
     }
 }
 
-/// Verifies bearer tokens with the configured key.
+/// Verifies bearer tokens with the configured keys.
 #[derive(Clone)]
 pub struct Authenticator {
-    key: DecodingKey,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    keys: Keys,
     validation: Validation,
 }
 
 impl Authenticator {
     pub fn new(config: &AuthConfig) -> Result<Self, ConfigError> {
         let bad = |field: &'static str, reason: String| Invalid::new(field, reason).of(NODE);
-        let (key, algorithm) = match config.algorithm.as_str() {
-            "HS256" => (
-                DecodingKey::from_secret(config.secret.as_bytes()),
-                Algorithm::HS256,
-            ),
-            "EdDSA" => (
-                DecodingKey::from_ed_pem(config.public_key_pem.as_bytes())
-                    .map_err(|e| bad("auth.public_key_pem", e.to_string()))?,
-                Algorithm::EdDSA,
-            ),
-            "RS256" => (
-                DecodingKey::from_rsa_pem(config.public_key_pem.as_bytes())
-                    .map_err(|e| bad("auth.public_key_pem", e.to_string()))?,
-                Algorithm::RS256,
-            ),
+        let algorithm = match config.algorithm.as_str() {
+            "HS256" => Algorithm::HS256,
+            "EdDSA" => Algorithm::EdDSA,
+            "RS256" => Algorithm::RS256,
             other => {
                 return Err(bad(
                     "auth.algorithm",
-                    format!("{other:?}: use HS256, EdDSA or RS256"),
+                    format!("{other:?}: use EdDSA, RS256 or HS256"),
                 ));
             }
         };
+        let keys = match (algorithm, &config.key_file) {
+            (Algorithm::HS256, _) => Keys::fixed(KeySet::secret(&config.secret)),
+            (_, Some(file)) => {
+                Keys::from_file(file, algorithm).map_err(|e| bad("auth.key_file", e))?
+            }
+            (_, None) => Keys::fixed(
+                KeySet::parse(&config.public_key_pem, algorithm)
+                    .map_err(|e| bad("auth.public_key_pem", e))?,
+            ),
+        };
         let mut validation = Validation::new(algorithm);
-        // `exp` is validated when present but not required: operators mint long-lived
-        // tokens for services; short-lived ones carry `exp`. `nbf` is checked when present.
-        validation.required_spec_claims.clear();
-        validation.leeway = 5;
+        // Every token expires (`exp` is required); `nbf` is checked when present.
+        validation.required_spec_claims = ["exp".to_owned()].into();
+        validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         if config.audience.is_empty() {
             validation.validate_aud = false;
@@ -175,7 +187,20 @@ impl Authenticator {
             validation.set_issuer(&[config.issuer.as_str()]);
             validation.required_spec_claims.insert("iss".into());
         }
-        Ok(Self { key, validation })
+        Ok(Self {
+            inner: Arc::new(Inner { keys, validation }),
+        })
+    }
+
+    #[cfg(test)]
+    fn checking_keys_every(self, every: std::time::Duration) -> Self {
+        let inner = Arc::into_inner(self.inner).expect("not shared yet");
+        Self {
+            inner: Arc::new(Inner {
+                keys: inner.keys.checking_every(every),
+                validation: inner.validation,
+            }),
+        }
     }
 
     /// The rights of the request's `authorization: Bearer …` token.
@@ -203,8 +228,39 @@ impl Authenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<Rights, ParticipantError> {
-        let data = jsonwebtoken::decode::<RawClaims>(token, &self.key, &self.validation)
-            .map_err(|e| ParticipantError::Unauthenticated(format!("invalid token: {e}")))?;
+        let invalid =
+            |reason: String| ParticipantError::Unauthenticated(format!("invalid token: {reason}"));
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| invalid(reason(&e, &self.inner.validation)))?;
+        let keys = self.inner.keys.get();
+        let mut refusal = None;
+        let mut data = None;
+        for key in keys.candidates(header.kid.as_deref()) {
+            match jsonwebtoken::decode::<RawClaims>(token, key, &self.inner.validation) {
+                Ok(d) => {
+                    data = Some(d);
+                    break;
+                }
+                // Another key may have signed it; any other refusal is about the token.
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {
+                    refusal.get_or_insert(e);
+                }
+                Err(e) => {
+                    refusal = Some(e);
+                    break;
+                }
+            }
+        }
+        let data = match (data, refusal) {
+            (Some(d), _) => d,
+            (None, Some(e)) => return Err(invalid(reason(&e, &self.inner.validation))),
+            (None, None) => {
+                return Err(invalid(format!(
+                    "no verification key has the token's key id {:?}",
+                    header.kid.unwrap_or_default()
+                )));
+            }
+        };
         let expires_at = data
             .claims
             .exp
@@ -214,11 +270,8 @@ impl Authenticator {
             names
                 .iter()
                 .map(|n| {
-                    PartyId::new(n).map_err(|_| {
-                        ParticipantError::Unauthenticated(format!(
-                            "invalid token: claim {claim} names an invalid party {n:?}"
-                        ))
-                    })
+                    PartyId::new(n)
+                        .map_err(|_| invalid(format!("claim {claim} names an invalid party {n:?}")))
                 })
                 .collect::<Result<BTreeSet<_>, _>>()
         };
@@ -233,22 +286,32 @@ impl Authenticator {
     }
 }
 
-/// Mints an HS256 token with `claims` (and `exp` when given, seconds since the epoch):
-/// for tests and the `ordo token` tool.
-pub fn mint_hs256(secret: &str, claims: &LedgerClaims, exp: Option<u64>) -> String {
-    #[derive(Serialize)]
-    struct WithExp<'a> {
-        #[serde(flatten)]
-        claims: &'a LedgerClaims,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        exp: Option<u64>,
+/// Seconds of clock skew allowed on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+
+/// Why a token was refused, in words a client can act on.
+fn reason(e: &jsonwebtoken::errors::Error, validation: &Validation) -> String {
+    match e.kind() {
+        ErrorKind::ExpiredSignature => "the token has expired (exp)".into(),
+        ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)".into(),
+        ErrorKind::InvalidAudience => format!(
+            "wrong audience (aud): expected {:?}",
+            validation.aud.iter().flatten().collect::<Vec<_>>()
+        ),
+        ErrorKind::InvalidIssuer => format!(
+            "wrong issuer (iss): expected {:?}",
+            validation.iss.iter().flatten().collect::<Vec<_>>()
+        ),
+        ErrorKind::MissingRequiredClaim(claim) => {
+            format!("the token lacks the required claim `{claim}`")
+        }
+        ErrorKind::InvalidSignature => "the signature does not verify with this node's keys".into(),
+        ErrorKind::InvalidAlgorithm => format!(
+            "signed with another algorithm: this node accepts {:?}",
+            validation.algorithms
+        ),
+        _ => e.to_string(),
     }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(Algorithm::HS256),
-        &WithExp { claims, exp },
-        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap_or_default()
 }
 
 /// The namespace Daml tokens put the ledger claims under (also accepted here).
@@ -264,10 +327,15 @@ mod tests {
 
     fn auth() -> Authenticator {
         Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: SECRET.into(),
             ..Default::default()
         })
         .unwrap()
+    }
+
+    fn in_an_hour() -> u64 {
+        expiry_in(std::time::Duration::from_secs(3600))
     }
 
     fn metadata(token: &str) -> MetadataMap {
@@ -290,7 +358,7 @@ mod tests {
                 application_id: Some("app".into()),
                 ..Default::default()
             },
-            None,
+            in_an_hour(),
         );
         let rights = auth().authenticate(&metadata(&token)).unwrap();
         assert!(rights.require_act_as([&party("alice")]).is_ok());
@@ -313,6 +381,7 @@ mod tests {
     fn reads_daml_namespaced_claims() {
         let claims = serde_json::json!({
             DAML_NAMESPACE: {"actAs": ["bob"], "admin": true, "readAsAnyParty": true},
+            "exp": in_an_hour(),
         });
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
@@ -334,7 +403,7 @@ mod tests {
         };
         let json = serde_json::to_value(&claims).unwrap();
         assert_eq!(json, serde_json::json!({"readAsAnyParty": true}));
-        let token = mint_hs256(SECRET, &claims, None);
+        let token = mint_hs256(SECRET, &claims, in_an_hour());
         let rights = auth().verify(&token).unwrap();
         assert!(rights.read_as_any_party);
         assert!(rights.readable().is_empty());
@@ -351,9 +420,13 @@ mod tests {
         };
         assert!(unauthenticated(a.authenticate(&MetadataMap::new())));
         assert!(unauthenticated(a.verify("not-a-jwt")));
-        let forged = mint_hs256("another-secret-0123456", &LedgerClaims::default(), None);
+        let forged = mint_hs256(
+            "another-secret-0123456",
+            &LedgerClaims::default(),
+            in_an_hour(),
+        );
         assert!(unauthenticated(a.verify(&forged)));
-        let expired = mint_hs256(SECRET, &LedgerClaims::default(), Some(1_000_000));
+        let expired = mint_hs256(SECRET, &LedgerClaims::default(), 1_000_000);
         assert!(unauthenticated(a.verify(&expired)));
         let bad_party = mint_hs256(
             SECRET,
@@ -361,7 +434,7 @@ mod tests {
                 act_as: vec!["not a party".into()],
                 ..Default::default()
             },
-            None,
+            in_an_hour(),
         );
         assert!(unauthenticated(a.verify(&bad_party)));
     }
@@ -381,6 +454,7 @@ mod tests {
             .unwrap()
         };
         let strict = Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
             secret: SECRET.into(),
             issuer: "https://issuer.example".into(),
             audience: "ordo".into(),
@@ -398,17 +472,23 @@ mod tests {
         for (change, why) in [
             (
                 ("iss", serde_json::json!("https://other.example")),
-                "wrong issuer",
+                "wrong issuer (iss)",
             ),
-            (("aud", serde_json::json!("elsewhere")), "wrong audience"),
-            (("nbf", serde_json::json!(now + 3600)), "not valid yet"),
-            (("exp", serde_json::json!(now - 3600)), "expired"),
+            (
+                ("aud", serde_json::json!("elsewhere")),
+                "wrong audience (aud)",
+            ),
+            (
+                ("nbf", serde_json::json!(now + 3600)),
+                "not valid yet (nbf)",
+            ),
+            (("exp", serde_json::json!(now - 3600)), "has expired (exp)"),
         ] {
             let mut claims = good.clone();
             claims[change.0] = change.1;
             let e = strict.verify(&sign(claims)).unwrap_err();
             assert!(
-                matches!(e, ParticipantError::Unauthenticated(_)),
+                matches!(&e, ParticipantError::Unauthenticated(m) if m.contains(why)),
                 "{why}: {e:?}"
             );
         }
@@ -418,8 +498,124 @@ mod tests {
             strict.verify(&sign(no_issuer)).is_err(),
             "a token without iss"
         );
-        // Without an issuer or audience configured, neither is required.
-        let token = sign(serde_json::json!({"actAs": ["alice"]}));
-        assert_eq!(auth().verify(&token).unwrap().expires_at, None);
+        // Without an issuer or audience configured, neither is required; `exp` always is.
+        let token = sign(serde_json::json!({"actAs": ["alice"], "exp": now + 60}));
+        assert!(auth().verify(&token).is_ok());
+        let forever = sign(serde_json::json!({"actAs": ["alice"]}));
+        let e = auth().verify(&forever).unwrap_err();
+        assert!(
+            matches!(&e, ParticipantError::Unauthenticated(m) if m.contains("required claim `exp`")),
+            "{e:?}"
+        );
+        let e = auth()
+            .verify(&mint_hs256(
+                "another-secret-0123456",
+                &LedgerClaims::default(),
+                now + 60,
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(&e, ParticipantError::Unauthenticated(m) if m.contains("signature")),
+            "{e:?}"
+        );
+    }
+
+    fn ed25519() -> (TokenSigner, String) {
+        let key = ordo_core::KeyPair::generate();
+        let signer = TokenSigner::ed25519_pem(&key.to_pkcs8_pem().unwrap()).unwrap();
+        (signer, key.public().to_pem().unwrap())
+    }
+
+    fn jwk(public_pem: &str, kid: &str) -> serde_json::Value {
+        let key = jsonwebtoken::DecodingKey::from_ed_pem(public_pem.as_bytes()).unwrap();
+        let mut jwk =
+            jsonwebtoken::jwk::Jwk::from_decoding_key(&key, Some(Algorithm::EdDSA)).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        serde_json::to_value(jwk).unwrap()
+    }
+
+    fn alice() -> LedgerClaims {
+        LedgerClaims {
+            act_as: vec!["alice".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn eddsa_keys_inline_or_from_a_pem_file() {
+        let (signer, public) = ed25519();
+        let (other, _) = ed25519();
+        let inline = Authenticator::new(&AuthConfig {
+            public_key_pem: public.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let token = signer.mint(&alice(), in_an_hour()).unwrap();
+        let rights = inline.verify(&token).unwrap();
+        assert!(rights.act_as.contains(&party("alice")));
+        let forged = other.mint(&alice(), in_an_hour()).unwrap();
+        assert!(inline.verify(&forged).is_err());
+        // An HS256 token made with the public key as its secret is refused.
+        let confused = mint_hs256(&public, &alice(), in_an_hour());
+        let e = inline.verify(&confused).unwrap_err();
+        assert!(format!("{e:?}").contains("another algorithm"), "{e:?}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.pem");
+        let (_, third) = ed25519();
+        std::fs::write(&file, format!("{third}{public}")).unwrap();
+        let from_file = Authenticator::new(&AuthConfig {
+            key_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(
+            from_file.verify(&token).is_ok(),
+            "any key of the file verifies"
+        );
+        std::fs::write(&file, "garbage").unwrap();
+        let e = Authenticator::new(&AuthConfig {
+            key_file: Some(file),
+            ..Default::default()
+        })
+        .err()
+        .unwrap();
+        assert_eq!(e.field, "auth.key_file");
+    }
+
+    #[test]
+    fn a_jwks_file_rotates_keys_without_a_restart() {
+        let (old, old_public) = ed25519();
+        let (new, new_public) = ed25519();
+        let old = old.with_key_id("k1");
+        let new = new.with_key_id("k2");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.jwks");
+        let write = |keys: Vec<serde_json::Value>| {
+            std::fs::write(&file, serde_json::json!({ "keys": keys }).to_string()).unwrap();
+        };
+        write(vec![jwk(&old_public, "k1")]);
+        let auth = Authenticator::new(&AuthConfig {
+            key_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap()
+        .checking_keys_every(std::time::Duration::ZERO);
+        let by_old = old.mint(&alice(), in_an_hour()).unwrap();
+        let by_new = new.mint(&alice(), in_an_hour()).unwrap();
+        assert!(auth.verify(&by_old).is_ok());
+        let e = auth.verify(&by_new).unwrap_err();
+        assert!(format!("{e:?}").contains("key id \\\"k2\\\""), "{e:?}");
+
+        // Rotation: publish the new key beside the old, then retire the old.
+        write(vec![jwk(&old_public, "k1"), jwk(&new_public, "k2")]);
+        assert!(auth.verify(&by_new).is_ok());
+        assert!(auth.verify(&by_old).is_ok());
+        write(vec![jwk(&new_public, "k2")]);
+        assert!(auth.verify(&by_new).is_ok());
+        assert!(auth.verify(&by_old).is_err());
+        // A broken file keeps the keys in use.
+        std::fs::write(&file, "{ half a document").unwrap();
+        assert!(auth.verify(&by_new).is_ok());
     }
 }
