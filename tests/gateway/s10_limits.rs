@@ -26,11 +26,17 @@ const HUNDRED_MIB: usize = 100 * 1024 * 1024;
 const GROWTH_LIMIT_KIB: u64 = 32 * 1024;
 
 pub async fn run(env: &Env) -> Result<()> {
+    refused_tokens(env).await?;
     flooding_token(env).await?;
     oversized_messages(env).await
 }
 
-async fn flooding_token(env: &Env) -> Result<()> {
+/// Every kind of bad token is refused with its reason: on the JSON API of a gateway that
+/// requires an audience and an issuer (401, or 403 for a party the token does not cover),
+/// and on a participant's Ledger API (UNAUTHENTICATED).
+async fn refused_tokens(env: &Env) -> Result<()> {
+    const AUD: &str = "ordo-json-api";
+    const ISS: &str = "https://issuer.s10.test";
     let admin = env.admin()?;
     for party in ["s10-flood", "s10-quiet"] {
         env.ok(
@@ -40,6 +46,121 @@ async fn flooding_token(env: &Env) -> Result<()> {
         )
         .await?;
     }
+    let mut config = GatewayConfig {
+        network_file: env.network.path.clone(),
+        ..Default::default()
+    };
+    config.cache.file = env.dir().join("gateway-s10-auth-cache.sqlite");
+    config.auth.audience = AUD.into();
+    config.auth.issuer = ISS.into();
+    // Its cache's token must satisfy the gateway too.
+    let signer = env.network.token_signer()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let cache_token = signer
+        .sign(&json!({ "readAsAnyParty": true, "aud": AUD, "iss": ISS, "exp": now + 600 }))
+        .map_err(anyhow::Error::msg)?;
+    let token_file = env.dir().join("gateway-s10-auth.token");
+    ordo_testkit::write_secret(&token_file, &cache_token)?;
+    config.cache.token_file = Some(token_file);
+    let mut gateway = Gateway::start_with(config, &env.http).await?;
+    let outcome = async {
+        let api = gateway.api(&env.http);
+        let good = json!({ "actAs": ["s10-quiet"], "aud": AUD, "iss": ISS, "exp": now + 600 });
+        let with = |key: &str, value: serde_json::Value| {
+            let mut claims = good.clone();
+            claims[key] = value;
+            claims
+        };
+        let mut without_exp = good.clone();
+        without_exp.as_object_mut().context("claims")?.remove("exp");
+        let other_key = ordo_core::KeyPair::generate();
+        let stranger = ordo_participant::auth::TokenSigner::ed25519_pem(&other_key.to_pkcs8_pem()?)
+            .map_err(anyhow::Error::msg)?;
+        let sign = |claims: &serde_json::Value| signer.sign(claims).map_err(anyhow::Error::msg);
+        let query = json!({ "templateIds": [IOU] });
+        let a = api.post("/v1/query", Some(&sign(&good)?), &query).await?;
+        ensure!(a.status == 200, "a good token: {a:?}");
+        for (token, reason) in [
+            (sign(&with("exp", json!(now - 3600)))?, "has expired"),
+            (sign(&with("nbf", json!(now + 3600)))?, "not valid yet"),
+            (sign(&with("aud", json!("another-api")))?, "wrong audience"),
+            (
+                sign(&with("iss", json!("https://elsewhere.test")))?,
+                "wrong issuer",
+            ),
+            (sign(&without_exp)?, "required claim `exp`"),
+            (
+                stranger.sign(&good).map_err(anyhow::Error::msg)?,
+                "signature",
+            ),
+        ] {
+            let a = api.post("/v1/query", Some(&token), &query).await?;
+            ensure!(
+                a.status == 401 && a.errors.contains(reason),
+                "expected 401 naming {reason:?}: {a:?}"
+            );
+        }
+        // A good token for one party, creating a contract another party must sign.
+        let a = api
+            .post(
+                "/v1/create",
+                Some(&sign(&good)?),
+                &json!({ "templateId": IOU, "payload": {
+                    "issuer": "s10-flood", "owner": "s10-quiet", "currency": "EUR", "amount": "1.00"
+                }}),
+            )
+            .await?;
+        ensure!(
+            a.status == 403,
+            "creating as a party the token does not cover: {a:?}"
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    gateway.stop().await?;
+    outcome?;
+
+    // The Ledger API of a participant (no audience or issuer configured there).
+    use ordo_proto::ledger::v1 as ledger;
+    let network = ordo_ledger_client::Network::load(&env.network.path)?;
+    let replica = network.replicas("shard-1")[0];
+    let channel =
+        ordo_node::tls::channel(&replica.grpc, ordo_node::tls::trusted().as_ref(), |e| e).await?;
+    let other_key = ordo_core::KeyPair::generate();
+    let stranger = ordo_participant::auth::TokenSigner::ed25519_pem(&other_key.to_pkcs8_pem()?)
+        .map_err(anyhow::Error::msg)?;
+    let claims = json!({ "actAs": ["s10-quiet"], "exp": now + 600 });
+    let mut without_exp = claims.clone();
+    without_exp.as_object_mut().context("claims")?.remove("exp");
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now - 3600);
+    let mut early = claims.clone();
+    early["nbf"] = json!(now + 3600);
+    for (token, reason) in [
+        (signer.sign(&expired), "has expired"),
+        (signer.sign(&early), "not valid yet"),
+        (signer.sign(&without_exp), "required claim `exp`"),
+        (stranger.sign(&claims), "signature"),
+    ] {
+        let token = token.map_err(anyhow::Error::msg)?;
+        let mut req = tonic::Request::new(ledger::GetLedgerEndRequest {});
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        let refused = ledger::state_service_client::StateServiceClient::new(channel.clone())
+            .get_ledger_end(req)
+            .await
+            .expect_err("a bad token was accepted");
+        ensure!(
+            refused.code() == tonic::Code::Unauthenticated && refused.message().contains(reason),
+            "expected UNAUTHENTICATED naming {reason:?}: {refused:?}"
+        );
+    }
+    Ok(())
+}
+
+async fn flooding_token(env: &Env) -> Result<()> {
     let mut config = GatewayConfig {
         network_file: env.network.path.clone(),
         ..Default::default()

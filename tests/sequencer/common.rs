@@ -63,6 +63,7 @@ impl Network {
                      admin_token = \"{ADMIN_TOKEN}\"\n"
                 ),
             )?;
+            ordo_testkit::write_secret(&config, std::fs::read(&config)?)?;
             let log = dir.path().join(format!("{name}.log"));
             nodes.push(Node {
                 name,

@@ -30,6 +30,7 @@ where
             file.display()
         );
     }
+    refuse_readable_secrets(file, env_prefix)?;
     let defaults = Figment::from(Serialized::defaults(T::default()));
     let env = TypedEnv::new(env_prefix, &defaults);
     defaults
@@ -38,6 +39,65 @@ where
         .merge(Serialized::defaults(overrides))
         .extract()
         .with_context(|| format!("bad configuration (file {})", file.display()))
+}
+
+/// Keys whose non-empty value is a secret.
+const SECRET_KEYS: &[&str] = &[
+    "admin_token",
+    "sequencer_admin_token",
+    "topology_admin_token",
+    "secret",
+];
+
+/// Refuses a config file that holds a secret (a token, the HS256 secret, a database URL
+/// with a password) when its group or others may read it (DESIGN §8).
+fn refuse_readable_secrets(file: &Path, env_prefix: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file)?.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    // A file that does not parse is reported by the loader, with its position.
+    let Ok(table) = std::fs::read_to_string(file)?.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let mut found = Vec::new();
+    secrets_in(&table, "", &mut found);
+    if found.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "config file {} holds secrets ({}) but its mode is {mode:03o}: group and others may \
+         read it; chmod 600 it, or give the secrets as {env_prefix}… environment variables",
+        file.display(),
+        found.join(", ")
+    )
+}
+
+fn secrets_in(table: &toml::Table, parent: &str, out: &mut Vec<String>) {
+    for (key, value) in table {
+        let path = if parent.is_empty() {
+            key.clone()
+        } else {
+            format!("{parent}.{key}")
+        };
+        match value {
+            toml::Value::Table(inner) => secrets_in(inner, &path, out),
+            toml::Value::String(s) if s.is_empty() => {}
+            toml::Value::String(s) if key.ends_with("database_url") => {
+                // postgres://user:password@host/db
+                let userinfo = s
+                    .split_once("://")
+                    .and_then(|(_, rest)| rest.split_once('@'))
+                    .map(|(userinfo, _)| userinfo);
+                if userinfo.is_some_and(|u| u.contains(':')) {
+                    out.push(path);
+                }
+            }
+            toml::Value::String(_) if SECRET_KEYS.contains(&key.as_str()) => out.push(path),
+            _ => {}
+        }
+    }
 }
 
 /// `PREFIX_<KEY>` environment variables; `__` reaches into a table
@@ -125,6 +185,53 @@ mod tests {
 
     fn load_seq(file: &str, overrides: &NodeOverrides) -> anyhow::Result<SequencerConfig> {
         load(&PathBuf::from(file), PREFIX, overrides)
+    }
+
+    fn private(file: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+    }
+
+    #[test]
+    fn a_file_with_secrets_others_can_read_is_refused() {
+        jail(|j| {
+            j.create_file(
+                "s.toml",
+                "admin_token = \"t0ken\"\ndatabase_url = \"postgres://ordo:pw@db/seq\"\n",
+            )?;
+            let mode = |m| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions("s.toml", std::fs::Permissions::from_mode(m))
+            };
+            mode(0o644)?;
+            let msg = format!(
+                "{:#}",
+                load_seq("s.toml", &NodeOverrides::default()).unwrap_err()
+            );
+            for needle in [
+                "s.toml",
+                "admin_token",
+                "database_url",
+                "644",
+                "chmod 600",
+                "ORDO_SEQUENCER_",
+            ] {
+                assert!(msg.contains(needle), "{needle} not in {msg}");
+            }
+            assert!(
+                !msg.contains("t0ken") && !msg.contains("pw@"),
+                "a secret in {msg}"
+            );
+            mode(0o600)?;
+            load_seq("s.toml", &NodeOverrides::default())?;
+            // Without secrets (a password-less URL, an empty token) any mode will do.
+            j.create_file(
+                "open.toml",
+                "admin_token = \"\"\ndatabase_url = \"postgres://ordo@db/seq\"\n",
+            )?;
+            load_seq("open.toml", &NodeOverrides::default())?;
+            Ok(())
+        });
     }
 
     /// Jail runs the closure in a fresh temporary directory with a private environment.
@@ -260,12 +367,28 @@ mod tests {
             (p.node_name.as_str(), p.shard.as_str()),
             ("participant-1", "shard-1")
         );
+        assert_eq!(p.auth.algorithm, "EdDSA");
+        assert_eq!(
+            example::<Sequencer>().limits.member_sends.per_second,
+            20_000
+        );
+
+        let gateway = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gateway.toml");
+        let g: ordo_gateway::GatewayConfig =
+            Figment::from(Serialized::defaults(ordo_gateway::GatewayConfig::default()))
+                .merge(Toml::file_exact(&gateway))
+                .extract()
+                .unwrap_or_else(|e| panic!("{}: {e}", gateway.display()));
+        g.validate()
+            .unwrap_or_else(|e| panic!("{}: {e:#}", gateway.display()));
+        assert_eq!(g.limits.token_requests.per_second, 1000);
     }
 
     #[test]
     fn nested_keys_come_from_env_with_double_underscores() {
         jail(|j| {
             j.create_file("p.toml", "[auth]\nsecret = \"from-the-file-0123456789\"\n")?;
+            private("p.toml")?;
             j.set_env("ORDO_PARTICIPANT_AUTH__SECRET", "1234567890123456789");
             j.set_env("ORDO_PARTICIPANT_LIMITS__MAX_INTERPRETATION_STEPS", "77");
             j.set_env("ORDO_PARTICIPANT_SHARD", "shard-9");

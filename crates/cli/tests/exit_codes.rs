@@ -22,7 +22,8 @@ fn assert_usage_error(out: &Output, needle: &str) {
 
 fn write_config(dir: &Path, text: &str) -> String {
     let path = dir.join("sequencer.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    ordo_testkit::write_secret(&path, text)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path.to_string_lossy().into_owned()
 }
 
