@@ -45,7 +45,15 @@ pub struct World {
 impl World {
     pub async fn start(ordo: &Path) -> Result<Self> {
         let max = MAX_REQUEST_BYTES.to_string();
-        let net = Net::start_with_env(ordo, &[("ORDO_SEQUENCER_MAX_REQUEST_BYTES", &max)]).await?;
+        // A message may carry a whole submission of that size.
+        let net = Net::start_with_env(
+            ordo,
+            &[
+                ("ORDO_SEQUENCER_MAX_REQUEST_BYTES", &max),
+                ("ORDO_SEQUENCER_MAX_BATCH_BYTES", &max),
+            ],
+        )
+        .await?;
         let network = net.network.clone();
         let ledger = Arc::new(Ledger::setup(&network, 1).await?);
         // (bank, an issuer of the HA harness's ledger, is there already.)

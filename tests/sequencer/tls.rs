@@ -94,6 +94,33 @@ async fn up_runs_tls_and_holds_each_certificate_to_its_member() -> anyhow::Resul
         let plain = url.replacen("https://", "http://", 1);
         ensure!(!answers(&plain, None).await, "{plain} served plain text");
     }
+    // `ordo up`'s control API: TLS, and only for a caller with a certificate of the CA.
+    ensure!(
+        network.control.http.starts_with("https://"),
+        "the control API is {}",
+        network.control.http
+    );
+    let shards = format!("{}/shards", network.control.http);
+    let call = |tls: &ClientTls| {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls.rustls_http1())
+            .timeout(std::time::Duration::from_secs(10))
+            .build();
+        let shards = shards.clone();
+        async move { client?.post(&shards).body("{}").send().await }
+    };
+    let answer = call(&operator).await?;
+    ensure!(
+        answer.status() == 401,
+        "the operator without the control token: {}",
+        answer.status()
+    );
+    for (who, tls) in [("no certificate", &anonymous), ("another CA's", &stranger)] {
+        ensure!(
+            call(tls).await.is_err(),
+            "the control API served a caller with {who}"
+        );
+    }
     // The Ledger API: applications may come without a certificate, never with a bad one.
     for url in &participants {
         ensure!(

@@ -310,7 +310,7 @@ async fn check_gateway(dir: &Path, network: &serde_json::Value) -> anyhow::Resul
     let readyz = ordo_node::http_client::get(&format!("{http}/readyz")).await?;
     assert_eq!(readyz.status, 200, "{http}/readyz: {readyz:?}");
     assert!(
-        text(&network["control"]["http"]).starts_with("http://127.0.0.1:"),
+        text(&network["control"]["http"]).starts_with("https://127.0.0.1:"),
         "{network}"
     );
     let token = dir.join("net/control-token");

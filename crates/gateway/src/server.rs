@@ -40,6 +40,13 @@ pub async fn run(
 ) -> Result<(), GatewayError> {
     config.validate()?;
     let network = NetworkFile::load(&config.network_file)?;
+    // With a certificate of its own the gateway presents it to the participants, rather
+    // than the operator's that network.json names.
+    if let Some(own) =
+        ordo_node::config::client_tls(config.tls.as_ref()).map_err(|e| e.of(crate::config::NODE))?
+    {
+        ordo_node::tls::trust(own);
+    }
     let auth = config.effective_auth(&network.current())?;
     let authenticator = Authenticator::new(&auth)
         .map_err(|e| ordo_node::config::ConfigError { node: NODE, ..e })?;

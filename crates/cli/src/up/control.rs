@@ -1,6 +1,8 @@
 //! `ordo up`'s control API, on 127.0.0.1 (network.json lists it as `control.http`): the
-//! operations that need the process owning the nodes. Every call needs
-//! `Authorization: Bearer <token>`, the token being `DIR/control-token` (owner-only).
+//! operations that need the process owning the nodes. It serves TLS with a certificate of
+//! the network's CA and takes only callers presenting one (the operator's), unless
+//! `--insecure`; every call needs `Authorization: Bearer <token>` as well, the token being
+//! `DIR/control-token` (owner-only).
 //!
 //! - `POST /shards` `{"name": "shard-3", "replicas": 2}` (replicas optional, 1 to 3, default
 //!   2) adds a participant shard to the running network, as the start provisions the first
@@ -46,20 +48,27 @@ pub struct Control {
 }
 
 impl Control {
-    /// Serves `adder` on a free loopback port.
+    /// Serves `adder` on a free loopback port: mutual TLS unless the network runs
+    /// `--insecure`.
     pub async fn serve(adder: Adder) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .context("cannot listen for the control API on 127.0.0.1")?;
-        let http = format!("http://{}", listener.local_addr()?);
+        let http = adder.env.url(listener.local_addr()?);
+        let tls = adder
+            .env
+            .tls("control", None, ordo_node::tls::ClientAuth::Required)?
+            .map(|c| ordo_node::tls::ServerTls::load(&c))
+            .transpose()?;
         let app = Router::new()
             .route("/shards", post(add_route))
             .with_state(Arc::new(adder));
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "the control API stopped");
-            }
-        });
+        let incoming = ordo_node::tls::accept(listener, tls, "control");
+        let server = tokio::spawn(ordo_node::tls::serve_http(
+            incoming,
+            app,
+            std::future::pending(),
+        ));
         tracing::info!(%http, "control API serving");
         Ok(Self { http, server })
     }
