@@ -50,6 +50,9 @@ pub struct SequencerConfig {
     pub tail_buffer_bytes: usize,
     /// Rate limits per member and per client address.
     pub limits: SequencerLimits,
+    /// The members (by name, the part of the id before `::`) that may address a
+    /// broadcast, which every member receives: the topology manager. `"*"`: every member.
+    pub broadcasters: Vec<String>,
     /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
     /// connections: a paused writer's transaction is aborted after this, so it can never
     /// hold the order's head for longer.
@@ -78,6 +81,7 @@ impl Default for SequencerConfig {
             tail_buffer_events: 100_000,
             tail_buffer_bytes: 256 * 1024 * 1024,
             limits: SequencerLimits::default(),
+            broadcasters: vec!["topology".into()],
             writer_stall_timeout: Duration::from_secs(5),
             tls: None,
         }
@@ -124,6 +128,12 @@ impl ListenAddrs for SequencerConfig {
 }
 
 impl SequencerConfig {
+    /// Whether `member` (`name::fingerprint`) may address a broadcast.
+    pub fn may_broadcast(&self, member: &str) -> bool {
+        let name = member.split_once("::").map_or(member, |(name, _)| name);
+        self.broadcasters.iter().any(|b| b == "*" || b == name)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check().map_err(|e| e.of(NODE))
     }
@@ -189,7 +199,15 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(SequencerConfig::default().validate(), Ok(()));
+        let c = SequencerConfig::default();
+        assert_eq!(c.validate(), Ok(()));
+        assert!(c.may_broadcast("topology::00112233445566778899aabbccddeeff"));
+        assert!(!c.may_broadcast("participant-1::00112233445566778899aabbccddeeff"));
+        let open = SequencerConfig {
+            broadcasters: vec!["*".into()],
+            ..Default::default()
+        };
+        assert!(open.may_broadcast("participant-1::00112233445566778899aabbccddeeff"));
     }
 
     #[test]

@@ -136,6 +136,13 @@ impl Shared {
             broadcast |= env.recipients.broadcast;
             members.extend(env.recipients.members.iter().map(ToString::to_string));
         }
+        if broadcast && !self.config.may_broadcast(&sender.member_id) {
+            return Err(SequencerError::PermissionDenied(format!(
+                "member {} may not broadcast: a broadcast reaches every member, and only {:?} \
+                 (the sequencer's `broadcasters`) may send one",
+                sender.member_id, self.config.broadcasters
+            )));
+        }
         let recipients = self
             .registry
             .resolve(members.iter().map(String::as_str))

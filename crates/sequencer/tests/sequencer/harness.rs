@@ -77,6 +77,8 @@ pub fn config(url: &str, name: &str) -> SequencerConfig {
         max_request_bytes: 64 * 1024,
         pool_size: 6,
         tail_buffer_events: 1000,
+        // The tests' members broadcast too.
+        broadcasters: vec!["*".into()],
         ..Default::default()
     }
 }

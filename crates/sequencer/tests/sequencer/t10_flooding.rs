@@ -1,6 +1,7 @@
 //! One member sending as fast as it can is held to its rate (RESOURCE_EXHAUSTED with a
 //! retry time, answered late), while another member's latency stays within twice its
-//! unloaded value; unauthenticated calls are limited per address.
+//! unloaded value; unauthenticated calls are limited per address; only the topology
+//! manager may broadcast.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -190,6 +191,40 @@ async fn unauthenticated_calls_are_limited_per_address() -> Result<()> {
     assert!(refused.metadata().get("retry-after-ms").is_some());
     // An authenticated member's sends are not counted against it.
     send(&node, &alice, submission("after", &[&alice.id], b"x")).await?;
+    node.stop().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_broadcasters_may_broadcast() -> Result<()> {
+    let (_pg, url) = start_pg("broadcasters").await?;
+    ordo_sequencer::init(&config(&url, "init")).await?;
+    let mut cfg = config(&url, "seq-0");
+    cfg.broadcasters = vec!["topology".into()];
+    let node = start_node_with(cfg).await?;
+    let alice = member(&node, "alice").await?;
+    let topology = member(&node, "topology").await?;
+    let to_all = |id: &str| {
+        let mut s = submission(id, &[], b"all");
+        s.envelopes[0].recipients = Some(pb::Recipients {
+            members: vec![],
+            broadcast: true,
+        });
+        s
+    };
+    let refused = send(&node, &alice, to_all("a-all"))
+        .await
+        .expect_err("alice broadcast");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("may not broadcast"),
+        "{refused:?}"
+    );
+    // Addressed to members, alice's sends pass; the topology manager's broadcast too.
+    send(&node, &alice, submission("a-one", &[&topology.id], b"x")).await?;
+    send(&node, &topology, to_all("t-all")).await?;
+    let seen = collect(&node, &alice, 0, 1).await?;
+    assert_eq!(seen[0].message_id, "t-all", "{seen:?}");
     node.stop().await?;
     Ok(())
 }
