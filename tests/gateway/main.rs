@@ -11,6 +11,7 @@ mod harness;
 mod net;
 
 mod s10_limits;
+mod s11_python_reflection;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -39,6 +40,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s8_shard_add::run(&env).await?;
         // Before s9, which takes shard-3 down for a while.
         s10_limits::run(&env).await?;
+        s11_python_reflection::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

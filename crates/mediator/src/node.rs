@@ -103,9 +103,7 @@ pub async fn run(
     .await?;
     let mut builder = ordo_node::grpc_server();
     let mut router = builder.add_service(health_service);
-    if let Some(r) = ordo_node::reflection() {
-        router = router.add_service(r);
-    }
+    router = ordo_node::with_reflection(router, &[]);
     let servers = Servers::spawn_with_routes(router, replica.routes(), listeners, ready_rx);
 
     let stop = CancellationToken::new();

@@ -23,23 +23,37 @@ pub fn grpc_server() -> tonic::transport::Server {
         .http2_max_header_list_size(Some(MAX_HEADER_BYTES))
 }
 
-/// gRPC reflection over every ordo service (`grpcurl` works without proto files), or
-/// `None` with a warning if the descriptor set cannot be loaded.
-pub fn reflection() -> Option<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    match tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-    {
-        Ok(r) => Some(r),
-        Err(e) => {
-            tracing::warn!(error = %e, "gRPC reflection unavailable");
-            None
-        }
+/// The health service every node serves.
+pub const HEALTH_SERVICE_NAME: &str = "grpc.health.v1.Health";
+
+/// Adds gRPC reflection to `router`, in both its versions: `grpc.reflection.v1` (grpcurl)
+/// and `grpc.reflection.v1alpha` (Python's grpcio-reflection, Postman and other older
+/// clients), so that tools work without the proto files. It advertises `services` (the
+/// node's own, by full name), `grpc.health.v1.Health` and itself, and describes every
+/// ordo type. A descriptor set that cannot be loaded leaves reflection out, with a warning.
+pub fn with_reflection(
+    mut router: tonic::transport::server::Router,
+    services: &[&str],
+) -> tonic::transport::server::Router {
+    let configure = |reflection: &str| {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(ordo_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(HEALTH_SERVICE_NAME)
+            .with_service_name(reflection);
+        services
+            .iter()
+            .fold(builder, |b, name| b.with_service_name(*name))
+    };
+    match configure("grpc.reflection.v1.ServerReflection").build_v1() {
+        Ok(v1) => router = router.add_service(v1),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1) unavailable"),
     }
+    match configure("grpc.reflection.v1alpha.ServerReflection").build_v1alpha() {
+        Ok(v1alpha) => router = router.add_service(v1alpha),
+        Err(e) => tracing::warn!(error = %e, "gRPC reflection (v1alpha) unavailable"),
+    }
+    router
 }
 
 /// A node's `grpc.health.v1` status: the whole server ("") and its named services move

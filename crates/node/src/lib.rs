@@ -14,7 +14,7 @@ pub mod key;
 pub mod limits;
 pub mod serve;
 
-pub use grpc::{Health, grpc_server, health, reflection, serving, serving_with};
+pub use grpc::{Health, grpc_server, health, serving, serving_with, with_reflection};
 pub use http::{metrics_handle, router};
 /// TLS on every listener and client (DESIGN §8).
 pub use ordo_tls as tls;

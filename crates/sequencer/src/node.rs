@@ -199,8 +199,13 @@ fn grpc_router(
         )
         .add_service(SequencerAuthServiceServer::new(AuthApi(shared.clone())))
         .add_service(SequencerAdminServiceServer::new(AdminApi(shared)));
-    if let Some(r) = ordo_node::reflection() {
-        router = router.add_service(r);
-    }
+    router = ordo_node::with_reflection(
+        router,
+        &[
+            "ordo.sequencer.v1.SequencerService",
+            "ordo.sequencer.v1.SequencerAuthService",
+            "ordo.sequencer.v1.SequencerAdminService",
+        ],
+    );
     router
 }

@@ -129,9 +129,7 @@ pub async fn run(
     let mut router = builder
         .add_service(health_service)
         .add_service(TopologyAdminServiceServer::new(AdminApi(manager.clone())));
-    if let Some(r) = ordo_node::reflection() {
-        router = router.add_service(r);
-    }
+    router = ordo_node::with_reflection(router, &["ordo.admin.v1.TopologyAdminService"]);
     let servers = Servers::spawn_with_routes(router, replica.routes(), listeners, ready_rx);
 
     let stop = CancellationToken::new();

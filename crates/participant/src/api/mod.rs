@@ -77,9 +77,19 @@ pub fn router(
                 .max_decoding_message_size(limit),
         ))
         .add_service(VersionServiceServer::new(version::VersionApi));
-    if let Some(r) = ordo_node::reflection() {
-        router = router.add_service(r);
-    }
+    router = ordo_node::with_reflection(
+        router,
+        &[
+            "ordo.ledger.v1.CommandService",
+            "ordo.ledger.v1.CommandSubmissionService",
+            "ordo.ledger.v1.CommandCompletionService",
+            "ordo.ledger.v1.UpdateService",
+            "ordo.ledger.v1.StateService",
+            "ordo.ledger.v1.PartyManagementService",
+            "ordo.ledger.v1.PackageService",
+            "ordo.ledger.v1.VersionService",
+        ],
+    );
     router
 }
 

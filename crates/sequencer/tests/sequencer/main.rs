@@ -13,3 +13,4 @@ mod t07_heartbeats;
 mod t08_token_expiry;
 mod t09_signed_acks;
 mod t10_flooding;
+mod t11_reflection;
