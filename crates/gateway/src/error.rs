@@ -30,6 +30,8 @@ pub enum GatewayError {
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// The error code id (docs/errors.md), in the body's `code`.
+    pub code: String,
     /// Seconds after which a retry can pass (`Retry-After`), for 429 answers.
     pub retry_after: Option<u64>,
 }
@@ -39,6 +41,7 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            code: code_of_http(status).id.to_owned(),
             retry_after: None,
         }
     }
@@ -52,6 +55,7 @@ impl ApiError {
                 throttled.limit,
                 throttled.retry_after_ms()
             ),
+            code: ordo_proto::errors::THROTTLED.id.to_owned(),
             retry_after: Some(throttled.retry_after_secs()),
         }
     }
@@ -92,7 +96,31 @@ pub fn http_status(code: Code) -> StatusCode {
 
 impl From<LedgerError> for ApiError {
     fn from(e: LedgerError) -> Self {
-        Self::new(http_status(e.code()), e.message())
+        let code = e
+            .error_code()
+            .map(str::to_owned)
+            .unwrap_or_else(|| ordo_proto::errors::generic(e.code()).id.to_owned());
+        Self {
+            code,
+            ..Self::new(http_status(e.code()), e.message())
+        }
+    }
+}
+
+/// The error code of an answer the gateway makes itself, by its HTTP status.
+fn code_of_http(status: StatusCode) -> ordo_proto::errors::ErrorCode {
+    use ordo_proto::errors as e;
+    match status.as_u16() {
+        400 => e::INVALID_ARGUMENT,
+        401 => e::UNAUTHENTICATED,
+        403 => e::PERMISSION_DENIED,
+        404 => e::NOT_FOUND,
+        408 => e::REQUEST_TIMEOUT,
+        409 => e::FAILED_PRECONDITION,
+        413 => e::LIMIT_EXCEEDED,
+        429 => e::THROTTLED,
+        503 => e::UNAVAILABLE,
+        _ => e::INTERNAL,
     }
 }
 
@@ -107,7 +135,11 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::warn!(status = self.status.as_u16(), error = %self.message, "request failed");
         }
-        let body = json!({ "status": self.status.as_u16(), "errors": [self.message] });
+        let body = json!({
+            "status": self.status.as_u16(),
+            "code": self.code,
+            "errors": [self.message],
+        });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -137,12 +169,22 @@ mod tests {
         ] {
             assert_eq!(http_status(code).as_u16(), status, "{code:?}");
         }
+        let e = ApiError::from(LedgerError::from(ordo_proto::errors::status(
+            ordo_proto::errors::DUPLICATE_COMMAND,
+            "command c1 was already submitted",
+            None,
+        )));
+        assert_eq!(e.status, StatusCode::CONFLICT);
+        assert_eq!(e.code, "DUPLICATE_COMMAND", "the server's code is kept");
         let e = ApiError::from(LedgerError::Status {
             code: Code::FailedPrecondition,
             message: "contract 12 is not active".into(),
+            error_code: None,
         });
         assert_eq!(e.status, StatusCode::CONFLICT);
         assert_eq!(e.message, "contract 12 is not active");
+        assert_eq!(e.code, "FAILED_PRECONDITION");
+        assert_eq!(ApiError::unauthorized("x").code, "UNAUTHENTICATED");
         let c = ApiError::from(LedgerError::Connect {
             endpoint: "http://127.0.0.1:1".into(),
             reason: "refused".into(),

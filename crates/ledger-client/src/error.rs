@@ -8,9 +8,14 @@ use tonic::Code;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// The server answered with an error status.
+    /// The server answered with an error status: its gRPC code, message and, when it
+    /// carries one, ordo's error code id (docs/errors.md), which clients decide on.
     #[error("{}: {message}", code_name(*code))]
-    Status { code: Code, message: String },
+    Status {
+        code: Code,
+        message: String,
+        error_code: Option<String>,
+    },
     /// No connection to the endpoint could be made.
     #[error(
         "cannot connect to {endpoint}: {reason} (is the network running? `ordo up` starts one)"
@@ -48,6 +53,19 @@ impl LedgerError {
         }
     }
 
+    /// The server's error code id (docs/errors.md), when it sent one.
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            LedgerError::Status { error_code, .. } => error_code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the server answered with `code`.
+    pub fn is(&self, code: ordo_proto::errors::ErrorCode) -> bool {
+        self.error_code() == Some(code.id)
+    }
+
     /// The server's message for `Status`, the whole description otherwise.
     pub fn message(&self) -> String {
         match self {
@@ -69,6 +87,7 @@ impl From<tonic::Status> for LedgerError {
         LedgerError::Status {
             code: s.code(),
             message: s.message().to_owned(),
+            error_code: ordo_proto::errors::code_of(&s),
         }
     }
 }

@@ -76,11 +76,16 @@ impl Backoff {
 pub fn is_failover_error(e: &LedgerError) -> bool {
     match e {
         LedgerError::Connect { .. } => true,
-        LedgerError::Status { code, message } => match code {
+        LedgerError::Status {
+            code,
+            message,
+            error_code,
+        } => match code {
             Code::Unavailable | Code::Cancelled => true,
             // A connection that breaks mid-call surfaces on this side as a transport
-            // error without a status from the server.
-            Code::Unknown | Code::Internal => {
+            // error without a status from the server (so without an error code; the text
+            // is the transport library's). A server's answer carries its code and is final.
+            Code::Unknown | Code::Internal if error_code.is_none() => {
                 let m = message.to_ascii_lowercase();
                 [
                     "transport error",
@@ -98,10 +103,10 @@ pub fn is_failover_error(e: &LedgerError) -> bool {
     }
 }
 
-/// Whether a replica refused the call because it is passive: it did not act on it (the
-/// lease crate's UNAVAILABLE message says "replica X of S is passive; …").
+/// Whether a replica refused the call because it is passive (PASSIVE_REPLICA): it did
+/// not act on it.
 fn refused_as_passive(e: &LedgerError) -> bool {
-    e.code() == Code::Unavailable && e.message().contains(" is passive")
+    e.is(ordo_proto::errors::PASSIVE_REPLICA)
 }
 
 /// One shard's Ledger API across its replicas. Cheap to share (`Arc`) between tasks: the
@@ -205,13 +210,14 @@ impl ShardClient {
         match attempts.result {
             // The first attempt's ALREADY_EXISTS is a genuine duplicate: the caller reused
             // a command id. After a failed attempt it is (most likely) that attempt.
-            Err(e) if e.code() == Code::AlreadyExists && attempts.calls > 1 => {
+            Err(e) if e.is(ordo_proto::errors::DUPLICATE_COMMAND) && attempts.calls > 1 => {
                 tracing::info!(shard = %self.shard, command_id, "a retry found the command already submitted; reading its completion");
                 self.outcome(&command_id, &act_as, begin).await
             }
             // No replica served before the deadline, but an attempt may have reached one.
             Err(e) if attempts.calls > 0 && is_failover_error(&e) => Err(LedgerError::Status {
                 code: e.code(),
+                error_code: e.error_code().map(str::to_owned),
                 message: format!(
                     "{}; command {command_id} may have been accepted before the failure: its \
                      outcome is unknown until its completion appears after completion offset \
@@ -238,6 +244,7 @@ impl ShardClient {
                 return Err(LedgerError::Status {
                     code: completion.code,
                     message: completion.message,
+                    error_code: Some(ordo_proto::errors::generic(completion.code).id.to_owned()),
                 });
             }
             let deadline = Instant::now() + self.policy.deadline;
@@ -252,6 +259,7 @@ impl ShardClient {
         tokio::time::timeout(timeout, wait).await.unwrap_or_else(|_| {
             Err(LedgerError::Status {
                 code: Code::DeadlineExceeded,
+                error_code: Some(ordo_proto::errors::REQUEST_TIMEOUT.id.to_owned()),
                 message: format!(
                     "command {command_id} was already submitted on shard {}, but its completion \
                      did not appear within {timeout:?} after completion offset {begin}; its \
@@ -381,6 +389,7 @@ impl ShardClient {
     fn no_active_replica(&self, last: &LedgerError) -> LedgerError {
         LedgerError::Status {
             code: Code::Unavailable,
+            error_code: Some(ordo_proto::errors::UNAVAILABLE.id.to_owned()),
             message: format!(
                 "no replica of shard {} served the call within {:?} (tried {}); the last \
                  answer: {last}",
@@ -466,12 +475,20 @@ mod tests {
         let status = |code, message: &str| LedgerError::Status {
             code,
             message: message.into(),
+            error_code: None,
         };
+        let passive = LedgerError::from(ordo_proto::errors::status(
+            ordo_proto::errors::PASSIVE_REPLICA,
+            "replica participant-1-b of shard-1 is passive",
+            None,
+        ));
+        assert!(refused_as_passive(&passive));
+        assert!(!refused_as_passive(&status(
+            Code::Unavailable,
+            "replica x is passive"
+        )));
         for retried in [
-            status(
-                Code::Unavailable,
-                "replica participant-1-b of shard-1 is passive",
-            ),
+            passive,
             status(Code::Cancelled, "operation was canceled"),
             status(Code::Unknown, "transport error"),
             status(Code::Internal, "h2 protocol error: connection reset"),
@@ -488,6 +505,11 @@ mod tests {
             status(Code::Aborted, "the mediator rejected the transaction"),
             status(Code::DeadlineExceeded, "no outcome within 60s"),
             status(Code::Internal, "interpretation failed"),
+            LedgerError::from(ordo_proto::errors::status(
+                ordo_proto::errors::INTERNAL,
+                "transport error in the server's own words",
+                None,
+            )),
             LedgerError::NotFound("party x".into()),
         ] {
             assert!(!is_failover_error(&final_answer), "{final_answer}");

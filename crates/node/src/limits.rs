@@ -84,10 +84,14 @@ impl Throttled {
     /// and in the `retry-after-ms` and `grpc-retry-pushback-ms` metadata.
     pub fn status(&self, who: &str) -> tonic::Status {
         let ms = self.retry_after_ms();
-        let mut status = tonic::Status::resource_exhausted(format!(
-            "{who} is over its {} limit: retry after {ms} ms",
-            self.limit
-        ));
+        let mut status = ordo_proto::errors::status(
+            ordo_proto::errors::THROTTLED,
+            format!(
+                "{who} is over its {} limit: retry after {ms} ms",
+                self.limit
+            ),
+            Some(self.retry_after),
+        );
         if let Ok(v) = ms.to_string().parse() {
             status.metadata_mut().insert("retry-after-ms", v);
         }
@@ -206,6 +210,14 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("test_requests"), "{status:?}");
         assert!(status.metadata().get("retry-after-ms").is_some());
+        assert!(ordo_proto::errors::is(
+            &status,
+            ordo_proto::errors::THROTTLED
+        ));
+        assert_eq!(
+            ordo_proto::errors::retry_after(&status),
+            Some(refused.retry_after)
+        );
         // More than a burst at once can never pass.
         assert!(limiter.check_n(&"c", 11).is_err());
         assert_eq!(limiter.check_n(&"c", 10), Ok(()));

@@ -66,6 +66,12 @@ pub enum ParticipantError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Unavailable(String),
+    /// This replica is passive (the message names the active one).
+    #[error("{0}")]
+    Passive(String),
+    /// The command was submitted already.
+    #[error("{0}")]
+    Duplicate(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -78,7 +84,7 @@ impl ParticipantError {
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::InvalidArgument(_) | Self::Config(_) => Code::InvalidArgument,
             Self::NotFound(_) => Code::NotFound,
-            Self::AlreadyExists(_) => Code::AlreadyExists,
+            Self::AlreadyExists(_) | Self::Duplicate(_) => Code::AlreadyExists,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::FailedPrecondition(_)
             | Self::NotProvisioned { .. }
@@ -88,11 +94,22 @@ impl ParticipantError {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::Database(_)
             | Self::Unavailable(_)
+            | Self::Passive(_)
             | Self::Io(_)
             | Self::Sequencer(_)
             | Self::Fenced(_)
             | Self::Lease(_) => Code::Unavailable,
             Self::Migrate(_) | Self::Server(_) | Self::Internal(_) | Self::Key(_) => Code::Internal,
+        }
+    }
+
+    /// The error code clients decide on (docs/errors.md).
+    pub fn error_code(&self) -> ordo_proto::errors::ErrorCode {
+        use ordo_proto::errors;
+        match self {
+            Self::Passive(_) => errors::PASSIVE_REPLICA,
+            Self::Duplicate(_) => errors::DUPLICATE_COMMAND,
+            other => errors::generic(other.code()),
         }
     }
 
@@ -127,6 +144,6 @@ impl From<ParticipantError> for Status {
         ) {
             tracing::warn!(error = %e, "internal error answered to a Ledger API client");
         }
-        Status::new(e.code(), e.to_string())
+        ordo_proto::errors::status(e.error_code(), e.to_string(), None)
     }
 }

@@ -149,9 +149,7 @@ impl Shared {
     pub async fn require_serving(&self) -> Result<CancellationToken, ParticipantError> {
         match self.serving_term() {
             Some(term) => Ok(term),
-            None => Err(ParticipantError::Unavailable(
-                self.unavailable_message().await,
-            )),
+            None => Err(ParticipantError::Passive(self.unavailable_message().await)),
         }
     }
 

@@ -316,7 +316,7 @@ pub async fn submit(
         act_as: act_as.iter().map(ToString::to_string).collect(),
     };
     let duplicate = || {
-        ParticipantError::AlreadyExists(format!(
+        ParticipantError::Duplicate(format!(
             "command {} of application {} was already submitted (in flight or succeeded within the deduplication period)",
             commands.command_id, commands.application_id
         ))

@@ -25,3 +25,4 @@ pub mod ledger {
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ordo_descriptor");
 
 pub mod convert;
+pub mod errors;

@@ -87,12 +87,10 @@ pub enum Disposition {
     Reject,
 }
 
-/// [`classify`] of the status's code, except that RESOURCE_EXHAUSTED with a retry time
-/// (`retry-after-ms`: the caller is over a rate limit, not sending something too large) is
-/// retried.
+/// [`classify`] of the status's code, except that a THROTTLED error (the member is over a
+/// rate limit, not sending something too large: RESOURCE_EXHAUSTED either way) is retried.
 pub fn classify_status(status: &tonic::Status) -> Disposition {
-    if status.code() == Code::ResourceExhausted && status.metadata().contains_key("retry-after-ms")
-    {
+    if ordo_proto::errors::is(status, ordo_proto::errors::THROTTLED) {
         Disposition::Retry
     } else {
         classify(status.code())
@@ -140,11 +138,13 @@ mod tests {
         ] {
             assert_eq!(classify(c), Disposition::Reject, "{c:?}");
         }
-        let mut throttled = tonic::Status::resource_exhausted("over the member_sends limit");
-        assert_eq!(classify_status(&throttled), Disposition::Reject);
-        throttled
-            .metadata_mut()
-            .insert("retry-after-ms", "120".parse().unwrap());
+        let too_big = tonic::Status::resource_exhausted("over max_request_bytes");
+        assert_eq!(classify_status(&too_big), Disposition::Reject);
+        let throttled = ordo_proto::errors::status(
+            ordo_proto::errors::THROTTLED,
+            "over the member_sends limit",
+            Some(std::time::Duration::from_millis(120)),
+        );
         assert_eq!(classify_status(&throttled), Disposition::Retry);
     }
 

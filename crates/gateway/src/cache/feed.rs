@@ -303,6 +303,7 @@ mod tests {
         let status = |code| LedgerError::Status {
             code,
             message: "m".into(),
+            error_code: None,
         };
         assert!(pruned_past(&status(Code::FailedPrecondition)));
         assert!(pruned_past(&status(Code::OutOfRange)));

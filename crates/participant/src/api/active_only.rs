@@ -53,7 +53,10 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let message = shared.unavailable_message().await;
-            Ok(tonic::Status::unavailable(message).into_http())
+            Ok(
+                ordo_proto::errors::status(ordo_proto::errors::PASSIVE_REPLICA, message, None)
+                    .into_http(),
+            )
         })
     }
 }

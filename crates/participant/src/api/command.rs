@@ -15,9 +15,11 @@ pub struct CommandApi(pub Arc<Shared>);
 
 /// The error a failed completion answers SubmitAndWait with.
 fn rejected(c: &CompletionRow) -> tonic::Status {
-    tonic::Status::new(
-        tonic::Code::from_i32(c.outcome.code),
+    let code = tonic::Code::from_i32(c.outcome.code);
+    ordo_proto::errors::status(
+        ordo_proto::errors::generic(code),
         c.outcome.message.clone(),
+        None,
     )
 }
 
