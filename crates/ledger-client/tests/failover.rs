@@ -104,16 +104,21 @@ struct Replica {
 }
 
 impl Replica {
-    /// Records the call; UNAVAILABLE unless this replica is the active one.
+    /// Records the call; PASSIVE_REPLICA (UNAVAILABLE) unless this replica is the
+    /// active one, as a participant answers.
     fn enter(&self, call: &'static str) -> Result<(), Status> {
         let mut db = self.shard.db.lock().unwrap();
         db.calls.push((self.index, call));
         if db.active != self.index {
-            return Err(Status::unavailable(format!(
-                "replica participant-1-{} of shard-1 is passive; the active replica is \
-                 participant-1-{}",
-                self.index, db.active
-            )));
+            return Err(ordo_proto::errors::status(
+                ordo_proto::errors::PASSIVE_REPLICA,
+                format!(
+                    "replica participant-1-{} of shard-1 is passive; the active replica is \
+                     participant-1-{}",
+                    self.index, db.active
+                ),
+                None,
+            ));
         }
         Ok(())
     }
@@ -182,9 +187,11 @@ impl pb::command_service_server::CommandService for Replica {
         let mode = {
             let mut db = self.shard.db.lock().unwrap();
             if !db.known.insert(command_id.clone()) {
-                return Err(Status::already_exists(format!(
-                    "command {command_id} of application ordo-cli was already submitted"
-                )));
+                return Err(ordo_proto::errors::status(
+                    ordo_proto::errors::DUPLICATE_COMMAND,
+                    format!("command {command_id} of application ordo-cli was already submitted"),
+                    None,
+                ));
             }
             db.mode
         };
