@@ -53,6 +53,8 @@ impl Gateway {
     ) -> Result<Self> {
         let mut config = GatewayConfig {
             network_file: network_file.to_owned(),
+            // Streams skip heartbeats but for the one check that waits for one.
+            websocket_heartbeat: Duration::from_secs(1),
             ..Default::default()
         };
         config.cache.file = cache_file.to_owned();

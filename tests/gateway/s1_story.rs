@@ -202,6 +202,16 @@ pub async fn run(env: &Env) -> Result<()> {
         )
         .await?;
     let parts: Vec<String> = serde_json::from_value(split["exerciseResult"].clone())?;
+    // GET /v1/query: every active contract bob sees, as POST with no filter answers.
+    let all = env.get("/v1/query", Some(&bob_t)).await?;
+    ensure!(all.status == 200, "GET /v1/query: {all:?}");
+    let posted = env.ok("/v1/query", &bob_t, &json!({})).await?;
+    ensure!(
+        crate::harness::contract_ids(&all.result) == crate::harness::contract_ids(&posted)
+            && !crate::harness::contract_ids(&posted).is_empty(),
+        "GET {} vs POST {posted}",
+        all.result
+    );
     let usd = env
         .ok(
             "/v1/query",

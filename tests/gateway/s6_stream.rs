@@ -31,6 +31,11 @@ struct Stream {
     protocol: Option<String>,
 }
 
+/// A heartbeat: no events, the offsets (`{"events": [], "offset": {…}}`).
+fn is_heartbeat(m: &Value) -> bool {
+    m["events"].as_array().is_some_and(Vec::is_empty) && m["offset"].is_object()
+}
+
 /// Opens the stream; the handshake's refusal is `Err(WsError::Http(..))`.
 async fn open(env: &Env, token: Token<'_>) -> Result<Stream, WsError> {
     let url = format!("{}/v1/stream/query", env.base.replacen("http", "ws", 1));
@@ -61,9 +66,19 @@ impl Stream {
         Ok(self.ws.send(Message::text(query.to_string())).await?)
     }
 
-    /// The next message: a text message's JSON, or the close frame's code as
-    /// `{"close": code}`.
+    /// The next message other than a heartbeat: a text message's JSON, or the close
+    /// frame's code as `{"close": code}`.
     async fn next(&mut self) -> Result<Value> {
+        loop {
+            let m = self.next_or_heartbeat().await?;
+            if !is_heartbeat(&m) {
+                return Ok(m);
+            }
+        }
+    }
+
+    /// The next message, heartbeats included.
+    async fn next_or_heartbeat(&mut self) -> Result<Value> {
         loop {
             let message = tokio::time::timeout(CROSS_SHARD, self.ws.next())
                 .await
@@ -139,6 +154,19 @@ pub async fn run(env: &Env) -> Result<()> {
             .is_some_and(|o| o > 0)
             && sender_live["offset"].as_object().map(|o| o.len()) == Some(1),
         "the sender's party is on shard-1 only: {sender_live}"
+    );
+    // Idle, the stream sends heartbeats with the offsets it is at (every second here).
+    let waited = std::time::Instant::now();
+    let beat = sender.next_or_heartbeat().await?;
+    ensure!(
+        is_heartbeat(&beat) && beat["offset"] == sender_live["offset"],
+        "expected a heartbeat at {}: {beat}",
+        sender_live["offset"]
+    );
+    ensure!(
+        waited.elapsed() < Duration::from_secs(3),
+        "the heartbeat took {:?}",
+        waited.elapsed()
     );
     // The receiver's, authenticated by subprotocol as a browser would: nothing yet.
     let mut receiver = open(env, Token::Subprotocol(&bob)).await?;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::harness::Env;
 
 /// Every route the gateway serves under /v1, with its method.
-const SERVED: [(&str, &str); 11] = [
+const SERVED: [(&str, &str); 12] = [
     ("/v1/parties/allocate", "post"),
     ("/v1/parties", "get"),
     ("/v1/packages", "post"),
@@ -17,6 +17,7 @@ const SERVED: [(&str, &str); 11] = [
     ("/v1/exercise", "post"),
     ("/v1/create-and-exercise", "post"),
     ("/v1/query", "post"),
+    ("/v1/query", "get"),
     ("/v1/fetch", "post"),
     ("/v1/stream/query", "get"),
     ("/v1/openapi.json", "get"),

@@ -31,6 +31,10 @@ pub struct GatewayConfig {
     pub retry_deadline: Duration,
     /// Largest accepted request body (a package upload is one body).
     pub max_body_bytes: usize,
+    /// How often, in milliseconds, a WebSocket stream sends a heartbeat
+    /// (`{"events": [], "offset": …}`) so that clients and proxies see it alive.
+    #[serde(with = "ordo_node::config::millis")]
+    pub websocket_heartbeat: Duration,
     /// Origins browsers may call the API from (`https://app.example`, or `*` for any);
     /// empty: no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
@@ -98,6 +102,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 4 * 1024 * 1024,
             cors_allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
+            websocket_heartbeat: crate::state::DEFAULT_HEARTBEAT,
             cache: CacheConfig::default(),
             limits: GatewayLimits::default(),
             tls: None,
@@ -131,6 +136,9 @@ impl GatewayConfig {
         }
         if self.max_body_bytes < 1024 {
             return err("max_body_bytes", "must be at least 1024");
+        }
+        if self.websocket_heartbeat < Duration::from_millis(100) {
+            return err("websocket_heartbeat", "must be at least 100 (milliseconds)");
         }
         for origin in &self.cors_allowed_origins {
             let well_formed = origin == "*"

@@ -24,6 +24,7 @@ use crate::api::{commands, packages, parties, query, stream};
         commands::exercise,
         commands::create_and_exercise,
         query::query,
+        query::query_all,
         query::fetch,
         stream::stream,
         document,

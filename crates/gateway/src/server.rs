@@ -55,7 +55,8 @@ pub async fn run(
     let gateway = Arc::new(
         Gateway::new(network, authenticator, cache)
             .with_retry_deadline(config.retry_deadline)
-            .with_token_limit(config.limits.token_requests),
+            .with_token_limit(config.limits.token_requests)
+            .with_heartbeat(config.websocket_heartbeat),
     );
     let (ready_tx, ready_rx) = watch::channel(false);
     let readiness = tokio::spawn(become_ready(gateway.clone(), ready_tx));

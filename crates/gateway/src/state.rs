@@ -24,10 +24,15 @@ const MAX_CLIENTS: usize = 1024;
 /// How often network.json is read again for changes.
 const NETWORK_POLL: Duration = Duration::from_secs(1);
 
+/// How often a WebSocket stream sends a heartbeat by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
 pub struct Gateway {
     pub auth: Authenticator,
     /// Requests per bearer token (`[limits] token_requests`).
     pub token_limits: Limiter<u64>,
+    /// How often a WebSocket stream says it is alive (`websocket_heartbeat`).
+    pub heartbeat: Duration,
     pub cache: Cache,
     network: NetworkFile,
     /// One failover-aware client per (shard, bearer token): a `ShardClient` sends its
@@ -44,6 +49,7 @@ impl Gateway {
         Self {
             auth,
             token_limits: Limiter::new("token_requests", Rate::UNLIMITED),
+            heartbeat: DEFAULT_HEARTBEAT,
             cache,
             network,
             clients: Mutex::new(HashMap::new()),
@@ -54,6 +60,12 @@ impl Gateway {
 
     /// Shard calls look for a serving replica for at most `deadline` before failing
     /// UNAVAILABLE (503).
+    /// Sends a heartbeat on every WebSocket stream every `every`.
+    pub fn with_heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
     /// Limits each bearer token to `rate` requests per second.
     pub fn with_token_limit(mut self, rate: Rate) -> Self {
         self.token_limits = Limiter::new("token_requests", rate);

@@ -32,7 +32,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
             "/v1/create-and-exercise",
             post(commands::create_and_exercise),
         )
-        .route("/v1/query", post(query::query))
+        .route("/v1/query", post(query::query).get(query::query_all))
         .route("/v1/fetch", post(query::fetch))
         .route("/v1/stream/query", get(stream::stream))
         .route("/v1/openapi.json", get(crate::openapi::document))

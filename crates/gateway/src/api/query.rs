@@ -1,4 +1,4 @@
-//! `POST /v1/query` and `POST /v1/fetch`: the active contracts the token's parties see,
+//! `POST /v1/query`, `GET /v1/query` (every template, no filter) and `POST /v1/fetch`: the active contracts the token's parties see,
 //! answered from the gateway's cache once it has caught up with the ledger end of every
 //! shard hosting one of them, so that a query sees every write committed before it (the
 //! caller's own included).
@@ -68,6 +68,28 @@ pub async fn query(
         .map(ContractView::from)
         .collect();
     Ok(Answer::ok(result))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/query",
+    tag = "query",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every active contract the token's parties see", body = super::Answer<Vec<super::ContractView>>),
+        (status = 401, description = "No token, or one that does not verify", body = super::Failure),
+        (status = 403, description = "The token names no party", body = super::Failure),
+        (status = 503, description = "A shard has no serving replica", body = super::Failure),
+    )
+)]
+pub async fn query_all(
+    State(gw): State<Arc<Gateway>>,
+    caller: Caller,
+) -> Result<Json<Answer<Vec<ContractView>>>, ApiError> {
+    let contracts = active_contracts(&gw, &caller, &[]).await?;
+    Ok(Answer::ok(
+        contracts.iter().map(ContractView::from).collect(),
+    ))
 }
 
 #[utoipa::path(

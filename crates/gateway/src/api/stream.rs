@@ -8,7 +8,9 @@
 //! matching events, following each shard's update stream from its snapshot's offset. With
 //! an `offset` it skips the snapshot: the `live` marker first, then the transactions after
 //! those offsets. Every `offset` carries each followed shard's latest offset, so a client
-//! resumes from the last one it received.
+//! resumes from the last one it received. Every `websocket_heartbeat` (5 s by default) it
+//! sends `{"events": [], "offset"}`, so that a client (and any proxy) sees the stream alive
+//! when nothing happens.
 //!
 //! [`View`] decides what is sent (pure); a `ShardReader` reads one shard's updates across
 //! failovers; `serve` runs the socket.
@@ -406,8 +408,13 @@ async fn run(
         };
         readers.spawn(reader.follow(view.offset(shard), updates_tx.clone()));
     }
+    let mut heartbeat = tokio::time::interval(gw.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.reset();
     loop {
         tokio::select! {
+            // Every offset the client holds, and no events: it is alive.
+            _ = heartbeat.tick() => send(socket, &view.events(Vec::new())).await?,
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(End::Gone),
                 // Later messages change nothing.
