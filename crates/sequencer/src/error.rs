@@ -91,6 +91,28 @@ impl From<SequencerError> for Status {
         if matches!(e, SequencerError::Database(_)) {
             tracing::warn!(error = %e, "database error answered as UNAVAILABLE");
         }
-        Status::new(e.code(), e.to_string())
+        // Every error with its code (docs/errors.md), by its gRPC status.
+        ordo_proto::errors::status(ordo_proto::errors::generic(e.code()), e.to_string(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_answer_carries_its_error_code() {
+        let s = Status::from(SequencerError::NotFound("member x".into()));
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(s.message(), "member x");
+        assert_eq!(
+            ordo_proto::errors::code_of(&s).as_deref(),
+            Some("NOT_FOUND")
+        );
+        let s = Status::from(SequencerError::InvalidArgument("bad".into()));
+        assert_eq!(
+            ordo_proto::errors::code_of(&s).as_deref(),
+            Some("INVALID_ARGUMENT")
+        );
     }
 }

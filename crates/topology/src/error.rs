@@ -114,6 +114,7 @@ impl From<TopologyError> for Status {
         if matches!(e, TopologyError::Database(_)) {
             tracing::warn!(error = %e, "database error answered as UNAVAILABLE");
         }
-        Status::new(e.code(), e.to_string())
+        // Every error with its code (docs/errors.md), by its gRPC status.
+        ordo_proto::errors::status(ordo_proto::errors::generic(e.code()), e.to_string(), None)
     }
 }
