@@ -68,34 +68,20 @@ async fn refused_tokens(env: &Env) -> Result<()> {
     let outcome = async {
         let api = gateway.api(&env.http);
         let good = json!({ "actAs": ["s10-quiet"], "aud": AUD, "iss": ISS, "exp": now + 600 });
-        let with = |key: &str, value: serde_json::Value| {
-            let mut claims = good.clone();
-            claims[key] = value;
-            claims
-        };
-        let mut without_exp = good.clone();
-        without_exp.as_object_mut().context("claims")?.remove("exp");
-        let other_key = ordo_core::KeyPair::generate();
-        let stranger = ordo_participant::auth::TokenSigner::ed25519_pem(&other_key.to_pkcs8_pem()?)
-            .map_err(anyhow::Error::msg)?;
         let sign = |claims: &serde_json::Value| signer.sign(claims).map_err(anyhow::Error::msg);
         let query = json!({ "templateIds": [IOU] });
         let a = api.post("/v1/query", Some(&sign(&good)?), &query).await?;
         ensure!(a.status == 200, "a good token: {a:?}");
-        for (token, reason) in [
-            (sign(&with("exp", json!(now - 3600)))?, "has expired"),
-            (sign(&with("nbf", json!(now + 3600)))?, "not valid yet"),
-            (sign(&with("aud", json!("another-api")))?, "wrong audience"),
-            (
-                sign(&with("iss", json!("https://elsewhere.test")))?,
-                "wrong issuer",
-            ),
-            (sign(&without_exp)?, "required claim `exp`"),
-            (
-                stranger.sign(&good).map_err(anyhow::Error::msg)?,
-                "signature",
-            ),
-        ] {
+        let mut bad = bad_tokens(&signer, &good, now)?;
+        bad.push((
+            sign(&with(&good, "aud", json!("another-api")))?,
+            "wrong audience",
+        ));
+        bad.push((
+            sign(&with(&good, "iss", json!("https://elsewhere.test")))?,
+            "wrong issuer",
+        ));
+        for (token, reason) in bad {
             let a = api.post("/v1/query", Some(&token), &query).await?;
             ensure!(
                 a.status == 401 && a.errors.contains(reason),
@@ -128,23 +114,8 @@ async fn refused_tokens(env: &Env) -> Result<()> {
     let replica = network.replicas("shard-1")[0];
     let channel =
         ordo_node::tls::channel(&replica.grpc, ordo_node::tls::trusted().as_ref(), |e| e).await?;
-    let other_key = ordo_core::KeyPair::generate();
-    let stranger = ordo_participant::auth::TokenSigner::ed25519_pem(&other_key.to_pkcs8_pem()?)
-        .map_err(anyhow::Error::msg)?;
     let claims = json!({ "actAs": ["s10-quiet"], "exp": now + 600 });
-    let mut without_exp = claims.clone();
-    without_exp.as_object_mut().context("claims")?.remove("exp");
-    let mut expired = claims.clone();
-    expired["exp"] = json!(now - 3600);
-    let mut early = claims.clone();
-    early["nbf"] = json!(now + 3600);
-    for (token, reason) in [
-        (signer.sign(&expired), "has expired"),
-        (signer.sign(&early), "not valid yet"),
-        (signer.sign(&without_exp), "required claim `exp`"),
-        (stranger.sign(&claims), "signature"),
-    ] {
-        let token = token.map_err(anyhow::Error::msg)?;
+    for (token, reason) in bad_tokens(&signer, &claims, now)? {
         let mut req = tonic::Request::new(ledger::GetLedgerEndRequest {});
         req.metadata_mut()
             .insert("authorization", format!("Bearer {token}").parse()?);
@@ -158,6 +129,43 @@ async fn refused_tokens(env: &Env) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `claims` with `key` set to `value`.
+fn with(claims: &serde_json::Value, key: &str, value: serde_json::Value) -> serde_json::Value {
+    let mut claims = claims.clone();
+    claims[key] = value;
+    claims
+}
+
+/// Tokens spoilt in each way every verifier refuses (expired, not yet valid, without `exp`,
+/// signed by another key), each with the words its refusal must contain; `good` holds the
+/// claims of a token `signer` makes that is accepted.
+fn bad_tokens(
+    signer: &ordo_participant::auth::TokenSigner,
+    good: &serde_json::Value,
+    now: u64,
+) -> Result<Vec<(String, &'static str)>> {
+    let mut without_exp = good.clone();
+    without_exp.as_object_mut().context("claims")?.remove("exp");
+    let other_key = ordo_core::KeyPair::generate();
+    let stranger = ordo_participant::auth::TokenSigner::ed25519_pem(&other_key.to_pkcs8_pem()?)
+        .map_err(anyhow::Error::msg)?;
+    [
+        (
+            signer.sign(&with(good, "exp", json!(now - 3600))),
+            "has expired",
+        ),
+        (
+            signer.sign(&with(good, "nbf", json!(now + 3600))),
+            "not valid yet",
+        ),
+        (signer.sign(&without_exp), "required claim `exp`"),
+        (stranger.sign(good), "signature"),
+    ]
+    .into_iter()
+    .map(|(token, reason)| Ok((token.map_err(anyhow::Error::msg)?, reason)))
+    .collect()
 }
 
 async fn flooding_token(env: &Env) -> Result<()> {

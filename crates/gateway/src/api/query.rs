@@ -9,7 +9,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use ordo_ledger_client::Contract;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -20,7 +19,7 @@ use crate::cache;
 use crate::error::ApiError;
 use crate::state::Gateway;
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct QueryRequest {
     /// Empty: every template.
@@ -61,13 +60,7 @@ pub async fn query(
     for (i, t) in req.template_ids.iter().enumerate() {
         body::required(&format!("templateIds[{i}]"), t)?;
     }
-    let contracts = active_contracts(&gw, &caller, &req.template_ids).await?;
-    let result = contracts
-        .iter()
-        .filter(|c| super::matches(&c.payload, &req.query))
-        .map(ContractView::from)
-        .collect();
-    Ok(Answer::ok(result))
+    answer(&gw, &caller, &req).await
 }
 
 #[utoipa::path(
@@ -86,10 +79,7 @@ pub async fn query_all(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
 ) -> Result<Json<Answer<Vec<ContractView>>>, ApiError> {
-    let contracts = active_contracts(&gw, &caller, &[]).await?;
-    Ok(Answer::ok(
-        contracts.iter().map(ContractView::from).collect(),
-    ))
+    answer(&gw, &caller, &QueryRequest::default()).await
 }
 
 #[utoipa::path(
@@ -118,15 +108,24 @@ pub async fn fetch(
     Ok(Answer::ok(found.as_ref().map(ContractView::from)))
 }
 
-/// The active contracts of `templates` (empty: all) visible to the caller's parties, each
-/// contract once.
-async fn active_contracts(
+/// The active contracts of the request's templates (empty: all) that the caller's parties
+/// see and that match its query, each contract once.
+async fn answer(
     gw: &Gateway,
     caller: &Caller,
-    templates: &[String],
-) -> Result<Vec<Contract>, ApiError> {
+    req: &QueryRequest,
+) -> Result<Json<Answer<Vec<ContractView>>>, ApiError> {
     let parties = caught_up(gw, caller).await?;
-    gw.cache.active_contracts(&parties, templates).await
+    let contracts = gw
+        .cache
+        .active_contracts(&parties, &req.template_ids)
+        .await?;
+    let result = contracts
+        .iter()
+        .filter(|c| super::matches(&c.payload, &req.query))
+        .map(ContractView::from)
+        .collect();
+    Ok(Answer::ok(result))
 }
 
 /// The caller's parties, once the cache has caught up with every shard hosting one of
@@ -140,6 +139,7 @@ async fn caught_up(gw: &Gateway, caller: &Caller) -> Result<Vec<String>, ApiErro
 
 #[cfg(test)]
 mod tests {
+    use ordo_ledger_client::Contract;
     use serde_json::json;
 
     use super::*;
