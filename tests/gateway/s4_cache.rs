@@ -350,7 +350,7 @@ async fn shard_1_offset(file: &std::path::Path) -> Result<i64> {
 
 /// `ordo_gateway_cache_rebuilds_total` for `reason` (every reason: empty), over every
 /// shard (the process's gateways share one metrics registry).
-async fn rebuilds(env: &Env, reason: &str) -> Result<f64> {
+pub async fn rebuilds(env: &Env, reason: &str) -> Result<f64> {
     let metrics = env.api().metrics().await?;
     let label = if reason.is_empty() {
         String::new()

@@ -321,6 +321,8 @@ pub struct NetOptions {
     /// The participants' `[replica]` timing (their names and admin token file are set by
     /// the harness).
     pub replica: ReplicaConfig,
+    /// The participants' automatic pruning.
+    pub pruning: ordo_participant::config::PruningConfig,
 }
 
 impl Default for NetOptions {
@@ -328,6 +330,7 @@ impl Default for NetOptions {
         Self {
             sequencer_nodes: 1,
             replica: ReplicaConfig::default(),
+            pruning: Default::default(),
         }
     }
 }
@@ -505,6 +508,7 @@ impl LedgerNet {
                 mediator_reaction_timeout: Duration::from_secs(5),
                 submit_and_wait_timeout: Duration::from_secs(30),
                 acknowledge_interval: Duration::from_millis(500),
+                pruning: options.pruning.clone(),
                 pool_size: 6,
                 replica: ReplicaConfig {
                     name: format!("participant-{}a", i + 1),

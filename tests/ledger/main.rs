@@ -18,3 +18,4 @@ mod t08_bad_input;
 mod t09_replicas;
 mod t10_create_and_exercise;
 mod t11_read_your_writes;
+mod t12_pruning;

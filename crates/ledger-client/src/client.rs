@@ -60,7 +60,7 @@ impl Interceptor for BearerToken {
     }
 }
 
-type Authed = InterceptedService<Channel, BearerToken>;
+pub(crate) type Authed = InterceptedService<Channel, BearerToken>;
 
 /// A client of one participant's Ledger API. Cheap to clone (one shared connection).
 #[derive(Clone)]
@@ -133,7 +133,7 @@ impl LedgerClient {
         &self.application_id
     }
 
-    fn authed(&self) -> Authed {
+    pub(crate) fn authed(&self) -> Authed {
         InterceptedService::new(self.channel.clone(), self.token.clone())
     }
 

@@ -7,6 +7,7 @@
 //!   routing.
 //! - `failover`: [`ShardClient`], a shard across its replicas: submission that rides
 //!   through a failover with the same command id.
+//! - `pruning`: pruning a shard's logs and reading how far they were pruned.
 //! - `types`: what the client returns (ledger values as `serde_json::Value`).
 //! - `cli`: the clap commands the `ordo` binary mounts.
 
@@ -15,12 +16,14 @@ pub mod client;
 pub mod error;
 pub mod failover;
 pub mod network;
+pub mod pruning;
 pub mod types;
 
 pub use client::{CompletionStream, LedgerClient, UpdateStream, new_command_id, source_chain};
 pub use error::LedgerError;
 pub use failover::{RetryPolicy, ShardClient, is_failover_error};
 pub use network::Network;
+pub use pruning::{PruneOutcome, PruneTarget, PrunedOffsets};
 pub use types::{
     ActiveContracts, Archived, Command, Completion, Contract, DisclosedContract, Event, Exercised,
     Filter, LedgerEnds, PackageDetails, ParticipantInfo, PartyDetails, Submission, Transaction,

@@ -73,6 +73,14 @@ impl pb::state_service_server::StateService for State {
             completion_offset: 0,
         }))
     }
+
+    async fn get_latest_pruned_offsets(
+        &self,
+        request: Request<pb::GetLatestPrunedOffsetsRequest>,
+    ) -> Result<Response<pb::GetLatestPrunedOffsetsResponse>, Status> {
+        check(request.metadata())?;
+        Err(Status::unimplemented("not in this stand-in"))
+    }
 }
 
 struct Updates;

@@ -251,6 +251,13 @@ impl pb::state_service_server::StateService for Replica {
             completion_offset: n,
         }))
     }
+
+    async fn get_latest_pruned_offsets(
+        &self,
+        _: Request<pb::GetLatestPrunedOffsetsRequest>,
+    ) -> Result<Response<pb::GetLatestPrunedOffsetsResponse>, Status> {
+        Err(Status::unimplemented("not in this stand-in"))
+    }
 }
 
 #[tonic::async_trait]

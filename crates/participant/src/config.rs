@@ -66,6 +66,9 @@ pub struct ParticipantConfig {
     /// How often processed events are acknowledged to the sequencer.
     #[serde(with = "ordo_node::config::secs")]
     pub acknowledge_interval: Duration,
+    /// Automatic pruning of the update and completion logs (docs/operations.md
+    /// "Pruning").
+    pub pruning: PruningConfig,
     /// Connections in the database pool.
     pub pool_size: u32,
     /// This replica of the shard (active-passive with a fenced lease whose service name
@@ -166,6 +169,28 @@ impl Default for Limits {
     }
 }
 
+/// Automatic pruning by the active replica (`ParticipantPruningService.Prune` by age).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruningConfig {
+    /// Updates whose ledger effective time is older than this are pruned, with their
+    /// completions; 0 (the default): never automatically.
+    #[serde(with = "ordo_node::config::secs")]
+    pub retention: Duration,
+    /// How often the active replica prunes when `retention` is set.
+    #[serde(with = "ordo_node::config::secs")]
+    pub interval: Duration,
+}
+
+impl Default for PruningConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::ZERO,
+            interval: Duration::from_secs(600),
+        }
+    }
+}
+
 impl Default for ParticipantConfig {
     fn default() -> Self {
         Self {
@@ -185,6 +210,7 @@ impl Default for ParticipantConfig {
             mediator_reaction_timeout: Duration::from_secs(30),
             submit_and_wait_timeout: Duration::from_secs(60),
             acknowledge_interval: Duration::from_secs(5),
+            pruning: PruningConfig::default(),
             pool_size: 10,
             replica: ReplicaConfig::default(),
             tls: None,
@@ -276,6 +302,9 @@ impl ParticipantConfig {
         }
         if self.mediator_reaction_timeout < Duration::from_secs(1) {
             return err("mediator_reaction_timeout", "must be at least 1 s");
+        }
+        if !self.pruning.retention.is_zero() && self.pruning.interval < Duration::from_secs(1) {
+            return err("pruning.interval", "must be at least 1 s");
         }
         if self.pool_size < 4 {
             return err("pool_size", "must be at least 4");

@@ -72,6 +72,9 @@ pub enum ParticipantError {
     /// The command was submitted already.
     #[error("{0}")]
     Duplicate(String),
+    /// A read from before the pruned offset (the message names it).
+    #[error("{0}")]
+    Pruned(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -87,6 +90,7 @@ impl ParticipantError {
             Self::AlreadyExists(_) | Self::Duplicate(_) => Code::AlreadyExists,
             Self::ResourceExhausted(_) => Code::ResourceExhausted,
             Self::FailedPrecondition(_)
+            | Self::Pruned(_)
             | Self::NotProvisioned { .. }
             | Self::SchemaVersion { .. }
             | Self::WrongDatabase { .. } => Code::FailedPrecondition,
@@ -109,6 +113,7 @@ impl ParticipantError {
         match self {
             Self::Passive(_) => errors::PASSIVE_REPLICA,
             Self::Duplicate(_) => errors::DUPLICATE_COMMAND,
+            Self::Pruned(_) => errors::PARTICIPANT_PRUNED_DATA_ACCESSED,
             other => errors::generic(other.code()),
         }
     }

@@ -29,6 +29,7 @@ mod metrics;
 mod node;
 mod outbox;
 pub mod processor;
+pub mod pruning;
 mod session;
 pub mod store;
 pub mod submission;

@@ -69,6 +69,13 @@ pub(crate) struct Creating {
     by_request: HashMap<Timestamp, (Timestamp, Vec<String>)>,
 }
 
+/// The logs a reader streams, which pruning shortens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    Updates,
+    Completions,
+}
+
 /// What the node's tasks and services share.
 pub struct Shared {
     pub config: ParticipantConfig,
@@ -89,6 +96,10 @@ pub struct Shared {
     pub ledger_end: watch::Sender<i64>,
     /// The last completion offset.
     pub completion_end: watch::Sender<i64>,
+    /// How far the logs were pruned, published before any row goes.
+    pub pruned: watch::Sender<store::prune::Pruned>,
+    /// One pruning at a time.
+    pub(crate) pruning: tokio::sync::Mutex<()>,
     pub outbox_wake: Notify,
     /// Calls waiting for their command's completion (`completion_waiter`).
     waiters: parking_lot::Mutex<HashMap<store::CommandKey, Vec<oneshot::Sender<Completed>>>>,
@@ -164,6 +175,35 @@ impl Shared {
         } else {
             self.replica.unavailable_message().await
         }
+    }
+
+    /// PARTICIPANT_PRUNED_DATA_ACCESSED if reading `log` after offset `after` needs rows
+    /// that were pruned.
+    pub fn unpruned(&self, log: Log, after: i64) -> Result<(), ParticipantError> {
+        let pruned = *self.pruned.borrow();
+        let up_to = match log {
+            Log::Updates => pruned.updates,
+            Log::Completions => pruned.completions,
+        };
+        if after >= up_to {
+            return Ok(());
+        }
+        let (what, next) = match log {
+            Log::Updates => (
+                "updates",
+                format!(
+                    "stream from begin_exclusive {up_to} or later, after a snapshot of the active contracts (GetActiveContracts)"
+                ),
+            ),
+            Log::Completions => (
+                "completions",
+                format!("stream from completion offset {up_to} or later"),
+            ),
+        };
+        Err(ParticipantError::Pruned(format!(
+            "{what} up to offset {up_to} of {} were pruned; reading after offset {after} needs them: {next}",
+            self.config.shard
+        )))
     }
 
     /// The answer to a call whose replica stopped being the active one while it ran;
@@ -386,6 +426,7 @@ impl Shared {
         self.processed.send_replace(state.cursor);
         self.ledger_end.send_replace(state.ledger_end);
         self.completion_end.send_replace(state.completion_end);
+        self.pruned.send_replace(state.pruned);
     }
 }
 
@@ -443,6 +484,8 @@ pub async fn run(
         processed: watch::Sender::new(state.cursor),
         ledger_end: watch::Sender::new(state.ledger_end),
         completion_end: watch::Sender::new(state.completion_end),
+        pruned: watch::Sender::new(state.pruned),
+        pruning: tokio::sync::Mutex::new(()),
         outbox_wake: Notify::new(),
         outbox_ready: parking_lot::Mutex::new(Vec::new()),
         outbox_sent: parking_lot::Mutex::new(Vec::new()),

@@ -36,6 +36,7 @@ pub async fn run(shared: Arc<Shared>, term: Term) {
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::processor::run(shared.clone(), stop.clone()));
     tasks.spawn(crate::outbox::run(shared.clone(), stop.clone()));
+    tasks.spawn(crate::pruning::run(shared.clone(), stop.clone()));
     shared.term.send_replace(Some(stop.clone()));
     term.ready().await;
 
@@ -59,7 +60,7 @@ pub async fn run(shared: Arc<Shared>, term: Term) {
 }
 
 /// Reloads what the other replica may have advanced: the snapshot (cursor, topology,
-/// packages) and the ends of the update and completion logs.
+/// packages), the ends of the update and completion logs and how far they were pruned.
 async fn resume(shared: &Shared) -> Result<(), ParticipantError> {
     let mut conn = shared.pool.acquire().await?;
     let state = store::load_state(&mut conn).await?;

@@ -110,6 +110,10 @@ codes! {
     /// The request does not fit the ledger's state (a contract no longer active, a
     /// precondition of the choice).
     FAILED_PRECONDITION = InvalidGivenCurrentSystemState, FailedPrecondition;
+    /// A read from before the offset a participant pruned its logs up to (the message
+    /// names it; GetLatestPrunedOffsets gives it): read from that offset on, or take a new
+    /// snapshot of the active contracts.
+    PARTICIPANT_PRUNED_DATA_ACCESSED = InvalidGivenCurrentSystemState, FailedPrecondition;
     /// The request is over a size or step limit.
     LIMIT_EXCEEDED = InvalidIndependentOfSystemState, ResourceExhausted;
     /// The caller is over its rate limit; retry after the RetryInfo delay.

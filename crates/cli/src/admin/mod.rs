@@ -4,9 +4,12 @@
 //! - `ordo admin failover --service NAME`: a graceful hand-over from a service's active
 //!   replica to another one ([`failover`]);
 //! - `ordo admin shard add --name shard-3`: a new participant shard in the running network,
-//!   provisioned and started by `ordo up` ([`shard`]).
+//!   provisioned and started by `ordo up` ([`shard`]);
+//! - `ordo admin prune --service shard-1 --up-to OFFSET`: prunes a shard's logs
+//!   ([`prune`]).
 
 mod failover;
+mod prune;
 mod shard;
 mod status;
 
@@ -14,8 +17,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use ordo_ledger_client::Network;
 use ordo_ledger_client::network::DEFAULT_PATH;
+use ordo_ledger_client::{Network, PruneTarget};
 
 use crate::Failure;
 
@@ -35,6 +38,29 @@ pub enum AdminCommand {
     Failover(FailoverArgs),
     /// Participant shards of the running network.
     Shard(ShardArgs),
+    /// Prune a shard's update and completion logs up to an offset, or the updates older
+    /// than a duration; active contracts and in-flight commands stay.
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["up_to", "older_than"])))]
+pub struct PruneArgs {
+    /// The shard to prune (`shard-1`).
+    #[arg(long, value_name = "SHARD")]
+    pub service: String,
+    /// Prune up to this update offset, inclusive (at most the shard's ledger end).
+    #[arg(long, value_name = "OFFSET", value_parser = clap::value_parser!(i64).range(1..))]
+    pub up_to: Option<i64>,
+    /// Prune the updates older than this: `30d`, `12h`, `90min`.
+    #[arg(long, value_name = "DURATION", value_parser = prune::parse_age)]
+    pub older_than: Option<Duration>,
+    /// The network file written by `ordo up`.
+    #[arg(long, value_name = "FILE", env = "ORDO_NETWORK", default_value = DEFAULT_PATH)]
+    pub network: PathBuf,
+    /// Print the outcome as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +156,23 @@ pub fn main(args: AdminArgs) -> Result<(), Failure> {
                 println!("{}", added.0);
             } else {
                 println!("{}", added.message());
+            }
+            Ok(())
+        }
+        AdminCommand::Prune(a) => {
+            let network = load(&a.network)?;
+            let target = match (a.up_to, a.older_than) {
+                (Some(offset), _) => PruneTarget::Offset(offset),
+                (None, Some(age)) => PruneTarget::OlderThan(age),
+                (None, None) => unreachable!("clap requires --up-to or --older-than"),
+            };
+            let outcome = rt.block_on(prune::run(&network, &a.service, target))?;
+            if a.json {
+                let text =
+                    serde_json::to_string(&outcome).map_err(|e| Failure::Runtime(e.into()))?;
+                println!("{text}");
+            } else {
+                println!("{}", prune::describe(&a.service, &outcome));
             }
             Ok(())
         }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ordo_ledger_client::{Contract, Event, LedgerError, ShardClient, Transaction};
-use tonic::Code;
 
 use super::{CacheError, every_party};
 use crate::error::ApiError;
@@ -75,10 +74,9 @@ fn start(stored: Option<i64>, ledger_end: i64, fill: Reason) -> Start {
 }
 
 /// Whether the shard refused to stream from the offset because it no longer has the
-/// updates after it: the Ledger API answers a read of pruned offsets FAILED_PRECONDITION
-/// (Daml: PARTICIPANT_PRUNED_DATA_ACCESSED) or OUT_OF_RANGE. Anything else is retried.
+/// updates after it (PARTICIPANT_PRUNED_DATA_ACCESSED). Anything else is retried.
 fn pruned_past(e: &LedgerError) -> bool {
-    matches!(e, LedgerError::Status { code, .. } if matches!(code, Code::FailedPrecondition | Code::OutOfRange))
+    e.is(ordo_proto::errors::PARTICIPANT_PRUNED_DATA_ACCESSED)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +276,8 @@ fn keep_hosted(gw: &Gateway, shard: &str, contract: &mut Contract) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use tonic::Code;
+
     use super::*;
 
     #[test]
@@ -300,15 +300,26 @@ mod tests {
 
     #[test]
     fn only_a_refusal_to_serve_the_offset_rebuilds() {
-        let status = |code| LedgerError::Status {
+        let status = |code, error_code: &ordo_proto::errors::ErrorCode| LedgerError::Status {
             code,
             message: "m".into(),
-            error_code: None,
+            error_code: Some(error_code.id.to_owned()),
         };
-        assert!(pruned_past(&status(Code::FailedPrecondition)));
-        assert!(pruned_past(&status(Code::OutOfRange)));
-        assert!(!pruned_past(&status(Code::Unavailable)));
-        assert!(!pruned_past(&status(Code::Unauthenticated)));
+        use ordo_proto::errors::*;
+        assert!(pruned_past(&status(
+            Code::FailedPrecondition,
+            &PARTICIPANT_PRUNED_DATA_ACCESSED
+        )));
+        // Decided by the code, never by the gRPC status alone.
+        assert!(!pruned_past(&status(
+            Code::FailedPrecondition,
+            &FAILED_PRECONDITION
+        )));
+        assert!(!pruned_past(&status(Code::Unavailable, &UNAVAILABLE)));
+        assert!(!pruned_past(&status(
+            Code::Unauthenticated,
+            &UNAUTHENTICATED
+        )));
         assert!(!pruned_past(&LedgerError::Connect {
             endpoint: "e".into(),
             reason: "r".into(),

@@ -6,7 +6,7 @@ use ordo_proto::ledger::v1 as pb;
 
 use super::{ApiResult, ApiStream, convert};
 use crate::error::ParticipantError;
-use crate::node::Shared;
+use crate::node::{Log, Shared};
 use crate::store;
 
 const BATCH: i64 = 200;
@@ -37,6 +37,8 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
         rights.require_act_as(&parties)?;
         let parties: Vec<String> = parties.iter().map(ToString::to_string).collect();
         let term = self.0.require_serving().await?;
+        self.0
+            .unpruned(Log::Completions, req.begin_exclusive.max(0))?;
         let shared = self.0.clone();
         let stream = async_stream::try_stream! {
             let mut after = req.begin_exclusive.max(0);
@@ -50,6 +52,7 @@ impl pb::command_completion_service_server::CommandCompletionService for Complet
                 let known = *ends.borrow_and_update();
                 if after < known {
                     let rows = store::completions(&shared.pool, &req.application_id, &parties, after, BATCH).await?;
+                    shared.unpruned(Log::Completions, after)?;
                     if rows.is_empty() {
                         after = known;
                     }

@@ -7,6 +7,7 @@ pub mod completion;
 pub mod convert;
 pub mod package;
 pub mod party;
+pub mod pruning;
 pub mod state;
 pub mod update;
 pub mod version;
@@ -35,6 +36,7 @@ pub fn router(
     use pb::command_service_server::CommandServiceServer;
     use pb::command_submission_service_server::CommandSubmissionServiceServer;
     use pb::package_service_server::PackageServiceServer;
+    use pb::participant_pruning_service_server::ParticipantPruningServiceServer;
     use pb::party_management_service_server::PartyManagementServiceServer;
     use pb::state_service_server::StateServiceServer;
     use pb::update_service_server::UpdateServiceServer;
@@ -73,6 +75,10 @@ pub fn router(
         ))
         .add_service(ActiveOnly::new(
             shared.clone(),
+            ParticipantPruningServiceServer::new(pruning::PruningApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
             PackageServiceServer::new(package::PackageApi(shared.clone()))
                 .max_decoding_message_size(limit),
         ))
@@ -86,6 +92,7 @@ pub fn router(
             "ordo.ledger.v1.UpdateService",
             "ordo.ledger.v1.StateService",
             "ordo.ledger.v1.PartyManagementService",
+            "ordo.ledger.v1.ParticipantPruningService",
             "ordo.ledger.v1.PackageService",
             "ordo.ledger.v1.VersionService",
         ],

@@ -1,4 +1,5 @@
-//! StateService: the active contracts of the reader's parties, and the ledger end.
+//! StateService: the active contracts of the reader's parties, the ledger end and how far
+//! the logs were pruned.
 
 use std::sync::Arc;
 
@@ -72,6 +73,21 @@ impl pb::state_service_server::StateService for StateApi {
         Ok(tonic::Response::new(pb::GetLedgerEndResponse {
             offset,
             completion_offset,
+        }))
+    }
+
+    async fn get_latest_pruned_offsets(
+        &self,
+        request: tonic::Request<pb::GetLatestPrunedOffsetsRequest>,
+    ) -> ApiResult<pb::GetLatestPrunedOffsetsResponse> {
+        self.0.authorize(request.metadata()).await?;
+        let pruned = match self.0.serving_term() {
+            Some(_) => *self.0.pruned.borrow(),
+            None => store::prune::pruned(&self.0.pool).await?,
+        };
+        Ok(tonic::Response::new(pb::GetLatestPrunedOffsetsResponse {
+            participant_pruned_up_to_inclusive: pruned.updates,
+            completions_pruned_up_to_inclusive: pruned.completions,
         }))
     }
 }

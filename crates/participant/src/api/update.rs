@@ -8,7 +8,7 @@ use ordo_proto::ledger::v1 as pb;
 use super::{ApiResult, ApiStream, convert};
 use crate::error::ParticipantError;
 use crate::events::StoredTx;
-use crate::node::Shared;
+use crate::node::{Log, Shared};
 use crate::store;
 
 const BATCH: i64 = 200;
@@ -47,6 +47,7 @@ impl pb::update_service_server::UpdateService for UpdateApi {
             .into());
         }
         let term = self.0.require_serving().await?;
+        self.0.unpruned(Log::Updates, req.begin_exclusive)?;
         let shared = self.0.clone();
         let end = (req.end_inclusive != 0).then_some(req.end_inclusive);
         let stream = async_stream::try_stream! {
@@ -65,6 +66,8 @@ impl pb::update_service_server::UpdateService for UpdateApi {
                 let until = end.map_or(known, |e| e.min(known));
                 if after < until {
                     let rows = store::updates(&shared.pool, after, until, BATCH).await?;
+                    // A pruning that overtook this stream may have deleted rows it needs.
+                    shared.unpruned(Log::Updates, after)?;
                     for row in rows {
                         let tx: StoredTx = store::from_json(&row, "update")?;
                         after = tx.offset;

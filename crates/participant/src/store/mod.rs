@@ -16,9 +16,10 @@ use crate::config::ParticipantConfig;
 use crate::error::ParticipantError;
 
 pub mod batch;
+pub mod prune;
 
 /// The schema version this code reads and writes (`p_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -156,6 +157,8 @@ pub struct ProcessingState {
     pub ledger_end: i64,
     pub completion_end: i64,
     pub topology: TopologyState,
+    /// How far the logs were pruned.
+    pub pruned: prune::Pruned,
 }
 
 pub async fn load_state(conn: &mut PgConnection) -> Result<ProcessingState, ParticipantError> {
@@ -229,7 +232,9 @@ async fn read_state(
     lock: &'static str,
 ) -> Result<ProcessingState, ParticipantError> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT cursor_ts, ledger_end, completion_end, topology FROM p_state WHERE id = 1{lock}"
+        "SELECT cursor_ts, ledger_end, completion_end, topology, pruned_up_to,
+                completions_pruned_up_to
+         FROM p_state WHERE id = 1{lock}"
     )))
     .fetch_one(&mut *conn)
     .await?;
@@ -238,6 +243,10 @@ async fn read_state(
         ledger_end: row.try_get("ledger_end")?,
         completion_end: row.try_get("completion_end")?,
         topology: from_json(&row.try_get::<Vec<u8>, _>("topology")?, "topology")?,
+        pruned: prune::Pruned {
+            updates: row.try_get("pruned_up_to")?,
+            completions: row.try_get("completions_pruned_up_to")?,
+        },
     })
 }
 
