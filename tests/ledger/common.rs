@@ -323,6 +323,8 @@ pub struct NetOptions {
     pub replica: ReplicaConfig,
     /// The participants' automatic pruning.
     pub pruning: ordo_participant::config::PruningConfig,
+    /// The mediator's `verdict_retention` and `prune_interval` (its defaults: `None`).
+    pub mediator_retention: Option<(Duration, Duration)>,
 }
 
 impl Default for NetOptions {
@@ -331,6 +333,7 @@ impl Default for NetOptions {
             sequencer_nodes: 1,
             replica: ReplicaConfig::default(),
             pruning: Default::default(),
+            mediator_retention: None,
         }
     }
 }
@@ -466,6 +469,10 @@ impl LedgerNet {
             tls: Some(pki.node(&db("mediator"), Some("mediator"), required)),
             ..Default::default()
         };
+        if let Some((retention, interval)) = options.mediator_retention {
+            mediator_config.verdict_retention = retention;
+            mediator_config.prune_interval = interval;
+        }
         let med = ordo_mediator::init(&mediator_config).await?;
         let mut tadmin = topology_admin(&topology.url()).await?;
         tadmin

@@ -1,7 +1,8 @@
 //! Pruning a shard (`ParticipantPruningService`): admin only, never beyond the ledger
 //! end, idempotent, remembered across a restart; reads from before the pruned offset fail
 //! PARTICIPANT_PRUNED_DATA_ACCESSED while the active contracts and later reads are
-//! untouched; with a `[pruning] retention` the active replica prunes by itself.
+//! untouched; with a `[pruning] retention` the active replica prunes by itself, and the
+//! mediator prunes its decided requests after its `verdict_retention`.
 
 use std::time::Duration;
 
@@ -219,6 +220,8 @@ async fn a_retention_prunes_old_updates_automatically() -> Result<()> {
             retention: Duration::from_secs(1),
             interval: Duration::from_secs(1),
         },
+        // Long enough for the last verdict to be seen before it goes.
+        mediator_retention: Some((Duration::from_secs(3), Duration::from_secs(1))),
         ..Default::default()
     };
     let net = LedgerNet::with_parties_opts("t12r", options, &[("bank", 0), ("alice", 1)]).await?;
@@ -245,5 +248,22 @@ async fn a_retention_prunes_old_updates_automatically() -> Result<()> {
     net.transfer("alice", &first, "bank")
         .await
         .map_err(|s| anyhow::anyhow!("{s:?}"))?;
+
+    // The mediator's decided requests go after its retention too.
+    let mediator = sqlx::PgPool::connect(&net.mediator_config.database_url).await?;
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM verdicts")
+            .fetch_one(&mediator)
+            .await
+            .ok()
+    };
+    assert!(
+        count().await.unwrap_or(0) > 0,
+        "no verdict of the transfer just decided"
+    );
+    ordo_testkit::wait_for("the mediator's retention", PATIENCE, || async {
+        (count().await? == 0).then_some(())
+    })
+    .await?;
     Ok(())
 }

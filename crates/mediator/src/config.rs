@@ -41,6 +41,13 @@ pub struct MediatorConfig {
     /// How often processed events are acknowledged to the sequencer (for pruning). Seconds.
     #[serde(with = "ordo_node::config::secs")]
     pub ack_interval: Duration,
+    /// How long decided requests (the `verdicts` table) are kept; the active replica
+    /// deletes older ones every `prune_interval`. 0: kept forever. Seconds.
+    #[serde(with = "ordo_node::config::secs")]
+    pub verdict_retention: Duration,
+    /// How often the active replica prunes decided requests. Seconds.
+    #[serde(with = "ordo_node::config::secs")]
+    pub prune_interval: Duration,
     /// The `[replica]` section: this replica's name and the lease timing. Every replica of
     /// the mediator uses the same database and key; one is active (lease service
     /// `mediator`), the others wait warm and take over from the database.
@@ -63,6 +70,8 @@ impl Default for MediatorConfig {
             time_proof_interval: Duration::from_millis(200),
             pool_size: 4,
             ack_interval: Duration::from_secs(5),
+            verdict_retention: Duration::from_secs(7 * 24 * 3600),
+            prune_interval: Duration::from_secs(600),
             replica: ReplicaConfig::default(),
             tls: None,
         }
@@ -115,6 +124,9 @@ impl MediatorConfig {
         }
         if self.ack_interval.is_zero() {
             return err("ack_interval", "must be positive");
+        }
+        if !self.verdict_retention.is_zero() && self.prune_interval < Duration::from_secs(1) {
+            return err("prune_interval", "must be at least 1 s");
         }
         config::listen_addrs(self.grpc_listen, self.http_listen)?;
         self.replica.validate()?;

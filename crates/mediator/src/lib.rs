@@ -19,6 +19,7 @@ mod metrics;
 mod node;
 mod outbox;
 mod process;
+mod retention;
 mod store;
 pub mod verdict;
 

@@ -204,6 +204,13 @@ impl Node {
             sequenced.clone(),
             session_stop.clone(),
         ));
+        tokio::spawn(crate::retention::run(
+            self.pool.clone(),
+            self.replica.clone(),
+            self.config.verdict_retention,
+            self.config.prune_interval,
+            session_stop.clone(),
+        ));
         let (cursor_tx, cursor_rx) = watch::channel(processor.cursor);
         tokio::spawn(acknowledge(
             client.clone(),

@@ -273,7 +273,7 @@ impl Changes {
 /// Commits `tx` only if `replica` still holds the mediator lease with its token: a
 /// deposed replica (paused, partitioned, slow) never writes. The check locks the lease row
 /// until the commit, so a takeover waits for this transaction.
-async fn fenced_commit(
+pub(crate) async fn fenced_commit(
     mut tx: Transaction<'_, Postgres>,
     replica: &Replica,
 ) -> Result<(), MediatorError> {
