@@ -2,7 +2,8 @@
 //! (its cache token expires) while shard-1 commits more and is pruned with `ordo admin
 //! prune` past that gateway's offset: shard-1's active contracts are unchanged, its update
 //! log and completions from before the pruned offset are refused with
-//! PARTICIPANT_PRUNED_DATA_ACCESSED naming it, GetLatestPrunedOffsets reports it; once the
+//! PARTICIPANT_PRUNED_DATA_ACCESSED naming it (a WebSocket stream resuming from there is
+//! told to start from a new snapshot), GetLatestPrunedOffsets reports it; once the
 //! gateway's token is renewed it rebuilds shard-1's part of its cache from a snapshot,
 //! without a restart, and answers every party's query as the shards' active contracts
 //! are, serving shard-2's party throughout.
@@ -19,6 +20,7 @@ use ordo_testkit::wait_for;
 use serde_json::{Value, json};
 
 use crate::harness::{Api, CROSS_SHARD, Env, Gateway, IOU, contract_ids};
+use crate::s6_stream as ws;
 
 const ANN: &str = "s12-ann";
 const BO: &str = "s12-bo";
@@ -173,6 +175,38 @@ pub async fn run(env: &Env) -> Result<()> {
             ids_of(&env.api(), &ann).await? == acs_before,
             "the first gateway after pruning"
         );
+        // A WebSocket stream resumed from before the pruned offset is told plainly to
+        // start again from a snapshot; one without `offset` gets that snapshot.
+        let mut stream = ws::open(env, ws::Token::Header(&ann)).await?;
+        stream
+            .send(&json!({ "templateIds": [IOU], "offset": { "shard-1": 1 } }))
+            .await?;
+        let failure = loop {
+            let m = stream.next().await?;
+            if m.get("errors").is_some() {
+                break m;
+            }
+            ensure!(m["live"] == true, "before the failure: {m}");
+        };
+        ensure!(
+            failure["status"] == 409
+                && failure["code"] == PARTICIPANT_PRUNED_DATA_ACCESSED.id
+                && failure["errors"][0]
+                    .as_str()
+                    .is_some_and(|m| m.contains("without `offset`")),
+            "{failure}"
+        );
+        let close = stream.next().await?;
+        ensure!(close == json!({ "close": 1008 }), "{close}");
+        let mut stream = ws::open(env, ws::Token::Header(&ann)).await?;
+        stream.send(&json!({ "templateIds": [IOU] })).await?;
+        let (events, live) = stream.until_live().await?;
+        let snapshot: BTreeSet<String> = events
+            .iter()
+            .filter_map(|e| e["created"]["contractId"].as_str().map(str::to_owned))
+            .collect();
+        ensure!(snapshot == acs_before, "the new snapshot: {snapshot:?}");
+        ensure!(live["offset"]["shard-1"].as_i64() >= Some(end), "{live}");
 
         // The second gateway gets a token again: bo (shard-2) is served at once, and
         // shard-1's part is rebuilt from a snapshot.

@@ -18,14 +18,14 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use crate::harness::{CROSS_SHARD, Env, IOU};
 
 /// How the stream's client sends its token.
-enum Token<'a> {
+pub enum Token<'a> {
     Header(&'a str),
     /// `Sec-WebSocket-Protocol: jwt.token.<JWT>, ordo.ws.auth`, as a browser must.
     Subprotocol(&'a str),
     Missing,
 }
 
-struct Stream {
+pub struct Stream {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The subprotocol the server selected.
     protocol: Option<String>,
@@ -37,7 +37,7 @@ fn is_heartbeat(m: &Value) -> bool {
 }
 
 /// Opens the stream; the handshake's refusal is `Err(WsError::Http(..))`.
-async fn open(env: &Env, token: Token<'_>) -> Result<Stream, WsError> {
+pub async fn open(env: &Env, token: Token<'_>) -> Result<Stream, WsError> {
     let url = format!("{}/v1/stream/query", env.base.replacen("http", "ws", 1));
     let mut request = url.into_client_request()?;
     let header = match token {
@@ -62,13 +62,13 @@ async fn open(env: &Env, token: Token<'_>) -> Result<Stream, WsError> {
 }
 
 impl Stream {
-    async fn send(&mut self, query: &Value) -> Result<()> {
+    pub async fn send(&mut self, query: &Value) -> Result<()> {
         Ok(self.ws.send(Message::text(query.to_string())).await?)
     }
 
     /// The next message other than a heartbeat: a text message's JSON, or the close
     /// frame's code as `{"close": code}`.
-    async fn next(&mut self) -> Result<Value> {
+    pub async fn next(&mut self) -> Result<Value> {
         loop {
             let m = self.next_or_heartbeat().await?;
             if !is_heartbeat(&m) {
@@ -96,7 +96,7 @@ impl Stream {
     }
 
     /// The snapshot's events, up to the `live` marker; and the marker.
-    async fn until_live(&mut self) -> Result<(Vec<Value>, Value)> {
+    pub async fn until_live(&mut self) -> Result<(Vec<Value>, Value)> {
         let mut events = Vec::new();
         loop {
             let m = self.next().await?;

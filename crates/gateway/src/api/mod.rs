@@ -55,11 +55,13 @@ impl<T> Answer<T> {
     }
 }
 
-/// `{"status": N, "errors": ["…"]}`: why a request failed (`N` is the HTTP status), or why
-/// a stream ended.
+/// `{"status": N, "code": "…", "errors": ["…"]}`: why a request failed (`N` is the HTTP
+/// status, `code` the error code clients decide on, docs/errors.md), or why a stream
+/// ended.
 #[derive(Serialize, ToSchema)]
 pub struct Failure {
     status: u16,
+    code: String,
     errors: Vec<String>,
 }
 
@@ -67,6 +69,7 @@ impl From<&ApiError> for Failure {
     fn from(e: &ApiError) -> Self {
         Self {
             status: e.status.as_u16(),
+            code: e.code.clone(),
             errors: vec![e.message.clone()],
         }
     }

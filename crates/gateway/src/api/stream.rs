@@ -462,8 +462,17 @@ async fn active_contracts(
 }
 
 fn on_shard(shard: &str, e: LedgerError) -> ApiError {
-    let e = ApiError::from(e);
-    ApiError::new(e.status, format!("shard {shard}: {}", e.message))
+    let pruned = e.is(ordo_proto::errors::PARTICIPANT_PRUNED_DATA_ACCESSED);
+    let mut e = ApiError::from(e);
+    e.message = if pruned {
+        format!(
+            "shard {shard} pruned the updates this stream would resume from: open the stream again without `offset` to start from a new snapshot ({})",
+            e.message
+        )
+    } else {
+        format!("shard {shard}: {}", e.message)
+    };
+    e
 }
 
 /// A shard's transaction, or why its stream ended.
