@@ -67,8 +67,10 @@ pub async fn run(env: &Env) -> Result<()> {
     let outcome = async {
         let api = gateway.api(&env.http);
         ensure!(api.ious(&ann).await?.len() == 1, "ann before");
-        // Its feeds end within a second of the expiry and cannot resume.
-        tokio::time::sleep_until(expires + Duration::from_secs(2)).await;
+        // Its feeds end at the expiry and cannot resume once the participants' leeway for
+        // clock skew (5 s past `exp`) is over.
+        tokio::time::sleep_until(expires + Duration::from_secs(7)).await;
+        let rebuilt_before = crate::s4_cache::rebuilds(env, "pruned").await?;
         let shard_1 = env.network.client_for_party(ANN).await?;
         let end_before = shard_1.ledger_end().await?;
 
@@ -210,7 +212,6 @@ pub async fn run(env: &Env) -> Result<()> {
 
         // The second gateway gets a token again: bo (shard-2) is served at once, and
         // shard-1's part is rebuilt from a snapshot.
-        let rebuilt_before = crate::s4_cache::rebuilds(env, "pruned").await?;
         ordo_testkit::write_secret(&token_file, token(Duration::from_secs(600))?)?;
         let bo_acs = active(&env.network.client_for_party(BO).await?, BO).await?;
         wait_for(
