@@ -274,7 +274,7 @@ pub fn assert_rejected_in_time(
 ) -> Result<()> {
     let (at, v) = verdict;
     let reasons = match &v.outcome {
-        ordo_protocol::VerdictOutcome::Reject { reasons } => reasons.join("; "),
+        ordo_protocol::VerdictOutcome::Reject { reasons, .. } => reasons.join("; "),
         other => bail!("{what}: expected a rejection, got {other:?}"),
     };
     ensure!(

@@ -29,23 +29,25 @@ async fn concurrent_transfers_of_one_iou_commit_exactly_once() -> Result<()> {
             (Err(e), Ok(tx)) => ("carol", tx, e),
             (a, b) => panic!("round {round}: exactly one transfer must commit: {a:?} / {b:?}"),
         };
-        // Rejected at submission (the Iou is gone: NOT_FOUND), or by the confirming
-        // participants (locked by the other request: ABORTED; no longer active:
-        // FAILED_PRECONDITION) — always naming the contract.
+        // Rejected at submission (the Iou is gone: CONTRACT_NOT_FOUND), or by the
+        // confirming participants (locked by the other request: LOCKED_CONTRACTS; no
+        // longer active: CONTRACT_NOT_ACTIVE), with the code's gRPC status — always naming
+        // the contract.
+        use ordo_proto::errors;
+        let code = errors::code_of(&loser).and_then(|id| errors::by_id(&id));
         assert!(
-            matches!(
-                loser.code(),
-                tonic::Code::Aborted | tonic::Code::FailedPrecondition | tonic::Code::NotFound
-            ),
+            code.is_some_and(|c| {
+                [
+                    errors::CONTRACT_NOT_FOUND,
+                    errors::LOCKED_CONTRACTS,
+                    errors::CONTRACT_NOT_ACTIVE,
+                ]
+                .contains(&c)
+                    && c.grpc == loser.code()
+            }),
             "round {round}: {loser:?}"
         );
         assert!(loser.message().contains(&iou), "round {round}: {loser:?}");
-        assert!(
-            ["is locked by", "is not active", "not found"]
-                .iter()
-                .any(|r| loser.message().contains(r)),
-            "round {round}: {loser:?}"
-        );
         assert_eq!(archived(&tx), vec![iou.as_str()]);
         // One transaction on each shard, none for the loser.
         net.wait_ledger_ends(&[ends[0] + 1, ends[1] + 1])

@@ -48,7 +48,11 @@ async fn a_missing_confirmation_times_out_and_releases_the_locks() -> Result<()>
     let command_id = commands.command_id.clone();
     let outcome = net.submit_raw(0, &token(&["alice"]), commands).await;
     let elapsed = started.elapsed();
-    assert_status(outcome, tonic::Code::Aborted, &["timed out"]);
+    let refused = assert_status(outcome, tonic::Code::Aborted, &["timed out"]);
+    assert!(
+        ordo_proto::errors::is(&refused, ordo_proto::errors::CONFIRMATION_TIMEOUT),
+        "{refused:?}"
+    );
     assert!(
         elapsed >= RESPONSE_TIMEOUT - Duration::from_millis(500),
         "decided before the decision time: {elapsed:?}"
@@ -70,6 +74,7 @@ async fn a_missing_confirmation_times_out_and_releases_the_locks() -> Result<()>
     .expect("the command's completion");
     let status = completion.status.unwrap_or_default();
     assert_eq!(status.code, tonic::Code::Aborted as i32, "{status:?}");
+    assert_eq!(status.error_code, "CONFIRMATION_TIMEOUT", "{status:?}");
     assert!(completion.update_id.is_empty());
 
     // Nothing committed on shard-1; the Iou is still alice's.

@@ -1,6 +1,7 @@
 //! Bad input gets a precise gRPC status naming the offending thing, and changes nothing.
 
 use anyhow::Result;
+use ordo_proto::errors;
 use ordo_proto::ledger::v1 as pb;
 use serde_json::json;
 use tonic::Code;
@@ -20,10 +21,14 @@ async fn bad_commands_and_packages_are_refused_precisely() -> Result<()> {
     let good = json!({ "issuer": "bank", "owner": "alice", "currency": "EUR", "amount": "1.00" });
 
     // Unknown package, template, choice.
-    assert_status(
+    let refused = assert_status(
         net.submit("bank", create("nopkg:Iou", good.clone())).await,
         Code::NotFound,
         &["nopkg"],
+    );
+    assert!(
+        errors::is(&refused, errors::PACKAGE_NOT_FOUND),
+        "{refused:?}"
     );
     assert_status(
         net.submit("bank", create("iou:Nope", good.clone())).await,
@@ -89,10 +94,29 @@ async fn bad_commands_and_packages_are_refused_precisely() -> Result<()> {
     );
     // An unknown contract (well-formed id), and a malformed one.
     let unknown = "ab".repeat(32);
-    assert_status(
+    let refused = assert_status(
         net.transfer("alice", &unknown, "bob").await,
         Code::NotFound,
         &[&unknown],
+    );
+    assert!(
+        errors::is(&refused, errors::CONTRACT_NOT_FOUND),
+        "{refused:?}"
+    );
+    // A party no shard hosts.
+    let refused = assert_status(
+        net.submit_raw(
+            0,
+            &token(&["ghost"]),
+            net.commands_for("ghost", create_iou("ghost", "alice", "EUR", "1.00")),
+        )
+        .await,
+        Code::NotFound,
+        &["ghost"],
+    );
+    assert!(
+        errors::is(&refused, errors::PARTY_NOT_KNOWN_ON_LEDGER),
+        "{refused:?}"
     );
     assert_status(
         net.transfer("alice", "not-a-contract-id", "bob").await,

@@ -244,7 +244,12 @@ impl ShardClient {
                 return Err(LedgerError::Status {
                     code: completion.code,
                     message: completion.message,
-                    error_code: Some(ordo_proto::errors::generic(completion.code).id.to_owned()),
+                    // The participant's code; one that records none has only the gRPC code.
+                    error_code: Some(if completion.error_code.is_empty() {
+                        ordo_proto::errors::generic(completion.code).id.to_owned()
+                    } else {
+                        completion.error_code
+                    }),
                 });
             }
             let deadline = Instant::now() + self.policy.deadline;

@@ -304,6 +304,10 @@ pub struct Completion {
     pub code: tonic::Code,
     /// Why the command was rejected; empty on success.
     pub message: String,
+    /// The error code of a rejection (docs/errors.md), which clients decide on; empty on
+    /// success and from a participant that records none.
+    #[serde(default)]
+    pub error_code: String,
     /// The transaction's id and update offset, on success.
     pub update_id: String,
     pub offset: i64,
@@ -339,6 +343,7 @@ pub(crate) fn completion(c: pb::Completion) -> Completion {
         act_as: c.act_as,
         code: tonic::Code::from_i32(status.code),
         message: status.message,
+        error_code: status.error_code,
         update_id: c.update_id,
         offset: c.offset,
         completion_offset: c.completion_offset,

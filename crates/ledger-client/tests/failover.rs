@@ -76,6 +76,11 @@ impl Shard {
                 } else {
                     format!("contract c1 is not active (command {command_id})")
                 },
+                error_code: if code == 0 {
+                    String::new()
+                } else {
+                    "CONTRACT_NOT_ACTIVE".into()
+                },
             }),
             update_id: if code == 0 {
                 format!("u-{command_id}")

@@ -167,7 +167,7 @@ impl Processor {
                         }
                         Ok(Opened::Decided(d)) => {
                             let reasons = match &d.outcome {
-                                ordo_protocol::VerdictOutcome::Reject { reasons } => {
+                                ordo_protocol::VerdictOutcome::Reject { reasons, .. } => {
                                     reasons.join("; ")
                                 }
                                 _ => String::new(),

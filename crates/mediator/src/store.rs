@@ -410,7 +410,7 @@ pub async fn commit(
         let (decisions, messages): (Vec<&Decision>, Vec<&OutboxMessage>) =
             changes.decided.iter().map(|(d, m)| (d, m)).unzip();
         let reasons = decisions.iter().map(|d| match &d.outcome {
-            VerdictOutcome::Reject { reasons } => reasons.clone(),
+            VerdictOutcome::Reject { reasons, .. } => reasons.clone(),
             _ => Vec::new(),
         });
         sqlx::query(

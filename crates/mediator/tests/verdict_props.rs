@@ -232,7 +232,7 @@ proptest! {
                         outcome: if approve {
                             ResponseOutcome::Approve
                         } else {
-                            ResponseOutcome::Reject { reason: "no".into() }
+                            ResponseOutcome::Reject { reason: "no".into(), code: None }
                         },
                     };
                     let answered = agg.on_response(&response, signer, now);

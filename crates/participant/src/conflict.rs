@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 
 use ordo_core::Timestamp;
 use ordo_ledger::ContractInstance;
+use ordo_proto::errors::{self, ErrorCode};
 
 /// How a request uses one of its input contracts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,14 @@ pub struct ContractState {
     pub stored: Option<ContractInstance>,
 }
 
+/// Why an input fails the check: the reason for the submitter, naming the contract, and
+/// its error code (`CONTRACT_NOT_ACTIVE`, `LOCKED_CONTRACTS`, …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    pub code: ErrorCode,
+    pub reason: String,
+}
+
 /// The outcome of a successful check: the contracts to lock for `request`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Locks {
@@ -64,12 +73,12 @@ pub fn same_contract(stored: &ContractInstance, input: &ContractInstance) -> boo
 /// this shard's active contracts; an absent id is not active here): an input with a
 /// hosted stakeholder must be active, every input stored here must match the stored
 /// contract, and none may be locked by another request. `Err` carries the rejection
-/// reason, naming the contract.
+/// reason, naming the contract, with its code.
 pub fn check_activeness(
     request: Timestamp,
     inputs: &[InputUse],
     acs: &BTreeMap<String, ContractState>,
-) -> Result<Locks, String> {
+) -> Result<Locks, Conflict> {
     check_activeness_in(request, inputs, |id| acs.get(id))
 }
 
@@ -78,13 +87,17 @@ pub fn check_activeness_in<'s>(
     request: Timestamp,
     inputs: &[InputUse],
     acs: impl Fn(&str) -> Option<&'s ContractState>,
-) -> Result<Locks, String> {
+) -> Result<Locks, Conflict> {
+    let conflict = |code, reason| Err(Conflict { code, reason });
     let mut locks = Locks::default();
     for input in inputs {
         let state = match acs(&input.contract_id) {
             Some(state) => state,
             None if input.hosted_stakeholder => {
-                return Err(format!("contract {} is not active", input.contract_id));
+                return conflict(
+                    errors::CONTRACT_NOT_ACTIVE,
+                    format!("contract {} is not active", input.contract_id),
+                );
             }
             None => continue,
         };
@@ -93,18 +106,24 @@ pub fn check_activeness_in<'s>(
             .as_ref()
             .is_some_and(|stored| same_contract(stored, &input.instance))
         {
-            return Err(format!(
-                "contract {} does not match the stored contract",
-                input.contract_id
-            ));
+            return conflict(
+                errors::FAILED_PRECONDITION,
+                format!(
+                    "contract {} does not match the stored contract",
+                    input.contract_id
+                ),
+            );
         }
         match state.locked_by {
             Some(other) if other != request => {
-                return Err(format!(
-                    "contract {} is locked by request {}",
-                    input.contract_id,
-                    other.micros()
-                ));
+                return conflict(
+                    errors::LOCKED_CONTRACTS,
+                    format!(
+                        "contract {} is locked by request {}",
+                        input.contract_id,
+                        other.micros()
+                    ),
+                );
             }
             _ => {}
         }
@@ -202,14 +221,16 @@ mod tests {
     #[test]
     fn an_inactive_input_is_rejected_naming_it() {
         let e = check_activeness(Timestamp(10), &[used("gone", true)], &acs(&[])).unwrap_err();
-        assert_eq!(e, "contract gone is not active");
+        assert_eq!(e.reason, "contract gone is not active");
+        assert_eq!(e.code, errors::CONTRACT_NOT_ACTIVE);
     }
 
     #[test]
     fn an_input_locked_by_another_request_is_rejected_naming_both() {
         let e = check_activeness(Timestamp(10), &[used("a", false)], &acs(&[("a", Some(7))]))
             .unwrap_err();
-        assert_eq!(e, "contract a is locked by request 7");
+        assert_eq!(e.reason, "contract a is locked by request 7");
+        assert_eq!(e.code, errors::LOCKED_CONTRACTS);
         // Its own lock (a re-processed request) is no conflict.
         assert!(
             check_activeness(Timestamp(7), &[used("a", true)], &acs(&[("a", Some(7))])).is_ok()
@@ -234,7 +255,9 @@ mod tests {
                 instance,
                 ..used("a", true)
             };
-            check_activeness(Timestamp(10), &[input], &stored).unwrap_err()
+            check_activeness(Timestamp(10), &[input], &stored)
+                .unwrap_err()
+                .reason
         };
         let expected = "contract a does not match the stored contract";
         // A changed payload (e.g. a forged disclosure with another amount).
@@ -261,7 +284,9 @@ mod tests {
             ..used("a", true)
         };
         assert_eq!(
-            check_activeness(Timestamp(10), &[input], &stored).unwrap_err(),
+            check_activeness(Timestamp(10), &[input], &stored)
+                .unwrap_err()
+                .reason,
             expected
         );
         let unreadable: BTreeMap<_, _> = [(
@@ -274,7 +299,9 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(
-            check_activeness(Timestamp(10), &[used("a", false)], &unreadable).unwrap_err(),
+            check_activeness(Timestamp(10), &[used("a", false)], &unreadable)
+                .unwrap_err()
+                .reason,
             expected
         );
         // The very stored contract passes.

@@ -75,6 +75,10 @@ pub enum ParticipantError {
     /// A read from before the pruned offset (the message names it).
     #[error("{0}")]
     Pruned(String),
+    /// A failure with a specific error code (`CONTRACT_NOT_FOUND`, …), answered with the
+    /// code's gRPC status.
+    #[error("{1}")]
+    Coded(ordo_proto::errors::ErrorCode, String),
     #[error("{0}")]
     Internal(String),
 }
@@ -83,6 +87,7 @@ impl ParticipantError {
     /// The gRPC code this error answers with.
     pub fn code(&self) -> Code {
         match self {
+            Self::Coded(code, _) => code.grpc,
             Self::Unauthenticated(_) => Code::Unauthenticated,
             Self::PermissionDenied(_) => Code::PermissionDenied,
             Self::InvalidArgument(_) | Self::Config(_) => Code::InvalidArgument,
@@ -114,6 +119,7 @@ impl ParticipantError {
             Self::Passive(_) => errors::PASSIVE_REPLICA,
             Self::Duplicate(_) => errors::DUPLICATE_COMMAND,
             Self::Pruned(_) => errors::PARTICIPANT_PRUNED_DATA_ACCESSED,
+            Self::Coded(code, _) => *code,
             other => errors::generic(other.code()),
         }
     }
@@ -129,8 +135,18 @@ impl ParticipantError {
     /// Maps a ledger-core error by its kind, keeping its message (which names the
     /// offending template, choice, contract or party).
     pub fn from_ledger(e: &ordo_ledger::LedgerError) -> Self {
-        use ordo_ledger::ErrorKind as K;
+        use ordo_ledger::{ErrorKind as K, LedgerError as L};
+        use ordo_proto::errors;
         let m = e.to_string();
+        let specific = match e {
+            L::ContractNotFound(_) => Some(errors::CONTRACT_NOT_FOUND),
+            L::ContractNotActive(_) => Some(errors::CONTRACT_NOT_ACTIVE),
+            L::UnknownPackage(_) => Some(errors::PACKAGE_NOT_FOUND),
+            _ => None,
+        };
+        if let Some(code) = specific {
+            return Self::Coded(code, m);
+        }
         match e.kind() {
             K::InvalidArgument => Self::InvalidArgument(m),
             K::NotFound => Self::NotFound(m),

@@ -132,15 +132,13 @@ async fn send_one(shared: &Shared, row: store::OutboxRow) -> Result<bool, Partic
         Err(ClientError::Rejected(status)) => {
             tracing::warn!(message_id = %id, %status, "the sequencer refused a message");
             if row.is_command {
-                let outcome = Outcome {
-                    code: tonic::Code::Aborted as i32,
-                    message: format!(
+                let outcome = Outcome::rejected(
+                    ordo_proto::errors::NOT_SEQUENCED_TIMEOUT,
+                    format!(
                         "the sequencer refused the confirmation request: {}",
                         status.message()
                     ),
-                    update_id: String::new(),
-                    ledger_offset: 0,
-                };
+                );
                 match crate::processor::reject_unsequenced(shared, &id, &outcome).await {
                     Ok(()) => {}
                     Err(e @ ParticipantError::Fenced(_)) => return Err(e),

@@ -21,8 +21,8 @@ use ordo_protocol::TopologyState;
 use tokio_util::sync::CancellationToken;
 
 use crate::alarm::{self, Alarm, Raised};
+pub use crate::apply::CODE_OK;
 use crate::apply::{Batch, Decider};
-pub use crate::apply::{CODE_ABORTED, CODE_FAILED_PRECONDITION, CODE_OK};
 use crate::error::ParticipantError;
 use crate::node::{Shared, Snapshot};
 use crate::store::{self, Outcome};

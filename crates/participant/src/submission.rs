@@ -297,9 +297,10 @@ pub async fn submit(
     for party in &act_as {
         match snapshot.topology.shard_of(party) {
             None => {
-                return Err(ParticipantError::NotFound(format!(
-                    "party {party} is not known"
-                )));
+                return Err(ParticipantError::Coded(
+                    ordo_proto::errors::PARTY_NOT_KNOWN_ON_LEDGER,
+                    format!("party {party} is not known"),
+                ));
             }
             Some(shard) if shard != shared.config.shard => {
                 return Err(ParticipantError::FailedPrecondition(format!(
@@ -409,7 +410,14 @@ pub async fn submit(
         &commands.command_id,
     ) {
         Ok(plan) => plan,
-        Err(e) => return Err(unless_duplicate(ParticipantError::NotFound(e)).await),
+        // An informee party no shard hosts.
+        Err(e) => {
+            return Err(unless_duplicate(ParticipantError::Coded(
+                ordo_proto::errors::PARTY_NOT_KNOWN_ON_LEDGER,
+                e,
+            ))
+            .await);
+        }
     };
     let mediator = snapshot.topology.mediator().cloned().ok_or_else(|| {
         ParticipantError::FailedPrecondition("the domain has no mediator in topology yet".into())

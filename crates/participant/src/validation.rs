@@ -14,6 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ordo_core::{Hash, MemberId, PartyId, PublicKey, SequencedEvent};
 use ordo_ledger::{LedgerError, PackageStore};
+use ordo_proto::errors::ErrorCode;
 use ordo_protocol::{
     Message, SignedMessage, TopologyChange, TopologyState, TopologyTransaction, Verdict,
     ViewMessage,
@@ -52,14 +53,29 @@ pub fn limits(topology: &TopologyState) -> ordo_ledger::Limits {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
     pub alarm: Option<Alarm>,
+    /// The error code the submitter's completion carries.
+    pub code: ErrorCode,
     pub reason: String,
 }
 
 impl Rejection {
+    /// A request no honest submitter makes (FAILED_PRECONDITION).
     pub fn alarm(alarm: Alarm, reason: impl Into<String>) -> Self {
         Self {
             alarm: Some(alarm),
+            code: ordo_proto::errors::FAILED_PRECONDITION,
             reason: reason.into(),
+        }
+    }
+}
+
+impl From<crate::conflict::Conflict> for Rejection {
+    /// A conflict an honest submitter can meet: no alarm.
+    fn from(c: crate::conflict::Conflict) -> Self {
+        Self {
+            alarm: None,
+            code: c.code,
+            reason: c.reason,
         }
     }
 }
@@ -250,6 +266,7 @@ fn check_view_message(
     if let Err(Rejection {
         alarm: Some(a),
         reason,
+        ..
     }) = &outcome
     {
         alarms.push(Raised::new(*a, reason.clone()));

@@ -101,8 +101,17 @@ codes! {
     PERMISSION_DENIED = InsufficientPermission, PermissionDenied;
     /// A malformed request (a bad field, an unknown template or choice, a wrong value).
     INVALID_ARGUMENT = InvalidIndependentOfSystemState, InvalidArgument;
-    /// Something the request names does not exist (a contract, a party, a package).
+    /// Something the request names does not exist (a template, a choice, a shard).
     NOT_FOUND = ResourceMissing, NotFound;
+    /// A contract the command uses is unknown, or not visible to the submitting parties.
+    CONTRACT_NOT_FOUND = ResourceMissing, NotFound;
+    /// A contract the command uses is no longer active (archived, or consumed earlier in
+    /// the same transaction).
+    CONTRACT_NOT_ACTIVE = InvalidGivenCurrentSystemState, FailedPrecondition;
+    /// A package the command names is not known (not uploaded or not vetted).
+    PACKAGE_NOT_FOUND = ResourceMissing, NotFound;
+    /// A party the request names is not allocated in the domain.
+    PARTY_NOT_KNOWN_ON_LEDGER = ResourceMissing, NotFound;
     /// The same command (application, command id, parties) was submitted already.
     DUPLICATE_COMMAND = ResourceExists, AlreadyExists;
     /// What the request would create exists already (a party, a package).
@@ -120,6 +129,12 @@ codes! {
     THROTTLED = ContentionOnSharedResources, ResourceExhausted;
     /// Contracts of the command are locked by another request in flight.
     LOCKED_CONTRACTS = ContentionOnSharedResources, Aborted;
+    /// The confirmation request was not sequenced before its max sequencing time (the
+    /// sequencers were unreachable or overloaded): nothing was committed; resubmit.
+    NOT_SEQUENCED_TIMEOUT = ContentionOnSharedResources, Aborted;
+    /// Not every confirming party answered before the decision time: nothing was
+    /// committed; resubmit.
+    CONFIRMATION_TIMEOUT = ContentionOnSharedResources, Aborted;
     /// This replica is passive; the message names the active one. Retry on another
     /// replica.
     PASSIVE_REPLICA = TransientServerFailure, Unavailable;
@@ -129,6 +144,11 @@ codes! {
     REQUEST_TIMEOUT = DeadlineExceededRequestStateUnknown, DeadlineExceeded;
     /// An internal error.
     INTERNAL = SystemInternalAssumptionViolated, Internal;
+}
+
+/// The code with id `id`, if ordo has one.
+pub fn by_id(id: &str) -> Option<ErrorCode> {
+    ALL.iter().copied().find(|c| c.id == id)
 }
 
 /// The code of a failure known only by its gRPC code (a rejection recorded in a
@@ -207,5 +227,31 @@ mod tests {
         assert_eq!(code_of(&Status::unavailable("x")), None);
         let ids: std::collections::BTreeSet<_> = ALL.iter().map(|c| c.id).collect();
         assert_eq!(ids.len(), ALL.len(), "ids are unique");
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// docs/errors.md lists every code with its gRPC status and category.
+    #[test]
+    fn the_error_page_lists_every_code() {
+        let page = include_str!("../../../docs/errors.md");
+        for code in ALL {
+            let grpc = format!("{:?}", code.grpc);
+            let row = page
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", code.id)))
+                .unwrap_or_else(|| panic!("docs/errors.md has no row for {}", code.id));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            assert_eq!(
+                cells[2].replace('_', "").to_lowercase(),
+                grpc.to_lowercase(),
+                "{}: {row}",
+                code.id
+            );
+            assert_eq!(cells[3], code.category.name(), "{}: {row}", code.id);
+        }
     }
 }

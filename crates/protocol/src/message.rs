@@ -124,9 +124,13 @@ pub struct ConfirmationResponse {
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum ResponseOutcome {
     Approve,
-    /// Refused, with a reason for the submitter (e.g. `contract 12ab… is not active`).
+    /// Refused, with a reason for the submitter (e.g. `contract 12ab… is not active`) and
+    /// its error code (`CONTRACT_NOT_ACTIVE`, docs/errors.md; absent from older
+    /// participants).
     Reject {
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
 }
 
@@ -143,9 +147,12 @@ pub struct Verdict {
 pub enum VerdictOutcome {
     Approve,
     /// At least one confirming party rejected (or the request was malformed); the reasons
-    /// as the rejecting participants gave them.
+    /// as the rejecting participants gave them, and the error code of the rejection that
+    /// decided it (absent when it gave none).
     Reject {
         reasons: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<String>,
     },
     /// Not every confirming party answered by the decision time.
     Timeout,
@@ -157,4 +164,50 @@ pub enum VerdictOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeProof {
     pub nonce: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_carry_their_code_and_read_without_one() {
+        let response = ResponseOutcome::Reject {
+            reason: "contract c is locked by request 7".into(),
+            code: Some("LOCKED_CONTRACTS".into()),
+        };
+        let text = serde_json::to_string(&response).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ResponseOutcome>(&text).unwrap(),
+            response
+        );
+        // What a participant of an earlier version sends: no code.
+        let older: ResponseOutcome =
+            serde_json::from_str(r#"{"outcome": "reject", "reason": "no"}"#).unwrap();
+        assert_eq!(
+            older,
+            ResponseOutcome::Reject {
+                reason: "no".into(),
+                code: None
+            }
+        );
+        let older: VerdictOutcome =
+            serde_json::from_str(r#"{"outcome": "reject", "reasons": ["no"]}"#).unwrap();
+        assert_eq!(
+            older,
+            VerdictOutcome::Reject {
+                reasons: vec!["no".into()],
+                code: None
+            }
+        );
+        // And a rejection without a code is written as before.
+        let none = VerdictOutcome::Reject {
+            reasons: vec!["no".into()],
+            code: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&none).unwrap(),
+            r#"{"outcome":"reject","reasons":["no"]}"#
+        );
+    }
 }

@@ -93,6 +93,7 @@ fn samples(signer: &MemberId, key: &KeyPair) -> Vec<Vec<u8>> {
             parties: BTreeSet::from([party("alice")]),
             outcome: ResponseOutcome::Reject {
                 reason: "contract is locked".into(),
+                code: Some("LOCKED_CONTRACTS".into()),
             },
         }),
         Message::Verdict(Verdict {
@@ -100,6 +101,7 @@ fn samples(signer: &MemberId, key: &KeyPair) -> Vec<Vec<u8>> {
             root_hash: root.to_hex(),
             outcome: VerdictOutcome::Reject {
                 reasons: vec!["no".into()],
+                code: None,
             },
         }),
         Message::TimeProof(TimeProof { nonce: 42 }),

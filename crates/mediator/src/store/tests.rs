@@ -177,6 +177,7 @@ async fn a_batch_commits_set_based_and_resumes_the_same() -> Result<()> {
                 14,
                 VerdictOutcome::Reject {
                     reasons: vec!["a, \"quoted\" reason".into()],
+                    code: None,
                 },
                 &me,
             ),

@@ -292,10 +292,11 @@ impl Aggregator {
             }
         }
         match &response.outcome {
-            ResponseOutcome::Reject { reason } => {
+            ResponseOutcome::Reject { reason, code } => {
                 let decision = request.decide(
                     VerdictOutcome::Reject {
                         reasons: vec![reason.clone()],
+                        code: code.clone(),
                     },
                     at,
                 );

@@ -135,7 +135,14 @@ impl PendingRequest {
         if reasons.is_empty() {
             Opened::Pending(request)
         } else {
-            Opened::Decided(request.decide(VerdictOutcome::Reject { reasons }, id))
+            // A malformed request: no participant's code to pass on.
+            Opened::Decided(request.decide(
+                VerdictOutcome::Reject {
+                    reasons,
+                    code: None,
+                },
+                id,
+            ))
         }
     }
 

@@ -147,6 +147,7 @@ fn reject(w: &World, parties: &[&str], reason: &str) -> ConfirmationResponse {
     ConfirmationResponse {
         outcome: ResponseOutcome::Reject {
             reason: reason.into(),
+            code: Some("CONTRACT_NOT_ACTIVE".into()),
         },
         ..approve(w, parties)
     }
@@ -259,7 +260,8 @@ fn any_reject_gives_reject_with_its_reason() {
     assert_eq!(
         d.outcome,
         VerdictOutcome::Reject {
-            reasons: vec!["contract 12ab is not active".into()]
+            reasons: vec!["contract 12ab is not active".into()],
+            code: Some("CONTRACT_NOT_ACTIVE".into()),
         }
     );
     assert!(agg.is_empty());
@@ -428,7 +430,7 @@ fn rejected_at_once(w: &World, id: Timestamp, t: &InformeeTree) -> Vec<String> {
     assert_eq!(d.decided_at, id);
     assert!(agg.is_empty());
     match d.outcome {
-        VerdictOutcome::Reject { reasons } => reasons,
+        VerdictOutcome::Reject { reasons, .. } => reasons,
         other => panic!("expected Reject, got {other:?}"),
     }
 }

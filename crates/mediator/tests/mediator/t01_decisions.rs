@@ -9,6 +9,7 @@ use crate::harness::*;
 fn reject(reason: &str) -> ResponseOutcome {
     ResponseOutcome::Reject {
         reason: reason.into(),
+        code: Some("CONTRACT_NOT_ACTIVE".into()),
     }
 }
 
@@ -54,8 +55,10 @@ async fn approve_reject_and_ignored_responses() -> Result<()> {
         let (_, v) = inbox.wait_verdict(r2, key).await?;
         assert_eq!(
             v.outcome,
+            // The rejecting participant's error code is passed on.
             VerdictOutcome::Reject {
-                reasons: vec!["contract 12ab is not active".into()]
+                reasons: vec!["contract 12ab is not active".into()],
+                code: Some("CONTRACT_NOT_ACTIVE".into()),
             }
         );
     }

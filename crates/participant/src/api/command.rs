@@ -15,12 +15,11 @@ pub struct CommandApi(pub Arc<Shared>);
 
 /// The error a failed completion answers SubmitAndWait with.
 fn rejected(c: &CompletionRow) -> tonic::Status {
-    let code = tonic::Code::from_i32(c.outcome.code);
-    ordo_proto::errors::status(
-        ordo_proto::errors::generic(code),
-        c.outcome.message.clone(),
-        None,
-    )
+    use ordo_proto::errors;
+    // A completion written before codes were stored has only its gRPC code.
+    let code = errors::by_id(&c.outcome.error_code)
+        .unwrap_or_else(|| errors::generic(tonic::Code::from_i32(c.outcome.code)));
+    errors::status(code, c.outcome.message.clone(), None)
 }
 
 impl CommandApi {

@@ -146,6 +146,7 @@ pub fn completion(c: &CompletionRow) -> pb::Completion {
         status: Some(pb::Status {
             code: c.outcome.code,
             message: c.outcome.message.clone(),
+            error_code: c.outcome.error_code.clone(),
         }),
         update_id: c.outcome.update_id.clone(),
         offset: c.outcome.ledger_offset,

@@ -14,6 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
 use ordo_core::{KeyPair, MemberId, PartyId, Submission, Timestamp};
+use ordo_proto::errors;
 use ordo_protocol::{
     ConfirmationResponse, Message, ResponseOutcome, SignedMessage, TopologyState, Verdict,
     VerdictOutcome, merkle,
@@ -29,8 +30,6 @@ use crate::views::{self, CommitContext, ViewPayload};
 
 /// google.rpc.Code values used in completions.
 pub const CODE_OK: i32 = 0;
-pub const CODE_FAILED_PRECONDITION: i32 = 9;
-pub const CODE_ABORTED: i32 = 10;
 
 /// What a batch reads before deciding.
 #[derive(Debug, Default)]
@@ -277,14 +276,11 @@ impl<'a> Batch<'a> {
                 .get(&message_id)
                 .is_some_and(|c| c.request_ts.is_none())
             {
-                let outcome = Outcome {
-                    code: CODE_ABORTED,
-                    message: "the confirmation request was not sequenced before its max \
-                              sequencing time; resubmit the command"
-                        .into(),
-                    update_id: String::new(),
-                    ledger_offset: 0,
-                };
+                let outcome = Outcome::rejected(
+                    errors::NOT_SEQUENCED_TIMEOUT,
+                    "the confirmation request was not sequenced before its max sequencing \
+                     time; resubmit the command",
+                );
                 self.complete(&message_id, &outcome, now);
             }
         }
@@ -341,12 +337,7 @@ impl<'a> Batch<'a> {
                         }
                     }
                 }
-                Err(reason) => {
-                    outcome = Err(Rejection {
-                        alarm: None,
-                        reason,
-                    })
-                }
+                Err(conflict) => outcome = Err(conflict.into()),
             }
         }
         let params = &topology.parameters;
@@ -405,7 +396,10 @@ impl<'a> Batch<'a> {
             parties: answering,
             outcome: match outcome {
                 Ok(()) => ResponseOutcome::Approve,
-                Err(r) => ResponseOutcome::Reject { reason: r.reason },
+                Err(r) => ResponseOutcome::Reject {
+                    reason: r.reason,
+                    code: Some(r.code.id.to_owned()),
+                },
             },
         };
         let content =
@@ -487,18 +481,17 @@ impl<'a> Batch<'a> {
                 self.finish_rejected(&pending, local_rejection(rejection));
             }
             (VerdictOutcome::Approve, None) => self.commit(topology, &pending)?,
-            (VerdictOutcome::Reject { reasons }, _) => {
-                let code = if reasons.iter().any(|r| r.contains("is locked by")) {
-                    CODE_ABORTED
-                } else {
-                    CODE_FAILED_PRECONDITION
-                };
-                let outcome = Outcome {
+            (VerdictOutcome::Reject { reasons, code }, _) => {
+                // The rejecting participant's code; one from an older participant (none,
+                // or unknown here) is reported as a failed precondition.
+                let code = code
+                    .as_deref()
+                    .and_then(errors::by_id)
+                    .unwrap_or(errors::FAILED_PRECONDITION);
+                let outcome = Outcome::rejected(
                     code,
-                    message: format!("the transaction was rejected: {}", reasons.join("; ")),
-                    update_id: String::new(),
-                    ledger_offset: 0,
-                };
+                    format!("the transaction was rejected: {}", reasons.join("; ")),
+                );
                 self.finish_rejected(&pending, outcome);
             }
             (VerdictOutcome::Timeout, _) => self.finish_rejected(&pending, timeout_outcome()),
@@ -647,12 +640,7 @@ impl<'a> Batch<'a> {
                 .updates
                 .push((offset, update.update_id.clone(), store::to_json(update)));
         }
-        let outcome = Outcome {
-            code: CODE_OK,
-            message: String::new(),
-            update_id,
-            ledger_offset: offset,
-        };
+        let outcome = Outcome::committed(update_id, offset);
         self.complete_request(pending, &outcome);
         Ok(())
     }
@@ -700,21 +688,17 @@ impl<'a> Batch<'a> {
 /// The outcome of a command whose request this participant did not apply although the
 /// mediator approved it.
 fn local_rejection(reason: &str) -> Outcome {
-    Outcome {
-        code: CODE_FAILED_PRECONDITION,
-        message: format!("the transaction was not applied on this participant: {reason}"),
-        update_id: String::new(),
-        ledger_offset: 0,
-    }
+    Outcome::rejected(
+        errors::FAILED_PRECONDITION,
+        format!("the transaction was not applied on this participant: {reason}"),
+    )
 }
 
 fn timeout_outcome() -> Outcome {
-    Outcome {
-        code: CODE_ABORTED,
-        message: "the transaction timed out: not every confirming party answered in time".into(),
-        update_id: String::new(),
-        ledger_offset: 0,
-    }
+    Outcome::rejected(
+        errors::CONFIRMATION_TIMEOUT,
+        "the transaction timed out: not every confirming party answered in time",
+    )
 }
 
 fn hosted_parties(topology: &TopologyState, me: &MemberId) -> BTreeSet<PartyId> {

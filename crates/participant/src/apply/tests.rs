@@ -191,8 +191,10 @@ fn stored_state_is_released_relocked_and_timed_out() {
     let reject = Verdict {
         request: Timestamp(6),
         root_hash: transfer.root_hash.clone(),
+        // From an older participant: no code.
         outcome: VerdictOutcome::Reject {
             reasons: vec!["no".into()],
+            code: None,
         },
     };
     batch.on_verdict(&w.topology, &reject).unwrap();
@@ -205,17 +207,22 @@ fn stored_state_is_released_relocked_and_timed_out() {
     assert_eq!(writes.pending_removed, vec![6, 5]);
     assert_eq!(writes.pending_inserted.len(), 1);
     assert_eq!(writes.pending_inserted[0].0.rejection, None);
-    let outcomes: Vec<(&str, i32)> = writes
+    let outcomes: Vec<(&str, &str, i32)> = writes
         .completions
         .iter()
-        .map(|(m, _, c)| (m.as_str(), c.outcome.code))
+        .map(|(m, _, c)| (m.as_str(), c.outcome.error_code.as_str(), c.outcome.code))
         .collect();
+    use tonic::Code;
     assert_eq!(
         outcomes,
         vec![
-            ("m-locker", CODE_FAILED_PRECONDITION),
-            ("m-stale", CODE_ABORTED),
-            ("m-lost", CODE_ABORTED),
+            (
+                "m-locker",
+                "FAILED_PRECONDITION",
+                Code::FailedPrecondition as i32
+            ),
+            ("m-stale", "CONFIRMATION_TIMEOUT", Code::Aborted as i32),
+            ("m-lost", "NOT_SEQUENCED_TIMEOUT", Code::Aborted as i32),
         ]
     );
     assert_eq!(effects.completion_end(), Some(6));

@@ -341,24 +341,29 @@ async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), Participant
         .iter()
         .map(|(_, _, c)| c.outcome.ledger_offset)
         .collect();
+    let error_codes: Vec<&str> = done
+        .iter()
+        .map(|(_, _, c)| c.outcome.error_code.as_str())
+        .collect();
     sqlx::query(
         "WITH u AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
                  $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[],
-                 $11::text[], $12::bigint[])
+                 $11::text[], $12::bigint[], $13::text[])
              AS u(message_id, state, completed_at, completion_offset, application_id,
                   command_id, submission_id, act_as, status_code, status_message, update_id,
-                  ledger_offset)
+                  ledger_offset, error_code)
          ), done AS (
              UPDATE p_commands c SET state = u.state, completed_at = u.completed_at,
                  completion_offset = u.completion_offset
              FROM u WHERE c.message_id = u.message_id
          )
          INSERT INTO p_completions (completion_offset, application_id, command_id,
-             submission_id, act_as, status_code, status_message, update_id, ledger_offset)
+             submission_id, act_as, status_code, status_message, update_id, ledger_offset,
+             error_code)
          SELECT completion_offset, application_id, command_id, submission_id,
                 ARRAY(SELECT jsonb_array_elements_text(act_as::jsonb)), status_code,
-                status_message, update_id, ledger_offset
+                status_message, update_id, ledger_offset, error_code
          FROM u",
     )
     .bind(&message_ids)
@@ -373,6 +378,7 @@ async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), Participant
     .bind(&messages)
     .bind(&update_ids)
     .bind(&ledger_offsets)
+    .bind(&error_codes)
     .execute(&mut *conn)
     .await?;
     Ok(())

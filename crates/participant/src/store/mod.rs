@@ -19,7 +19,7 @@ pub mod batch;
 pub mod prune;
 
 /// The schema version this code reads and writes (`p_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -584,6 +584,32 @@ pub struct Outcome {
     pub message: String,
     pub update_id: String,
     pub ledger_offset: i64,
+    /// The error code id (docs/errors.md); empty for OK.
+    pub error_code: String,
+}
+
+impl Outcome {
+    /// The command committed as `update_id` at `ledger_offset`.
+    pub fn committed(update_id: String, ledger_offset: i64) -> Self {
+        Self {
+            code: 0,
+            message: String::new(),
+            update_id,
+            ledger_offset,
+            error_code: String::new(),
+        }
+    }
+
+    /// The command was rejected with `code`.
+    pub fn rejected(code: ordo_proto::errors::ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code: code.grpc as i32,
+            message: message.into(),
+            update_id: String::new(),
+            ledger_offset: 0,
+            error_code: code.id.to_owned(),
+        }
+    }
 }
 
 /// Completes an in-flight command (no-op if it is not in flight): the command's state and
@@ -625,8 +651,8 @@ pub async fn complete(
              WHERE message_id = $1
          )
          INSERT INTO p_completions (completion_offset, application_id, command_id, submission_id,
-             act_as, status_code, status_message, update_id, ledger_offset)
-         VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             act_as, status_code, status_message, update_id, ledger_offset, error_code)
+         VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&cmd.message_id)
     .bind(state)
@@ -640,6 +666,7 @@ pub async fn complete(
     .bind(&outcome.message)
     .bind(&outcome.update_id)
     .bind(outcome.ledger_offset)
+    .bind(&outcome.error_code)
     .execute(&mut *conn)
     .await?;
     Ok(Some(CompletionRow {
@@ -674,6 +701,7 @@ fn completion_row(row: &sqlx::postgres::PgRow) -> Result<CompletionRow, Particip
             message: row.try_get("status_message")?,
             update_id: row.try_get("update_id")?,
             ledger_offset: row.try_get("ledger_offset")?,
+            error_code: row.try_get("error_code")?,
         },
     })
 }

@@ -62,8 +62,9 @@ async fn mediator(seq: SequencerClient, me: Arc<Member>) {
             };
             let outcome = match r.outcome {
                 ResponseOutcome::Approve => VerdictOutcome::Approve,
-                ResponseOutcome::Reject { reason } => VerdictOutcome::Reject {
+                ResponseOutcome::Reject { reason, code } => VerdictOutcome::Reject {
                     reasons: vec![reason],
+                    code,
                 },
             };
             let verdict = Message::Verdict(Verdict {
