@@ -827,16 +827,21 @@ impl LedgerNet {
 
     /// Uploads `iou.toml` on shard-1 and waits until every participant has it vetted.
     pub async fn upload_iou(&self) -> Result<String> {
+        self.upload(IOU).await
+    }
+
+    /// Uploads a package file through shard-1 and waits until every shard vetted it.
+    pub async fn upload(&self, package: &str) -> Result<String> {
         let id = self
             .packages(0)
             .upload_package(with_token(
                 pb::UploadPackageRequest {
-                    package: IOU.as_bytes().to_vec(),
+                    package: package.as_bytes().to_vec(),
                 },
                 &admin_token(),
             ))
             .await
-            .context("UploadPackage iou.toml")?
+            .context("UploadPackage")?
             .into_inner()
             .package_id;
         for (shard, name) in SHARDS.iter().enumerate() {

@@ -19,3 +19,4 @@ mod t09_replicas;
 mod t10_create_and_exercise;
 mod t11_read_your_writes;
 mod t12_pruning;
+mod t13_choice_observers;

@@ -548,6 +548,17 @@ impl Machine {
         require(&controllers, authorizers, || {
             format!("exercise of {choice_name} on {tid} contract {cid}")
         })?;
+        let choice_observers = match choice.as_ref().and_then(|c| c.observers.as_ref()) {
+            None => BTreeSet::new(),
+            Some(script) => {
+                let ctx = format!("{context} observers");
+                let d = self.eval(engine, script, &this, &argd, ctx.clone(), true)?;
+                parties_from_dynamic(&d).map_err(|message| LedgerError::Script {
+                    context: ctx,
+                    message,
+                })?
+            }
+        };
         let consuming = choice.as_ref().is_none_or(|c| c.consuming);
         let id = self.with(|s| {
             if s.frames.len() >= s.limits.max_exercise_depth {
@@ -591,6 +602,7 @@ impl Machine {
                 result: result.clone(),
                 stakeholders: contract.stakeholders(),
                 signatories: contract.signatories,
+                choice_observers,
             });
         });
         Ok(result)

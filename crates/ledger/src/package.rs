@@ -40,6 +40,9 @@ pub struct Template {
 pub struct Choice {
     pub name: String,
     pub controllers: Script,
+    /// Choice observers (Daml's `observer` on a choice): informees of the exercise, shown
+    /// it in their transaction trees; they do not confirm it.
+    pub observers: Option<Script>,
     pub consuming: bool,
     /// Always a `Type::Record`.
     pub argument_type: Type,
@@ -77,6 +80,7 @@ struct RawTemplate {
 #[serde(deny_unknown_fields)]
 struct RawChoice {
     controllers: String,
+    observers: Option<String>,
     #[serde(default = "yes")]
     consuming: bool,
     #[serde(default)]
@@ -182,9 +186,15 @@ fn choice(name: &str, rc: &RawChoice, names: &[&str]) -> Result<Choice, String> 
         .as_deref()
         .map(|s| Script::compile(s).map_err(|e| format!(": body does not compile: {e}")))
         .transpose()?;
+    let observers = rc
+        .observers
+        .as_deref()
+        .map(|s| Script::compile(s).map_err(|e| format!(": observers does not compile: {e}")))
+        .transpose()?;
     Ok(Choice {
         name: name.to_owned(),
         controllers,
+        observers,
         consuming: rc.consuming,
         argument_type: record_type(&rc.argument, names).map_err(|e| format!(", argument: {e}"))?,
         returns: match &rc.returns {

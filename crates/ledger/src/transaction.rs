@@ -59,6 +59,9 @@ pub enum Node {
         signatories: BTreeSet<PartyId>,
         /// Of the exercised contract.
         stakeholders: BTreeSet<PartyId>,
+        /// The choice's observers (informees, not confirmers).
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        choice_observers: BTreeSet<PartyId>,
     },
     Fetch {
         contract_id: ContractId,
@@ -87,23 +90,31 @@ impl Node {
     }
 
     /// Daml ledger model: a create informs the stakeholders; a consuming exercise the
-    /// stakeholders and actors; a non-consuming exercise and a fetch the signatories and
-    /// actors.
+    /// stakeholders, actors and choice observers; a non-consuming exercise the signatories,
+    /// actors and choice observers; a fetch the signatories and actors.
     pub fn informees(&self) -> BTreeSet<PartyId> {
         match self {
             Node::Create { contract, .. } => contract.stakeholders(),
             Node::Exercise {
-                consuming: true,
+                consuming,
+                signatories,
                 stakeholders,
                 actors,
+                choice_observers,
                 ..
-            } => stakeholders.union(actors).cloned().collect(),
-            Node::Exercise {
-                signatories,
-                actors,
-                ..
+            } => {
+                let base = if *consuming {
+                    stakeholders
+                } else {
+                    signatories
+                };
+                base.iter()
+                    .chain(actors)
+                    .chain(choice_observers)
+                    .cloned()
+                    .collect()
             }
-            | Node::Fetch {
+            Node::Fetch {
                 signatories,
                 actors,
                 ..

@@ -188,6 +188,7 @@ mod tests {
             result: Value::Unit,
             signatories: [party("bank")].into_iter().collect(),
             stakeholders: [party("bank"), party("alice")].into_iter().collect(),
+            choice_observers: BTreeSet::new(),
         }
     }
 

@@ -19,6 +19,12 @@ version = "0.1.0"
 fields = { owner = "party", n = "int" }
 signatories = "this.owner"
 
+[templates.T.choices.Show]
+controllers = "this.owner"
+observers = "arg.to"
+consuming = false
+argument = { to = "list<party>" }
+
 [templates.T.choices.Spin]
 controllers = "this.owner"
 consuming = false
@@ -953,4 +959,41 @@ fn projection_and_views_of_a_transfer() {
     forged.roots[0].authorizers = parties(&["bob"]);
     let err = reinterpret_view(&l.packages, &forged, &limits).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+}
+
+#[test]
+fn choice_observers_are_informees_of_the_exercise_but_not_confirmers() {
+    let mut l = Ledger::new();
+    let c = new_t(&mut l, "olga");
+    let (tx, _) = l
+        .exercise(
+            &["olga"],
+            "test:T",
+            c,
+            "Show",
+            record(&[("to", Value::List(vec![Value::Party(p("audrey"))]))]),
+        )
+        .unwrap();
+    assert_eq!(tx.informees(0), parties(&["audrey", "olga"]));
+    assert_eq!(tx.confirming_parties(0), parties(&["olga"]));
+    assert_eq!(tx.project(&parties(&["audrey"])).roots, vec![0]);
+    assert!(tx.project(&parties(&["oscar"])).roots.is_empty());
+
+    // audrey's view conforms; one that drops her from the choice observers does not.
+    let limits = Limits::default();
+    let view = tx.view(&parties(&["audrey"]));
+    reinterpret_view(&l.packages, &view, &limits).unwrap();
+    let mut forged = view.clone();
+    if let Some(Node::Exercise {
+        choice_observers, ..
+    }) = forged.nodes.get_mut(&0)
+    {
+        choice_observers.clear();
+    }
+    let err = reinterpret_view(&l.packages, &forged, &limits).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("differs from its re-interpretation"),
+        "{err}"
+    );
 }
