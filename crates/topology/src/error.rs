@@ -59,6 +59,9 @@ pub enum TopologyError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    /// This replica is passive (the message names the active one).
+    #[error("{0}")]
+    Passive(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{0}")]
@@ -100,6 +103,7 @@ impl TopologyError {
             // So is a deposed replica: the active one finishes (or refuses) the change.
             Self::Database(_)
             | Self::Unavailable(_)
+            | Self::Passive(_)
             | Self::Io(_)
             | Self::Fenced(_)
             | Self::Lease(_) => Code::Unavailable,
@@ -109,12 +113,23 @@ impl TopologyError {
     }
 }
 
+impl TopologyError {
+    /// The error code clients decide on (docs/errors.md): PASSIVE_REPLICA for a passive
+    /// replica, else the code of the gRPC status.
+    pub fn error_code(&self) -> ordo_proto::errors::ErrorCode {
+        use ordo_proto::errors;
+        match self {
+            Self::Passive(_) => errors::PASSIVE_REPLICA,
+            other => errors::generic(other.code()),
+        }
+    }
+}
+
 impl From<TopologyError> for Status {
     fn from(e: TopologyError) -> Self {
         if matches!(e, TopologyError::Database(_)) {
             tracing::warn!(error = %e, "database error answered as UNAVAILABLE");
         }
-        // Every error with its code (docs/errors.md), by its gRPC status.
-        ordo_proto::errors::status(ordo_proto::errors::generic(e.code()), e.to_string(), None)
+        ordo_proto::errors::status(e.error_code(), e.to_string(), None)
     }
 }

@@ -140,7 +140,7 @@ impl Manager {
     /// check of every admin call.
     pub async fn available(&self) -> Result<(), TopologyError> {
         if !self.replica.is_active() {
-            return Err(TopologyError::Unavailable(
+            return Err(TopologyError::Passive(
                 self.replica.unavailable_message().await,
             ));
         }

@@ -42,6 +42,10 @@ async fn assert_all_unavailable(node: &ReplicaNode, active: &str) -> Result<()> 
         let status = answer.expect_err("a passive replica must not serve");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert!(
+            ordo_proto::errors::is(&status, ordo_proto::errors::PASSIVE_REPLICA),
+            "{status:?}"
+        );
+        assert!(
             status.message().contains("passive") && status.message().contains(active),
             "{}",
             status.message()
