@@ -12,10 +12,13 @@
 //! sends `{"events": [], "offset"}`, so that a client (and any proxy) sees the stream alive
 //! when nothing happens.
 //!
-//! [`View`] decides what is sent (pure); a `ShardReader` reads one shard's updates across
-//! failovers; `serve` runs the socket.
+//! `view::View` decides what is sent (pure); a `reader::ShardReader` reads one shard's
+//! updates across failovers; `serve` runs the socket.
 
-use std::collections::{BTreeMap, HashSet};
+mod reader;
+mod view;
+
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,18 +28,17 @@ use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use futures::StreamExt;
-use ordo_ledger_client::{
-    ActiveContracts, Archived, Contract, Event, Filter, LedgerError, Transaction, UpdateStream,
-    is_failover_error,
-};
+use ordo_ledger_client::{ActiveContracts, Filter};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use utoipa::ToSchema;
 
-use super::{ArchivedView, ContractView, EventView, Failure, matches};
+use self::reader::{ShardReader, on_shard};
+use self::view::View;
+pub use self::view::{Events, Live};
+use super::Failure;
 use crate::auth::Caller;
 use crate::body;
 use crate::error::ApiError;
@@ -53,10 +55,6 @@ const CHUNK: usize = 100;
 const MAX_CLIENT_MESSAGE: usize = 1024 * 1024;
 /// Transactions read ahead of the socket per stream, across its shards.
 const READ_AHEAD: usize = 64;
-/// The pause before reopening a shard's update stream that broke, doubled per further
-/// break without a transaction in between, up to `MAX_REOPEN_PAUSE`.
-const REOPEN_PAUSE: Duration = Duration::from_millis(50);
-const MAX_REOPEN_PAUSE: Duration = Duration::from_secs(1);
 /// How long a closing socket waits for the client's close frame.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
@@ -99,130 +97,6 @@ impl StreamRequest {
             }
         }
         Ok(req)
-    }
-}
-
-/// `{"events": [...], "offset": {shard: offset}}`: contracts of the snapshot, or what one
-/// transaction did.
-#[derive(Debug, PartialEq, Serialize, ToSchema)]
-pub struct Events {
-    events: Vec<EventView>,
-    offset: BTreeMap<String, i64>,
-}
-
-/// `{"live": true, "offset": {shard: offset}}`: the snapshot is complete; what follows is
-/// live.
-#[derive(Debug, PartialEq, Serialize, ToSchema)]
-pub struct Live {
-    live: bool,
-    offset: BTreeMap<String, i64>,
-}
-
-/// What one stream has told its client, and so what it tells next.
-#[derive(Debug)]
-struct View {
-    query: Map<String, Value>,
-    /// Per followed shard, the offset of the latest transaction read (or the snapshot's).
-    offsets: BTreeMap<String, i64>,
-    /// Contracts sent as created and not yet as archived: a contract on two of the
-    /// caller's shards comes from each, and is sent once.
-    sent: HashSet<String>,
-    /// Resumed from offsets: the client may hold contracts created before them, so their
-    /// archives are sent (it ignores those of contracts it does not hold).
-    resumed: bool,
-    /// (Resumed only.) Contracts seen created that did not match: their archives are not
-    /// sent.
-    withheld: HashSet<String>,
-}
-
-impl View {
-    /// A view starting from each shard's active contracts: the matching ones to send.
-    fn snapshot(
-        query: Map<String, Value>,
-        shards: Vec<(String, ActiveContracts)>,
-    ) -> (Self, Vec<EventView>) {
-        let mut view = Self::new(query, BTreeMap::new(), false);
-        let mut events = Vec::new();
-        for (shard, acs) in shards {
-            view.offsets.insert(shard, acs.offset);
-            events.extend(acs.contracts.iter().filter_map(|c| view.created(c)));
-        }
-        (view, events)
-    }
-
-    /// A view resuming after `given` offsets; `followed` shards missing from them start
-    /// at their beginning.
-    fn resume<'a>(
-        query: Map<String, Value>,
-        given: &BTreeMap<String, i64>,
-        followed: impl IntoIterator<Item = &'a String>,
-    ) -> Self {
-        let offsets = followed
-            .into_iter()
-            .map(|shard| (shard.clone(), given.get(shard).copied().unwrap_or(0)))
-            .collect();
-        Self::new(query, offsets, true)
-    }
-
-    fn new(query: Map<String, Value>, offsets: BTreeMap<String, i64>, resumed: bool) -> Self {
-        Self {
-            query,
-            offsets,
-            sent: HashSet::new(),
-            resumed,
-            withheld: HashSet::new(),
-        }
-    }
-
-    fn offset(&self, shard: &str) -> i64 {
-        self.offsets.get(shard).copied().unwrap_or(0)
-    }
-
-    fn live(&self) -> Live {
-        Live {
-            live: true,
-            offset: self.offsets.clone(),
-        }
-    }
-
-    fn events(&self, events: Vec<EventView>) -> Events {
-        Events {
-            events,
-            offset: self.offsets.clone(),
-        }
-    }
-
-    /// What `tx`, read from `shard`, tells the client: nothing when none of its events is
-    /// for it.
-    fn transaction(&mut self, shard: &str, tx: &Transaction) -> Option<Events> {
-        self.offsets.insert(shard.to_owned(), tx.offset);
-        let events: Vec<EventView> = tx
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Created(c) => self.created(c),
-                Event::Archived(a) => self.archived(a),
-            })
-            .collect();
-        (!events.is_empty()).then(|| self.events(events))
-    }
-
-    fn created(&mut self, c: &Contract) -> Option<EventView> {
-        if !matches(&c.payload, &self.query) {
-            if self.resumed {
-                self.withheld.insert(c.contract_id.clone());
-            }
-            return None;
-        }
-        self.sent
-            .insert(c.contract_id.clone())
-            .then(|| EventView::Created(ContractView::from(c)))
-    }
-
-    fn archived(&mut self, a: &Archived) -> Option<EventView> {
-        let send = self.sent.remove(&a.contract_id)
-            || (self.resumed && !self.withheld.remove(&a.contract_id));
-        send.then(|| EventView::Archived(ArchivedView::from(a)))
     }
 }
 
@@ -461,85 +335,6 @@ async fn active_contracts(
         .map_err(|e| on_shard(shard, e))
 }
 
-fn on_shard(shard: &str, e: LedgerError) -> ApiError {
-    let pruned = e.is(ordo_proto::errors::PARTICIPANT_PRUNED_DATA_ACCESSED);
-    let mut e = ApiError::from(e);
-    e.message = if pruned {
-        format!(
-            "shard {shard} pruned the updates this stream would resume from: open the stream again without `offset` to start from a new snapshot ({})",
-            e.message
-        )
-    } else {
-        format!("shard {shard}: {}", e.message)
-    };
-    e
-}
-
-/// A shard's transaction, or why its stream ended.
-type Update = Result<(String, Transaction), ApiError>;
-
-/// One shard's update stream, for one socket.
-struct ShardReader {
-    gw: Arc<Gateway>,
-    token: String,
-    shard: String,
-    filter: Filter,
-}
-
-impl ShardReader {
-    /// Sends the shard's transactions after offset `after` to `updates`, from its active
-    /// replica: a stream broken by a failover is opened again after the last transaction
-    /// sent, so nothing is skipped or repeated. Ends after sending an error that is not a
-    /// failover's, or when `updates` is closed.
-    async fn follow(self, mut after: i64, updates: mpsc::Sender<Update>) {
-        let mut pause = REOPEN_PAUSE;
-        loop {
-            let mut stream = match self.open(after).await {
-                Ok(stream) => stream,
-                Err(e) => {
-                    let _ = updates.send(Err(e)).await;
-                    return;
-                }
-            };
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(tx) => {
-                        after = tx.offset;
-                        pause = REOPEN_PAUSE;
-                        if updates.send(Ok((self.shard.clone(), tx))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if is_failover_error(&e) => {
-                        tracing::info!(shard = %self.shard, after, error = %e, "update stream broke; resuming on the active replica");
-                        break;
-                    }
-                    Err(e) => {
-                        let _ = updates.send(Err(on_shard(&self.shard, e))).await;
-                        return;
-                    }
-                }
-            }
-            // A stream that ends (its replica stopped) is resumed like a broken one.
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_REOPEN_PAUSE);
-        }
-    }
-
-    /// The shard's live update stream after `after`, from its active replica (looked up
-    /// again each time, so that a replica added to the network is among those tried).
-    async fn open(&self, after: i64) -> Result<UpdateStream, ApiError> {
-        let client = self.gw.shard_client(&self.shard, &self.token)?;
-        client
-            .read(|c| {
-                let filter = self.filter.clone();
-                async move { c.updates(&filter, after, true).await }
-            })
-            .await
-            .map_err(|e| on_shard(&self.shard, e))
-    }
-}
-
 async fn send(socket: &mut WebSocket, message: &impl Serialize) -> Result<(), End> {
     let text = serde_json::to_string(message).map_err(|e| {
         ApiError::new(
@@ -586,8 +381,6 @@ async fn fail(socket: &mut WebSocket, e: &ApiError) {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     fn shards() -> Vec<String> {
@@ -598,58 +391,6 @@ mod tests {
         StreamRequest::parse(text.as_bytes(), &shards())
             .unwrap_err()
             .message
-    }
-
-    fn contract(id: &str, owner: &str) -> Contract {
-        Contract {
-            contract_id: id.into(),
-            template_id: "iou:Iou".into(),
-            package_id: "p".into(),
-            payload: json!({"owner": owner}),
-            signatories: vec!["bank".into()],
-            observers: vec![owner.into()],
-            key: None,
-            witnesses: vec![],
-            offset: 1,
-            created_at: 0,
-        }
-    }
-
-    fn archived(id: &str) -> Event {
-        Event::Archived(Archived {
-            contract_id: id.into(),
-            template_id: "iou:Iou".into(),
-            witnesses: vec![],
-        })
-    }
-
-    fn tx(offset: i64, events: Vec<Event>) -> Transaction {
-        Transaction {
-            update_id: format!("u{offset}"),
-            command_id: String::new(),
-            workflow_id: String::new(),
-            offset,
-            effective_at: 0,
-            events,
-        }
-    }
-
-    fn ids(events: &Events) -> Vec<String> {
-        events
-            .events
-            .iter()
-            .map(|e| match e {
-                EventView::Created(c) => format!("+{}", c.contract_id),
-                EventView::Archived(a) => format!("-{}", a.contract_id),
-            })
-            .collect()
-    }
-
-    fn alice() -> Map<String, Value> {
-        json!({"owner": "alice"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
     }
 
     #[test]
@@ -690,78 +431,5 @@ mod tests {
         headers.insert(AUTHORIZATION, protocols("Bearer xyz"));
         assert!(token_from_protocols(&mut headers).is_ok());
         assert_eq!(headers[AUTHORIZATION], "Bearer xyz");
-    }
-
-    #[test]
-    fn a_snapshot_sends_matching_contracts_once_and_their_archives() {
-        let acs = |offset, contracts| ActiveContracts { offset, contracts };
-        let (mut view, events) = View::snapshot(
-            alice(),
-            vec![
-                (
-                    "shard-1".into(),
-                    acs(5, vec![contract("c1", "alice"), contract("c2", "bob")]),
-                ),
-                // c1 again, from the other shard hosting the caller's parties.
-                ("shard-2".into(), acs(9, vec![contract("c1", "alice")])),
-            ],
-        );
-        let live = view.live();
-        assert_eq!(ids(&view.events(events)), ["+c1"]);
-        assert_eq!(
-            live.offset,
-            BTreeMap::from([("shard-1".into(), 5), ("shard-2".into(), 9)])
-        );
-        // c2 did not match: its archive is not sent; nor is a create that does not match.
-        let t = tx(
-            6,
-            vec![
-                archived("c2"),
-                Event::Created(contract("c3", "bob")),
-                archived("c1"),
-                Event::Created(contract("c4", "alice")),
-            ],
-        );
-        let sent = view.transaction("shard-1", &t).expect("events");
-        assert_eq!(ids(&sent), ["-c1", "+c4"]);
-        assert_eq!(
-            sent.offset,
-            BTreeMap::from([("shard-1".into(), 6), ("shard-2".into(), 9)])
-        );
-        // The same transaction seen from shard-2: nothing new, but the offset moves.
-        assert!(
-            view.transaction("shard-2", &tx(10, t.events.clone()))
-                .is_none()
-        );
-        assert_eq!(view.offset("shard-2"), 10);
-    }
-
-    #[test]
-    fn a_resumed_view_sends_archives_of_contracts_it_did_not_see_created() {
-        let given = BTreeMap::from([("shard-2".into(), 17)]);
-        let followed = shards();
-        let mut view = View::resume(alice(), &given, &followed);
-        assert_eq!(
-            view.live().offset,
-            BTreeMap::from([("shard-1".into(), 0), ("shard-2".into(), 17)])
-        );
-        let t = tx(
-            18,
-            vec![
-                Event::Created(contract("c5", "bob")),
-                // Created before the resumed offset: the client may hold it.
-                archived("c0"),
-            ],
-        );
-        assert_eq!(
-            ids(&view.transaction("shard-2", &t).expect("events")),
-            ["-c0"]
-        );
-        // c5 was seen not to match: its archive is not sent.
-        assert!(
-            view.transaction("shard-2", &tx(19, vec![archived("c5")]))
-                .is_none()
-        );
-        assert_eq!(view.offset("shard-2"), 19);
     }
 }
