@@ -13,6 +13,7 @@ mod net;
 mod s10_limits;
 mod s11_python_reflection;
 mod s12_prune;
+mod s13_meta;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -43,6 +44,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s10_limits::run(&env).await?;
         s11_python_reflection::run(&env).await?;
         s12_prune::run(&env).await?;
+        s13_meta::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

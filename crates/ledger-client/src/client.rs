@@ -251,7 +251,7 @@ impl LedgerClient {
         let commands = pb::Commands {
             application_id: self.application_id.clone(),
             command_id: submission.command_id.unwrap_or_else(new_command_id),
-            submission_id: String::new(),
+            submission_id: submission.submission_id,
             workflow_id: submission.workflow_id,
             act_as: submission.act_as,
             read_as: submission.read_as,

@@ -138,6 +138,8 @@ pub struct Submission {
     pub read_as: Vec<String>,
     /// The deduplication key's command id; `None`: a fresh random one.
     pub command_id: Option<String>,
+    /// Echoed in the completion, to tell this submission from a retry of the command.
+    pub submission_id: String,
     pub workflow_id: String,
     pub command: Command,
     /// Contracts the command may use although the submitting parties do not see them
@@ -189,6 +191,7 @@ impl Submission {
             act_as: vec![act_as.into()],
             read_as: Vec::new(),
             command_id: None,
+            submission_id: String::new(),
             workflow_id: String::new(),
             command,
             disclosed_contracts: Vec::new(),

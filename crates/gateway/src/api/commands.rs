@@ -1,6 +1,6 @@
 //! `POST /v1/create`, `/v1/exercise`, `/v1/create-and-exercise`: a command submitted as
-//! the token's (first) actAs party through the shard hosting it, riding failovers with one
-//! command id so that a retry never commits twice.
+//! the token's first actAs party (or `meta.actAs`) through the shard hosting it, riding
+//! failovers with one command id so that a retry never commits twice.
 
 use std::sync::Arc;
 
@@ -36,6 +36,8 @@ pub struct CreateRequest {
     /// one.
     #[serde(default)]
     command_id: Option<String>,
+    #[serde(default)]
+    meta: Option<Meta>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -56,6 +58,54 @@ pub struct ExerciseRequest {
     /// check each against the contract they store.
     #[serde(default)]
     disclosed_contracts: Vec<Disclosed>,
+    #[serde(default)]
+    meta: Option<Meta>,
+}
+
+/// A command's metadata (Daml JSON API's `meta`); every field is optional.
+#[derive(Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Meta {
+    /// The parties to act as, each in the token's `actAs` and all hosted on one shard.
+    /// Default: the token's first `actAs` party.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schema(value_type = Vec<String>)]
+    act_as: Vec<String>,
+    /// Parties whose contracts the command may read, each in the token's `actAs` or
+    /// `readAs`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    #[schema(value_type = Vec<String>)]
+    read_as: Vec<String>,
+    /// As the request's `commandId` (give it in one place).
+    #[serde(default)]
+    command_id: Option<String>,
+    /// Carried into the transaction (`workflowId` of its updates).
+    #[serde(default)]
+    workflow_id: Option<String>,
+    /// Echoed in the command's completion.
+    #[serde(default)]
+    submission_id: Option<String>,
+    /// Not supported: the domain's deduplication period applies to every command.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    deduplication_period: Option<Value>,
+    /// As the request's `disclosedContracts`.
+    #[serde(default)]
+    disclosed_contracts: Vec<Disclosed>,
+}
+
+/// A list of parties, also given as one party (Daml's JSON API accepts both).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(ps) => ps,
+    })
 }
 
 /// A disclosed contract: a contract exactly as `/v1/fetch` shows it.
@@ -112,6 +162,8 @@ pub struct CreateAndExerciseRequest {
     /// As for `/v1/exercise`.
     #[serde(default)]
     disclosed_contracts: Vec<Disclosed>,
+    #[serde(default)]
+    meta: Option<Meta>,
 }
 
 /// What an exercise did, as the submitter sees it.
@@ -152,7 +204,7 @@ pub async fn create(
         template_id: req.template_id.clone(),
         payload: req.payload,
     };
-    let result = submit(&gw, &caller, command, req.command_id, Vec::new()).await?;
+    let result = submit(&gw, &caller, command, req.command_id, Vec::new(), req.meta).await?;
     let created = result
         .created
         .iter()
@@ -196,14 +248,21 @@ pub async fn exercise(
     body::required("contractId", &req.contract_id)?;
     body::required("choice", &req.choice)?;
     body::object("argument", &req.argument)?;
-    let disclosed = disclosed(req.disclosed_contracts)?;
     let command = Command::Exercise {
         template_id: req.template_id,
         contract_id: req.contract_id,
         choice: req.choice,
         argument: req.argument,
     };
-    let result = submit(&gw, &caller, command, req.command_id, disclosed).await?;
+    let result = submit(
+        &gw,
+        &caller,
+        command,
+        req.command_id,
+        req.disclosed_contracts,
+        req.meta,
+    )
+    .await?;
     Ok(Answer::ok(exercise_answer(&result)))
 }
 
@@ -233,14 +292,21 @@ pub async fn create_and_exercise(
     body::object("payload", &req.payload)?;
     body::required("choice", &req.choice)?;
     body::object("argument", &req.argument)?;
-    let disclosed = disclosed(req.disclosed_contracts)?;
     let command = Command::CreateAndExercise {
         template_id: req.template_id,
         payload: req.payload,
         choice: req.choice,
         argument: req.argument,
     };
-    let result = submit(&gw, &caller, command, req.command_id, disclosed).await?;
+    let result = submit(
+        &gw,
+        &caller,
+        command,
+        req.command_id,
+        req.disclosed_contracts,
+        req.meta,
+    )
+    .await?;
     Ok(Answer::ok(exercise_answer(&result)))
 }
 
@@ -265,20 +331,73 @@ async fn submit(
     caller: &Caller,
     command: Command,
     command_id: Option<String>,
-    disclosed_contracts: Vec<DisclosedContract>,
+    disclosed_contracts: Vec<Disclosed>,
+    meta: Option<Meta>,
 ) -> Result<TransactionResult, ApiError> {
+    let meta = meta.unwrap_or_default();
+    if meta.deduplication_period.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid field `meta.deduplicationPeriod`: not supported; the domain's \
+             deduplication period applies to every command",
+        ));
+    }
+    let command_id = match (command_id, meta.command_id) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give the command id once: `commandId` or `meta.commandId`",
+            ));
+        }
+        (id, meta_id) => id.or(meta_id),
+    };
     if let Some(id) = &command_id {
         body::required("commandId", id)?;
     }
-    let party = caller.actor()?;
-    let shard = gw.shard_of(&party).await?.ok_or_else(|| {
+    let disclosed_contracts = match (disclosed_contracts.is_empty(), meta.disclosed_contracts) {
+        (false, m) if !m.is_empty() => {
+            return Err(ApiError::bad_request(
+                "give the disclosed contracts once: `disclosedContracts` or \
+                 `meta.disclosedContracts`",
+            ));
+        }
+        (true, m) => disclosed(m)?,
+        (false, _) => disclosed(disclosed_contracts)?,
+    };
+    let act_as = if meta.act_as.is_empty() {
+        vec![caller.actor()?]
+    } else {
+        for (i, p) in meta.act_as.iter().enumerate() {
+            body::required(&format!("meta.actAs[{i}]"), p)?;
+            if !caller.rights.act_as.iter().any(|a| a.as_str() == p) {
+                return Err(ApiError::forbidden(format!(
+                    "the token does not allow acting as party {p} (meta.actAs)"
+                )));
+            }
+        }
+        meta.act_as
+    };
+    for (i, p) in meta.read_as.iter().enumerate() {
+        body::required(&format!("meta.readAs[{i}]"), p)?;
+        if !caller.rights.readable().iter().any(|r| r.as_str() == p) {
+            return Err(ApiError::forbidden(format!(
+                "the token does not allow reading as party {p} (meta.readAs)"
+            )));
+        }
+    }
+    // The shard of the first acting party; the participant refuses the others if they
+    // live elsewhere.
+    let party = &act_as[0];
+    let shard = gw.shard_of(party).await?.ok_or_else(|| {
         ApiError::forbidden(format!(
             "the token acts as party {party}, which is not allocated on this network"
         ))
     })?;
     let client = gw.shard_client(&shard, &caller.token)?;
-    let mut submission = Submission::new(party, command);
+    let mut submission = Submission::new(party.clone(), command);
+    submission.act_as = act_as;
+    submission.read_as = meta.read_as;
     submission.command_id = command_id;
+    submission.workflow_id = meta.workflow_id.unwrap_or_default();
+    submission.submission_id = meta.submission_id.unwrap_or_default();
     submission.disclosed_contracts = disclosed_contracts;
     Ok(client.submit(submission).await?)
 }
