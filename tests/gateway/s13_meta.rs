@@ -1,8 +1,8 @@
 //! A command's `meta` (Daml JSON API): `actAs` picks which of the token's parties act (as
 //! a list or one party), `workflowId` reaches the transaction, `commandId` deduplicates as
-//! the top-level one does; a party the token does not cover is 403, an unsupported
-//! `deduplicationPeriod` or a command id given twice is 400 naming the field, and none of
-//! them commits anything.
+//! the top-level one does, within `deduplicationPeriod` when one is given; a party the
+//! token does not cover is 403, a period from an offset, of 0 or beyond the domain's, or a
+//! command id given twice is 400 naming the field, and none of them commits anything.
 
 use anyhow::{Context, Result, ensure};
 use futures::StreamExt;
@@ -71,6 +71,30 @@ pub async fn run(env: &Env) -> Result<()> {
         again.status == 409 && again.result.is_null(),
         "the same meta.commandId again: {again:?}"
     );
+    // A short deduplication period: the same command id commits again once the first
+    // success is older than it; with the domain's period it is a duplicate again.
+    let short = |amount: &str, period: Value| {
+        iou(
+            amount,
+            json!({ "actAs": [ISSUER], "commandId": "s13-short", "deduplicationPeriod": period }),
+        )
+    };
+    let ms = |n: u64| json!({ "type": "Duration", "durationInMillis": n });
+    env.ok("/v1/create", &both, &short("8", ms(60_000))).await?;
+    let within = env
+        .post("/v1/create", Some(&both), &short("8", ms(60_000)))
+        .await?;
+    ensure!(within.status == 409, "within the period: {within:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    env.ok("/v1/create", &both, &short("9", ms(10))).await?;
+    let again = env
+        .post(
+            "/v1/create",
+            Some(&both),
+            &iou("10", json!({ "actAs": [ISSUER], "commandId": "s13-short" })),
+        )
+        .await?;
+    ensure!(again.status == 409, "with the domain's period: {again:?}");
     // The workflow id reached the transaction.
     let client = env.network.client_for_party(ISSUER).await?;
     let created = listed["contractId"].as_str().context("contractId")?;
@@ -104,21 +128,36 @@ pub async fn run(env: &Env) -> Result<()> {
         stranger.status == 403 && stranger.errors.contains("bank"),
         "meta.actAs beyond the token: {stranger:?}"
     );
-    let dedup = env
-        .post(
-            "/v1/create",
-            Some(&both),
-            &iou(
-                "5",
-                json!({ "actAs": [ISSUER],
-                        "deduplicationPeriod": { "type": "Duration", "durationInMillis": 1000 } }),
-            ),
-        )
-        .await?;
-    ensure!(
-        dedup.status == 400 && dedup.errors.contains("meta.deduplicationPeriod"),
-        "{dedup:?}"
-    );
+    for (period, needle) in [
+        (
+            json!({ "type": "Offset", "offset": "5" }),
+            "meta.deduplicationPeriod",
+        ),
+        (
+            json!({ "type": "Duration", "durationInMillis": 0 }),
+            "durationInMillis",
+        ),
+        // Beyond the domain's deduplication period (24 h): the participant refuses it.
+        (
+            json!({ "type": "Duration", "durationInMillis": 100u64 * 24 * 3600 * 1000 }),
+            "deduplication",
+        ),
+    ] {
+        let refused = env
+            .post(
+                "/v1/create",
+                Some(&both),
+                &iou(
+                    "5",
+                    json!({ "actAs": [ISSUER], "deduplicationPeriod": period }),
+                ),
+            )
+            .await?;
+        ensure!(
+            refused.status == 400 && refused.errors.contains(needle),
+            "{period}: {refused:?}"
+        );
+    }
     let mut twice = iou("6", json!({ "actAs": [ISSUER], "commandId": "a" }));
     twice["commandId"] = json!("b");
     let twice = env.post("/v1/create", Some(&both), &twice).await?;
@@ -141,7 +180,7 @@ pub async fn run(env: &Env) -> Result<()> {
     // Exactly the two accepted creates committed.
     let after = issuer_ious().await?;
     ensure!(
-        after.len() == before.len() + 2,
+        after.len() == before.len() + 4,
         "{} Ious before, {} after",
         before.len(),
         after.len()

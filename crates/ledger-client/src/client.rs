@@ -261,6 +261,9 @@ impl LedgerClient {
                 .iter()
                 .map(|d| d.to_pb())
                 .collect(),
+            deduplication_duration_ms: submission
+                .deduplication_duration
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         };
         let r = self
             .commands()

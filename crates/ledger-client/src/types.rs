@@ -140,6 +140,9 @@ pub struct Submission {
     pub command_id: Option<String>,
     /// Echoed in the completion, to tell this submission from a retry of the command.
     pub submission_id: String,
+    /// How long a success of the same command id keeps a resubmission a duplicate (at
+    /// most the domain's period); `None`: the domain's deduplication period.
+    pub deduplication_duration: Option<std::time::Duration>,
     pub workflow_id: String,
     pub command: Command,
     /// Contracts the command may use although the submitting parties do not see them
@@ -192,6 +195,7 @@ impl Submission {
             read_as: Vec::new(),
             command_id: None,
             submission_id: String::new(),
+            deduplication_duration: None,
             workflow_id: String::new(),
             command,
             disclosed_contracts: Vec::new(),

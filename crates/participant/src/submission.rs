@@ -253,6 +253,21 @@ fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
+/// The deduplication period of `commands` (µs): the one it asks for, at most the domain's
+/// `max_us`; the domain's when it asks for none.
+fn dedup_period_us(commands: &pb::Commands, max_us: i64) -> Result<i64, ParticipantError> {
+    let asked = commands.deduplication_duration_ms;
+    let max_ms = max_us / 1000;
+    match asked {
+        0 => Ok(max_us),
+        ms if ms < 0 || ms > max_ms => Err(invalid(format!(
+            "invalid deduplication_duration_ms {ms}: give 1 to the domain's deduplication \
+             period of {max_ms} ms, or 0 for that period"
+        ))),
+        ms => Ok(ms * 1000),
+    }
+}
+
 /// Accepts a command: on return it is in flight (its outcome arrives as a completion).
 pub async fn submit(
     shared: &Arc<Shared>,
@@ -328,7 +343,7 @@ pub async fn submit(
     // so that it still answers ALREADY_EXISTS.
     let dedup_cutoff = now()
         .micros()
-        .saturating_sub(params.deduplication_period_us);
+        .saturating_sub(dedup_period_us(&commands, params.deduplication_period_us)?);
     let unless_duplicate = async |e: ParticipantError| match store::is_duplicate(
         &shared.pool,
         &key,
@@ -534,4 +549,28 @@ pub async fn wait_completion(
             key.command_id
         ))
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_submission_may_shorten_the_deduplication_period_but_not_lengthen_it() {
+        let day_us = 24 * 3600 * 1_000_000;
+        let with = |ms| pb::Commands {
+            deduplication_duration_ms: ms,
+            ..Default::default()
+        };
+        assert_eq!(dedup_period_us(&with(0), day_us).unwrap(), day_us);
+        assert_eq!(dedup_period_us(&with(1500), day_us).unwrap(), 1_500_000);
+        assert_eq!(dedup_period_us(&with(86_400_000), day_us).unwrap(), day_us);
+        for bad in [86_400_001, -1] {
+            let e = dedup_period_us(&with(bad), day_us).unwrap_err();
+            assert!(
+                matches!(&e, ParticipantError::InvalidArgument(m) if m.contains("86400000 ms")),
+                "{e}"
+            );
+        }
+    }
 }

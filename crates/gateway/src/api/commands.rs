@@ -85,13 +85,48 @@ pub struct Meta {
     /// Echoed in the command's completion.
     #[serde(default)]
     submission_id: Option<String>,
-    /// Not supported: the domain's deduplication period applies to every command.
+    /// `{"type": "Duration", "durationInMillis": N}`: how long a success of the same
+    /// command id keeps a resubmission a duplicate, at most the domain's deduplication
+    /// period (its default). Deduplication from an offset is not supported.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     deduplication_period: Option<Value>,
     /// As the request's `disclosedContracts`.
     #[serde(default)]
     disclosed_contracts: Vec<Disclosed>,
+}
+
+/// `meta.deduplicationPeriod`: `{"type": "Duration", "durationInMillis": N}` (N ≥ 1).
+fn deduplication_duration(period: &Value) -> Result<std::time::Duration, ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(format!("invalid field `meta.deduplicationPeriod`: {why}"))
+    };
+    match period.get("type").and_then(Value::as_str) {
+        Some("Duration") => {}
+        Some("Offset") => {
+            return Err(bad("deduplication from an offset is not supported; give \
+                 {\"type\": \"Duration\", \"durationInMillis\": N}"));
+        }
+        _ => {
+            return Err(bad(
+                "expected {\"type\": \"Duration\", \"durationInMillis\": N}",
+            ));
+        }
+    }
+    let ms = period
+        .get("durationInMillis")
+        .and_then(Value::as_u64)
+        .filter(|ms| *ms > 0)
+        .ok_or_else(|| {
+            bad("`durationInMillis` must be a whole number of milliseconds, 1 or more")
+        })?;
+    if let Some(extra) = period
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "type" && *k != "durationInMillis"))
+    {
+        return Err(bad(&format!("unknown field `{extra}`")));
+    }
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 /// A list of parties, also given as one party (Daml's JSON API accepts both).
@@ -335,12 +370,11 @@ async fn submit(
     meta: Option<Meta>,
 ) -> Result<TransactionResult, ApiError> {
     let meta = meta.unwrap_or_default();
-    if meta.deduplication_period.is_some() {
-        return Err(ApiError::bad_request(
-            "invalid field `meta.deduplicationPeriod`: not supported; the domain's \
-             deduplication period applies to every command",
-        ));
-    }
+    let deduplication = meta
+        .deduplication_period
+        .as_ref()
+        .map(deduplication_duration)
+        .transpose()?;
     let command_id = match (command_id, meta.command_id) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -398,6 +432,7 @@ async fn submit(
     submission.command_id = command_id;
     submission.workflow_id = meta.workflow_id.unwrap_or_default();
     submission.submission_id = meta.submission_id.unwrap_or_default();
+    submission.deduplication_duration = deduplication;
     submission.disclosed_contracts = disclosed_contracts;
     Ok(client.submit(submission).await?)
 }
