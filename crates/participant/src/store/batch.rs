@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use ordo_core::Timestamp;
 use sqlx::{PgConnection, Row};
 
-use super::{COMMAND_COLUMNS, PendingRow, column, command_row};
+use super::commands::{COMMAND_COLUMNS, command_row};
+use super::{PendingRow, column};
 use crate::apply::{Loaded, Writes};
 use crate::conflict::ContractState;
 use crate::error::ParticipantError;
