@@ -20,3 +20,4 @@ mod t10_create_and_exercise;
 mod t11_read_your_writes;
 mod t12_pruning;
 mod t13_choice_observers;
+mod t14_multi_command;

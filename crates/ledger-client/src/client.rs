@@ -261,6 +261,7 @@ impl LedgerClient {
                 .iter()
                 .map(|d| d.to_pb())
                 .collect(),
+            commands: Vec::new(),
             deduplication_duration_ms: submission
                 .deduplication_duration
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

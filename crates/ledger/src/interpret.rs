@@ -96,11 +96,35 @@ pub fn interpret(
     seed: Hash,
     limits: &Limits,
 ) -> Result<Transaction, LedgerError> {
+    interpret_all(
+        packages,
+        std::slice::from_ref(cmd),
+        act_as,
+        lookup,
+        seed,
+        limits,
+    )
+}
+
+/// [`interpret`] of several commands as one transaction, in order (Daml's multi-command
+/// submission): each command's actions are roots of the transaction, a later command sees
+/// what an earlier one created or archived, and the limits bound them together. One
+/// failing fails them all.
+pub fn interpret_all(
+    packages: &PackageStore,
+    cmds: &[Command],
+    act_as: &BTreeSet<PartyId>,
+    lookup: &dyn ContractLookup,
+    seed: Hash,
+    limits: &Limits,
+) -> Result<Transaction, LedgerError> {
     let mut known = BTreeMap::new();
-    if let Command::Exercise { contract_id, .. } = cmd
-        && let Some(c) = lookup.lookup(contract_id)
-    {
-        known.insert(*contract_id, c);
+    for cmd in cmds {
+        if let Command::Exercise { contract_id, .. } = cmd
+            && let Some(c) = lookup.lookup(contract_id)
+        {
+            known.insert(*contract_id, c);
+        }
     }
     let machine = Machine::new(packages, limits, seed);
     machine.with_engine(|engine| {
@@ -108,7 +132,9 @@ pub fn interpret(
             // Each run interprets the whole command again, under a budget of its own.
             machine.reset_steps();
             machine.reset(known.clone(), 0, act_as.clone());
-            let outcome = machine.run_command(engine, cmd);
+            let outcome = cmds
+                .iter()
+                .try_for_each(|cmd| machine.run_command(engine, cmd));
             if let Some(cid) = machine.with(|s| s.missing.take()) {
                 match lookup.lookup(&cid) {
                     Some(c) => {

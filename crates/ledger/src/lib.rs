@@ -16,7 +16,7 @@ pub mod view;
 pub mod wellformed;
 
 pub use error::{ErrorKind, LedgerError};
-pub use interpret::{Command, ContractLookup, Limits, interpret};
+pub use interpret::{Command, ContractLookup, Limits, interpret, interpret_all};
 pub use ordo_core::{Hash, PartyId};
 pub use package::{ARCHIVE, Choice, Package, PackageStore, Template};
 pub use transaction::{

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_ledger::{
     Command, ContractId, ContractInstance, ErrorKind, Hash, LedgerError, Limits, Node,
-    PackageStore, PartyId, TemplateId, Transaction, Value, interpret, reinterpret_view,
+    PackageStore, PartyId, TemplateId, Transaction, Value, interpret, interpret_all,
+    reinterpret_view,
 };
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -996,4 +997,52 @@ fn choice_observers_are_informees_of_the_exercise_but_not_confirmers() {
             .contains("differs from its re-interpretation"),
         "{err}"
     );
+}
+
+#[test]
+fn several_commands_are_one_transaction_and_fail_together() {
+    let mut l = Ledger::new();
+    let c = l.issue("bank", "alice", "USD", "100");
+    let transfer = |to: &str| Command::Exercise {
+        template: tid("iou:Iou"),
+        contract_id: c,
+        choice: "Transfer".into(),
+        argument: record(&[("newOwner", Value::Party(p(to)))]),
+    };
+    let create = Command::Create {
+        template: tid("iou:Iou"),
+        payload: iou("alice", "alice", "EUR", "5"),
+    };
+    let seed = Hash::of(b"multi");
+    let limits = Limits::default();
+    let tx = interpret_all(
+        &l.packages,
+        &[create.clone(), transfer("bob")],
+        &parties(&["alice"]),
+        &l.acs,
+        seed,
+        &limits,
+    )
+    .unwrap();
+    // One root per command: the create, then the exercise (with its create below).
+    assert_eq!(tx.roots.len(), 2);
+    assert!(matches!(tx.nodes[tx.roots[0]], Node::Create { .. }));
+    assert!(matches!(tx.nodes[tx.roots[1]], Node::Exercise { .. }));
+    assert_eq!(tx.created().len(), 2);
+    // A later command sees what an earlier one consumed: the second transfer of the same
+    // Iou fails, and so does the whole submission.
+    let err = interpret_all(
+        &l.packages,
+        &[create, transfer("bob"), transfer("carol")],
+        &parties(&["alice"]),
+        &l.acs,
+        seed,
+        &limits,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, LedgerError::ContractNotActive(id) if id == c),
+        "{err}"
+    );
+    l.submissions += 1;
 }

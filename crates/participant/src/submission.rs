@@ -359,7 +359,19 @@ pub async fn submit(
         }
     };
 
-    let cmd = command(&snapshot.packages, commands.command.as_ref())?;
+    let cmds = match (commands.command.as_ref(), commands.commands.as_slice()) {
+        (Some(_), [_, ..]) => {
+            return Err(invalid(
+                "give either commands.command or commands.commands, not both".into(),
+            ));
+        }
+        (None, []) => return Err(invalid("missing commands.command".into())),
+        (Some(one), []) => vec![command(&snapshot.packages, Some(one))?],
+        (None, many) => many
+            .iter()
+            .map(|c| command(&snapshot.packages, Some(c)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let mut nonce = [0u8; 16];
     rand::fill(&mut nonce[..]);
     let seed = Hash::of_parts([
@@ -390,7 +402,7 @@ pub async fn submit(
         let interpreted = {
             let packages = snapshot.packages.clone();
             let act_as = act_as.clone();
-            let cmd = cmd.clone();
+            let cmds = cmds.clone();
             let disclosed = disclosed.clone();
             let limits = limits.clone();
             tokio::task::spawn_blocking(move || {
@@ -398,7 +410,7 @@ pub async fn submit(
                 let mut lookup = lookup;
                 lookup.disclosed = disclosed_contracts(&packages, &disclosed, &limits)?;
                 let interpreted =
-                    ordo_ledger::interpret(&packages, &cmd, &act_as, &lookup, seed, &limits);
+                    ordo_ledger::interpret_all(&packages, &cmds, &act_as, &lookup, seed, &limits);
                 crate::metrics::interpretation(started.elapsed());
                 Ok::<_, ParticipantError>(interpreted)
             })
