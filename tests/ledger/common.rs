@@ -1084,6 +1084,34 @@ impl LedgerNet {
         Ok(())
     }
 
+    /// The updates `parties` see on `shard` after `from` up to `end`, in `shape`, read
+    /// with a token reading as them.
+    pub async fn update_stream(
+        &self,
+        shard: usize,
+        parties: &[&str],
+        from: i64,
+        end: i64,
+        shape: pb::UpdateShape,
+    ) -> Result<tonic::Streaming<pb::GetUpdatesResponse>, tonic::Status> {
+        Ok(self
+            .updates_client(shard)
+            .get_updates(with_token(
+                pb::GetUpdatesRequest {
+                    begin_exclusive: from,
+                    end_inclusive: end,
+                    filter: Some(pb::TransactionFilter {
+                        parties: parties.iter().map(|p| (*p).to_owned()).collect(),
+                        template_ids: vec![],
+                    }),
+                    shape: shape as i32,
+                },
+                &reader_token(parties),
+            ))
+            .await?
+            .into_inner())
+    }
+
     /// Every flat transaction `parties` see on `shard`, from the beginning to the current
     /// ledger end.
     pub async fn updates_on(&self, shard: usize, parties: &[&str]) -> Result<Vec<pb::Transaction>> {
@@ -1092,22 +1120,9 @@ impl LedgerNet {
             return Ok(Vec::new());
         }
         let mut stream = self
-            .updates_client(shard)
-            .get_updates(with_token(
-                pb::GetUpdatesRequest {
-                    begin_exclusive: 0,
-                    end_inclusive: end,
-                    filter: Some(pb::TransactionFilter {
-                        parties: parties.iter().map(|p| (*p).to_owned()).collect(),
-                        template_ids: vec![],
-                    }),
-                    shape: pb::UpdateShape::Flat as i32,
-                },
-                &reader_token(parties),
-            ))
+            .update_stream(shard, parties, 0, end, pb::UpdateShape::Flat)
             .await
-            .with_context(|| format!("GetUpdates of {parties:?}"))?
-            .into_inner();
+            .with_context(|| format!("GetUpdates of {parties:?}"))?;
         let mut out = Vec::new();
         while let Some(u) = stream.message().await? {
             match u.update {

@@ -67,21 +67,8 @@ async fn first_update(
         .await
         .map_err(|e| tonic::Status::internal(e.to_string()))?;
     let mut stream = net
-        .updates_client(shard)
-        .get_updates(with_token(
-            pb::GetUpdatesRequest {
-                begin_exclusive: from,
-                end_inclusive: end,
-                filter: Some(pb::TransactionFilter {
-                    parties: vec![party.into()],
-                    template_ids: vec![],
-                }),
-                shape: pb::UpdateShape::Flat as i32,
-            },
-            &reader_token(&[party]),
-        ))
-        .await?
-        .into_inner();
+        .update_stream(shard, &[party], from, end, pb::UpdateShape::Flat)
+        .await?;
     Ok(stream.message().await?.and_then(|u| match u.update {
         Some(pb::get_updates_response::Update::Transaction(t)) => Some(t.offset),
         _ => None,

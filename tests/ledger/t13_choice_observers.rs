@@ -32,21 +32,8 @@ async fn exercised(net: &LedgerNet, party: &str, choice: &str) -> Result<Vec<pb:
         return Ok(Vec::new());
     }
     let mut stream = net
-        .updates_client(shard)
-        .get_updates(with_token(
-            pb::GetUpdatesRequest {
-                begin_exclusive: 0,
-                end_inclusive: end,
-                filter: Some(pb::TransactionFilter {
-                    parties: vec![party.into()],
-                    template_ids: vec![],
-                }),
-                shape: pb::UpdateShape::Tree as i32,
-            },
-            &reader_token(&[party]),
-        ))
-        .await?
-        .into_inner();
+        .update_stream(shard, &[party], 0, end, pb::UpdateShape::Tree)
+        .await?;
     let mut found = Vec::new();
     while let Some(u) = stream.message().await? {
         if let Some(pb::get_updates_response::Update::TransactionTree(t)) = u.update {
