@@ -241,6 +241,19 @@ impl LedgerClient {
             .collect())
     }
 
+    /// The package file `package_id` as uploaded (TOML), e.g. to read its templates' field
+    /// types.
+    pub async fn get_package(&self, package_id: &str) -> Result<Vec<u8>, LedgerError> {
+        let r = self
+            .packages()
+            .get_package(pb::GetPackageRequest {
+                package_id: package_id.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(r.package)
+    }
+
     // --- commands ----------------------------------------------------------------------
 
     /// Submits a command and waits until it is committed on this shard; the transaction as
