@@ -21,3 +21,4 @@ mod t11_read_your_writes;
 mod t12_pruning;
 mod t13_choice_observers;
 mod t14_multi_command;
+mod t15_contract_keys;

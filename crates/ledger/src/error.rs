@@ -51,6 +51,10 @@ pub enum LedgerError {
     },
     #[error("contract {0} not found (unknown, or not visible to the submitting parties)")]
     ContractNotFound(ContractId),
+    #[error("no active contract of {template} with key {key} (or none the submitting parties see)")]
+    ContractKeyNotFound { template: TemplateId, key: String },
+    #[error("an active contract of {template} has key {key} already")]
+    DuplicateContractKey { template: TemplateId, key: String },
     #[error("contract {contract_id} is of template {actual}, not {expected}")]
     TemplateMismatch {
         contract_id: ContractId,
@@ -107,14 +111,17 @@ impl LedgerError {
             | TemplateMismatch { .. }
             | Conformance(_)
             | MalformedView(_) => ErrorKind::InvalidArgument,
-            UnknownPackage(_) | UnknownTemplate(_) | UnknownChoice { .. } | ContractNotFound(_) => {
-                ErrorKind::NotFound
-            }
+            UnknownPackage(_)
+            | UnknownTemplate(_)
+            | UnknownChoice { .. }
+            | ContractNotFound(_)
+            | ContractKeyNotFound { .. } => ErrorKind::NotFound,
             NotAuthorized { .. } => ErrorKind::PermissionDenied,
             PackageConflict { .. }
             | EnsureFailed { .. }
             | Aborted { .. }
             | ContractNotActive(_)
+            | DuplicateContractKey { .. }
             | Script { .. } => ErrorKind::FailedPrecondition,
             StepLimit { .. } | LimitExceeded { .. } | ScriptLimit { .. } => {
                 ErrorKind::ResourceExhausted

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::LedgerError;
 use crate::package::{ARCHIVE, Package, PackageStore, Template};
 use crate::script::{Script, from_dynamic, parties_from_dynamic, sandboxed_engine, to_dynamic};
-use crate::transaction::{ContractInstance, Node, NodeId, Transaction};
+use crate::transaction::{ContractInstance, Node, NodeId, Transaction, key_hash};
 use crate::types::{ContractId, TemplateId, Type};
 use crate::value::Value;
 
@@ -46,6 +46,13 @@ pub enum Command {
     CreateAndExercise {
         template: TemplateId,
         payload: Value,
+        choice: String,
+        argument: Value,
+    },
+    /// Exercises a choice on the active contract of `template` with `key`.
+    ExerciseByKey {
+        template: TemplateId,
+        key: Value,
         choice: String,
         argument: Value,
     },
@@ -78,11 +85,31 @@ impl Default for Limits {
 /// The active contracts an interpretation may use.
 pub trait ContractLookup {
     fn lookup(&self, cid: &ContractId) -> Option<ContractInstance>;
+
+    /// The active contract of `template` with `key`, if one is visible.
+    fn lookup_key(
+        &self,
+        template: &TemplateId,
+        key: &Value,
+    ) -> Option<(ContractId, ContractInstance)> {
+        let _ = (template, key);
+        None
+    }
 }
 
 impl ContractLookup for BTreeMap<ContractId, ContractInstance> {
     fn lookup(&self, cid: &ContractId) -> Option<ContractInstance> {
         self.get(cid).cloned()
+    }
+
+    fn lookup_key(
+        &self,
+        template: &TemplateId,
+        key: &Value,
+    ) -> Option<(ContractId, ContractInstance)> {
+        self.iter()
+            .find(|(_, c)| c.template == *template && c.key.as_ref() == Some(key))
+            .map(|(cid, c)| (*cid, c.clone()))
     }
 }
 
@@ -127,6 +154,7 @@ pub fn interpret_all(
         }
     }
     let machine = Machine::new(packages, limits, seed);
+    machine.with(|s| s.lookup_keys = true);
     machine.with_engine(|engine| {
         loop {
             // Each run interprets the whole command again, under a budget of its own.
@@ -144,6 +172,16 @@ pub fn interpret_all(
                     None => return Err(LedgerError::ContractNotFound(cid)),
                 }
             }
+            if let Some((template, key)) = machine.with(|s| s.missing_key.take()) {
+                if let Some((cid, c)) = lookup.lookup_key(&template, &key)
+                    && c.template == template
+                    && c.key.as_ref() == Some(&key)
+                {
+                    known.insert(cid, c);
+                }
+                machine.with(|s| s.resolved.insert(key_hash(&template, &key)));
+                continue;
+            }
             outcome?;
             return machine.transaction(act_as);
         }
@@ -154,6 +192,17 @@ pub fn interpret_all(
 pub(crate) enum Arg {
     Value(Value),
     Dynamic(Dynamic),
+}
+
+/// A contract key: from a command or a node (a value to check) or a script (to convert).
+pub(crate) enum Key {
+    Value(Value),
+    Dynamic(Dynamic),
+}
+
+/// A key as JSON, for messages.
+fn key_text(key: &Value) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
 }
 
 struct Frame {
@@ -170,6 +219,14 @@ struct State {
     known: BTreeMap<ContractId, ContractInstance>,
     /// A contract the run needed and did not know.
     missing: Option<ContractId>,
+    /// Whether a key not resolved yet is looked up (interpretation: `missing_key` stops the
+    /// run) or taken as free (re-interpretation of a view, whose inputs hold every contract
+    /// its key lookups found).
+    lookup_keys: bool,
+    /// A key the run needed and had not looked up.
+    missing_key: Option<(TemplateId, Value)>,
+    /// The keys looked up so far (those found are in `known`); kept across runs.
+    resolved: BTreeSet<Hash>,
     /// The id of the first node (non-zero when re-interpreting a view's subtree).
     base: NodeId,
     root_authorizers: BTreeSet<PartyId>,
@@ -214,6 +271,32 @@ impl State {
         }
         self.missing = Some(*cid);
         Err(LedgerError::ContractNotFound(*cid))
+    }
+
+    /// The active contract of `template` with `key` as of this point of the transaction:
+    /// one it created and did not consume, else a known one it did not consume. `Err` when
+    /// the key must be looked up first (the run stops, as for a missing contract).
+    fn resolve_key(
+        &mut self,
+        template: &TemplateId,
+        key: &Value,
+    ) -> Result<Option<ContractId>, LedgerError> {
+        let holds = |c: &ContractInstance| c.template == *template && c.key.as_ref() == Some(key);
+        let found = self
+            .created
+            .iter()
+            .chain(self.known.iter())
+            .find(|(cid, c)| !self.consumed.contains(*cid) && holds(c))
+            .map(|(cid, _)| *cid);
+        if found.is_some() || !self.lookup_keys || self.resolved.contains(&key_hash(template, key))
+        {
+            return Ok(found);
+        }
+        self.missing_key = Some((template.clone(), key.clone()));
+        Err(LedgerError::ContractKeyNotFound {
+            template: template.clone(),
+            key: key_text(key),
+        })
     }
 
     fn next_id(&self) -> Result<NodeId, LedgerError> {
@@ -282,6 +365,9 @@ impl Machine {
                 seed,
                 known: BTreeMap::new(),
                 missing: None,
+                lookup_keys: false,
+                missing_key: None,
+                resolved: BTreeSet::new(),
                 base: 0,
                 root_authorizers: BTreeSet::new(),
                 nodes: Vec::new(),
@@ -327,6 +413,7 @@ impl Machine {
         self.with(|s| {
             s.known = known;
             s.missing = None;
+            s.missing_key = None;
             s.base = base;
             s.root_authorizers = authorizers;
             s.nodes.clear();
@@ -403,6 +490,20 @@ impl Machine {
         }
     }
 
+    /// A template a script names: `pkg:T`, or `T` of the running choice's package.
+    fn script_template(&self, name: &str) -> Result<TemplateId, LedgerError> {
+        if name.contains(':') {
+            return name.parse();
+        }
+        let package = self.with(|s| {
+            s.frames
+                .last()
+                .map(|f| f.template.package_name.clone())
+                .unwrap_or_default()
+        });
+        TemplateId::new(&package, name)
+    }
+
     fn template(&self, tid: &TemplateId) -> Result<(Arc<Package>, Template), LedgerError> {
         self.with(|s| {
             let (p, t) = s.packages.template(tid)?;
@@ -454,13 +555,21 @@ impl Machine {
                 }
             }
         }
-        let key = match &t.key {
-            Some((ty, script)) => {
+        let (key, maintainers) = match &t.key {
+            Some(k) => {
                 let context = format!("template {tid} key");
-                let d = self.eval(engine, script, &this, &none, context.clone(), true)?;
-                Some(from_dynamic(&d, ty, &context)?)
+                let d = self.eval(engine, &k.script, &this, &none, context.clone(), true)?;
+                let key = from_dynamic(&d, &k.ty, &context)?;
+                let maintainers = self.maintainers(engine, tid, &key)?;
+                if !maintainers.is_subset(&signatories) {
+                    return Err(LedgerError::Script {
+                        context: format!("template {tid} maintainers"),
+                        message: "the key's maintainers must be signatories of the contract".into(),
+                    });
+                }
+                (Some(key), maintainers)
             }
-            None => None,
+            None => (None, BTreeSet::new()),
         };
         Ok(ContractInstance {
             template: tid.clone(),
@@ -469,6 +578,99 @@ impl Machine {
             signatories,
             observers,
             key,
+            maintainers,
+        })
+    }
+
+    /// The maintainers of `key` of `tid` (computed from the key alone; never empty).
+    fn maintainers(
+        &self,
+        engine: &Engine,
+        tid: &TemplateId,
+        key: &Value,
+    ) -> Result<BTreeSet<PartyId>, LedgerError> {
+        let (_, t) = self.template(tid)?;
+        let k = t.key.as_ref().ok_or_else(|| LedgerError::Script {
+            context: format!("template {tid}"),
+            message: "the template has no key".into(),
+        })?;
+        let context = format!("template {tid} maintainers");
+        let d = self.eval(
+            engine,
+            &k.maintainers,
+            &Dynamic::UNIT,
+            &to_dynamic(key),
+            context.clone(),
+            true,
+        )?;
+        let parties = parties_from_dynamic(&d).map_err(|message| LedgerError::Script {
+            context: context.clone(),
+            message,
+        })?;
+        if parties.is_empty() {
+            return Err(LedgerError::Script {
+                context,
+                message: "no maintainer: a key needs at least one".into(),
+            });
+        }
+        Ok(parties)
+    }
+
+    /// `key` as a value of `tid`'s key type.
+    fn typed_key(&self, tid: &TemplateId, key: Key) -> Result<Value, LedgerError> {
+        let (_, t) = self.template(tid)?;
+        let ty = &t
+            .key
+            .as_ref()
+            .ok_or_else(|| LedgerError::Script {
+                context: format!("template {tid}"),
+                message: "the template has no key".into(),
+            })?
+            .ty;
+        let path = format!("key of {tid}");
+        match key {
+            Key::Value(v) => v.conform(ty, &path),
+            Key::Dynamic(d) => from_dynamic(&d, ty, &path),
+        }
+    }
+
+    /// The contract of `tid` with `key` (`fetch_by_key`, `exercise_by_key`), which must be
+    /// active and visible.
+    pub(crate) fn by_key(&self, tid: &TemplateId, key: Key) -> Result<ContractId, LedgerError> {
+        let key = self.typed_key(tid, key)?;
+        self.with(|s| s.resolve_key(tid, &key))?
+            .ok_or_else(|| LedgerError::ContractKeyNotFound {
+                template: tid.clone(),
+                key: key_text(&key),
+            })
+    }
+
+    /// `lookup_by_key`: the contract of `tid` with `key`, or none, recorded as a node the
+    /// key's maintainers confirm; they must authorize it (Daml's rule).
+    pub(crate) fn lookup_by_key(
+        &self,
+        engine: &Engine,
+        tid: &TemplateId,
+        key: Key,
+        authorizers: &BTreeSet<PartyId>,
+    ) -> Result<Option<ContractId>, LedgerError> {
+        let key = self.typed_key(tid, key)?;
+        let maintainers = self.maintainers(engine, tid, &key)?;
+        require(&maintainers, authorizers, || {
+            format!("lookup of {tid} by key {}", key_text(&key))
+        })?;
+        self.with(|s| {
+            let result = s.resolve_key(tid, &key)?;
+            if let Some(cid) = &result {
+                s.contract(cid)?;
+            }
+            s.push(Some(Node::LookupByKey {
+                template: tid.clone(),
+                key,
+                maintainers,
+                result,
+            }))?;
+            Ok(result)
         })
     }
 
@@ -484,6 +686,14 @@ impl Machine {
         require(&contract.signatories, authorizers, || {
             format!("create of {tid}")
         })?;
+        if let Some(key) = &contract.key
+            && self.with(|s| s.resolve_key(tid, key))?.is_some()
+        {
+            return Err(LedgerError::DuplicateContractKey {
+                template: tid.clone(),
+                key: key_text(key),
+            });
+        }
         let bytes = contract.canonical_bytes();
         self.with(|s| {
             if bytes.len() > s.limits.max_payload_bytes {
@@ -699,6 +909,22 @@ impl Machine {
                     &authorizers,
                 )?;
             }
+            Command::ExerciseByKey {
+                template,
+                key,
+                choice,
+                argument,
+            } => {
+                let cid = self.by_key(template, Key::Value(key.clone()))?;
+                self.exercise(
+                    engine,
+                    &cid,
+                    Some(template),
+                    choice,
+                    Arg::Value(argument.clone()),
+                    &authorizers,
+                )?;
+            }
             Command::CreateAndExercise {
                 template,
                 payload,
@@ -758,17 +984,7 @@ fn ledger_engine() -> Engine {
         "create",
         |ctx: NativeCallContext, template: ImmutableString, payload: Map| {
             current()?.native(|m| {
-                let package = m.with(|s| {
-                    s.frames
-                        .last()
-                        .map(|f| f.template.package_name.clone())
-                        .unwrap_or_default()
-                });
-                let tid = if template.contains(':') {
-                    template.parse()?
-                } else {
-                    TemplateId::new(&package, &template)?
-                };
+                let tid = m.script_template(&template)?;
                 let (_, t) = m.template(&tid)?;
                 let path = format!("create {tid}: payload");
                 let payload = from_dynamic(&Dynamic::from_map(payload), &t.payload_type, &path)?;
@@ -803,6 +1019,52 @@ fn ledger_engine() -> Engine {
             Ok(to_dynamic(&m.fetch(&cid, None, &authorizers)?.payload))
         })
     });
+    engine.register_fn(
+        "lookup_by_key",
+        |ctx: NativeCallContext, template: ImmutableString, key: Dynamic| {
+            current()?.native(|m| {
+                let tid = m.script_template(&template)?;
+                let authorizers = m.with(|s| s.authorizers());
+                let found = m.lookup_by_key(ctx.engine(), &tid, Key::Dynamic(key), &authorizers)?;
+                Ok(found.map_or(Dynamic::UNIT, |cid| Dynamic::from(cid.to_string())))
+            })
+        },
+    );
+    engine.register_fn("fetch_by_key", |template: ImmutableString, key: Dynamic| {
+        current()?.native(|m| {
+            let tid = m.script_template(&template)?;
+            let cid = m.by_key(&tid, Key::Dynamic(key))?;
+            let authorizers = m.with(|s| s.authorizers());
+            let contract = m.fetch(&cid, Some(&tid), &authorizers)?;
+            let mut found = Map::new();
+            found.insert("contract_id".into(), Dynamic::from(cid.to_string()));
+            found.insert("payload".into(), to_dynamic(&contract.payload));
+            Ok(found)
+        })
+    });
+    engine.register_fn(
+        "exercise_by_key",
+        |ctx: NativeCallContext,
+         template: ImmutableString,
+         key: Dynamic,
+         choice: ImmutableString,
+         arg: Map| {
+            current()?.native(|m| {
+                let tid = m.script_template(&template)?;
+                let cid = m.by_key(&tid, Key::Dynamic(key))?;
+                let authorizers = m.with(|s| s.authorizers());
+                let result = m.exercise(
+                    ctx.engine(),
+                    &cid,
+                    Some(&tid),
+                    &choice,
+                    Arg::Dynamic(Dynamic::from_map(arg)),
+                    &authorizers,
+                )?;
+                Ok(to_dynamic(&result))
+            })
+        },
+    );
     engine.register_fn("archive", |ctx: NativeCallContext, cid: ImmutableString| {
         current()?.native(|m| {
             let cid = script_cid(&cid)?;

@@ -32,8 +32,20 @@ pub struct Template {
     pub signatories: Script,
     pub observers: Option<Script>,
     pub ensure: Option<Script>,
-    pub key: Option<(Type, Script)>,
+    pub key: Option<Key>,
     pub choices: BTreeMap<String, Choice>,
+}
+
+/// A template's contract key (Daml's `key` with `maintainer`): at most one active contract
+/// of the template has a given key; its maintainers, computed from the key alone, are
+/// signatories and enforce that.
+#[derive(Clone, Debug)]
+pub struct Key {
+    pub ty: Type,
+    /// Over `this`: the key of a payload.
+    pub script: Script,
+    /// Over `key`: the key's maintainers, a non-empty subset of the signatories.
+    pub maintainers: Script,
 }
 
 #[derive(Clone, Debug)]
@@ -72,6 +84,7 @@ struct RawTemplate {
     ensure: Option<String>,
     key: Option<String>,
     key_type: Option<toml::Value>,
+    maintainers: Option<String>,
     #[serde(default)]
     choices: BTreeMap<String, RawChoice>,
 }
@@ -139,13 +152,19 @@ fn template(name: &str, rt: &RawTemplate, names: &[&str]) -> Result<Template, St
         }
         Script::compile(src).map_err(|e| format!(": {what} does not compile: {e}"))
     };
-    let key = match (&rt.key, &rt.key_type) {
-        (Some(src), Some(ty)) => Some((
-            field_type(ty, names).map_err(|e| format!(", key_type: {e}"))?,
-            script("key", src)?,
-        )),
-        (None, None) => None,
-        _ => return Err(": `key` and `key_type` go together".into()),
+    let key = match (&rt.key, &rt.key_type, &rt.maintainers) {
+        (Some(src), Some(ty), Some(maintainers)) => Some(Key {
+            ty: field_type(ty, names).map_err(|e| format!(", key_type: {e}"))?,
+            script: script("key", src)?,
+            maintainers: if maintainers.trim().is_empty() {
+                return Err(": maintainers is empty".into());
+            } else {
+                Script::compile_over(maintainers, "key")
+                    .map_err(|e| format!(": maintainers does not compile: {e}"))?
+            },
+        }),
+        (None, None, None) => None,
+        _ => return Err(": `key`, `key_type` and `maintainers` go together".into()),
     };
     let mut choices = BTreeMap::new();
     for (cname, rc) in &rt.choices {
@@ -306,6 +325,20 @@ impl PackageStore {
     ) -> Result<crate::Value, LedgerError> {
         let (_, t) = self.template(template)?;
         crate::Value::from_json_at(&t.payload_type, json, "payload")
+    }
+
+    /// Reads a contract key of `template` from the API's JSON; errors name `key.<field>`.
+    pub fn key_from_json(
+        &self,
+        template: &TemplateId,
+        json: &serde_json::Value,
+    ) -> Result<crate::Value, LedgerError> {
+        let (_, t) = self.template(template)?;
+        let key = t.key.as_ref().ok_or_else(|| LedgerError::Type {
+            path: "key".into(),
+            message: format!("template {template} has no contract key"),
+        })?;
+        crate::Value::from_json_at(&key.ty, json, "key")
     }
 
     /// Reads a choice argument from the API's JSON; errors name `argument.<field>`.

@@ -38,7 +38,13 @@ pub struct Script {
 impl Script {
     /// Compiles `source`; the error is Rhai's message with line and column.
     pub fn compile(source: &str) -> Result<Script, String> {
-        let wrapped = format!("fn {ENTRY}(arg) {{ {source}\n}}");
+        Self::compile_over(source, "arg")
+    }
+
+    /// Compiles `source` with its argument named `param` instead of `arg` (a key's
+    /// maintainers are a script over `key`).
+    pub fn compile_over(source: &str, param: &str) -> Result<Script, String> {
+        let wrapped = format!("fn {ENTRY}({param}) {{ {source}\n}}");
         let ast = compile_engine()
             .compile(&wrapped)
             .map_err(|e| e.to_string())?;

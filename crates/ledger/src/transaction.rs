@@ -23,6 +23,22 @@ pub struct ContractInstance {
     pub signatories: BTreeSet<PartyId>,
     pub observers: BTreeSet<PartyId>,
     pub key: Option<Value>,
+    /// The key's maintainers (empty without a key).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub maintainers: BTreeSet<PartyId>,
+}
+
+/// The identity of a contract key: its template and value, hashed (the key of the key
+/// indexes and locks on the maintainers' shards).
+pub fn key_hash(template: &TemplateId, key: &Value) -> Hash {
+    // Cannot fail: every map key is a string and no value holds a float.
+    let value = serde_json::to_vec(key).expect("a Value serializes to JSON");
+    Hash::of_parts([
+        b"ordo-contract-key".as_slice(),
+        template.to_string().as_bytes(),
+        &[0],
+        value.as_slice(),
+    ])
 }
 
 impl ContractInstance {
@@ -32,6 +48,11 @@ impl ContractInstance {
     }
 
     /// The canonical bytes hashed into a contract id.
+    /// The hash of the contract's key, if it has one (see [`key_hash`]).
+    pub fn key_hash(&self) -> Option<Hash> {
+        self.key.as_ref().map(|k| key_hash(&self.template, k))
+    }
+
     pub fn canonical_bytes(&self) -> Vec<u8> {
         // Cannot fail: every map key is a string and no value holds a float.
         serde_json::to_vec(self).expect("ContractInstance serializes to JSON")
@@ -71,14 +92,24 @@ pub enum Node {
         signatories: BTreeSet<PartyId>,
         stakeholders: BTreeSet<PartyId>,
     },
+    /// A key lookup (`lookup_by_key`) and what it found: the active contract with that
+    /// key, or none. Its maintainers confirm it (a negative result says the key is free).
+    LookupByKey {
+        template: TemplateId,
+        key: Value,
+        maintainers: BTreeSet<PartyId>,
+        result: Option<ContractId>,
+    },
 }
 
 impl Node {
-    pub fn contract_id(&self) -> &ContractId {
+    /// The contract the node creates or uses (none for a lookup that found no contract).
+    pub fn contract_id(&self) -> Option<&ContractId> {
         match self {
             Node::Create { contract_id, .. }
             | Node::Exercise { contract_id, .. }
-            | Node::Fetch { contract_id, .. } => contract_id,
+            | Node::Fetch { contract_id, .. } => Some(contract_id),
+            Node::LookupByKey { result, .. } => result.as_ref(),
         }
     }
 
@@ -91,7 +122,8 @@ impl Node {
 
     /// Daml ledger model: a create informs the stakeholders; a consuming exercise the
     /// stakeholders, actors and choice observers; a non-consuming exercise the signatories,
-    /// actors and choice observers; a fetch the signatories and actors.
+    /// actors and choice observers; a fetch the signatories and actors; a key lookup the
+    /// key's maintainers.
     pub fn informees(&self) -> BTreeSet<PartyId> {
         match self {
             Node::Create { contract, .. } => contract.stakeholders(),
@@ -119,13 +151,14 @@ impl Node {
                 actors,
                 ..
             } => signatories.union(actors).cloned().collect(),
+            Node::LookupByKey { maintainers, .. } => maintainers.clone(),
         }
     }
 
     /// The parties whose participants must approve the node: a create's signatories (their
     /// obligation is being created); for exercises and fetches, the contract's signatories
     /// (they vouch that the contract is active and the action conforms) and the actors (they
-    /// authorized it).
+    /// authorized it); for a key lookup, the key's maintainers (they vouch for its result).
     pub fn confirming_parties(&self) -> BTreeSet<PartyId> {
         match self {
             Node::Create { contract, .. } => contract.signatories.clone(),
@@ -139,6 +172,7 @@ impl Node {
                 actors,
                 ..
             } => signatories.union(actors).cloned().collect(),
+            Node::LookupByKey { maintainers, .. } => maintainers.clone(),
         }
     }
 }
@@ -224,7 +258,9 @@ impl Transaction {
         let consumed = self.consumed();
         let mut out = BTreeMap::new();
         for node in &self.nodes {
-            let cid = node.contract_id();
+            let Some(cid) = node.contract_id() else {
+                continue;
+            };
             if matches!(node, Node::Create { .. }) || created.contains(cid) {
                 continue;
             }
@@ -342,8 +378,8 @@ impl Transaction {
         for (root, subtree) in projection.roots.iter().zip(&subtrees) {
             for id in subtree {
                 let node = &self.nodes[*id];
-                let cid = node.contract_id();
-                if !matches!(node, Node::Create { .. })
+                if let Some(cid) = node.contract_id()
+                    && !matches!(node, Node::Create { .. })
                     && !created_here.contains(cid)
                     && let Some(instance) = self.instance(cid)
                 {

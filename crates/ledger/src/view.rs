@@ -7,7 +7,7 @@ use ordo_core::PartyId;
 use rhai::Engine;
 
 use crate::LedgerError;
-use crate::interpret::{Arg, Limits, Machine};
+use crate::interpret::{Arg, Key, Limits, Machine};
 use crate::package::PackageStore;
 use crate::transaction::{Node, NodeId, View};
 
@@ -100,6 +100,9 @@ fn reinterpret(
                 template,
                 ..
             } => machine.fetch(contract_id, Some(template), auth).map(drop),
+            Node::LookupByKey { template, key, .. } => machine
+                .lookup_by_key(engine, template, Key::Value(key.clone()), auth)
+                .map(drop),
         };
         outcome.map_err(|e| match e {
             LedgerError::ContractNotFound(cid) => LedgerError::Conformance(format!(

@@ -99,7 +99,7 @@ pub fn check_view(view: &View, limits: &Limits) -> Result<(), LedgerError> {
         .nodes
         .values()
         .filter(|n| !matches!(n, Node::Create { .. }))
-        .map(Node::contract_id)
+        .filter_map(Node::contract_id)
         .collect();
     if let Some(unused) = view.inputs.keys().find(|cid| !used.contains(cid)) {
         return Err(malformed(format!(
@@ -205,9 +205,10 @@ mod tests {
         let nodes: BTreeMap<NodeId, Node> = nodes.into_iter().collect();
         let inputs = nodes
             .values()
-            .map(|n| {
+            .filter_map(Node::contract_id)
+            .map(|cid| {
                 (
-                    *n.contract_id(),
+                    *cid,
                     crate::transaction::ContractInstance {
                         template: "iou:Iou".parse().unwrap(),
                         package_id: crate::types::PackageId(Hash::of(b"p")),
@@ -215,6 +216,7 @@ mod tests {
                         signatories: BTreeSet::new(),
                         observers: BTreeSet::new(),
                         key: None,
+                        maintainers: Default::default(),
                     },
                 )
             })

@@ -365,6 +365,7 @@ fn swap_matching_moves_both_ious_atomically() {
     assert!(bank2.nodes.values().all(|n| match n {
         Node::Create { contract, .. } => contract.signatories == parties(&["bank2"]),
         Node::Exercise { contract_id, .. } | Node::Fetch { contract_id, .. } => *contract_id == eur,
+        Node::LookupByKey { .. } => false,
     }));
 }
 

@@ -36,6 +36,7 @@ fn iou(owner: &str) -> ContractInstance {
         signatories: [party("bank")].into_iter().collect(),
         observers: [party(owner)].into_iter().collect(),
         key: None,
+        maintainers: Default::default(),
     }
 }
 

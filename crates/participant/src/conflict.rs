@@ -134,6 +134,73 @@ pub fn check_activeness_in<'s>(
     Ok(locks)
 }
 
+/// How a request uses a contract key whose maintainers include a party hosted here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUse {
+    /// [`ordo_ledger::transaction::key_hash`] as hex.
+    pub key_hash: String,
+    /// The template and key, for messages.
+    pub describe: String,
+    /// A create assigns the key (it must be free, and is locked until the verdict); a
+    /// lookup that found nothing says the key is free.
+    pub assigns: bool,
+}
+
+/// What this shard knows of a contract key it maintains.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyState {
+    /// The active contract holding the key.
+    pub holder: Option<String>,
+    /// The in-flight request assigning it (a create awaiting its verdict).
+    pub locked_by: Option<Timestamp>,
+}
+
+/// Key uniqueness (DESIGN §4; Canton's unique contract keys) on the key's maintainers'
+/// shards: a key the request assigns or finds free must have no holder but one the
+/// request itself archives (`consumed`), and no other in-flight request may be assigning
+/// it. Concurrent creates of one key are thereby decided by sequencing order: the second
+/// finds the key locked. `Ok` holds the keys to lock for the request.
+pub fn check_keys<'s>(
+    request: Timestamp,
+    uses: &[KeyUse],
+    consumed: &std::collections::BTreeSet<String>,
+    keys: impl Fn(&str) -> Option<&'s KeyState>,
+) -> Result<Vec<String>, Conflict> {
+    let free = KeyState::default();
+    let mut locks = Vec::new();
+    for u in uses {
+        let state = keys(&u.key_hash).unwrap_or(&free);
+        let (code, verb) = if u.assigns {
+            (errors::DUPLICATE_CONTRACT_KEY, "creates a contract with")
+        } else {
+            (errors::INCONSISTENT_CONTRACT_KEY, "found no contract with")
+        };
+        if let Some(holder) = state.holder.as_ref().filter(|h| !consumed.contains(*h)) {
+            return Err(Conflict {
+                code,
+                reason: format!(
+                    "the transaction {verb} {}, which active contract {holder} has",
+                    u.describe
+                ),
+            });
+        }
+        if let Some(other) = state.locked_by.filter(|r| *r != request) {
+            return Err(Conflict {
+                code,
+                reason: format!(
+                    "the transaction {verb} {}, which request {} is assigning",
+                    u.describe,
+                    other.micros()
+                ),
+            });
+        }
+        if u.assigns && !locks.contains(&u.key_hash) {
+            locks.push(u.key_hash.clone());
+        }
+    }
+    Ok(locks)
+}
+
 /// Freshness: the contracts a request creates must be new to this shard. `known` holds
 /// those of its created ids that this shard stores or stored (archived); any one of them
 /// means the request replays a transaction (contract ids hash the submitter's seed), which
@@ -173,6 +240,7 @@ mod tests {
             signatories: [party("bank")].into_iter().collect(),
             observers: [party("alice")].into_iter().collect(),
             key: None,
+            maintainers: Default::default(),
         }
     }
 
@@ -198,6 +266,71 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn key_use(hash: &str, assigns: bool) -> KeyUse {
+        KeyUse {
+            key_hash: hash.into(),
+            describe: format!("key {hash}"),
+            assigns,
+        }
+    }
+
+    #[test]
+    fn a_free_key_is_assigned_and_locked_and_a_held_or_locked_one_is_refused() {
+        let me = Timestamp(10);
+        let keys: BTreeMap<String, KeyState> = [
+            (
+                "held".to_owned(),
+                KeyState {
+                    holder: Some("c1".into()),
+                    locked_by: None,
+                },
+            ),
+            (
+                "assigning".to_owned(),
+                KeyState {
+                    holder: None,
+                    locked_by: Some(Timestamp(7)),
+                },
+            ),
+            (
+                "mine".to_owned(),
+                KeyState {
+                    holder: None,
+                    locked_by: Some(me),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let none = std::collections::BTreeSet::new();
+        let check = |uses: &[KeyUse], consumed: &std::collections::BTreeSet<String>| {
+            check_keys(me, uses, consumed, |k| keys.get(k))
+        };
+        // Unknown here: free. A create locks it; a lookup that found nothing does not.
+        assert_eq!(
+            check(&[key_use("free", true), key_use("free2", false)], &none),
+            Ok(vec!["free".to_owned()])
+        );
+        assert_eq!(
+            check(&[key_use("mine", true)], &none),
+            Ok(vec!["mine".to_owned()])
+        );
+        let held = check(&[key_use("held", true)], &none).unwrap_err();
+        assert_eq!(held.code, errors::DUPLICATE_CONTRACT_KEY);
+        assert!(held.reason.contains("c1"), "{}", held.reason);
+        let locked = check(&[key_use("assigning", true)], &none).unwrap_err();
+        assert_eq!(locked.code, errors::DUPLICATE_CONTRACT_KEY);
+        assert!(locked.reason.contains("request 7"), "{}", locked.reason);
+        let lookup = check(&[key_use("held", false)], &none).unwrap_err();
+        assert_eq!(lookup.code, errors::INCONSISTENT_CONTRACT_KEY);
+        // The request archives the holder first: the key is free for it.
+        let consumed = ["c1".to_owned()].into_iter().collect();
+        assert_eq!(
+            check(&[key_use("held", true)], &consumed),
+            Ok(vec!["held".to_owned()])
+        );
     }
 
     #[test]

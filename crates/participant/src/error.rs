@@ -142,6 +142,8 @@ impl ParticipantError {
             L::ContractNotFound(_) => Some(errors::CONTRACT_NOT_FOUND),
             L::ContractNotActive(_) => Some(errors::CONTRACT_NOT_ACTIVE),
             L::UnknownPackage(_) => Some(errors::PACKAGE_NOT_FOUND),
+            L::ContractKeyNotFound { .. } => Some(errors::CONTRACT_KEY_NOT_FOUND),
+            L::DuplicateContractKey { .. } => Some(errors::DUPLICATE_CONTRACT_KEY),
             _ => None,
         };
         if let Some(code) = specific {

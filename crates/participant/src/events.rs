@@ -18,6 +18,9 @@ pub struct StoredContract {
     pub package_id: String,
     pub payload: serde_json::Value,
     pub key: Option<serde_json::Value>,
+    /// The key's hash (hex), by which the maintainers' shards index and lock it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_hash: Option<String>,
     pub signatories: Vec<String>,
     pub observers: Vec<String>,
     pub created_offset: i64,
@@ -287,6 +290,7 @@ mod tests {
             package_id: "p".into(),
             payload: serde_json::json!({}),
             key: None,
+            key_hash: None,
             signatories: sigs.iter().map(|s| (*s).to_owned()).collect(),
             observers: obs.iter().map(|s| (*s).to_owned()).collect(),
             created_offset: 1,

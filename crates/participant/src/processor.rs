@@ -433,6 +433,7 @@ fn wanted(
                             .inputs
                             .extend(payload.view.inputs.keys().map(ToString::to_string));
                         wanted.created.extend(views::created_ids(&payload.view));
+                        wanted.keys.extend(views::key_hashes(&payload.view));
                     }
                 }
                 Prepared::Verdict(v) => wanted.decided.push(v.request.micros()),

@@ -96,6 +96,28 @@ fn command(
                 argument,
             })
         }
+        Some(C::ExerciseByKey(e)) => {
+            let template = template(
+                "commands.command.exercise_by_key.template_id",
+                &e.template_id,
+            )?;
+            let key = packages
+                .key_from_json(&template, &json("contract_key_json", &e.contract_key_json)?)
+                .map_err(ledger)?;
+            let argument = packages
+                .argument_from_json(
+                    &template,
+                    &e.choice,
+                    &json("choice_argument_json", &e.choice_argument_json)?,
+                )
+                .map_err(ledger)?;
+            Ok(Command::ExerciseByKey {
+                template,
+                key,
+                choice: e.choice.clone(),
+                argument,
+            })
+        }
         Some(C::CreateAndExercise(c)) => {
             let template = template(
                 "commands.command.create_and_exercise.template_id",
@@ -223,6 +245,30 @@ impl ContractLookup for AcsLookup {
     fn lookup(&self, cid: &ContractId) -> Option<ContractInstance> {
         self.stored(cid)
             .or_else(|| self.disclosed.get(cid).cloned())
+    }
+
+    fn lookup_key(
+        &self,
+        template: &TemplateId,
+        key: &ordo_ledger::Value,
+    ) -> Option<(ContractId, ContractInstance)> {
+        let hash = ordo_ledger::transaction::key_hash(template, key).to_hex();
+        let found = self.handle.block_on(store::visible_contract_by_key(
+            &self.pool,
+            &hash,
+            &self.parties,
+        ));
+        match found {
+            Ok(Some((id, bytes))) => {
+                let cid = id.parse().ok()?;
+                StoredContract::instance_of(&bytes).map(|c| (cid, c))
+            }
+            Ok(None) => self.disclosed.lookup_key(template, key),
+            Err(e) => {
+                tracing::warn!(key = %hash, error = %e, "contract key lookup failed");
+                None
+            }
+        }
     }
 }
 

@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_core::{Hash, MemberId, PartyId};
-use ordo_ledger::{ContractInstance, Node, Transaction, View};
+use ordo_ledger::transaction::key_hash;
+use ordo_ledger::{ContractInstance, Node, TemplateId, Transaction, View};
 use ordo_protocol::{InformeeTree, TopologyState, ViewCommitment, ViewMessage, merkle};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::conflict::InputUse;
+use crate::conflict::{InputUse, KeyUse};
 use crate::events::{NodeKind, StoredContract, StoredNode, StoredTx};
 
 /// What a `ViewMessage`'s `view` holds: the ledger view plus what the receiving
@@ -163,7 +164,8 @@ pub fn hosted_confirming(view: &View, hosted: &BTreeSet<PartyId>) -> BTreeSet<Pa
         .collect()
 }
 
-fn consumed(view: &View) -> BTreeSet<String> {
+/// The contracts the view archives.
+pub fn consumed(view: &View) -> BTreeSet<String> {
     view.nodes
         .values()
         .filter_map(|n| match n {
@@ -184,6 +186,46 @@ pub fn created_ids(view: &View) -> Vec<String> {
         .values()
         .filter_map(|n| match n {
             Node::Create { contract_id, .. } => Some(contract_id.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The contract keys the view assigns (creates) or finds free (lookups that found
+/// nothing) whose maintainers include a hosted party, for the key check.
+pub fn key_uses(view: &View, hosted: &BTreeSet<PartyId>) -> Vec<KeyUse> {
+    key_uses_where(view, |maintainers| !maintainers.is_disjoint(hosted))
+}
+
+/// The hashes of every key the view assigns or finds free, whoever maintains it: what a
+/// batch reads.
+pub fn key_hashes(view: &View) -> impl Iterator<Item = String> {
+    key_uses_where(view, |_| true)
+        .into_iter()
+        .map(|u| u.key_hash)
+}
+
+fn key_uses_where(view: &View, maintained: impl Fn(&BTreeSet<PartyId>) -> bool) -> Vec<KeyUse> {
+    let key_use = |template: &TemplateId, key: &ordo_ledger::Value, assigns: bool| KeyUse {
+        key_hash: key_hash(template, key).to_hex(),
+        describe: format!("key {} of {template}", key.to_json()),
+        assigns,
+    };
+    view.nodes
+        .values()
+        .filter_map(|n| match n {
+            Node::Create { contract, .. } => match &contract.key {
+                Some(key) if maintained(&contract.maintainers) => {
+                    Some(key_use(&contract.template, key, true))
+                }
+                _ => None,
+            },
+            Node::LookupByKey {
+                template,
+                key,
+                maintainers,
+                result: None,
+            } if maintained(maintainers) => Some(key_use(template, key, false)),
             _ => None,
         })
         .collect()
@@ -239,6 +281,7 @@ pub fn stored_contract(
         package_id: c.package_id.to_string(),
         payload: c.payload.to_json(),
         key: c.key.as_ref().map(|k| k.to_json()),
+        key_hash: c.key_hash().map(|h| h.to_hex()),
         signatories: c.signatories.iter().map(ToString::to_string).collect(),
         observers: c.observers.iter().map(ToString::to_string).collect(),
         created_offset: offset,
@@ -278,7 +321,12 @@ pub fn commit(view: &View, hosted: &BTreeSet<PartyId>, ctx: &CommitContext<'_>) 
         witnesses.insert(id, w);
     }
 
-    let is_shown = |id: &usize| !matches!(view.nodes.get(id), Some(Node::Fetch { .. }) | None);
+    let is_shown = |id: &usize| {
+        !matches!(
+            view.nodes.get(id),
+            Some(Node::Fetch { .. } | Node::LookupByKey { .. }) | None
+        )
+    };
     let mut nodes = BTreeMap::new();
     let mut created = Vec::new();
     for (id, node) in &view.nodes {
@@ -327,7 +375,7 @@ pub fn commit(view: &View, hosted: &BTreeSet<PartyId>, ctx: &CommitContext<'_>) 
                 result: result.to_json(),
                 stakeholders: names(stakeholders),
             },
-            Node::Fetch { .. } => continue,
+            Node::Fetch { .. } | Node::LookupByKey { .. } => continue,
         };
         nodes.insert(
             *id as u32,

@@ -108,6 +108,14 @@ codes! {
     /// A contract the command uses is no longer active (archived, or consumed earlier in
     /// the same transaction).
     CONTRACT_NOT_ACTIVE = InvalidGivenCurrentSystemState, FailedPrecondition;
+    /// No active contract visible to the submitting parties has the key the command or a
+    /// choice body fetches or exercises by.
+    CONTRACT_KEY_NOT_FOUND = ResourceMissing, NotFound;
+    /// The transaction creates a contract whose key an active contract of the template
+    /// has already (or a transaction in flight is assigning).
+    DUPLICATE_CONTRACT_KEY = ResourceExists, AlreadyExists;
+    /// A key lookup's result no longer holds: the key was assigned or freed meanwhile.
+    INCONSISTENT_CONTRACT_KEY = InvalidGivenCurrentSystemState, FailedPrecondition;
     /// A package the command names is not known (not uploaded or not vetted).
     PACKAGE_NOT_FOUND = ResourceMissing, NotFound;
     /// A party the request names is not allocated in the domain.

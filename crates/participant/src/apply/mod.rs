@@ -21,7 +21,7 @@ use ordo_protocol::{
 };
 
 use crate::alarm::{Alarm, Raised};
-use crate::conflict::{self, ContractState};
+use crate::conflict::{self, ContractState, KeyState};
 use crate::error::ParticipantError;
 use crate::events::StoredContract;
 use crate::store::{self, CommandRow, CommandState, CompletionRow, Outcome, PendingRow};
@@ -38,6 +38,9 @@ pub struct Loaded {
     pub contracts: HashMap<String, ContractState>,
     /// Of the contracts the batch's views create, those this shard stores or stored.
     pub known: HashSet<String>,
+    /// The keys the batch's views assign or find free that this shard stores a holder or
+    /// a lock of (by hash); a key absent is free here.
+    pub keys: HashMap<String, KeyState>,
     /// The pending requests the batch's verdicts name or whose deadline passes before
     /// its last event, with their deadlines.
     pub pending: Vec<(PendingRow, Timestamp)>,
@@ -63,6 +66,8 @@ pub struct Writes {
     pub released: Vec<i64>,
     /// Locks taken in the batch and still held, on contracts stored before it.
     pub locked: Vec<(String, i64)>,
+    /// Key locks taken in the batch and still held: (key hash, request).
+    pub key_locked: Vec<(String, i64)>,
     /// Contracts created in the batch and still active: (contract, locked by).
     pub created: Vec<(StoredContract, Option<i64>)>,
     /// Contracts created and archived within the batch: only remembered as archived.
@@ -119,6 +124,13 @@ struct Slot {
     archived_at: i64,
 }
 
+/// A contract key the batch knows of (one its views assign or find free).
+#[derive(Debug)]
+struct KeySlot {
+    state: KeyState,
+    lock_changed: bool,
+}
+
 /// What may come due within a batch: pending requests by deadline and in-flight commands
 /// not yet sequenced by max sequencing time. Each event takes those due before its own
 /// timestamp, in order.
@@ -140,6 +152,7 @@ pub struct Batch<'a> {
     who: Decider<'a>,
     contracts: HashMap<String, Slot>,
     known: HashSet<String>,
+    keys: HashMap<String, KeySlot>,
     pending: HashMap<Timestamp, (PendingRow, Timestamp, bool)>,
     commands: HashMap<String, CommandRow>,
     by_request: HashMap<i64, String>,
@@ -205,10 +218,22 @@ impl<'a> Batch<'a> {
             .into_iter()
             .map(|c| (c.message_id.clone(), c))
             .collect();
+        let keys = loaded
+            .keys
+            .into_iter()
+            .map(|(hash, state)| {
+                let slot = KeySlot {
+                    state,
+                    lock_changed: false,
+                };
+                (hash, slot)
+            })
+            .collect();
         Self {
             who,
             contracts,
             known: loaded.known,
+            keys,
             pending,
             commands,
             by_request,
@@ -326,8 +351,18 @@ impl<'a> Batch<'a> {
             // Every input, not only those with a stakeholder hosted here as the view
             // claims them: a stored contract is checked against the view's copy whatever
             // it claims.
-            match conflict::check_activeness_in(request, &uses, |id| self.contract_state(id)) {
-                Ok(locks) => {
+            let checked =
+                conflict::check_activeness_in(request, &uses, |id| self.contract_state(id))
+                    .and_then(|locks| {
+                        let key_uses = views::key_uses(&payload.view, &hosted);
+                        let consumed = views::consumed(&payload.view);
+                        let keys = conflict::check_keys(request, &key_uses, &consumed, |k| {
+                            self.keys.get(k).map(|slot| &slot.state)
+                        })?;
+                        Ok((locks, keys))
+                    });
+            match checked {
+                Ok((locks, keys)) => {
                     for id in locks.contract_ids {
                         if let Some(slot) = self.contracts.get_mut(&id)
                             && let Some(state) = &mut slot.state
@@ -335,6 +370,14 @@ impl<'a> Batch<'a> {
                             state.locked_by = Some(request);
                             slot.lock_changed = true;
                         }
+                    }
+                    for hash in keys {
+                        let slot = self.keys.entry(hash).or_insert(KeySlot {
+                            state: KeyState::default(),
+                            lock_changed: false,
+                        });
+                        slot.state.locked_by = Some(request);
+                        slot.lock_changed = true;
                     }
                 }
                 Err(conflict) => outcome = Err(conflict.into()),
@@ -499,7 +542,7 @@ impl<'a> Batch<'a> {
         Ok(())
     }
 
-    /// Releases the locks `request` holds.
+    /// Releases the locks `request` holds, on contracts and keys.
     fn release(&mut self, request: Timestamp) {
         self.effects.resolved.push(request);
         self.writes.released.push(request.micros());
@@ -509,6 +552,43 @@ impl<'a> Batch<'a> {
             {
                 state.locked_by = None;
                 slot.lock_changed = true;
+            }
+        }
+        for slot in self.keys.values_mut() {
+            if slot.state.locked_by == Some(request) {
+                slot.state.locked_by = None;
+                slot.lock_changed = true;
+            }
+        }
+    }
+
+    /// The keys the batch knows change holders as a committed view archives and creates
+    /// contracts (keys no view of the batch uses are not followed: nothing here asks).
+    fn reassign_keys(
+        &mut self,
+        view: &ordo_ledger::View,
+        archived: &[String],
+        created: &[StoredContract],
+    ) {
+        if self.keys.is_empty() {
+            return;
+        }
+        for id in archived {
+            let hash = id
+                .parse()
+                .ok()
+                .and_then(|cid| view.inputs.get(&cid))
+                .and_then(|c| c.key_hash())
+                .map(|h| h.to_hex());
+            if let Some(slot) = hash.and_then(|h| self.keys.get_mut(&h))
+                && slot.state.holder.as_ref() == Some(id)
+            {
+                slot.state.holder = None;
+            }
+        }
+        for c in created {
+            if let Some(slot) = c.key_hash.as_ref().and_then(|h| self.keys.get_mut(h)) {
+                slot.state.holder = Some(c.contract_id.clone());
             }
         }
     }
@@ -588,6 +668,7 @@ impl<'a> Batch<'a> {
             commit = views::commit(&payload.view, &hosted, &ctx);
         }
         let at = pending.request.micros();
+        self.reassign_keys(&payload.view, &commit.archived, &commit.created);
         for id in commit.archived {
             match self.contracts.get_mut(&id) {
                 Some(slot) if slot.state.is_some() => {
@@ -673,6 +754,11 @@ impl<'a> Batch<'a> {
             }
         }
         self.writes.created = created.into_iter().flatten().collect();
+        for (hash, slot) in self.keys {
+            if let (true, Some(request)) = (slot.lock_changed, slot.state.locked_by) {
+                self.writes.key_locked.push((hash, request.micros()));
+            }
+        }
         let mut inserted: Vec<(PendingRow, Timestamp)> = self
             .pending
             .into_values()

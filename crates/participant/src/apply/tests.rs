@@ -178,6 +178,7 @@ fn stored_state_is_released_relocked_and_timed_out() {
     let loaded = Loaded {
         contracts,
         known: HashSet::new(),
+        keys: Default::default(),
         pending: vec![(stale, Timestamp(15)), (locker, Timestamp(1_000))],
         commands: vec![
             in_flight("m-stale", 0, Some(5)),

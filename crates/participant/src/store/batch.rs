@@ -11,7 +11,7 @@ use sqlx::{PgConnection, Row};
 use super::commands::{COMMAND_COLUMNS, command_row};
 use super::{PendingRow, column};
 use crate::apply::{Loaded, Writes};
-use crate::conflict::ContractState;
+use crate::conflict::{ContractState, KeyState};
 use crate::error::ParticipantError;
 
 /// What a batch asks for.
@@ -21,6 +21,8 @@ pub struct Wanted {
     pub inputs: Vec<String>,
     /// The contracts its views create.
     pub created: Vec<String>,
+    /// The keys its views assign or find free (hashes).
+    pub keys: Vec<String>,
     /// The requests its verdicts decide.
     pub decided: Vec<i64>,
     /// The message ids of its own events.
@@ -68,6 +70,28 @@ pub async fn read(conn: &mut PgConnection, wanted: &Wanted) -> Result<Loaded, Pa
         }
         loaded.contracts = contracts;
         loaded.known = known;
+    }
+    if !wanted.keys.is_empty() {
+        // Each key's holder and lock (one row each at most: the maintainers' shard never
+        // stores two active contracts with one key).
+        let rows = sqlx::query(
+            "SELECT key_hash, contract_id, NULL::bigint AS request_ts FROM p_contracts
+             WHERE key_hash = ANY($1)
+             UNION ALL
+             SELECT key_hash, NULL, request_ts FROM p_key_locks WHERE key_hash = ANY($1)",
+        )
+        .bind(&wanted.keys)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            let state: &mut KeyState = loaded.keys.entry(row.try_get("key_hash")?).or_default();
+            if let Some(holder) = row.try_get::<Option<String>, _>("contract_id")? {
+                state.holder = Some(holder);
+            }
+            if let Some(request) = row.try_get::<Option<i64>, _>("request_ts")? {
+                state.locked_by = Some(Timestamp(request));
+            }
+        }
     }
     let rows = sqlx::query(
         "SELECT request_ts, root_hash, submitter, view, rejection, deadline FROM p_pending
@@ -176,10 +200,26 @@ pub async fn write(
         .await?;
     }
     if !w.released.is_empty() {
-        sqlx::query("UPDATE p_contracts SET locked_by = NULL WHERE locked_by = ANY($1)")
-            .bind(&w.released)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "WITH keys AS (DELETE FROM p_key_locks WHERE request_ts = ANY($1))
+             UPDATE p_contracts SET locked_by = NULL WHERE locked_by = ANY($1)",
+        )
+        .bind(&w.released)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w.key_locked.is_empty() {
+        let (keys, requests): (Vec<&str>, Vec<i64>) =
+            w.key_locked.iter().map(|(k, r)| (k.as_str(), *r)).unzip();
+        sqlx::query(
+            "INSERT INTO p_key_locks (key_hash, request_ts)
+             SELECT * FROM unnest($1::text[], $2::bigint[])
+             ON CONFLICT (key_hash) DO UPDATE SET request_ts = excluded.request_ts",
+        )
+        .bind(&keys)
+        .bind(&requests)
+        .execute(&mut *conn)
+        .await?;
     }
     if !w.locked.is_empty() {
         let (ids, requests): (Vec<&str>, Vec<i64>) =
@@ -217,13 +257,19 @@ pub async fn write(
         let contracts: Vec<Vec<u8>> = w.created.iter().map(|(c, _)| super::to_json(c)).collect();
         let offsets: Vec<i64> = w.created.iter().map(|(c, _)| c.created_offset).collect();
         let locks: Vec<Option<i64>> = w.created.iter().map(|(_, l)| *l).collect();
+        let keys: Vec<Option<&str>> = w
+            .created
+            .iter()
+            .map(|(c, _)| c.key_hash.as_deref())
+            .collect();
         sqlx::query(
             "INSERT INTO p_contracts (contract_id, template_id, stakeholders, contract,
-                 created_offset, locked_by)
+                 created_offset, locked_by, key_hash)
              SELECT id, template, ARRAY(SELECT jsonb_array_elements_text(s::jsonb)), contract,
-                    created_offset, locked_by
+                    created_offset, locked_by, key_hash
              FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::bigint[],
-                         $6::bigint[]) AS u(id, template, s, contract, created_offset, locked_by)
+                         $6::bigint[], $7::text[])
+                  AS u(id, template, s, contract, created_offset, locked_by, key_hash)
              ON CONFLICT (contract_id) DO NOTHING",
         )
         .bind(&ids)
@@ -232,6 +278,7 @@ pub async fn write(
         .bind(&contracts)
         .bind(&offsets)
         .bind(&locks)
+        .bind(&keys)
         .execute(&mut *conn)
         .await?;
     }

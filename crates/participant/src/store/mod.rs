@@ -26,7 +26,7 @@ pub use self::commands::{
 };
 
 /// The schema version this code reads and writes (`p_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -295,6 +295,22 @@ pub async fn visible_contract(
         "SELECT contract FROM p_contracts WHERE contract_id = $1 AND stakeholders && $2",
     )
     .bind(contract_id)
+    .bind(parties)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// The id and row of the active contract with key `key_hash` that one of `parties` is a
+/// stakeholder of, if any.
+pub async fn visible_contract_by_key(
+    pool: &PgPool,
+    key_hash: &str,
+    parties: &[String],
+) -> Result<Option<(String, Vec<u8>)>, ParticipantError> {
+    Ok(sqlx::query_as(
+        "SELECT contract_id, contract FROM p_contracts WHERE key_hash = $1 AND stakeholders && $2",
+    )
+    .bind(key_hash)
     .bind(parties)
     .fetch_optional(pool)
     .await?)
