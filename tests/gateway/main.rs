@@ -14,6 +14,7 @@ mod s10_limits;
 mod s11_python_reflection;
 mod s12_prune;
 mod s13_meta;
+mod s14_range;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -45,6 +46,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s11_python_reflection::run(&env).await?;
         s12_prune::run(&env).await?;
         s13_meta::run(&env).await?;
+        s14_range::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

@@ -10,7 +10,8 @@
 //!   `error`: answers and the gRPC → HTTP status mapping; `state`: what handlers share.
 //! - `network_file`: network.json, followed as it changes; `topology`: the shards the
 //!   topology manager knows, for placement.
-//! - `cache`: the local SQLite cache of every shard's active contracts and its feeds.
+//! - `cache`: the local SQLite cache of every shard's active contracts and its feeds;
+//!   `filter`: queries compiled against the templates' field types (`templates`).
 
 mod api;
 mod auth;
@@ -18,10 +19,12 @@ mod body;
 pub mod cache;
 pub mod config;
 pub mod error;
+mod filter;
 mod network_file;
 mod openapi;
 mod server;
 mod state;
+mod templates;
 mod topology;
 
 pub use config::GatewayConfig;

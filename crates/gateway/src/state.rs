@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::cache::Cache;
 use crate::error::ApiError;
 use crate::network_file::NetworkFile;
+use crate::templates::Templates;
 use crate::topology;
 
 /// Shard clients kept at most; past it the pool starts over (a client is cheap to make,
@@ -34,6 +35,8 @@ pub struct Gateway {
     /// How often a WebSocket stream says it is alive (`websocket_heartbeat`).
     pub heartbeat: Duration,
     pub cache: Cache,
+    /// The templates' field types, which queries are typed by.
+    pub templates: Templates,
     network: NetworkFile,
     /// One failover-aware client per (shard, bearer token): a `ShardClient` sends its
     /// token with every call and keeps its connection to the active replica.
@@ -51,6 +54,7 @@ impl Gateway {
             token_limits: Limiter::new("token_requests", Rate::UNLIMITED),
             heartbeat: DEFAULT_HEARTBEAT,
             cache,
+            templates: Templates::default(),
             network,
             clients: Mutex::new(HashMap::new()),
             parties: Mutex::new(HashMap::new()),

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::filter::Filter;
 use crate::state::Gateway;
 
 pub fn routes() -> Router<Arc<Gateway>> {
@@ -126,8 +127,16 @@ pub enum EventView {
     Archived(ArchivedView),
 }
 
-/// Whether every field of `query` equals the contract's (JSON equality), as `/v1/query`
-/// and `/v1/stream/query` match.
-pub(crate) fn matches(payload: &Value, query: &Map<String, Value>) -> bool {
-    query.iter().all(|(k, v)| payload.get(k) == Some(v))
+/// `query` on `templates` (empty: all) compiled against the templates' field types (read
+/// from the network when needed), as `/v1/query` and `/v1/stream/query` match.
+pub(crate) async fn filter(
+    gw: &Gateway,
+    templates: &[String],
+    query: &Map<String, Value>,
+) -> Result<Filter, ApiError> {
+    if query.is_empty() {
+        return Filter::compile(templates, query, &Default::default());
+    }
+    let types = gw.templates.fields(gw, templates).await?;
+    Filter::compile(templates, query, &types)
 }

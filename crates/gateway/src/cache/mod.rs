@@ -10,10 +10,13 @@
 //! caller's parties ([`catch_up`]): a query sees every write committed before it,
 //! including the caller's own.
 //!
-//! `lock`: the advisory lock that keeps a file to one gateway.
+//! `index`: the keys payload fields are indexed by; `lock`: the advisory lock that keeps a
+//! file to one gateway.
 
 mod feed;
+pub(crate) mod index;
 mod lock;
+mod read;
 mod store;
 mod token;
 
@@ -29,6 +32,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 pub use self::lock::CacheLock;
+pub use self::read::{Cursor, Page, Snapshot};
 pub use self::store::{Opened, Store};
 pub use self::token::FeedToken;
 use crate::error::ApiError;

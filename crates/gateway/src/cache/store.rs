@@ -3,10 +3,17 @@
 //! and archives commit together with its offset, so the file is always the shard's state
 //! at the stored offset and a restart resumes from there.
 //!
-//! Tables: `meta` (the schema version), `shard_offsets` (shard → offset), `contracts`
-//! (shard, contract id → the contract as JSON) and `contract_parties` (party, template,
-//! shard, contract id: who sees what, the index queries go through). A contract seen on
-//! two shards (a cross-shard Iou) is stored once per shard, each with that shard's parties.
+//! Tables: `meta` (the schema version), `shard_offsets` (shard → offset), `contracts` (a
+//! row id, shard, contract id → the contract as JSON), `contract_parties` (party,
+//! template, row id: who sees what) and `contract_fields` (party, template, field, key
+//! kind, key, row id: the index `/v1/query` conditions are range scans of, see
+//! `index` and `read`). A contract seen on two shards (a cross-shard Iou) is stored once
+//! per shard, each with that shard's parties.
+//!
+//! `contract_fields` carries the party, so that a query's cost is its answer's size: a
+//! range of one party's amounts is one scan of the primary key, whatever other parties
+//! hold. It costs a row per witness, field and key kind of every contract (an Iou seen by
+//! two parties of the shard: 10 rows), written with the contract and deleted with it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,25 +26,35 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::CacheError;
+use super::read::{self, Snapshot};
+use super::{CacheError, index};
+use crate::filter::Filter;
 
-/// Bumped when the tables change; a file of another version is rebuilt.
-const SCHEMA_VERSION: i64 = 1;
+/// Bumped when the tables change; a file of another version is rebuilt. 2: the
+/// `contract_fields` index and integer row ids.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     "CREATE TABLE shard_offsets (shard TEXT PRIMARY KEY, ledger_offset INTEGER NOT NULL) \
      WITHOUT ROWID",
-    "CREATE TABLE contracts (shard TEXT NOT NULL, contract_id TEXT NOT NULL, \
-     template_id TEXT NOT NULL, created_offset INTEGER NOT NULL, contract TEXT NOT NULL, \
-     PRIMARY KEY (shard, contract_id)) WITHOUT ROWID",
+    "CREATE TABLE contracts (id INTEGER PRIMARY KEY, shard TEXT NOT NULL, \
+     contract_id TEXT NOT NULL, template_id TEXT NOT NULL, created_offset INTEGER NOT NULL, \
+     contract TEXT NOT NULL, UNIQUE (shard, contract_id))",
+    // A contract's copies on other shards (answered once).
+    "CREATE INDEX contracts_by_contract_id ON contracts (contract_id)",
     "CREATE TABLE contract_parties (party TEXT NOT NULL, template_id TEXT NOT NULL, \
-     shard TEXT NOT NULL, contract_id TEXT NOT NULL, \
-     PRIMARY KEY (party, template_id, shard, contract_id)) WITHOUT ROWID",
-    "CREATE INDEX contract_parties_of_contract ON contract_parties (shard, contract_id)",
+     id INTEGER NOT NULL, PRIMARY KEY (party, template_id, id)) WITHOUT ROWID",
+    "CREATE INDEX contract_parties_of_contract ON contract_parties (id)",
+    "CREATE TABLE contract_fields (party TEXT NOT NULL, template_id TEXT NOT NULL, \
+     field TEXT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL, id INTEGER NOT NULL, \
+     PRIMARY KEY (party, template_id, field, kind, key, id)) WITHOUT ROWID",
+    // Deletes, and a query's further conditions checked per contract.
+    "CREATE INDEX contract_fields_of_contract ON contract_fields (id, field, kind, key)",
 ];
 
-/// Readers at once (queries); writes go one at a time through `Store::writer`.
+/// Readers at once (queries, each holding a connection while it answers); writes go one at
+/// a time through a connection of their own, so that readers never hold them up.
 const CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,7 +78,10 @@ pub enum Opened {
 }
 
 pub struct Store {
+    /// The readers.
     pool: SqlitePool,
+    /// The one writing connection (the readers' pool when read-only).
+    writes: SqlitePool,
     file: PathBuf,
     /// Writes one at a time, so that none waits on SQLite's lock.
     writer: tokio::sync::Mutex<()>,
@@ -196,10 +216,19 @@ impl Store {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let writes = if mode == Mode::ReadOnly {
+            pool.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await?
+        };
         Ok(Self {
             pool,
+            writes,
             file: file.to_owned(),
             writer: tokio::sync::Mutex::new(()),
             contracts: AtomicI64::new(0),
@@ -208,6 +237,11 @@ impl Store {
 
     fn error(&self, e: sqlx::Error) -> CacheError {
         CacheError::sqlite(&self.file, e)
+    }
+
+    #[cfg(test)]
+    pub(super) fn pool_for_tests(&self) -> SqlitePool {
+        self.pool.clone()
     }
 
     pub fn file(&self) -> &Path {
@@ -221,6 +255,7 @@ impl Store {
 
     /// Closes the connections (SQLite folds its write-ahead log into the file).
     pub async fn close(&self) {
+        self.writes.close().await;
         self.pool.close().await;
     }
 
@@ -254,12 +289,17 @@ impl Store {
         contracts: &[Contract],
     ) -> Result<(), CacheError> {
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut tx = self.writes.begin().await.map_err(|e| self.error(e))?;
         let removed = async {
-            sqlx::query("DELETE FROM contract_parties WHERE shard = ?")
+            for statement in [
+                "DELETE FROM contract_fields WHERE id IN (SELECT id FROM contracts WHERE shard = ?)",
+                "DELETE FROM contract_parties WHERE id IN (SELECT id FROM contracts WHERE shard = ?)",
+            ] {
+                sqlx::query(statement)
                 .bind(shard)
                 .execute(&mut *tx)
                 .await?;
+            }
             let removed = sqlx::query("DELETE FROM contracts WHERE shard = ?")
                 .bind(shard)
                 .execute(&mut *tx)
@@ -301,29 +341,13 @@ impl Store {
             return Ok(());
         };
         let _writer = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        let mut tx = self.writes.begin().await.map_err(|e| self.error(e))?;
         let delta = async {
             let mut delta = 0i64;
             for event in transactions.iter().flat_map(|(_, events)| events.iter()) {
                 match event {
                     Event::Created(c) => delta += insert(&mut tx, shard, c).await? as i64,
-                    Event::Archived(a) => {
-                        sqlx::query(
-                            "DELETE FROM contract_parties WHERE shard = ? AND contract_id = ?",
-                        )
-                        .bind(shard)
-                        .bind(&a.contract_id)
-                        .execute(&mut *tx)
-                        .await?;
-                        delta -= sqlx::query(
-                            "DELETE FROM contracts WHERE shard = ? AND contract_id = ?",
-                        )
-                        .bind(shard)
-                        .bind(&a.contract_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected() as i64;
-                    }
+                    Event::Archived(a) => delta -= remove(&mut tx, shard, &a.contract_id).await?,
                 }
             }
             set_offset(&mut tx, shard, *offset).await?;
@@ -336,14 +360,32 @@ impl Store {
         Ok(())
     }
 
-    /// The active contracts `parties` see (of `templates`; empty: all), each once, by
-    /// shard and creation offset.
+    /// The active contracts `parties` see (of `templates`; empty: all), each once, all
+    /// at once: for tests and small answers (queries read [`Snapshot`] pages).
     pub async fn active_contracts(
         &self,
         parties: &[String],
         templates: &[String],
     ) -> Result<Vec<Contract>, CacheError> {
-        self.select(parties, templates, None).await
+        let filter = Filter::Any(templates.to_vec());
+        let mut snapshot = self.snapshot().await?;
+        let mut out = Vec::new();
+        let mut from = None;
+        loop {
+            let page = snapshot.page(parties, &filter, from.as_ref(), 1000).await?;
+            out.extend(page.contracts);
+            match page.next {
+                Some(next) => from = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// A consistent view of the file for reading pages (one read transaction, holding
+    /// one of the readers' connections until dropped).
+    pub async fn snapshot(&self) -> Result<Snapshot, CacheError> {
+        let tx = self.pool.begin().await.map_err(|e| self.error(e))?;
+        Ok(Snapshot::new(tx, self.file.clone()))
     }
 
     /// The active contract `contract_id` if one of `parties` sees it.
@@ -352,98 +394,119 @@ impl Store {
         parties: &[String],
         contract_id: &str,
     ) -> Result<Option<Contract>, CacheError> {
-        Ok(self
-            .select(parties, &[], Some(contract_id))
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    async fn select(
-        &self,
-        parties: &[String],
-        templates: &[String],
-        contract_id: Option<&str>,
-    ) -> Result<Vec<Contract>, CacheError> {
         if parties.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let mut q = QueryBuilder::<Sqlite>::new(
-            "SELECT DISTINCT c.shard, c.created_offset, c.contract_id, c.contract \
-             FROM contract_parties p JOIN contracts c \
-             ON c.shard = p.shard AND c.contract_id = p.contract_id WHERE p.party IN (",
+            "SELECT c.contract FROM contracts c JOIN contract_parties p ON p.id = c.id \
+             WHERE c.contract_id = ",
         );
+        q.push_bind(contract_id).push(" AND p.party IN (");
         let mut list = q.separated(", ");
         for p in parties {
             list.push_bind(p);
         }
-        q.push(")");
-        if !templates.is_empty() {
-            q.push(" AND p.template_id IN (");
-            let mut list = q.separated(", ");
-            for t in templates {
-                list.push_bind(t);
-            }
-            q.push(")");
-        }
-        if let Some(id) = contract_id {
-            q.push(" AND p.contract_id = ").push_bind(id);
-        }
-        q.push(" ORDER BY c.shard, c.created_offset, c.contract_id");
-        let rows = q
+        q.push(") LIMIT 1");
+        let row = q
             .build()
-            .fetch_all(&self.pool)
+            .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.error(e))?;
-        let mut seen = std::collections::BTreeSet::new();
-        let mut out = Vec::new();
-        for row in rows {
-            let text: String = row.try_get("contract").map_err(|e| self.error(e))?;
-            let contract: Contract = serde_json::from_str(&text).map_err(|e| CacheError::File {
-                file: self.file.clone(),
-                reason: format!("a stored contract does not parse: {e}"),
-            })?;
-            // A cross-shard contract is stored by each shard: answered once.
-            if seen.insert(contract.contract_id.clone()) {
-                out.push(contract);
-            }
-        }
-        Ok(out)
+        row.map(|r| {
+            let text: String = r.try_get("contract").map_err(|e| self.error(e))?;
+            read::contract(&text, &self.file)
+        })
+        .transpose()
     }
 }
 
-/// Inserts one contract of `shard` seen by its witnesses; the rows added to `contracts`.
+/// Inserts one contract of `shard` seen by its witnesses, with its index rows; the rows
+/// added to `contracts`.
 async fn insert(
     conn: &mut SqliteConnection,
     shard: &str,
     c: &Contract,
 ) -> Result<u64, sqlx::Error> {
     let json = serde_json::to_string(c).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
-    let added = sqlx::query(
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT OR IGNORE INTO contracts (shard, contract_id, template_id, created_offset, contract) \
-         VALUES (?, ?, ?, ?, ?)",
+         VALUES (?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(shard)
     .bind(&c.contract_id)
     .bind(&c.template_id)
     .bind(c.offset)
     .bind(json)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    for party in &c.witnesses {
-        sqlx::query(
-            "INSERT OR IGNORE INTO contract_parties (party, template_id, shard, contract_id) \
-             VALUES (?, ?, ?, ?)",
-        )
-        .bind(party)
-        .bind(&c.template_id)
-        .bind(shard)
-        .bind(&c.contract_id)
-        .execute(&mut *conn)
-        .await?;
+    .fetch_optional(&mut *conn)
+    .await?;
+    // Stored already (a transaction read twice): its rows are there.
+    let Some(id) = id else { return Ok(0) };
+    if c.witnesses.is_empty() {
+        return Ok(1);
     }
-    Ok(added)
+    let mut parties = QueryBuilder::<Sqlite>::new(
+        "INSERT OR IGNORE INTO contract_parties (party, template_id, id) ",
+    );
+    parties.push_values(&c.witnesses, |mut row, party| {
+        row.push_bind(party).push_bind(&c.template_id).push_bind(id);
+    });
+    parties.build().execute(&mut *conn).await?;
+    let keys: Vec<(&String, &str, String)> = c
+        .payload
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(field, value)| {
+            index::field_keys(value)
+                .into_iter()
+                .map(move |(kind, key)| (field, kind, key))
+        })
+        .collect();
+    // SQLite takes at most 32766 parameters a statement: 6 a row.
+    let rows: Vec<(&String, &(&String, &str, String))> = c
+        .witnesses
+        .iter()
+        .flat_map(|party| keys.iter().map(move |k| (party, k)))
+        .collect();
+    for chunk in rows.chunks(5000) {
+        let mut fields = QueryBuilder::<Sqlite>::new(
+            "INSERT OR IGNORE INTO contract_fields (party, template_id, field, kind, key, id) ",
+        );
+        fields.push_values(chunk, |mut row, (party, (field, kind, key))| {
+            row.push_bind(*party)
+                .push_bind(&c.template_id)
+                .push_bind(*field)
+                .push_bind(*kind)
+                .push_bind(key)
+                .push_bind(id);
+        });
+        fields.build().execute(&mut *conn).await?;
+    }
+    Ok(1)
+}
+
+/// Removes contract `contract_id` of `shard` and its index rows; the rows removed from
+/// `contracts`.
+async fn remove(
+    conn: &mut SqliteConnection,
+    shard: &str,
+    contract_id: &str,
+) -> Result<i64, sqlx::Error> {
+    let id: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM contracts WHERE shard = ? AND contract_id = ? RETURNING id",
+    )
+    .bind(shard)
+    .bind(contract_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(id) = id else { return Ok(0) };
+    for statement in [
+        "DELETE FROM contract_fields WHERE id = ?",
+        "DELETE FROM contract_parties WHERE id = ?",
+    ] {
+        sqlx::query(statement).bind(id).execute(&mut *conn).await?;
+    }
+    Ok(1)
 }
 
 async fn set_offset(

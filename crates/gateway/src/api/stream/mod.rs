@@ -65,7 +65,8 @@ pub struct StreamRequest {
     /// `package:Template` ids; empty: every template.
     #[serde(default)]
     template_ids: Vec<String>,
-    /// Payload fields and the values they must equal, as in `/v1/query`.
+    /// Payload fields and the values they must equal, or their operators (`%lt`, `%lte`,
+    /// `%gt`, `%gte`, `%in`), as in `/v1/query`.
     #[serde(default)]
     #[schema(value_type = Object)]
     query: Map<String, Value>,
@@ -245,13 +246,14 @@ async fn run(
 ) -> Result<Infallible, End> {
     let text = first_message(socket).await?;
     let request = StreamRequest::parse(&text, &gw.network().shards())?;
+    let matching = super::filter(gw, &request.template_ids, &request.query).await?;
     let followed = gw.parties_by_shard(parties).await?;
     let filter = |parties: &Vec<String>| Filter {
         parties: parties.clone(),
         templates: request.template_ids.clone(),
     };
     let mut view = match &request.offset {
-        Some(given) => View::resume(request.query.clone(), given, followed.keys()),
+        Some(given) => View::resume(matching, given, followed.keys()),
         None => {
             let reads = followed.iter().map(|(shard, parties)| {
                 let filter = filter(parties);
@@ -261,7 +263,7 @@ async fn run(
                 }
             });
             let snapshots = futures::future::try_join_all(reads).await?;
-            let (view, events) = View::snapshot(request.query.clone(), snapshots);
+            let (view, events) = View::snapshot(matching, snapshots);
             for chunk in events.chunks(CHUNK) {
                 send(socket, &view.events(chunk.to_vec())).await?;
             }

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use ordo_ledger_client::{ActiveContracts, Archived, Contract, Event, Transaction};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::api::{ArchivedView, ContractView, EventView, matches};
+use crate::api::{ArchivedView, ContractView, EventView};
+use crate::filter::Filter;
 
 /// `{"events": [...], "offset": {shard: offset}}`: contracts of the snapshot, or what one
 /// transaction did.
@@ -30,7 +30,7 @@ pub struct Live {
 /// What one stream has told its client, and so what it tells next.
 #[derive(Debug)]
 pub(super) struct View {
-    query: Map<String, Value>,
+    filter: Filter,
     /// Per followed shard, the offset of the latest transaction read (or the snapshot's).
     offsets: BTreeMap<String, i64>,
     /// Contracts sent as created and not yet as archived: a contract on two of the
@@ -47,10 +47,10 @@ pub(super) struct View {
 impl View {
     /// A view starting from each shard's active contracts: the matching ones to send.
     pub(super) fn snapshot(
-        query: Map<String, Value>,
+        filter: Filter,
         shards: Vec<(String, ActiveContracts)>,
     ) -> (Self, Vec<EventView>) {
-        let mut view = Self::new(query, BTreeMap::new(), false);
+        let mut view = Self::new(filter, BTreeMap::new(), false);
         let mut events = Vec::new();
         for (shard, acs) in shards {
             view.offsets.insert(shard, acs.offset);
@@ -62,7 +62,7 @@ impl View {
     /// A view resuming after `given` offsets; `followed` shards missing from them start
     /// at their beginning.
     pub(super) fn resume<'a>(
-        query: Map<String, Value>,
+        filter: Filter,
         given: &BTreeMap<String, i64>,
         followed: impl IntoIterator<Item = &'a String>,
     ) -> Self {
@@ -70,12 +70,12 @@ impl View {
             .into_iter()
             .map(|shard| (shard.clone(), given.get(shard).copied().unwrap_or(0)))
             .collect();
-        Self::new(query, offsets, true)
+        Self::new(filter, offsets, true)
     }
 
-    fn new(query: Map<String, Value>, offsets: BTreeMap<String, i64>, resumed: bool) -> Self {
+    fn new(filter: Filter, offsets: BTreeMap<String, i64>, resumed: bool) -> Self {
         Self {
-            query,
+            filter,
             offsets,
             sent: HashSet::new(),
             resumed,
@@ -117,7 +117,7 @@ impl View {
     }
 
     fn created(&mut self, c: &Contract) -> Option<EventView> {
-        if !matches(&c.payload, &self.query) {
+        if !self.filter.matches(&c.template_id, &c.payload) {
             if self.resumed {
                 self.withheld.insert(c.contract_id.clone());
             }
@@ -190,11 +190,13 @@ mod tests {
             .collect()
     }
 
-    fn alice() -> Map<String, Value> {
-        json!({"owner": "alice"})
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
+    /// Owned by alice: the filter `{"owner": "alice"}` compiles to.
+    fn alice() -> Filter {
+        let fields = crate::filter::Fields::from([("owner".to_owned(), ordo_ledger::Type::Party)]);
+        let types = BTreeMap::from([("iou:Iou".to_owned(), std::sync::Arc::new(fields))]);
+        let query = json!({"owner": "alice"});
+        Filter::compile(&[], query.as_object().expect("an object"), &types)
+            .unwrap_or_else(|e| panic!("{}", e.message))
     }
 
     #[test]
