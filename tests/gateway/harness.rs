@@ -120,6 +120,8 @@ pub struct Answer {
     pub status: u16,
     pub result: Value,
     pub errors: String,
+    /// The failure's error code (docs/errors.md); empty on success.
+    pub code: String,
 }
 
 impl Env {
@@ -347,6 +349,7 @@ async fn answer(r: reqwest::Response) -> Result<Answer> {
         status,
         result: body.get("result").cloned().unwrap_or(Value::Null),
         errors,
+        code: body["code"].as_str().unwrap_or_default().to_owned(),
     })
 }
 

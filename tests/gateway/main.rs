@@ -15,6 +15,7 @@ mod s11_python_reflection;
 mod s12_prune;
 mod s13_meta;
 mod s14_range;
+mod s15_keys;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -47,6 +48,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s12_prune::run(&env).await?;
         s13_meta::run(&env).await?;
         s14_range::run(&env).await?;
+        s15_keys::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

@@ -17,6 +17,8 @@ use crate::state::Gateway;
 pub struct Templates {
     /// `package:Template` → its payload's fields.
     known: Mutex<BTreeMap<String, Arc<Fields>>>,
+    /// `package:Template` → its key's type, for the templates that declare one.
+    keys: Mutex<BTreeMap<String, Type>>,
     /// Packages read already.
     read: Mutex<HashSet<String>>,
 }
@@ -52,6 +54,24 @@ impl Templates {
             .collect()
     }
 
+    /// `key` (JSON) as the canonical JSON text of a key of `template`, as the cache
+    /// indexes it: an unknown template is a 404; one without a key, or a key not of its
+    /// type, a 400 naming it.
+    pub async fn canonical_key(
+        &self,
+        gw: &Gateway,
+        template: &str,
+        key: &serde_json::Value,
+    ) -> Result<String, ApiError> {
+        self.fields(gw, &[template.to_owned()]).await?;
+        let ty = self.keys.lock().get(template).cloned().ok_or_else(|| {
+            ApiError::bad_request(format!("template {template} has no contract key"))
+        })?;
+        let value = ordo_ledger::Value::from_json_at(&ty, key, "key")
+            .map_err(|e| ApiError::bad_request(format!("invalid field `key`: {e}")))?;
+        Ok(value.to_json().to_string())
+    }
+
     /// Reads the packages not read yet.
     async fn refresh(&self, gw: &Gateway) -> Result<(), ApiError> {
         let Some(shard) = gw.network().shards().into_iter().next() else {
@@ -76,9 +96,14 @@ impl Templates {
                 )
             })?;
             let mut known = self.known.lock();
+            let mut keys = self.keys.lock();
             for (name, template) in &package.templates {
+                let id = format!("{}:{name}", package.name);
+                if let Some(key) = &template.key {
+                    keys.insert(id.clone(), key.ty.clone());
+                }
                 if let Type::Record(fields) = &template.payload_type {
-                    known.insert(format!("{}:{name}", package.name), Arc::new(fields.clone()));
+                    known.insert(id, Arc::new(fields.clone()));
                 }
             }
             self.read.lock().insert(listed.package_id.clone());

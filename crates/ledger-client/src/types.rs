@@ -89,6 +89,13 @@ pub enum Command {
         choice: String,
         argument: Value,
     },
+    /// Exercises a choice on the active contract of a template with `key`.
+    ExerciseByKey {
+        template_id: String,
+        key: Value,
+        choice: String,
+        argument: Value,
+    },
 }
 
 impl Command {
@@ -121,6 +128,17 @@ impl Command {
             } => C::CreateAndExercise(pb::CreateAndExerciseCommand {
                 template_id: template_id.clone(),
                 create_arguments_json: payload.to_string(),
+                choice: choice.clone(),
+                choice_argument_json: argument.to_string(),
+            }),
+            Command::ExerciseByKey {
+                template_id,
+                key,
+                choice,
+                argument,
+            } => C::ExerciseByKey(pb::ExerciseByKeyCommand {
+                template_id: template_id.clone(),
+                contract_key_json: key.to_string(),
                 choice: choice.clone(),
                 choice_argument_json: argument.to_string(),
             }),

@@ -44,7 +44,14 @@ pub struct CreateRequest {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExerciseRequest {
     template_id: String,
-    contract_id: String,
+    /// The contract to exercise; or give `key`.
+    #[serde(default)]
+    contract_id: Option<String>,
+    /// Instead of `contractId`: the key of the active contract to exercise (the template
+    /// must declare one), e.g. `{"authority": "reg", "name": "ann"}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    key: Option<Value>,
     choice: String,
     /// The choice's argument; none: `{}`.
     #[serde(default = "empty_object")]
@@ -268,8 +275,8 @@ pub async fn create(
         (status = 400, description = "A malformed body, or an argument the choice refuses", body = Failure),
         (status = 401, description = "No token, or one that does not verify", body = Failure),
         (status = 403, description = "The token names no actAs party, or one it may not act for", body = Failure),
-        (status = 404, description = "An unknown template, choice or contract (archived contracts included)", body = Failure),
-        (status = 409, description = "The contract is locked by a pending transaction or not active, or the command id was already used", body = Failure),
+        (status = 404, description = "An unknown template, choice or contract (archived contracts included), or no active contract with the key", body = Failure),
+        (status = 409, description = "The contract is locked by a pending transaction or not active, the command id was already used, or the transaction creates a contract whose key is taken", body = Failure),
         (status = 503, description = "The shard has no serving replica", body = Failure),
     )
 )]
@@ -280,14 +287,29 @@ pub async fn exercise(
 ) -> Result<Json<Answer<ExerciseAnswer>>, ApiError> {
     let req: ExerciseRequest = body::json(raw)?;
     body::required("templateId", &req.template_id)?;
-    body::required("contractId", &req.contract_id)?;
     body::required("choice", &req.choice)?;
     body::object("argument", &req.argument)?;
-    let command = Command::Exercise {
-        template_id: req.template_id,
-        contract_id: req.contract_id,
-        choice: req.choice,
-        argument: req.argument,
+    let command = match (req.contract_id, req.key) {
+        (Some(contract_id), None) => {
+            body::required("contractId", &contract_id)?;
+            Command::Exercise {
+                template_id: req.template_id,
+                contract_id,
+                choice: req.choice,
+                argument: req.argument,
+            }
+        }
+        (None, Some(key)) => Command::ExerciseByKey {
+            template_id: req.template_id,
+            key,
+            choice: req.choice,
+            argument: req.argument,
+        },
+        _ => {
+            return Err(ApiError::bad_request(
+                "give the contract to exercise once: `contractId` or `key`",
+            ));
+        }
     };
     let result = submit(
         &gw,

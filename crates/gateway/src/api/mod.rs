@@ -88,6 +88,10 @@ pub struct ContractView {
     payload: Value,
     signatories: Vec<String>,
     observers: Vec<String>,
+    /// The contract key, for a template that declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    key: Option<Value>,
 }
 
 impl From<&Contract> for ContractView {
@@ -98,6 +102,7 @@ impl From<&Contract> for ContractView {
             payload: c.payload.clone(),
             signatories: c.signatories.clone(),
             observers: c.observers.clone(),
+            key: c.key.clone(),
         }
     }
 }

@@ -69,7 +69,17 @@ pub struct QueryAnswer {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FetchRequest {
-    contract_id: String,
+    /// The contract; or give `templateId` and `key`.
+    #[serde(default)]
+    contract_id: Option<String>,
+    /// With `key`: the template whose contract to fetch by key.
+    #[serde(default)]
+    template_id: Option<String>,
+    /// Instead of `contractId`: the contract key, in the template's key type (e.g.
+    /// `{"authority": "reg", "name": "ann"}`).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    key: Option<serde_json::Value>,
 }
 
 #[utoipa::path(
@@ -139,9 +149,10 @@ pub async fn query_all(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The contract if it is active and the token's parties see it, else null", body = super::Answer<Option<super::ContractView>>),
-        (status = 400, description = "A malformed body", body = super::Failure),
+        (status = 400, description = "A malformed body: neither or both of `contractId` and `templateId` + `key`, a template without a key, a key not of its type", body = super::Failure),
         (status = 401, description = "No token, or one that does not verify", body = super::Failure),
         (status = 403, description = "The token names no party", body = super::Failure),
+        (status = 404, description = "A fetch by key of a template no vetted package defines", body = super::Failure),
         (status = 503, description = "A shard has no serving replica", body = super::Failure),
     )
 )]
@@ -151,9 +162,24 @@ pub async fn fetch(
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Answer<Option<ContractView>>>, ApiError> {
     let req: FetchRequest = body::json(raw)?;
-    body::required("contractId", &req.contract_id)?;
-    let parties = caught_up(&gw, &caller).await?;
-    let found = gw.cache.fetch(&parties, &req.contract_id).await?;
+    let found = match (req.contract_id, req.template_id, req.key) {
+        (Some(contract_id), None, None) => {
+            body::required("contractId", &contract_id)?;
+            let parties = caught_up(&gw, &caller).await?;
+            gw.cache.fetch(&parties, &contract_id).await?
+        }
+        (None, Some(template), Some(key)) => {
+            body::required("templateId", &template)?;
+            let key = gw.templates.canonical_key(&gw, &template, &key).await?;
+            let parties = caught_up(&gw, &caller).await?;
+            gw.cache.fetch_by_key(&parties, &template, &key).await?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "name the contract once: `contractId`, or `templateId` and `key`",
+            ));
+        }
+    };
     Ok(Answer::ok(found.as_ref().map(ContractView::from)))
 }
 

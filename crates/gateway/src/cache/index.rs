@@ -19,6 +19,9 @@ use serde_json::Value;
 
 /// The kind of a key (`contract_fields.kind`).
 pub const TEXT: &str = "t";
+/// The pseudo-field a contract's key is indexed under (as [`TEXT`], its canonical JSON):
+/// no template field is named so, so no query reaches it; `/v1/fetch` by key does.
+pub const KEY_FIELD: &str = "@key";
 pub const NUMBER: &str = "n";
 
 /// The exponents (of the first significant digit) a numeric key can hold; any ledger

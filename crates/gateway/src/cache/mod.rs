@@ -170,6 +170,17 @@ impl Cache {
     ) -> Result<Option<Contract>, ApiError> {
         Ok(self.store.fetch(parties, contract_id).await?)
     }
+
+    /// The active contract of `template` with key `key` (canonical JSON) if one of
+    /// `parties` sees it.
+    pub async fn fetch_by_key(
+        &self,
+        parties: &[String],
+        template: &str,
+        key: &str,
+    ) -> Result<Option<Contract>, ApiError> {
+        Ok(self.store.fetch_by_key(parties, template, key).await?)
+    }
 }
 
 /// Runs one feed per shard of the network, starting one for each shard network.json

@@ -31,8 +31,8 @@ use super::{CacheError, index};
 use crate::filter::Filter;
 
 /// Bumped when the tables change; a file of another version is rebuilt. 2: the
-/// `contract_fields` index and integer row ids.
-const SCHEMA_VERSION: i64 = 2;
+/// `contract_fields` index and integer row ids; 3: contract keys in `contract_fields`.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
@@ -420,6 +420,48 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The active contract of `template` with the key whose canonical JSON is `key` if
+    /// one of `parties` sees it (one index lookup: the key is indexed as a field).
+    pub async fn fetch_by_key(
+        &self,
+        parties: &[String],
+        template: &str,
+        key: &str,
+    ) -> Result<Option<Contract>, CacheError> {
+        if parties.is_empty() {
+            return Ok(None);
+        }
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT c.contract FROM contract_fields f JOIN contracts c ON c.id = f.id \
+             WHERE f.template_id = ",
+        );
+        q.push_bind(template)
+            .push(" AND f.field = ")
+            .push_bind(index::KEY_FIELD)
+            .push(" AND f.kind = ")
+            .push_bind(index::TEXT)
+            .push(" AND f.key = ")
+            .push_bind(key)
+            .push(" AND f.party IN (");
+        let mut list = q.separated(", ");
+        for p in parties {
+            list.push_bind(p);
+        }
+        q.push(") LIMIT 1");
+        let row = q
+            .build()
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.error(e))?;
+        row.map(|r| {
+            let text: String = r.try_get("contract").map_err(|e| self.error(e))?;
+            read::contract(&text, &self.file)
+        })
+        .transpose()
+    }
+}
+
 /// Inserts one contract of `shard` seen by its witnesses, with its index rows; the rows
 /// added to `contracts`.
 async fn insert(
@@ -451,6 +493,7 @@ async fn insert(
         row.push_bind(party).push_bind(&c.template_id).push_bind(id);
     });
     parties.build().execute(&mut *conn).await?;
+    let key_field = index::KEY_FIELD.to_owned();
     let keys: Vec<(&String, &str, String)> = c
         .payload
         .as_object()
@@ -461,6 +504,11 @@ async fn insert(
                 .into_iter()
                 .map(move |(kind, key)| (field, kind, key))
         })
+        .chain(
+            c.key
+                .iter()
+                .map(|k| (&key_field, index::TEXT, k.to_string())),
+        )
         .collect();
     // SQLite takes at most 32766 parameters a statement: 6 a row.
     let rows: Vec<(&String, &(&String, &str, String))> = c

@@ -133,6 +133,26 @@ mod tests {
         );
         assert!(x.common.json);
         assert_eq!(x.common.network, PathBuf::from(DEFAULT_PATH));
+        assert_eq!(x.contract_id.as_deref(), Some("c1"));
+        // By key instead of contract id; one of the two, not both.
+        let LedgerCommand::Submit(SubmitArgs {
+            command: SubmitCommand::Exercise(x),
+        }) = parse(
+            "ordo submit exercise --act-as alice --template registry:Name \
+             --key {\"authority\":\"reg\",\"name\":\"ann\"} --choice Release",
+        )
+        .unwrap()
+        else {
+            panic!("not submit exercise by key");
+        };
+        assert_eq!((x.contract_id, x.key.is_some()), (None, true));
+        assert!(parse("ordo submit exercise --act-as a --template t --choice C").is_err());
+        assert!(
+            parse(
+                "ordo submit exercise --act-as a --template t --contract-id c --key {} --choice C"
+            )
+            .is_err()
+        );
 
         let LedgerCommand::Updates(u) =
             parse("ordo updates --party bob --from 5 --follow").unwrap()

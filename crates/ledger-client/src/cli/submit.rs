@@ -64,8 +64,13 @@ pub struct SubmitExerciseArgs {
     pub submitter: Submitter,
     #[arg(long)]
     pub template: String,
+    /// The contract to exercise.
+    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    pub contract_id: Option<String>,
+    /// Instead of --contract-id: the contract key (JSON, or @FILE) of the active contract
+    /// to exercise (the template must declare a key).
     #[arg(long)]
-    pub contract_id: String,
+    pub key: Option<String>,
     #[arg(long)]
     pub choice: String,
     /// The choice argument as a JSON object, or @FILE.
@@ -101,16 +106,24 @@ pub async fn run_submit(args: SubmitArgs) -> anyhow::Result<()> {
                 payload: parse_json("payload", &a.payload)?,
             },
         ),
-        SubmitCommand::Exercise(a) => (
-            a.submitter,
-            a.common,
-            Command::Exercise {
-                template_id: a.template,
-                contract_id: a.contract_id,
-                choice: a.choice,
-                argument: parse_json("argument", &a.argument)?,
-            },
-        ),
+        SubmitCommand::Exercise(a) => {
+            let argument = parse_json("argument", &a.argument)?;
+            let command = match (a.contract_id, a.key) {
+                (Some(contract_id), _) => Command::Exercise {
+                    template_id: a.template,
+                    contract_id,
+                    choice: a.choice,
+                    argument,
+                },
+                (None, key) => Command::ExerciseByKey {
+                    template_id: a.template,
+                    key: parse_json("key", key.as_deref().unwrap_or_default())?,
+                    choice: a.choice,
+                    argument,
+                },
+            };
+            (a.submitter, a.common, command)
+        }
         SubmitCommand::CreateAndExercise(a) => (
             a.submitter,
             a.common,
