@@ -26,5 +26,6 @@ pub use message::{
     VerdictOutcome, ViewMessage,
 };
 pub use topology::{
-    DomainParameters, MemberRole, TopologyChange, TopologyState, TopologyTransaction,
+    DomainParameters, MemberRole, TopologyChange, TopologyState, TopologyTransaction, User,
+    UserRight,
 };

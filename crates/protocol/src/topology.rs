@@ -4,7 +4,7 @@
 //! folds the transactions, in sequencing order, into its [`TopologyState`], so all members
 //! switch at the same point of the total order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ordo_core::{MemberId, PartyId, PublicKey, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -93,6 +93,88 @@ pub enum TopologyChange {
     SetParameters {
         parameters: DomainParameters,
     },
+    /// A user (Daml's user management), domain-wide: its rights hold on every shard.
+    /// Creating an existing user is refused.
+    CreateUser {
+        user: User,
+    },
+    /// Removes a user and its rights.
+    DeleteUser {
+        user_id: String,
+    },
+    /// Adds rights to a user (those it has already stay).
+    GrantUserRights {
+        user_id: String,
+        rights: Vec<UserRight>,
+    },
+    /// Removes rights from a user (those it does not have are ignored).
+    RevokeUserRights {
+        user_id: String,
+        rights: Vec<UserRight>,
+    },
+}
+
+/// A user: an id that tokens name (`sub`), an optional primary party, and rights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_party: Option<PartyId>,
+    #[serde(default)]
+    pub rights: BTreeSet<UserRight>,
+}
+
+/// What a user may do (Daml's user rights).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "right", content = "party")]
+pub enum UserRight {
+    /// Act (and read) as the party.
+    CanActAs(PartyId),
+    /// Read as the party.
+    CanReadAs(PartyId),
+    /// Read as any party.
+    CanReadAsAnyParty,
+    /// Administer the participants (parties, packages, users, pruning).
+    ParticipantAdmin,
+}
+
+impl UserRight {
+    /// The party the right names, if any.
+    pub fn party(&self) -> Option<&PartyId> {
+        match self {
+            Self::CanActAs(p) | Self::CanReadAs(p) => Some(p),
+            Self::CanReadAsAnyParty | Self::ParticipantAdmin => None,
+        }
+    }
+}
+
+/// Daml's spelling: `CanActAs(alice)`, `CanReadAsAnyParty`.
+impl std::fmt::Display for UserRight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CanActAs(p) => write!(f, "CanActAs({p})"),
+            Self::CanReadAs(p) => write!(f, "CanReadAs({p})"),
+            Self::CanReadAsAnyParty => f.write_str("CanReadAsAnyParty"),
+            Self::ParticipantAdmin => f.write_str("ParticipantAdmin"),
+        }
+    }
+}
+
+/// A user id: 1 to 128 of `[a-z0-9@^$.!`-#+'~_|:]` (Daml's user id characters, lower case
+/// letters only).
+pub fn validate_user_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"@^$.!`-#+'~_|:".contains(&b)
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid user id {id:?}: use 1 to 128 of [a-z0-9] and @^$.!`-#+'~_|:"
+        ))
+    }
 }
 
 /// A change with the topology manager's serial number (1, 2, 3, …, no gaps): a member that
@@ -161,6 +243,9 @@ pub struct TopologyState {
     pub packages: BTreeMap<String, String>,
     pub sequencers: Vec<String>,
     pub parameters: DomainParameters,
+    /// Users by id.
+    #[serde(default)]
+    pub users: BTreeMap<String, User>,
 }
 
 impl TopologyState {
@@ -255,10 +340,59 @@ impl TopologyState {
                 }
                 self.parameters = parameters.clone();
             }
+            TopologyChange::CreateUser { user } => {
+                validate_user_id(&user.id).map_err(fail)?;
+                if self.users.contains_key(&user.id) {
+                    return Err(fail(format!("user {} already exists", user.id)));
+                }
+                self.check_rights(user.primary_party.iter(), &user.rights)
+                    .map_err(fail)?;
+                self.users.insert(user.id.clone(), user.clone());
+            }
+            TopologyChange::DeleteUser { user_id } => {
+                if self.users.remove(user_id).is_none() {
+                    return Err(fail(format!("unknown user {user_id}")));
+                }
+            }
+            TopologyChange::GrantUserRights { user_id, rights } => {
+                let rights: BTreeSet<UserRight> = rights.iter().cloned().collect();
+                self.check_rights(std::iter::empty(), &rights)
+                    .map_err(fail)?;
+                let user = self
+                    .users
+                    .get_mut(user_id)
+                    .ok_or_else(|| fail(format!("unknown user {user_id}")))?;
+                user.rights.extend(rights);
+            }
+            TopologyChange::RevokeUserRights { user_id, rights } => {
+                let user = self
+                    .users
+                    .get_mut(user_id)
+                    .ok_or_else(|| fail(format!("unknown user {user_id}")))?;
+                for r in rights {
+                    user.rights.remove(r);
+                }
+            }
         }
         self.serial = tx.serial;
         self.timestamp = at;
         Ok(())
+    }
+
+    /// Every party a right (or a primary party) names must be allocated.
+    fn check_rights<'a>(
+        &self,
+        primary: impl Iterator<Item = &'a PartyId>,
+        rights: &'a BTreeSet<UserRight>,
+    ) -> Result<(), String> {
+        let named = rights.iter().filter_map(UserRight::party);
+        match primary
+            .chain(named)
+            .find(|p| !self.parties.contains_key(*p))
+        {
+            Some(p) => Err(format!("unknown party {p}")),
+            None => Ok(()),
+        }
     }
 
     pub fn mediator(&self) -> Option<&MemberId> {
@@ -460,5 +594,228 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    fn party(name: &str) -> PartyId {
+        PartyId::new(name).unwrap()
+    }
+
+    /// A state with shard-1 hosting alice and bob.
+    fn with_parties() -> TopologyState {
+        let mut s = TopologyState::default();
+        let (_, c1) = participant("p1", "shard-1");
+        add(&mut s, c1).unwrap();
+        for p in ["alice", "bob"] {
+            add(
+                &mut s,
+                TopologyChange::AllocateParty {
+                    party: party(p),
+                    shard: "shard-1".into(),
+                },
+            )
+            .unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn users_are_created_granted_revoked_and_deleted() {
+        let mut s = with_parties();
+        let user = User {
+            id: "app-1".into(),
+            primary_party: Some(party("alice")),
+            rights: [UserRight::CanActAs(party("alice"))].into(),
+        };
+        add(&mut s, TopologyChange::CreateUser { user: user.clone() }).unwrap();
+        assert_eq!(s.users.get("app-1"), Some(&user));
+
+        add(
+            &mut s,
+            TopologyChange::GrantUserRights {
+                user_id: "app-1".into(),
+                rights: vec![
+                    UserRight::CanReadAs(party("bob")),
+                    UserRight::CanActAs(party("alice")),
+                    UserRight::ParticipantAdmin,
+                ],
+            },
+        )
+        .unwrap();
+        let rights: Vec<UserRight> = s.users["app-1"].rights.iter().cloned().collect();
+        assert_eq!(
+            rights,
+            vec![
+                UserRight::CanActAs(party("alice")),
+                UserRight::CanReadAs(party("bob")),
+                UserRight::ParticipantAdmin,
+            ]
+        );
+
+        // Revoking a right the user does not hold is ignored.
+        add(
+            &mut s,
+            TopologyChange::RevokeUserRights {
+                user_id: "app-1".into(),
+                rights: vec![
+                    UserRight::CanActAs(party("alice")),
+                    UserRight::CanReadAsAnyParty,
+                ],
+            },
+        )
+        .unwrap();
+        let rights: Vec<UserRight> = s.users["app-1"].rights.iter().cloned().collect();
+        assert_eq!(
+            rights,
+            vec![
+                UserRight::CanReadAs(party("bob")),
+                UserRight::ParticipantAdmin
+            ]
+        );
+
+        add(
+            &mut s,
+            TopologyChange::DeleteUser {
+                user_id: "app-1".into(),
+            },
+        )
+        .unwrap();
+        assert!(s.users.is_empty());
+    }
+
+    #[test]
+    fn refused_user_changes_leave_the_state_unchanged() {
+        let mut s = with_parties();
+        add(
+            &mut s,
+            TopologyChange::CreateUser {
+                user: User {
+                    id: "app-1".into(),
+                    primary_party: None,
+                    rights: BTreeSet::new(),
+                },
+            },
+        )
+        .unwrap();
+        let before = s.clone();
+        let user = |id: &str, primary: Option<&str>, rights: Vec<UserRight>| User {
+            id: id.into(),
+            primary_party: primary.map(party),
+            rights: rights.into_iter().collect(),
+        };
+        let refused = [
+            // An existing id.
+            (
+                TopologyChange::CreateUser {
+                    user: user("app-1", None, vec![]),
+                },
+                "user app-1 already exists",
+            ),
+            // A malformed id.
+            (
+                TopologyChange::CreateUser {
+                    user: user("App 1", None, vec![]),
+                },
+                "invalid user id",
+            ),
+            // A right naming an unallocated party.
+            (
+                TopologyChange::CreateUser {
+                    user: user("app-2", None, vec![UserRight::CanActAs(party("carol"))]),
+                },
+                "unknown party carol",
+            ),
+            // An unallocated primary party.
+            (
+                TopologyChange::CreateUser {
+                    user: user("app-2", Some("carol"), vec![]),
+                },
+                "unknown party carol",
+            ),
+            (
+                TopologyChange::GrantUserRights {
+                    user_id: "app-1".into(),
+                    rights: vec![
+                        UserRight::CanReadAs(party("alice")),
+                        UserRight::CanReadAs(party("carol")),
+                    ],
+                },
+                "unknown party carol",
+            ),
+            (
+                TopologyChange::GrantUserRights {
+                    user_id: "nobody".into(),
+                    rights: vec![UserRight::ParticipantAdmin],
+                },
+                "unknown user nobody",
+            ),
+            (
+                TopologyChange::RevokeUserRights {
+                    user_id: "nobody".into(),
+                    rights: vec![UserRight::ParticipantAdmin],
+                },
+                "unknown user nobody",
+            ),
+            (
+                TopologyChange::DeleteUser {
+                    user_id: "nobody".into(),
+                },
+                "unknown user nobody",
+            ),
+        ];
+        for (change, why) in refused {
+            let e = add(&mut s, change.clone()).unwrap_err();
+            assert!(e.to_string().contains(why), "{change:?}: {e}");
+            assert_eq!(s, before, "{change:?} changed the state");
+        }
+    }
+
+    #[test]
+    fn user_rights_have_a_tagged_json_form() {
+        let rights = [
+            (
+                UserRight::CanActAs(party("alice")),
+                serde_json::json!({"right": "can_act_as", "party": "alice"}),
+            ),
+            (
+                UserRight::CanReadAs(party("bob")),
+                serde_json::json!({"right": "can_read_as", "party": "bob"}),
+            ),
+            (
+                UserRight::CanReadAsAnyParty,
+                serde_json::json!({"right": "can_read_as_any_party"}),
+            ),
+            (
+                UserRight::ParticipantAdmin,
+                serde_json::json!({"right": "participant_admin"}),
+            ),
+        ];
+        for (right, json) in rights {
+            assert_eq!(serde_json::to_value(&right).unwrap(), json);
+            let back: UserRight = serde_json::from_value(json).unwrap();
+            assert_eq!(back, right);
+        }
+        // A malformed party is refused when decoding, like everywhere else.
+        let bad = serde_json::json!({"right": "can_act_as", "party": "no spaces"});
+        assert!(serde_json::from_value::<UserRight>(bad).is_err());
+        // A whole state with users survives the round trip (members fold it from JSON).
+        let mut s = with_parties();
+        add(
+            &mut s,
+            TopologyChange::CreateUser {
+                user: User {
+                    id: "app-1".into(),
+                    primary_party: Some(party("alice")),
+                    rights: [
+                        UserRight::CanActAs(party("alice")),
+                        UserRight::CanReadAsAnyParty,
+                    ]
+                    .into(),
+                },
+            },
+        )
+        .unwrap();
+        let back: TopologyState =
+            serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back, s);
     }
 }

@@ -9,6 +9,7 @@ use ordo_proto::admin::v1::topology_admin_service_server::TopologyAdminService;
 use ordo_protocol::{DomainParameters, TopologyChange, TopologyState};
 use tonic::{Request, Response, Status};
 
+use crate::convert;
 use crate::error::TopologyError;
 use crate::manager::{Manager, Outcome};
 use crate::plan;
@@ -107,7 +108,8 @@ impl AdminApi {
             }
             _ => Err(TopologyError::Unauthenticated(
                 "topology admin calls need `authorization: Bearer <admin token>` (or, for \
-                 AllocateParty and VetPackage, a participant's client certificate)"
+                 AllocateParty, VetPackage and the user calls, a participant's client \
+                 certificate)"
                     .into(),
             )),
         }
@@ -184,6 +186,115 @@ fn participant_of(state: &TopologyState, shard: &str) -> String {
 
 #[tonic::async_trait]
 impl TopologyAdminService for AdminApi {
+    async fn create_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::CreateUserResponse>, Status> {
+        let caller_shard = self.check_participant(&req, None, "create a user").await?;
+        let user = convert::user_from_pb(req.into_inner().user)?;
+        let ((), outcome) = self
+            .0
+            .change(|state| {
+                let decision = plan::create_user(state, user.clone())?;
+                if let Some(shard) = &caller_shard {
+                    let what = format!("create user {}", user.id);
+                    let primary = user.primary_party.as_ref();
+                    plan::participant_may_name(state, shard, &what, primary, &user.rights)?;
+                }
+                Ok(((), decision))
+            })
+            .await?;
+        Ok(Response::new(pb::CreateUserResponse {
+            user: Some(convert::user_to_pb(&user)),
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<pb::DeleteUserRequest>,
+    ) -> Result<Response<pb::DeleteUserResponse>, Status> {
+        let caller_shard = self.check_participant(&req, None, "delete a user").await?;
+        let id = req.into_inner().user_id;
+        let ((), outcome) = self
+            .0
+            .change(|state| {
+                let decision = plan::delete_user(state, &id)?;
+                if let Some(shard) = &caller_shard {
+                    plan::participant_may_delete(state, shard, &id)?;
+                }
+                Ok(((), decision))
+            })
+            .await?;
+        Ok(Response::new(pb::DeleteUserResponse {
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn grant_user_rights(
+        &self,
+        req: Request<pb::GrantUserRightsRequest>,
+    ) -> Result<Response<pb::GrantUserRightsResponse>, Status> {
+        let caller_shard = self
+            .check_participant(&req, None, "grant user rights")
+            .await?;
+        let r = req.into_inner();
+        let rights = convert::rights_from_pb("rights", &r.rights)?;
+        let (granted, outcome) = self
+            .0
+            .change(|state| {
+                let (granted, decision) = plan::grant_user_rights(state, &r.user_id, &rights)?;
+                if let Some(shard) = &caller_shard {
+                    let what = format!("grant rights to user {}", r.user_id);
+                    plan::participant_may_name(state, shard, &what, None, &rights)?;
+                }
+                Ok((granted, decision))
+            })
+            .await?;
+        Ok(Response::new(pb::GrantUserRightsResponse {
+            newly_granted_rights: convert::rights_to_pb(&granted),
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn revoke_user_rights(
+        &self,
+        req: Request<pb::RevokeUserRightsRequest>,
+    ) -> Result<Response<pb::RevokeUserRightsResponse>, Status> {
+        let caller_shard = self
+            .check_participant(&req, None, "revoke user rights")
+            .await?;
+        let r = req.into_inner();
+        let rights = convert::rights_from_pb("rights", &r.rights)?;
+        let (revoked, outcome) = self
+            .0
+            .change(|state| {
+                let (revoked, decision) = plan::revoke_user_rights(state, &r.user_id, &rights)?;
+                if let Some(shard) = &caller_shard {
+                    let what = format!("revoke rights of user {}", r.user_id);
+                    plan::participant_may_name(state, shard, &what, None, &rights)?;
+                }
+                Ok((revoked, decision))
+            })
+            .await?;
+        Ok(Response::new(pb::RevokeUserRightsResponse {
+            newly_revoked_rights: convert::rights_to_pb(&revoked),
+            effect: effect(&outcome),
+        }))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.check_participant(&req, None, "list the users").await?;
+        let state = self.0.current();
+        Ok(Response::new(pb::ListUsersResponse {
+            users: state.users.values().map(convert::user_to_pb).collect(),
+            serial: state.serial,
+        }))
+    }
+
     async fn register_participant(
         &self,
         req: Request<pb::RegisterParticipantRequest>,

@@ -13,10 +13,12 @@
 //! - `plan`: what an admin request means for the topology (pure, unit-tested);
 //! - `manager`: the change pipeline (one at a time: decide, propose, send, await);
 //! - `processor`: the manager's own subscription, where changes take effect;
-//! - `store`: the SQL; `admin`: the gRPC adapter; `node`: `init`, `run` and the terms.
+//! - `store`: the SQL; `admin`: the gRPC adapter (`convert`: its protobuf ⇄ domain
+//!   conversions of users and rights); `node`: `init`, `run` and the terms.
 
 mod admin;
 pub mod config;
+mod convert;
 mod error;
 mod manager;
 mod node;

@@ -3,9 +3,12 @@
 //! it already in effect (idempotent repeat), or proposes one [`TopologyChange`].
 
 use ordo_core::{MemberId, PartyId, PublicKey, Timestamp};
-use ordo_protocol::topology::{encode_key, validate_shard_name};
+use std::collections::BTreeSet;
+
+use ordo_protocol::topology::{encode_key, validate_shard_name, validate_user_id};
 use ordo_protocol::{
-    DomainParameters, MemberRole, TopologyChange, TopologyState, TopologyTransaction,
+    DomainParameters, MemberRole, TopologyChange, TopologyState, TopologyTransaction, User,
+    UserRight,
 };
 
 use crate::config::validate_parameters;
@@ -212,6 +215,184 @@ pub fn set_parameters(
     })
 }
 
+fn user_id(id: &str) -> Result<(), TopologyError> {
+    validate_user_id(id).map_err(|e| invalid("user_id", e))
+}
+
+fn unknown_user(id: &str) -> TopologyError {
+    TopologyError::NotFound(format!("unknown user {id}: create it first (CreateUser)"))
+}
+
+/// NOT_FOUND for the first party (the primary one, then those the rights name) that is not
+/// allocated.
+fn check_parties<'a>(
+    state: &TopologyState,
+    user_id: &str,
+    primary: Option<&PartyId>,
+    rights: impl IntoIterator<Item = &'a UserRight>,
+) -> Result<(), TopologyError> {
+    if let Some(p) = primary
+        && !state.parties.contains_key(p)
+    {
+        return Err(TopologyError::NotFound(format!(
+            "unknown party {p} (primary party of user {user_id}): allocate it first"
+        )));
+    }
+    for right in rights {
+        if let Some(p) = right.party()
+            && !state.parties.contains_key(p)
+        {
+            return Err(TopologyError::NotFound(format!(
+                "unknown party {p} (in right {right} of user {user_id}): allocate it first"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The rights of a grant or revoke: at least one, duplicates merged.
+fn requested(rights: &[UserRight]) -> Result<BTreeSet<UserRight>, TopologyError> {
+    if rights.is_empty() {
+        return Err(invalid("rights", "empty: name at least one right"));
+    }
+    Ok(rights.iter().cloned().collect())
+}
+
+/// CreateUser. An existing id is refused (ALREADY_EXISTS), as in Daml: a user is created
+/// once, and changed by granting and revoking rights.
+pub fn create_user(state: &TopologyState, user: User) -> Result<Decision, TopologyError> {
+    validate_user_id(&user.id).map_err(|e| invalid("user.id", e))?;
+    if state.users.contains_key(&user.id) {
+        return Err(TopologyError::AlreadyExists(format!(
+            "user {} already exists: grant or revoke its rights, or delete it first",
+            user.id
+        )));
+    }
+    check_parties(state, &user.id, user.primary_party.as_ref(), &user.rights)?;
+    Ok(Decision::Propose(TopologyChange::CreateUser { user }))
+}
+
+/// DeleteUser. An unknown user is NOT_FOUND (as in Daml), so a repeat tells the caller the
+/// user is already gone.
+pub fn delete_user(state: &TopologyState, id: &str) -> Result<Decision, TopologyError> {
+    user_id(id)?;
+    if !state.users.contains_key(id) {
+        return Err(unknown_user(id));
+    }
+    Ok(Decision::Propose(TopologyChange::DeleteUser {
+        user_id: id.to_owned(),
+    }))
+}
+
+/// GrantUserRights: proposes only the rights the user does not hold yet, and returns them;
+/// when it holds them all, nothing is broadcast.
+pub fn grant_user_rights(
+    state: &TopologyState,
+    id: &str,
+    rights: &[UserRight],
+) -> Result<(Vec<UserRight>, Decision), TopologyError> {
+    user_id(id)?;
+    let rights = requested(rights)?;
+    let user = state.users.get(id).ok_or_else(|| unknown_user(id))?;
+    check_parties(state, id, None, &rights)?;
+    let new: Vec<UserRight> = rights.difference(&user.rights).cloned().collect();
+    Ok(if new.is_empty() {
+        let change = TopologyChange::GrantUserRights {
+            user_id: id.to_owned(),
+            rights: rights.into_iter().collect(),
+        };
+        (new, Decision::Unchanged(change))
+    } else {
+        let change = TopologyChange::GrantUserRights {
+            user_id: id.to_owned(),
+            rights: new.clone(),
+        };
+        (new, Decision::Propose(change))
+    })
+}
+
+/// RevokeUserRights: proposes only the rights the user holds, and returns them; when it
+/// holds none of them, nothing is broadcast. A right naming an unknown party is simply not
+/// held.
+pub fn revoke_user_rights(
+    state: &TopologyState,
+    id: &str,
+    rights: &[UserRight],
+) -> Result<(Vec<UserRight>, Decision), TopologyError> {
+    user_id(id)?;
+    let rights = requested(rights)?;
+    let user = state.users.get(id).ok_or_else(|| unknown_user(id))?;
+    let held: Vec<UserRight> = rights.intersection(&user.rights).cloned().collect();
+    Ok(if held.is_empty() {
+        let change = TopologyChange::RevokeUserRights {
+            user_id: id.to_owned(),
+            rights: rights.into_iter().collect(),
+        };
+        (held, Decision::Unchanged(change))
+    } else {
+        let change = TopologyChange::RevokeUserRights {
+            user_id: id.to_owned(),
+            rights: held.clone(),
+        };
+        (held, Decision::Propose(change))
+    })
+}
+
+/// The self-service rule for users: the participant serving `shard` may, without the admin
+/// token, create users and grant or revoke rights only when every party the request names
+/// (`primary` and the rights) is hosted on its own shard, and no right reaches beyond it
+/// (`CanReadAsAnyParty`, `ParticipantAdmin`). A user's rights hold on every shard, so
+/// anything wider would let one participant speak for another's parties.
+pub fn participant_may_name<'a>(
+    state: &TopologyState,
+    shard: &str,
+    what: &str,
+    primary: Option<&PartyId>,
+    rights: impl IntoIterator<Item = &'a UserRight>,
+) -> Result<(), TopologyError> {
+    let denied = |why: String| {
+        TopologyError::PermissionDenied(format!(
+            "the participant of shard {shard} may not {what}: {why}; that needs the topology \
+             admin token"
+        ))
+    };
+    let foreign = |p: &PartyId| match state.shard_of(p) {
+        Some(s) if s == shard => None,
+        Some(s) => Some(format!("party {p} is hosted on shard {s}")),
+        None => Some(format!("party {p} is not hosted on shard {shard}")),
+    };
+    if let Some(why) = primary.and_then(foreign) {
+        return Err(denied(why));
+    }
+    for right in rights {
+        let why = match right.party() {
+            Some(p) => foreign(p).map(|why| format!("{why} (right {right})")),
+            None => Some(format!("right {right} reaches beyond shard {shard}")),
+        };
+        if let Some(why) = why {
+            return Err(denied(why));
+        }
+    }
+    Ok(())
+}
+
+/// The self-service rule for DeleteUser: the participant serving `shard` may delete a user
+/// only when everything the user holds names its own shard's parties.
+pub fn participant_may_delete(
+    state: &TopologyState,
+    shard: &str,
+    id: &str,
+) -> Result<(), TopologyError> {
+    let user = state.users.get(id).ok_or_else(|| unknown_user(id))?;
+    participant_may_name(
+        state,
+        shard,
+        &format!("delete user {id}"),
+        user.primary_party.as_ref(),
+        &user.rights,
+    )
+}
+
 /// The transaction that would carry `change` next, if the current state accepts it (the
 /// same fold every member runs, on a copy).
 pub fn next_transaction(
@@ -237,6 +418,10 @@ pub fn kind(change: &TopologyChange) -> &'static str {
         TopologyChange::VetPackage { .. } => "vet_package",
         TopologyChange::SetSequencers { .. } => "set_sequencers",
         TopologyChange::SetParameters { .. } => "set_parameters",
+        TopologyChange::CreateUser { .. } => "create_user",
+        TopologyChange::DeleteUser { .. } => "delete_user",
+        TopologyChange::GrantUserRights { .. } => "grant_user_rights",
+        TopologyChange::RevokeUserRights { .. } => "revoke_user_rights",
     }
 }
 
@@ -388,5 +573,237 @@ mod tests {
         let e = next_transaction(&s, change).unwrap_err();
         assert_eq!(e.code(), Code::FailedPrecondition);
         assert!(e.to_string().contains("unknown shard nowhere"), "{e}");
+    }
+
+    fn party(name: &str) -> PartyId {
+        PartyId::new(name).unwrap()
+    }
+
+    /// shard-1 hosts alice and bob, shard-2 hosts carol.
+    fn with_parties() -> TopologyState {
+        let mut s = with_shards();
+        for (p, shard) in [
+            ("alice", "shard-1"),
+            ("bob", "shard-1"),
+            ("carol", "shard-2"),
+        ] {
+            let d = allocate_party(&s, p, shard).unwrap();
+            apply(&mut s, d);
+        }
+        s
+    }
+
+    fn user(id: &str, primary: Option<&str>, rights: &[UserRight]) -> User {
+        User {
+            id: id.into(),
+            primary_party: primary.map(party),
+            rights: rights.iter().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn users_are_created_once_and_name_known_parties() {
+        let mut s = with_parties();
+        let app = user(
+            "app-1",
+            Some("alice"),
+            &[UserRight::CanActAs(party("alice"))],
+        );
+        let d = create_user(&s, app.clone()).unwrap();
+        assert_eq!(
+            d,
+            Decision::Propose(TopologyChange::CreateUser { user: app.clone() })
+        );
+        apply(&mut s, d);
+        assert_eq!(s.users.get("app-1"), Some(&app));
+
+        let e = create_user(&s, app).unwrap_err();
+        assert_eq!(e.code(), Code::AlreadyExists);
+        assert!(e.to_string().contains("user app-1 already exists"), "{e}");
+
+        let e = create_user(&s, user("app-2", Some("dave"), &[])).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(
+            e.to_string().contains("unknown party dave (primary party"),
+            "{e}"
+        );
+        let e = create_user(
+            &s,
+            user("app-2", None, &[UserRight::CanReadAs(party("dave"))]),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(
+            e.to_string()
+                .contains("unknown party dave (in right CanReadAs(dave)"),
+            "{e}"
+        );
+        let e = create_user(&s, user("App 2", None, &[])).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+        assert!(e.to_string().starts_with("invalid user.id"), "{e}");
+    }
+
+    #[test]
+    fn grants_and_revokes_propose_only_what_changes() {
+        let mut s = with_parties();
+        let act_alice = UserRight::CanActAs(party("alice"));
+        let read_carol = UserRight::CanReadAs(party("carol"));
+        let d = create_user(&s, user("app-1", None, std::slice::from_ref(&act_alice))).unwrap();
+        apply(&mut s, d);
+
+        // Only the right not held yet is proposed and answered.
+        let (new, d) = grant_user_rights(
+            &s,
+            "app-1",
+            &[act_alice.clone(), read_carol.clone(), read_carol.clone()],
+        )
+        .unwrap();
+        assert_eq!(new, vec![read_carol.clone()]);
+        assert_eq!(
+            d,
+            Decision::Propose(TopologyChange::GrantUserRights {
+                user_id: "app-1".into(),
+                rights: vec![read_carol.clone()],
+            })
+        );
+        apply(&mut s, d);
+        // A repeat broadcasts nothing.
+        let (new, d) = grant_user_rights(&s, "app-1", std::slice::from_ref(&read_carol)).unwrap();
+        assert!(new.is_empty());
+        assert!(matches!(d, Decision::Unchanged(_)), "{d:?}");
+
+        // Revoke: only what is held.
+        let (gone, d) = revoke_user_rights(
+            &s,
+            "app-1",
+            &[read_carol.clone(), UserRight::ParticipantAdmin],
+        )
+        .unwrap();
+        assert_eq!(gone, vec![read_carol.clone()]);
+        apply(&mut s, d);
+        assert_eq!(s.users["app-1"].rights, [act_alice.clone()].into());
+        let (gone, d) = revoke_user_rights(&s, "app-1", std::slice::from_ref(&read_carol)).unwrap();
+        assert!(gone.is_empty());
+        assert!(matches!(d, Decision::Unchanged(_)), "{d:?}");
+
+        // Refusals.
+        let e = grant_user_rights(&s, "app-1", &[UserRight::CanActAs(party("dave"))]).unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.to_string().contains("unknown party dave"), "{e}");
+        for e in [
+            grant_user_rights(&s, "nobody", std::slice::from_ref(&act_alice)).unwrap_err(),
+            revoke_user_rights(&s, "nobody", std::slice::from_ref(&act_alice)).unwrap_err(),
+        ] {
+            assert_eq!(e.code(), Code::NotFound);
+            assert!(e.to_string().contains("unknown user nobody"), "{e}");
+        }
+        for e in [
+            grant_user_rights(&s, "app-1", &[]).unwrap_err(),
+            revoke_user_rights(&s, "app-1", &[]).unwrap_err(),
+        ] {
+            assert_eq!(e.code(), Code::InvalidArgument);
+            assert!(e.to_string().contains("invalid rights: empty"), "{e}");
+        }
+        let e = grant_user_rights(&s, "", &[act_alice]).unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument);
+    }
+
+    #[test]
+    fn users_are_deleted_once() {
+        let mut s = with_parties();
+        let d = create_user(&s, user("app-1", None, &[])).unwrap();
+        apply(&mut s, d);
+        let d = delete_user(&s, "app-1").unwrap();
+        apply(&mut s, d);
+        assert!(s.users.is_empty());
+        let e = delete_user(&s, "app-1").unwrap_err();
+        assert_eq!(e.code(), Code::NotFound);
+        assert!(e.to_string().contains("unknown user app-1"), "{e}");
+        assert_eq!(
+            delete_user(&s, "APP").unwrap_err().code(),
+            Code::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn a_participant_manages_only_users_of_its_own_shard() {
+        let mut s = with_parties();
+        let (alice, bob, carol) = (party("alice"), party("bob"), party("carol"));
+        let own = [
+            UserRight::CanActAs(alice.clone()),
+            UserRight::CanReadAs(bob.clone()),
+        ];
+        participant_may_name(&s, "shard-1", "create user app-1", Some(&alice), &own).unwrap();
+        // No parties at all: nothing beyond the shard.
+        participant_may_name(&s, "shard-2", "create user app-0", None, &[]).unwrap();
+
+        let denied = |primary: Option<&PartyId>, rights: &[UserRight], why: &str| {
+            let e =
+                participant_may_name(&s, "shard-1", "grant rights to user app-1", primary, rights)
+                    .unwrap_err();
+            assert_eq!(e.code(), Code::PermissionDenied);
+            let msg = e.to_string();
+            assert!(msg.contains(why), "{msg}");
+            assert!(
+                msg.starts_with("the participant of shard shard-1 may not grant rights"),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with("that needs the topology admin token"),
+                "{msg}"
+            );
+        };
+        denied(
+            None,
+            &[own[0].clone(), UserRight::CanReadAs(carol.clone())],
+            "party carol is hosted on shard shard-2 (right CanReadAs(carol))",
+        );
+        denied(Some(&carol), &own, "party carol is hosted on shard shard-2");
+        denied(
+            None,
+            &[UserRight::CanActAs(party("dave"))],
+            "party dave is not hosted on shard shard-1",
+        );
+        denied(
+            None,
+            &[UserRight::CanReadAsAnyParty],
+            "right CanReadAsAnyParty reaches beyond shard shard-1",
+        );
+        denied(
+            None,
+            &[UserRight::ParticipantAdmin],
+            "right ParticipantAdmin reaches beyond shard shard-1",
+        );
+
+        // Deleting: every right the user holds must name the shard's parties.
+        let d = create_user(&s, user("mine", Some("alice"), &own)).unwrap();
+        apply(&mut s, d);
+        let d = create_user(
+            &s,
+            user(
+                "wide",
+                None,
+                &[own[0].clone(), UserRight::CanReadAsAnyParty],
+            ),
+        )
+        .unwrap();
+        apply(&mut s, d);
+        participant_may_delete(&s, "shard-1", "mine").unwrap();
+        let e = participant_may_delete(&s, "shard-2", "mine").unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(
+            e.to_string()
+                .contains("may not delete user mine: party alice is hosted on shard shard-1"),
+            "{e}"
+        );
+        let e = participant_may_delete(&s, "shard-1", "wide").unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.to_string().contains("CanReadAsAnyParty"), "{e}");
+        assert_eq!(
+            participant_may_delete(&s, "shard-1", "nobody")
+                .unwrap_err()
+                .code(),
+            Code::NotFound
+        );
     }
 }

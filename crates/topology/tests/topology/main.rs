@@ -9,3 +9,4 @@ mod t03_restart;
 mod t04_provisioning;
 mod t05_replicas;
 mod t06_fence;
+mod t07_users;
