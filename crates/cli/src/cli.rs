@@ -44,6 +44,9 @@ pub enum Command {
     Token(TokenArgs),
     /// Operator commands: every node's status, a graceful failover of a service.
     Admin(crate::admin::AdminArgs),
+    /// Users and their rights, domain-wide, through the topology manager: create, grant,
+    /// revoke, delete, list.
+    User(crate::user::UserArgs),
     /// Load a network with simulated clients and report throughput, latency and errors
     /// (docs/load.md).
     Load(Box<ordo_load::LoadArgs>),

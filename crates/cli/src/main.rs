@@ -11,6 +11,7 @@ mod node;
 mod roles;
 mod token;
 mod up;
+mod user;
 
 use std::process::ExitCode;
 
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::main(args),
         Command::Token(args) => token::main(&args),
         Command::Admin(args) => admin::main(args),
+        Command::User(args) => user::main(args),
         Command::Load(args) => runtime().and_then(|rt| {
             rt.block_on(ordo_load::cli(*args)).map_err(|e| {
                 if e.is_usage() {

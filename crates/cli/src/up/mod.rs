@@ -19,7 +19,7 @@ mod configs;
 mod control;
 mod nodes;
 mod pki;
-mod register;
+pub(crate) mod register;
 mod shards;
 
 use std::io::Write as _;

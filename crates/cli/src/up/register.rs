@@ -123,9 +123,14 @@ impl Registrar {
             .collect())
     }
 
+    /// The `authorization` header of the calls (for [`authorized`]).
+    pub fn bearer(&self) -> MetadataValue<Ascii> {
+        self.bearer.clone()
+    }
+
     /// Runs `call` on the current replica's client, moving on to the next replica while
     /// the one asked is UNAVAILABLE (for up to [`UNAVAILABLE_TIMEOUT`]).
-    async fn call<T, F>(
+    pub async fn call<T, F>(
         &mut self,
         what: &str,
         mut call: impl FnMut(Client) -> F,
@@ -157,7 +162,7 @@ impl Registrar {
     }
 }
 
-fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
+pub fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T> {
     let mut req = tonic::Request::new(message);
     req.metadata_mut().insert("authorization", bearer.clone());
     req
