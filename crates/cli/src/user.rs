@@ -251,8 +251,12 @@ pub fn main(args: UserArgs) -> Result<(), Failure> {
             args.network.display()
         )));
     }
-    let mut registrar = Registrar::connect(&endpoints, token).map_err(Failure::Usage)?;
     let rt = crate::runtime()?;
+    // The channels are lazy, but tonic spawns their workers at once: inside the runtime.
+    let mut registrar = {
+        let _inside = rt.enter();
+        Registrar::connect(&endpoints, token).map_err(Failure::Usage)?
+    };
     let text = rt
         .block_on(run(&mut registrar, args.command, args.json))
         .map_err(Failure::Runtime)?;
