@@ -16,6 +16,7 @@ mod s12_prune;
 mod s13_meta;
 mod s14_range;
 mod s15_keys;
+mod s16_users;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -49,6 +50,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s13_meta::run(&env).await?;
         s14_range::run(&env).await?;
         s15_keys::run(&env).await?;
+        s16_users::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

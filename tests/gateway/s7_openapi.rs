@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::harness::Env;
 
 /// Every route the gateway serves under /v1, with its method.
-const SERVED: [(&str, &str); 12] = [
+const SERVED: [(&str, &str); 21] = [
     ("/v1/parties/allocate", "post"),
     ("/v1/parties", "get"),
     ("/v1/packages", "post"),
@@ -21,6 +21,15 @@ const SERVED: [(&str, &str); 12] = [
     ("/v1/fetch", "post"),
     ("/v1/stream/query", "get"),
     ("/v1/openapi.json", "get"),
+    ("/v1/user", "get"),
+    ("/v1/user", "post"),
+    ("/v1/user/create", "post"),
+    ("/v1/user/delete", "post"),
+    ("/v1/users", "get"),
+    ("/v1/user/rights", "get"),
+    ("/v1/user/rights", "post"),
+    ("/v1/user/rights/grant", "post"),
+    ("/v1/user/rights/revoke", "post"),
 ];
 
 pub async fn run(env: &Env) -> Result<()> {

@@ -22,3 +22,4 @@ mod t12_pruning;
 mod t13_choice_observers;
 mod t14_multi_command;
 mod t15_contract_keys;
+mod t16_users;

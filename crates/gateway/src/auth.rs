@@ -58,6 +58,48 @@ impl Caller {
     }
 }
 
+/// A user token's rights: the user's as a shard knows them now (users are the same on
+/// every shard), asked on every request, so a revoked right or a deleted user takes effect
+/// with the next one.
+async fn user_rights(
+    gw: &Gateway,
+    token: &str,
+    verified: Rights,
+    user: String,
+) -> Result<Rights, ApiError> {
+    use ordo_ledger_client::UserRight as R;
+    let client = crate::api::users::any_shard(gw, token)?;
+    let granted = client
+        .read(|c| async move { c.list_user_rights(None).await })
+        .await?;
+    let party = |p: &str| {
+        ordo_ledger::PartyId::new(p).map_err(|_| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                format!("user {user}'s rights name an invalid party {p:?}"),
+            )
+        })
+    };
+    let mut rights = Rights {
+        user: Some(user.clone()),
+        expires_at: verified.expires_at,
+        ..Rights::default()
+    };
+    for r in &granted {
+        match r {
+            R::CanActAs { party: p } => {
+                rights.act_as.insert(party(p)?);
+            }
+            R::CanReadAs { party: p } => {
+                rights.read_as.insert(party(p)?);
+            }
+            R::CanReadAsAnyParty => rights.read_as_any_party = true,
+            R::ParticipantAdmin => rights.admin = true,
+        }
+    }
+    Ok(rights)
+}
+
 impl FromRequestParts<Arc<Gateway>> for Caller {
     type Rejection = ApiError;
 
@@ -95,6 +137,10 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
             throttled.delay().await;
             return Err(ApiError::throttled("the token", &throttled));
         }
+        let rights = match rights.user.clone() {
+            Some(user) => user_rights(gateway, &token, rights, user).await?,
+            None => rights,
+        };
         Ok(Caller { token, rights })
     }
 }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{commands, packages, parties, query, stream};
+use crate::api::{commands, packages, parties, query, stream, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,15 @@ use crate::api::{commands, packages, parties, query, stream};
         query::query_all,
         query::fetch,
         stream::stream,
+        users::own_user,
+        users::user,
+        users::create,
+        users::delete,
+        users::list,
+        users::own_rights,
+        users::rights,
+        users::grant,
+        users::revoke,
         document,
     ),
     // The stream's messages, which no HTTP answer refers to.
@@ -37,6 +46,7 @@ use crate::api::{commands, packages, parties, query, stream};
         (name = "packages", description = "Packages (admin tokens)"),
         (name = "commands", description = "Commands, submitted as the token's first actAs party"),
         (name = "query", description = "The active contracts the token's parties see"),
+        (name = "users", description = "Users and their rights, domain-wide (admin tokens; a user token reads its own)"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -51,7 +61,9 @@ impl Modify for BearerToken {
             .scheme(HttpAuthScheme::Bearer)
             .bearer_format("JWT")
             .description(Some(
-                "The Ledger API's token: `actAs`, `readAs` and `admin` claims",
+                "The Ledger API's token: `actAs`, `readAs` and `admin` claims, or a user \
+                 token (`sub` = the user, `scope` = `daml_ledger_api`) standing for the user's \
+                 current rights",
             ))
             .build();
         doc.components

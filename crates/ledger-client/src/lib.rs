@@ -18,6 +18,7 @@ pub mod failover;
 pub mod network;
 pub mod pruning;
 pub mod types;
+pub mod users;
 
 pub use client::{CompletionStream, LedgerClient, UpdateStream, new_command_id, source_chain};
 pub use error::LedgerError;
@@ -29,3 +30,4 @@ pub use types::{
     Filter, LedgerEnds, PackageDetails, ParticipantInfo, PartyDetails, Submission, Transaction,
     TransactionResult, UploadedPackage,
 };
+pub use users::{UserInfo, UserRight};

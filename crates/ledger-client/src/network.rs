@@ -290,6 +290,24 @@ impl Network {
         })
     }
 
+    /// A user token (Daml's form: `sub` = the user, `scope` = `daml_ledger_api`): each
+    /// participant resolves it to the user's current rights.
+    pub fn user_token(&self, user: &str) -> Result<String, LedgerError> {
+        #[derive(serde::Serialize)]
+        struct UserClaims<'a> {
+            sub: &'a str,
+            scope: &'a str,
+            exp: u64,
+        }
+        self.token_signer()?
+            .sign(&UserClaims {
+                sub: user,
+                scope: ordo_participant::auth::USER_SCOPE,
+                exp: expiry_in(TOKEN_LIFETIME),
+            })
+            .map_err(LedgerError::Auth)
+    }
+
     /// A token acting (and so reading) as `parties`.
     pub fn party_token(&self, parties: &[&str]) -> Result<String, LedgerError> {
         self.mint_token(&LedgerClaims {

@@ -130,11 +130,17 @@ pub struct Completed {
 impl Shared {
     /// The rights of the call's bearer token, within the token's rate limit: a call over
     /// it is refused late, RESOURCE_EXHAUSTED with the time after which a retry can pass.
+    /// A user token's rights are its user's in this participant's topology, resolved on
+    /// every call, so a revoked right or a deleted user takes effect with the next call.
     pub async fn authorize(
         &self,
         metadata: &tonic::metadata::MetadataMap,
     ) -> Result<crate::auth::Rights, tonic::Status> {
-        let rights = self.auth.authenticate(metadata)?;
+        let mut rights = self.auth.authenticate(metadata)?;
+        // A user token carries no rights of its own: the user's, as of now.
+        if let Some(user) = rights.user.clone() {
+            rights = rights.of_user(self.snapshot().topology.users.get(&user))?;
+        }
         let key = ordo_node::limits::token_key(
             metadata
                 .get("authorization")

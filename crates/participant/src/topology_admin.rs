@@ -145,6 +145,56 @@ pub async fn vet_package(
     Ok(Timestamp(response.effect.map_or(0, |e| e.timestamp)))
 }
 
+/// A user management call to make on the topology manager.
+#[derive(Clone, Debug)]
+pub enum UserChange {
+    Create(admin::CreateUserRequest),
+    Delete(admin::DeleteUserRequest),
+    Grant(admin::GrantUserRightsRequest),
+    Revoke(admin::RevokeUserRightsRequest),
+}
+
+/// A change to users (Daml's user management) on the topology manager; returns the
+/// serial of the topology transaction that made it (0: nothing changed).
+pub async fn user_change(shared: &Shared, change: UserChange) -> Result<u64, ParticipantError> {
+    let bearer = bearer(shared)?;
+    let effect = call(shared, |mut c| {
+        let change = change.clone();
+        let bearer = bearer.clone();
+        async move {
+            use UserChange as U;
+            Ok(tonic::Response::new(match change {
+                U::Create(r) => {
+                    c.create_user(authorized(&bearer, r))
+                        .await?
+                        .into_inner()
+                        .effect
+                }
+                U::Delete(r) => {
+                    c.delete_user(authorized(&bearer, r))
+                        .await?
+                        .into_inner()
+                        .effect
+                }
+                U::Grant(r) => {
+                    c.grant_user_rights(authorized(&bearer, r))
+                        .await?
+                        .into_inner()
+                        .effect
+                }
+                U::Revoke(r) => {
+                    c.revoke_user_rights(authorized(&bearer, r))
+                        .await?
+                        .into_inner()
+                        .effect
+                }
+            }))
+        }
+    })
+    .await?;
+    Ok(effect.map_or(0, |e| e.serial))
+}
+
 /// Waits until the processor's topology satisfies `applied`.
 pub async fn wait_applied(
     shared: &Shared,

@@ -116,6 +116,10 @@ codes! {
     DUPLICATE_CONTRACT_KEY = ResourceExists, AlreadyExists;
     /// A key lookup's result no longer holds: the key was assigned or freed meanwhile.
     INCONSISTENT_CONTRACT_KEY = InvalidGivenCurrentSystemState, FailedPrecondition;
+    /// The user the request names (or the user token's `sub`) does not exist.
+    USER_NOT_FOUND = ResourceMissing, NotFound;
+    /// A user with the id exists already.
+    USER_ALREADY_EXISTS = ResourceExists, AlreadyExists;
     /// A package the command names is not known (not uploaded or not vetted).
     PACKAGE_NOT_FOUND = ResourceMissing, NotFound;
     /// A party the request names is not allocated in the domain.

@@ -8,6 +8,7 @@ pub(crate) mod packages;
 pub(crate) mod parties;
 pub(crate) mod query;
 pub(crate) mod stream;
+pub(crate) mod users;
 
 use std::sync::Arc;
 
@@ -35,6 +36,16 @@ pub fn routes() -> Router<Arc<Gateway>> {
         )
         .route("/v1/query", post(query::query).get(query::query_all))
         .route("/v1/fetch", post(query::fetch))
+        .route("/v1/user", get(users::own_user).post(users::user))
+        .route("/v1/user/create", post(users::create))
+        .route("/v1/user/delete", post(users::delete))
+        .route("/v1/users", get(users::list))
+        .route(
+            "/v1/user/rights",
+            get(users::own_rights).post(users::rights),
+        )
+        .route("/v1/user/rights/grant", post(users::grant))
+        .route("/v1/user/rights/revoke", post(users::revoke))
         .route("/v1/stream/query", get(stream::stream))
         .route("/v1/openapi.json", get(crate::openapi::document))
 }

@@ -10,6 +10,7 @@ pub mod party;
 pub mod pruning;
 pub mod state;
 pub mod update;
+pub mod user;
 pub mod version;
 
 use std::collections::BTreeSet;
@@ -40,6 +41,7 @@ pub fn router(
     use pb::party_management_service_server::PartyManagementServiceServer;
     use pb::state_service_server::StateServiceServer;
     use pb::update_service_server::UpdateServiceServer;
+    use pb::user_management_service_server::UserManagementServiceServer;
     use pb::version_service_server::VersionServiceServer;
     // Far above the command limit, so that our own check answers oversized commands
     // with a precise RESOURCE_EXHAUSTED.
@@ -79,6 +81,10 @@ pub fn router(
         ))
         .add_service(ActiveOnly::new(
             shared.clone(),
+            UserManagementServiceServer::new(user::UserApi(shared.clone())),
+        ))
+        .add_service(ActiveOnly::new(
+            shared.clone(),
             PackageServiceServer::new(package::PackageApi(shared.clone()))
                 .max_decoding_message_size(limit),
         ))
@@ -93,6 +99,7 @@ pub fn router(
             "ordo.ledger.v1.StateService",
             "ordo.ledger.v1.PartyManagementService",
             "ordo.ledger.v1.ParticipantPruningService",
+            "ordo.ledger.v1.UserManagementService",
             "ordo.ledger.v1.PackageService",
             "ordo.ledger.v1.VersionService",
         ],

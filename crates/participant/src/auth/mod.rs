@@ -65,7 +65,16 @@ struct RawClaims {
     /// Seconds since the epoch after which the token is no longer valid.
     #[serde(default)]
     exp: Option<u64>,
+    /// A user token's user id (with `scope` naming [`USER_SCOPE`]).
+    #[serde(default)]
+    sub: Option<String>,
+    /// Space-separated scopes.
+    #[serde(default)]
+    scope: Option<String>,
 }
+
+/// The scope of Daml's user tokens: `{"sub": "<user id>", "scope": "daml_ledger_api"}`.
+pub const USER_SCOPE: &str = "daml_ledger_api";
 
 /// What a verified token allows.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -78,9 +87,42 @@ pub struct Rights {
     pub application_id: Option<String>,
     /// When the token expires (its `exp`): a stream opened with it ends then.
     pub expires_at: Option<std::time::SystemTime>,
+    /// A user token's user: the rights above are that user's as of the request
+    /// ([`Rights::of_user`]), not claims of the token.
+    pub user: Option<String>,
 }
 
 impl Rights {
+    /// The rights of a user token resolved against the user's current rights (`None`: no
+    /// such user, which is refused).
+    pub fn of_user(self, user: Option<&ordo_protocol::User>) -> Result<Rights, ParticipantError> {
+        use ordo_protocol::UserRight as R;
+        let id = self.user.clone().unwrap_or_default();
+        let user = user.ok_or_else(|| {
+            ParticipantError::PermissionDenied(format!(
+                "the token's user {id} does not exist (deleted, or never created)"
+            ))
+        })?;
+        let mut rights = Rights {
+            user: Some(id),
+            expires_at: self.expires_at,
+            ..Rights::default()
+        };
+        for r in &user.rights {
+            match r {
+                R::CanActAs(p) => {
+                    rights.act_as.insert(p.clone());
+                }
+                R::CanReadAs(p) => {
+                    rights.read_as.insert(p.clone());
+                }
+                R::CanReadAsAnyParty => rights.read_as_any_party = true,
+                R::ParticipantAdmin => rights.admin = true,
+            }
+        }
+        Ok(rights)
+    }
+
     /// The parties named in the token whose projection the caller may read: actAs ∪
     /// readAs (with `read_as_any_party`, any other party too).
     pub fn readable(&self) -> BTreeSet<PartyId> {
@@ -265,6 +307,23 @@ impl Authenticator {
             .claims
             .exp
             .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        let user_token = data.claims.daml.is_none()
+            && data.claims.top == LedgerClaims::default()
+            && data
+                .claims
+                .scope
+                .as_deref()
+                .is_some_and(|s| s.split_whitespace().any(|s| s == USER_SCOPE));
+        if user_token {
+            let user = data.claims.sub.filter(|s| !s.is_empty()).ok_or_else(|| {
+                invalid(format!("a {USER_SCOPE} token must name its user in `sub`"))
+            })?;
+            return Ok(Rights {
+                user: Some(user),
+                expires_at,
+                ..Rights::default()
+            });
+        }
         let claims = data.claims.daml.unwrap_or(data.claims.top);
         let parties = |names: &[String], claim: &str| {
             names
@@ -282,6 +341,7 @@ impl Authenticator {
             admin: claims.admin,
             application_id: claims.application_id,
             expires_at,
+            user: None,
         })
     }
 }
@@ -346,6 +406,59 @@ mod tests {
 
     fn party(s: &str) -> PartyId {
         PartyId::new(s).unwrap()
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_user_token_names_its_user_and_takes_the_users_current_rights() {
+        use ordo_protocol::{User, UserRight};
+        let exp = in_an_hour();
+        let token = signed(serde_json::json!({
+            "sub": "app-1", "scope": "openid daml_ledger_api", "exp": exp
+        }));
+        let rights = auth().verify(&token).unwrap();
+        assert_eq!(rights.user.as_deref(), Some("app-1"));
+        assert!(rights.act_as.is_empty() && !rights.admin);
+        let user = User {
+            id: "app-1".into(),
+            primary_party: None,
+            rights: [
+                UserRight::CanActAs(party("alice")),
+                UserRight::CanReadAs(party("bob")),
+                UserRight::ParticipantAdmin,
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let resolved = rights.clone().of_user(Some(&user)).unwrap();
+        assert_eq!(resolved.act_as, [party("alice")].into_iter().collect());
+        assert_eq!(resolved.read_as, [party("bob")].into_iter().collect());
+        assert!(resolved.admin && !resolved.read_as_any_party);
+        assert_eq!(resolved.expires_at, rights.expires_at);
+        // A deleted user's token is refused, naming the user.
+        let gone = rights.of_user(None).unwrap_err();
+        assert!(matches!(&gone, ParticipantError::PermissionDenied(m) if m.contains("app-1")));
+        // The scope without `sub` is refused; a token with claims is no user token, and
+        // neither is one without the scope.
+        let no_sub = signed(serde_json::json!({ "scope": "daml_ledger_api", "exp": exp }));
+        assert!(matches!(
+            auth().verify(&no_sub),
+            Err(ParticipantError::Unauthenticated(m)) if m.contains("`sub`")
+        ));
+        let with_claims = signed(serde_json::json!({
+            "sub": "app-1", "scope": "daml_ledger_api", "actAs": ["alice"], "exp": exp
+        }));
+        assert_eq!(auth().verify(&with_claims).unwrap().user, None);
+        let no_scope = signed(serde_json::json!({ "sub": "app-1", "exp": exp }));
+        assert_eq!(auth().verify(&no_scope).unwrap().user, None);
     }
 
     #[test]
