@@ -6,6 +6,7 @@ mod baseline;
 mod failover;
 mod gateway;
 mod ledger;
+mod query;
 mod sequencer;
 mod stats;
 
@@ -44,6 +45,10 @@ enum Bench {
     /// load` (transfers or issues), against the same outcome's rows written raw and the
     /// sequencer's own events per second, measured in the same run on the same Postgres.
     Ledger(ledger::Args),
+    /// `/v1/query` over one party's 100,000 Ious in the gateway's cache: latency and peak
+    /// gateway memory of `%gte`/`%lt` range queries, against an equality query and a full
+    /// `GET /v1/query` in the same run.
+    Query(query::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +72,10 @@ fn main() -> anyhow::Result<()> {
         Bench::Ledger(args) => {
             let json = args.json;
             print(&runtime.block_on(ledger::run(args))?, json)?;
+        }
+        Bench::Query(args) => {
+            let json = args.json;
+            print(&runtime.block_on(query::run(args))?, json)?;
         }
     }
     Ok(())
