@@ -91,6 +91,10 @@ pub struct TokenArgs {
     /// The only application id the bearer may submit and read completions as.
     #[arg(long, value_name = "ID")]
     pub application_id: Option<String>,
+    /// Instead of party claims: a user token for this user (`sub`, with `scope`
+    /// `daml_ledger_api`), which stands for the user's rights as they are at each request.
+    #[arg(long, value_name = "USER_ID", conflicts_with_all = ["act_as", "read_as", "admin", "application_id"])]
+    pub user: Option<String>,
     /// Lifetime of the token in seconds (every token expires).
     #[arg(long, value_name = "SECS", default_value_t = 86_400,
           value_parser = clap::value_parser!(u64).range(1..=31_622_400))]

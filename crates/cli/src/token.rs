@@ -13,6 +13,15 @@ use crate::Failure;
 use crate::cli::TokenArgs;
 
 pub fn main(args: &TokenArgs) -> Result<(), Failure> {
+    if let Some(user) = &args.user {
+        ordo_protocol::topology::validate_user_id(user)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("--user: {e}")))?;
+        let network = Network::load(&args.network).map_err(|e| Failure::Usage(e.into()))?;
+        let token = mint_user(&network, user, args.expires_in, SystemTime::now())
+            .map_err(Failure::Usage)?;
+        println!("{token}");
+        return Ok(());
+    }
     let claims = claims(args).map_err(Failure::Usage)?;
     let network = Network::load(&args.network).map_err(|e| Failure::Usage(e.into()))?;
     let token =
@@ -24,7 +33,9 @@ pub fn main(args: &TokenArgs) -> Result<(), Failure> {
 /// The claims the flags ask for, with every party name checked.
 fn claims(args: &TokenArgs) -> anyhow::Result<LedgerClaims> {
     if args.act_as.is_empty() && args.read_as.is_empty() && !args.admin {
-        anyhow::bail!("a token needs a right: give --act-as PARTY, --read-as PARTY or --admin");
+        anyhow::bail!(
+            "a token needs a right: give --act-as PARTY, --read-as PARTY, --admin or --user ID"
+        );
     }
     let parties = |names: &[String], flag: &str| -> anyhow::Result<Vec<String>> {
         names
@@ -66,6 +77,33 @@ fn mint(
         .map_err(anyhow::Error::msg)
 }
 
+/// A user token for `user` (Daml's form), expiring in `expires_in` seconds.
+fn mint_user(
+    network: &Network,
+    user: &str,
+    expires_in: u64,
+    now: SystemTime,
+) -> anyhow::Result<String> {
+    #[derive(serde::Serialize)]
+    struct UserClaims<'a> {
+        sub: &'a str,
+        scope: &'a str,
+        exp: u64,
+    }
+    let exp = (now + Duration::from_secs(expires_in))
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| anyhow::anyhow!("the system clock is before 1970: {e}"))?
+        .as_secs();
+    network
+        .token_signer()?
+        .sign(&UserClaims {
+            sub: user,
+            scope: ordo_participant::auth::USER_SCOPE,
+            exp,
+        })
+        .map_err(anyhow::Error::msg)
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::{Path, PathBuf};
@@ -81,6 +119,7 @@ mod tests {
             read_as: vec![],
             admin: false,
             application_id: None,
+            user: None,
             expires_in: 60,
             network: PathBuf::from("ordo-data/network.json"),
         }
@@ -132,6 +171,21 @@ mod tests {
         let past = SystemTime::now() - Duration::from_secs(3600);
         let old = mint(&network(secret), &claims(&a).unwrap(), 60, past).unwrap();
         assert!(auth.verify(&old).is_err(), "an expired token was accepted");
+    }
+
+    #[test]
+    fn a_user_token_names_the_user_and_verifies() {
+        let secret = "0123456789abcdef0123456789abcdef";
+        let token = mint_user(&network(secret), "app-1", 60, SystemTime::now()).unwrap();
+        let auth = Authenticator::new(&AuthConfig {
+            algorithm: "HS256".into(),
+            secret: secret.into(),
+            ..Default::default()
+        })
+        .unwrap();
+        let rights = auth.verify(&token).unwrap();
+        assert_eq!(rights.user.as_deref(), Some("app-1"));
+        assert!(rights.act_as.is_empty() && !rights.admin);
     }
 
     #[test]
