@@ -8,6 +8,7 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::harness::{CROSS_SHARD, Env};
+use crate::s6_stream::{Token, open_at};
 
 const REG: &str = "s15-reg";
 const KIM: &str = "s15-kim";
@@ -111,6 +112,51 @@ pub async fn run(env: &Env) -> Result<()> {
         .await?;
     ensure!(nobody.is_null(), "{nobody}");
 
+    // The authority follows the name by key on a WebSocket (`/v1/stream/fetch`): the
+    // holder now, then its archive and the next holder (below).
+    let mut by_key = open_at(env, "/v1/stream/fetch", Token::Header(&reg)).await?;
+    by_key
+        .send(&json!([{ "templateId": NAME, "key": key("ann") }]))
+        .await?;
+    let (snapshot, _) = by_key.until_live().await?;
+    ensure!(
+        snapshot.len() == 1
+            && snapshot[0]["created"]["contractId"] == cid.as_str()
+            && snapshot[0]["matchedQueries"] == json!([0]),
+        "{snapshot:?}"
+    );
+    // Three queries on one socket: each event names the queries it matches.
+    let mut both_queries = open_at(env, "/v1/stream/query", Token::Header(&reg)).await?;
+    both_queries
+        .send(&json!([
+            { "templateIds": [NAME], "query": { "owner": winner } },
+            { "templateIds": [NAME], "query": { "name": "ann" } },
+            { "templateIds": ["registry:Registrar"] }
+        ]))
+        .await?;
+    let (snapshot, _) = both_queries.until_live().await?;
+    let matched = |id: &str| {
+        snapshot
+            .iter()
+            .find(|e| e["created"]["contractId"] == id)
+            .map(|e| e["matchedQueries"].clone())
+    };
+    ensure!(matched(&cid) == Some(json!([0, 1])), "{snapshot:?}");
+    ensure!(
+        registrars.iter().all(|r| matched(r) == Some(json!([2]))),
+        "{snapshot:?}"
+    );
+    // A key of the wrong shape ends a fetch stream with a 400 and close 1008.
+    let mut bad = open_at(env, "/v1/stream/fetch", Token::Header(&reg)).await?;
+    bad.send(&json!([{ "templateId": NAME, "key": "ann" }]))
+        .await?;
+    let failure = bad.next().await?;
+    ensure!(failure["status"] == 400, "{failure}");
+    ensure!(
+        bad.next().await? == json!({ "close": 1008 }),
+        "no close 1008"
+    );
+
     // Bad fetches and exercises: 400 or 404, naming what is wrong.
     for (body, status, says) in [
         (
@@ -190,6 +236,20 @@ pub async fn run(env: &Env) -> Result<()> {
     ensure!(
         moved["payload"]["owner"] == loser && moved["contractId"] != cid.as_str(),
         "{moved}"
+    );
+    // The authority's fetch stream saw the release, then the new holder.
+    let released = by_key.next().await?;
+    ensure!(
+        released["events"]
+            == json!([{ "archived": { "contractId": cid, "templateId": NAME },
+                        "matchedQueries": [0] }]),
+        "{released}"
+    );
+    let next = by_key.next().await?;
+    ensure!(
+        next["events"][0]["created"]["contractId"] == moved["contractId"]
+            && next["events"][0]["matchedQueries"] == json!([0]),
+        "{next}"
     );
     Ok(())
 }

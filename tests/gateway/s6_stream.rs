@@ -38,7 +38,12 @@ fn is_heartbeat(m: &Value) -> bool {
 
 /// Opens the stream; the handshake's refusal is `Err(WsError::Http(..))`.
 pub async fn open(env: &Env, token: Token<'_>) -> Result<Stream, WsError> {
-    let url = format!("{}/v1/stream/query", env.base.replacen("http", "ws", 1));
+    open_at(env, "/v1/stream/query", token).await
+}
+
+/// Opens the WebSocket stream at `path`.
+pub async fn open_at(env: &Env, path: &str, token: Token<'_>) -> Result<Stream, WsError> {
+    let url = format!("{}{path}", env.base.replacen("http", "ws", 1));
     let mut request = url.into_client_request()?;
     let header = match token {
         Token::Header(t) => Some(("authorization", format!("Bearer {t}"))),

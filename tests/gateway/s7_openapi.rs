@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::harness::Env;
 
 /// Every route the gateway serves under /v1, with its method.
-const SERVED: [(&str, &str); 21] = [
+const SERVED: [(&str, &str); 22] = [
     ("/v1/parties/allocate", "post"),
     ("/v1/parties", "get"),
     ("/v1/packages", "post"),
@@ -20,6 +20,7 @@ const SERVED: [(&str, &str); 21] = [
     ("/v1/query", "get"),
     ("/v1/fetch", "post"),
     ("/v1/stream/query", "get"),
+    ("/v1/stream/fetch", "get"),
     ("/v1/openapi.json", "get"),
     ("/v1/user", "get"),
     ("/v1/user", "post"),

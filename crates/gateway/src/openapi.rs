@@ -27,6 +27,7 @@ use crate::api::{commands, packages, parties, query, stream, users};
         query::query_all,
         query::fetch,
         stream::stream,
+        stream::stream_fetch,
         users::own_user,
         users::user,
         users::create,
@@ -39,7 +40,14 @@ use crate::api::{commands, packages, parties, query, stream, users};
         document,
     ),
     // The stream's messages, which no HTTP answer refers to.
-    components(schemas(stream::StreamRequest, stream::Events, stream::Live)),
+    components(schemas(
+        stream::StreamRequest,
+        stream::QuerySpec,
+        stream::FetchSpec,
+        stream::Events,
+        stream::StreamEvent,
+        stream::Live
+    )),
     modifiers(&BearerToken),
     tags(
         (name = "parties", description = "Parties and the shards hosting them (admin tokens)"),

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<Gateway>> {
         .route("/v1/user/rights/grant", post(users::grant))
         .route("/v1/user/rights/revoke", post(users::revoke))
         .route("/v1/stream/query", get(stream::stream))
+        .route("/v1/stream/fetch", get(stream::stream_fetch))
         .route("/v1/openapi.json", get(crate::openapi::document))
 }
 

@@ -12,6 +12,13 @@
 //! sends `{"events": [], "offset"}`, so that a client (and any proxy) sees the stream alive
 //! when nothing happens.
 //!
+//! Several queries on one socket: the first message is a list of `{templateIds, query}`
+//! (or `{"queries": [...], "offset"?}`), and each created or archived event names the
+//! queries its contract matches (`"matchedQueries": [0, 2]`), as in Daml's JSON API.
+//! `GET /v1/stream/fetch` is the same stream over contract keys: the first message lists
+//! `{templateId, key}`, and the stream sends the active contract with each key, then each
+//! contract created with one of the keys and each archive of one sent.
+//!
 //! `view::View` decides what is sent (pure); a `reader::ShardReader` reads one shard's
 //! updates across failovers; `serve` runs the socket.
 
@@ -37,7 +44,8 @@ use utoipa::ToSchema;
 
 use self::reader::{ShardReader, on_shard};
 use self::view::View;
-pub use self::view::{Events, Live};
+pub use self::view::{Events, Live, StreamEvent};
+use self::view::{Matcher, Queries};
 use super::Failure;
 use crate::auth::Caller;
 use crate::body;
@@ -70,6 +78,11 @@ pub struct StreamRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     query: Map<String, Value>,
+    /// Several queries at once, instead of `templateIds` and `query`: each event then
+    /// names the queries it matches (`matchedQueries`, indices into this list). The first
+    /// message may also be this list alone.
+    #[serde(default)]
+    queries: Vec<QuerySpec>,
     /// Per shard, the offset to resume after (from the last message received): no
     /// snapshot, only what happened since. A followed shard missing here is read from its
     /// beginning.
@@ -77,12 +90,62 @@ pub struct StreamRequest {
     offset: Option<BTreeMap<String, i64>>,
 }
 
+/// One of several queries of a stream.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QuerySpec {
+    #[serde(default)]
+    template_ids: Vec<String>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    query: Map<String, Value>,
+}
+
+/// One contract key of a `/v1/stream/fetch` stream.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FetchSpec {
+    template_id: String,
+    #[schema(value_type = Object)]
+    key: Value,
+}
+
+/// Which stream a socket serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Query,
+    Fetch,
+}
+
+/// Wraps a first message that is a bare list as `{"queries": [...]}`.
+fn as_object(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match text.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => {
+            let mut wrapped = b"{\"queries\": ".to_vec();
+            wrapped.extend_from_slice(text);
+            wrapped.push(b'}');
+            std::borrow::Cow::Owned(wrapped)
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 impl StreamRequest {
     /// The first message, checked against the network's `shards`.
     fn parse(text: &[u8], shards: &[String]) -> Result<Self, ApiError> {
-        let req: Self = body::parse(text, "the first message")?;
+        let req: Self = body::parse(&as_object(text), "the first message")?;
         for (i, t) in req.template_ids.iter().enumerate() {
             body::required(&format!("templateIds[{i}]"), t)?;
+        }
+        if !req.queries.is_empty() && (!req.template_ids.is_empty() || !req.query.is_empty()) {
+            return Err(ApiError::bad_request(
+                "give one query (`templateIds`, `query`) or several (`queries`), not both",
+            ));
+        }
+        for (q, spec) in req.queries.iter().enumerate() {
+            for (i, t) in spec.template_ids.iter().enumerate() {
+                body::required(&format!("queries[{q}].templateIds[{i}]"), t)?;
+            }
         }
         for (shard, at) in req.offset.iter().flatten() {
             if !shards.contains(shard) {
@@ -163,6 +226,43 @@ pub async fn stream(
     State(gw): State<Arc<Gateway>>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    open(gw, request, Kind::Query).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/stream/fetch",
+    operation_id = "stream_fetch",
+    tag = "query",
+    description = "A WebSocket like `/v1/stream/query`, over contract keys: the client's \
+        first text message is a list of `FetchSpec` (`[{\"templateId\", \"key\"}]`). The \
+        active contracts with those keys that the token's parties see come as `Events` \
+        (each event's `matchedQueries` names the keys it has, by index), then the `Live` \
+        marker, then each contract created with one of the keys and each archive of one \
+        sent. A key not of its template's key type, or a template without a key, gets a \
+        `Failure` (400) and a close frame 1008.",
+    params(
+        ("Sec-WebSocket-Protocol" = Option<String>, Header,
+         description = "`jwt.token.<JWT>, ordo.ws.auth`: the token, for clients that cannot set the Authorization header"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket; messages are `Events`, `Live` and, last, `Failure`"),
+        (status = 400, description = "A malformed WebSocket handshake", body = Failure),
+        (status = 401, description = "No token, or one that does not verify", body = Failure),
+        (status = 403, description = "The token names no party", body = Failure),
+        (status = 426, description = "Not a WebSocket handshake (no `Connection: upgrade`)", body = Failure),
+    )
+)]
+pub async fn stream_fetch(
+    State(gw): State<Arc<Gateway>>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    open(gw, request, Kind::Fetch).await
+}
+
+/// Checks the handshake and the token, and upgrades to a stream of `kind`.
+async fn open(gw: Arc<Gateway>, request: Request, kind: Kind) -> Result<Response, ApiError> {
     let (mut parts, _) = request.into_parts();
     token_from_protocols(&mut parts.headers)?;
     let caller = Caller::from_request_parts(&mut parts, &gw).await?;
@@ -175,7 +275,7 @@ pub async fn stream(
     Ok(upgrade
         .protocols([AUTH_PROTOCOL])
         .max_message_size(MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| serve(socket, gw, token, parties, expires_at)))
+        .on_upgrade(move |socket| serve(socket, gw, token, parties, expires_at, kind)))
 }
 
 /// Why a stream ended.
@@ -201,6 +301,7 @@ async fn serve(
     token: String,
     parties: Vec<String>,
     expires_at: Option<std::time::SystemTime>,
+    kind: Kind,
 ) {
     let expired = async {
         match expires_at {
@@ -219,7 +320,7 @@ async fn serve(
             "the token expired: the stream ends; open it again with a fresh token and the \
              offsets last received",
         )),
-        ended = run(&mut socket, &gw, &token, &parties) => {
+        ended = run(&mut socket, &gw, &token, &parties, kind) => {
             let Err(end) = ended;
             end
         }
@@ -237,22 +338,95 @@ async fn serve(
     }
 }
 
+/// What the first message asks for: the matchers, the templates to read (empty: all) and
+/// the offsets to resume after, if any.
+async fn matchers(
+    gw: &Gateway,
+    text: &[u8],
+    kind: Kind,
+) -> Result<(Queries, Vec<String>, Option<BTreeMap<String, i64>>), ApiError> {
+    if kind == Kind::Fetch {
+        let specs: Vec<FetchSpec> = body::parse(text, "the first message")?;
+        if specs.is_empty() {
+            return Err(ApiError::bad_request(
+                "the first message lists no key: give [{\"templateId\", \"key\"}, …]",
+            ));
+        }
+        let mut matchers = Vec::new();
+        let mut templates = Vec::new();
+        for (i, spec) in specs.into_iter().enumerate() {
+            body::required(&format!("[{i}].templateId"), &spec.template_id)?;
+            let key = gw
+                .templates
+                .canonical_key(gw, &spec.template_id, &spec.key)
+                .await
+                .map_err(|e| ApiError::new(e.status, format!("[{i}]: {}", e.message)))?;
+            let key = serde_json::from_str(&key).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("a canonical key does not parse: {e}"),
+                )
+            })?;
+            templates.push(spec.template_id.clone());
+            matchers.push(Matcher::Key {
+                template: spec.template_id,
+                key,
+            });
+        }
+        templates.sort();
+        templates.dedup();
+        let queries = Queries {
+            matchers,
+            multiplexed: true,
+        };
+        return Ok((queries, templates, None));
+    }
+    let request = StreamRequest::parse(text, &gw.network().shards())?;
+    if request.queries.is_empty() {
+        let matching = super::filter(gw, &request.template_ids, &request.query).await?;
+        return Ok((matching.into(), request.template_ids, request.offset));
+    }
+    let mut matchers = Vec::new();
+    for spec in &request.queries {
+        matchers.push(Matcher::Query(
+            super::filter(gw, &spec.template_ids, &spec.query).await?,
+        ));
+    }
+    // The union of the queries' templates; one over every template reads them all.
+    let mut templates: Vec<String> = if request.queries.iter().any(|q| q.template_ids.is_empty()) {
+        Vec::new()
+    } else {
+        request
+            .queries
+            .iter()
+            .flat_map(|q| q.template_ids.iter().cloned())
+            .collect()
+    };
+    templates.sort();
+    templates.dedup();
+    let queries = Queries {
+        matchers,
+        multiplexed: true,
+    };
+    Ok((queries, templates, request.offset))
+}
+
 /// The whole stream: the query, the snapshot (unless resumed), then live until it ends.
 async fn run(
     socket: &mut WebSocket,
     gw: &Arc<Gateway>,
     token: &str,
     parties: &[String],
+    kind: Kind,
 ) -> Result<Infallible, End> {
     let text = first_message(socket).await?;
-    let request = StreamRequest::parse(&text, &gw.network().shards())?;
-    let matching = super::filter(gw, &request.template_ids, &request.query).await?;
+    let (matching, templates, offset) = matchers(gw, &text, kind).await?;
     let followed = gw.parties_by_shard(parties).await?;
     let filter = |parties: &Vec<String>| Filter {
         parties: parties.clone(),
-        templates: request.template_ids.clone(),
+        templates: templates.clone(),
     };
-    let mut view = match &request.offset {
+    let mut view = match &offset {
         Some(given) => View::resume(matching, given, followed.keys()),
         None => {
             let reads = followed.iter().map(|(shard, parties)| {

@@ -1,8 +1,10 @@
 //! What one stream tells its client, decided from what it told it before (pure): the
 //! snapshot's matching contracts, each transaction's matching creates and the archives of
-//! contracts it sent (or, resumed, could hold).
+//! contracts it sent (or, resumed, could hold). A stream matches one query, several
+//! (multiplexed: each event names the queries it matches, `matchedQueries`), or contract
+//! keys (`/v1/stream/fetch`).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ordo_ledger_client::{ActiveContracts, Archived, Contract, Event, Transaction};
 use serde::Serialize;
@@ -15,8 +17,59 @@ use crate::filter::Filter;
 /// transaction did.
 #[derive(Debug, PartialEq, Serialize, ToSchema)]
 pub struct Events {
-    events: Vec<EventView>,
+    events: Vec<StreamEvent>,
     offset: BTreeMap<String, i64>,
+}
+
+/// One event of a stream: `{"created": …}` or `{"archived": …}`, and with several queries
+/// the indices of those the contract matches (`"matchedQueries": [0, 2]`).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamEvent {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    event: EventView,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    matched_queries: Option<Vec<usize>>,
+}
+
+/// What a stream sends: contracts a query's filter matches, or those with a key.
+#[derive(Debug)]
+pub(super) enum Matcher {
+    Query(Filter),
+    /// A template and a key of it, in canonical form.
+    Key {
+        template: String,
+        key: serde_json::Value,
+    },
+}
+
+impl Matcher {
+    fn matches(&self, c: &Contract) -> bool {
+        match self {
+            Self::Query(f) => f.matches(&c.template_id, &c.payload),
+            Self::Key { template, key } => {
+                c.template_id == *template && c.key.as_ref() == Some(key)
+            }
+        }
+    }
+}
+
+/// A stream's matchers; `multiplexed` when the client sent a list (its events then carry
+/// `matchedQueries`).
+#[derive(Debug)]
+pub(super) struct Queries {
+    pub(super) matchers: Vec<Matcher>,
+    pub(super) multiplexed: bool,
+}
+
+impl From<Filter> for Queries {
+    fn from(filter: Filter) -> Self {
+        Self {
+            matchers: vec![Matcher::Query(filter)],
+            multiplexed: false,
+        }
+    }
 }
 
 /// `{"live": true, "offset": {shard: offset}}`: the snapshot is complete; what follows is
@@ -30,12 +83,12 @@ pub struct Live {
 /// What one stream has told its client, and so what it tells next.
 #[derive(Debug)]
 pub(super) struct View {
-    filter: Filter,
+    queries: Queries,
     /// Per followed shard, the offset of the latest transaction read (or the snapshot's).
     offsets: BTreeMap<String, i64>,
-    /// Contracts sent as created and not yet as archived: a contract on two of the
-    /// caller's shards comes from each, and is sent once.
-    sent: HashSet<String>,
+    /// Contracts sent as created and not yet as archived, with the queries they matched:
+    /// a contract on two of the caller's shards comes from each, and is sent once.
+    sent: HashMap<String, Vec<usize>>,
     /// Resumed from offsets: the client may hold contracts created before them, so their
     /// archives are sent (it ignores those of contracts it does not hold).
     resumed: bool,
@@ -47,10 +100,10 @@ pub(super) struct View {
 impl View {
     /// A view starting from each shard's active contracts: the matching ones to send.
     pub(super) fn snapshot(
-        filter: Filter,
+        queries: impl Into<Queries>,
         shards: Vec<(String, ActiveContracts)>,
-    ) -> (Self, Vec<EventView>) {
-        let mut view = Self::new(filter, BTreeMap::new(), false);
+    ) -> (Self, Vec<StreamEvent>) {
+        let mut view = Self::new(queries.into(), BTreeMap::new(), false);
         let mut events = Vec::new();
         for (shard, acs) in shards {
             view.offsets.insert(shard, acs.offset);
@@ -62,7 +115,7 @@ impl View {
     /// A view resuming after `given` offsets; `followed` shards missing from them start
     /// at their beginning.
     pub(super) fn resume<'a>(
-        filter: Filter,
+        queries: impl Into<Queries>,
         given: &BTreeMap<String, i64>,
         followed: impl IntoIterator<Item = &'a String>,
     ) -> Self {
@@ -70,14 +123,14 @@ impl View {
             .into_iter()
             .map(|shard| (shard.clone(), given.get(shard).copied().unwrap_or(0)))
             .collect();
-        Self::new(filter, offsets, true)
+        Self::new(queries.into(), offsets, true)
     }
 
-    fn new(filter: Filter, offsets: BTreeMap<String, i64>, resumed: bool) -> Self {
+    fn new(queries: Queries, offsets: BTreeMap<String, i64>, resumed: bool) -> Self {
         Self {
-            filter,
+            queries,
             offsets,
-            sent: HashSet::new(),
+            sent: HashMap::new(),
             resumed,
             withheld: HashSet::new(),
         }
@@ -94,7 +147,7 @@ impl View {
         }
     }
 
-    pub(super) fn events(&self, events: Vec<EventView>) -> Events {
+    pub(super) fn events(&self, events: Vec<StreamEvent>) -> Events {
         Events {
             events,
             offset: self.offsets.clone(),
@@ -105,7 +158,7 @@ impl View {
     /// for it.
     pub(super) fn transaction(&mut self, shard: &str, tx: &Transaction) -> Option<Events> {
         self.offsets.insert(shard.to_owned(), tx.offset);
-        let events: Vec<EventView> = tx
+        let events: Vec<StreamEvent> = tx
             .events
             .iter()
             .filter_map(|e| match e {
@@ -116,22 +169,35 @@ impl View {
         (!events.is_empty()).then(|| self.events(events))
     }
 
-    fn created(&mut self, c: &Contract) -> Option<EventView> {
-        if !self.filter.matches(&c.template_id, &c.payload) {
+    fn event(&self, event: EventView, matched: Option<Vec<usize>>) -> StreamEvent {
+        StreamEvent {
+            event,
+            matched_queries: matched.filter(|_| self.queries.multiplexed),
+        }
+    }
+
+    fn created(&mut self, c: &Contract) -> Option<StreamEvent> {
+        let matched: Vec<usize> = (self.queries.matchers.iter().enumerate())
+            .filter(|(_, m)| m.matches(c))
+            .map(|(i, _)| i)
+            .collect();
+        if matched.is_empty() {
             if self.resumed {
                 self.withheld.insert(c.contract_id.clone());
             }
             return None;
         }
-        self.sent
-            .insert(c.contract_id.clone())
-            .then(|| EventView::Created(ContractView::from(c)))
+        if self.sent.contains_key(&c.contract_id) {
+            return None;
+        }
+        self.sent.insert(c.contract_id.clone(), matched.clone());
+        Some(self.event(EventView::Created(ContractView::from(c)), Some(matched)))
     }
 
-    fn archived(&mut self, a: &Archived) -> Option<EventView> {
-        let send = self.sent.remove(&a.contract_id)
-            || (self.resumed && !self.withheld.remove(&a.contract_id));
-        send.then(|| EventView::Archived(ArchivedView::from(a)))
+    fn archived(&mut self, a: &Archived) -> Option<StreamEvent> {
+        let matched = self.sent.remove(&a.contract_id);
+        let send = matched.is_some() || (self.resumed && !self.withheld.remove(&a.contract_id));
+        send.then(|| self.event(EventView::Archived(ArchivedView::from(a)), matched))
     }
 }
 
@@ -183,7 +249,7 @@ mod tests {
         events
             .events
             .iter()
-            .map(|e| match e {
+            .map(|e| match &e.event {
                 EventView::Created(c) => format!("+{}", c.contract_id),
                 EventView::Archived(a) => format!("-{}", a.contract_id),
             })
@@ -241,6 +307,93 @@ mod tests {
                 .is_none()
         );
         assert_eq!(view.offset("shard-2"), 10);
+    }
+
+    /// Owned by `owner`, as a compiled query.
+    fn owned_by(owner: &str) -> Matcher {
+        let fields = crate::filter::Fields::from([("owner".to_owned(), ordo_ledger::Type::Party)]);
+        let types = BTreeMap::from([("iou:Iou".to_owned(), std::sync::Arc::new(fields))]);
+        let query = json!({ "owner": owner });
+        Matcher::Query(
+            Filter::compile(&[], query.as_object().expect("an object"), &types)
+                .unwrap_or_else(|e| panic!("{}", e.message)),
+        )
+    }
+
+    #[test]
+    fn multiplexed_queries_name_the_queries_each_event_matches() {
+        let everything = Matcher::Query(Filter::Any(Vec::new()));
+        let queries = Queries {
+            matchers: vec![owned_by("alice"), owned_by("bob"), everything],
+            multiplexed: true,
+        };
+        let acs = ActiveContracts {
+            offset: 3,
+            contracts: vec![contract("c1", "alice"), contract("c2", "carol")],
+        };
+        let (mut view, events) = View::snapshot(queries, vec![("shard-1".into(), acs)]);
+        let matched: Vec<_> = events.iter().map(|e| e.matched_queries.clone()).collect();
+        assert_eq!(matched, [Some(vec![0, 2]), Some(vec![2])]);
+        let sent = view
+            .transaction(
+                "shard-1",
+                &tx(
+                    4,
+                    vec![Event::Created(contract("c3", "bob")), archived("c1")],
+                ),
+            )
+            .expect("events");
+        let json = serde_json::to_value(&sent).unwrap();
+        assert_eq!(json["events"][0]["matchedQueries"], json!([1, 2]));
+        assert_eq!(json["events"][0]["created"]["contractId"], "c3");
+        // An archive names the queries its contract matched.
+        assert_eq!(json["events"][1]["archived"]["contractId"], "c1");
+        assert_eq!(json["events"][1]["matchedQueries"], json!([0, 2]));
+        // One query: no matchedQueries.
+        let (_, single) = View::snapshot(
+            alice(),
+            vec![(
+                "shard-1".into(),
+                ActiveContracts {
+                    offset: 1,
+                    contracts: vec![contract("c1", "alice")],
+                },
+            )],
+        );
+        let json = serde_json::to_value(&single[0]).unwrap();
+        assert!(json.get("matchedQueries").is_none(), "{json}");
+    }
+
+    #[test]
+    fn a_key_matcher_sends_the_contract_with_that_key_only() {
+        let keyed = |id: &str, name: &str| Contract {
+            key: Some(json!({ "authority": "reg", "name": name })),
+            template_id: "registry:Name".into(),
+            ..contract(id, "alice")
+        };
+        let key = json!({ "authority": "reg", "name": "ann" });
+        let queries = Queries {
+            matchers: vec![Matcher::Key {
+                template: "registry:Name".into(),
+                key,
+            }],
+            multiplexed: true,
+        };
+        let acs = ActiveContracts {
+            offset: 1,
+            contracts: vec![
+                keyed("n1", "ann"),
+                keyed("n2", "bo"),
+                contract("c1", "alice"),
+            ],
+        };
+        let (mut view, events) = View::snapshot(queries, vec![("shard-1".into(), acs)]);
+        assert_eq!(ids(&view.events(events)), ["+n1"]);
+        let t = tx(2, vec![archived("n1"), Event::Created(keyed("n3", "ann"))]);
+        assert_eq!(
+            ids(&view.transaction("shard-1", &t).expect("events")),
+            ["-n1", "+n3"]
+        );
     }
 
     #[test]
