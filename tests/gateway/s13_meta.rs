@@ -130,8 +130,13 @@ pub async fn run(env: &Env) -> Result<()> {
     );
     for (period, needle) in [
         (
-            json!({ "type": "Offset", "offset": "5" }),
+            json!({ "type": "Offset", "offset": "five" }),
             "meta.deduplicationPeriod",
+        ),
+        // Beyond the shard's completion end: the participant refuses it.
+        (
+            json!({ "type": "Offset", "offset": "999999999" }),
+            "deduplication_offset",
         ),
         (
             json!({ "type": "Duration", "durationInMillis": 0 }),

@@ -103,5 +103,83 @@ async fn a_command_id_yields_one_transaction() -> Result<()> {
     transfer.command_id = "transfer-2".into();
     let other = net.submit_raw(0, &alice, transfer).await;
     assert_eq!(other.unwrap_err().code(), Code::NotFound);
+
+    // Deduplication from a completion offset, and the period echoed in completions.
+    net.submit_raw(0, &bank, with_id(&net, "off-1", "5.00"))
+        .await?;
+    let done = completion_of(&net, "off-1", 1).await?;
+    assert_eq!(
+        (done.deduplication_duration_ms, done.deduplication_offset),
+        (24 * 3600 * 1000, 0),
+        "the domain's period, echoed: {done:?}"
+    );
+    let k = done.completion_offset;
+    let from = |offset: i64| {
+        let mut c = with_id(&net, "off-1", "5.00");
+        c.deduplication_offset = offset;
+        c
+    };
+    // Completed after offset k - 1: a duplicate. After k: not any more.
+    assert_status(
+        net.submit_raw(0, &bank, from(k - 1)).await,
+        Code::AlreadyExists,
+        &["off-1"],
+    );
+    net.submit_raw(0, &bank, from(k)).await?;
+    let again = completion_of(&net, "off-1", 2).await?;
+    assert_eq!(
+        (again.deduplication_duration_ms, again.deduplication_offset),
+        (0, k),
+        "{again:?}"
+    );
+    // Beyond the completion end, or with a duration too: refused, naming the field.
+    let beyond = net
+        .submit_raw(0, &bank, from(again.completion_offset + 100))
+        .await;
+    assert_status(beyond, Code::InvalidArgument, &["deduplication_offset"]);
+    let mut both = from(k);
+    both.deduplication_duration_ms = 1000;
+    assert_status(
+        net.submit_raw(0, &bank, both).await,
+        Code::InvalidArgument,
+        &["not both"],
+    );
     Ok(())
+}
+
+/// The `nth` successful completion of `command_id` for bank (from the start of the log).
+async fn completion_of(
+    net: &LedgerNet,
+    command_id: &str,
+    nth: usize,
+) -> Result<ordo_proto::ledger::v1::Completion> {
+    use ordo_proto::ledger::v1 as pb;
+    let mut stream = net
+        .completions(0)
+        .completion_stream(with_token(
+            pb::CompletionStreamRequest {
+                application_id: APP.into(),
+                parties: vec!["bank".into()],
+                begin_exclusive: 0,
+            },
+            &token(&["bank"]),
+        ))
+        .await?
+        .into_inner();
+    let mut seen = 0;
+    loop {
+        let next = tokio::time::timeout(PATIENCE, stream.message())
+            .await
+            .map_err(|_| anyhow::anyhow!("no completion {nth} of {command_id} in time"))??
+            .ok_or_else(|| anyhow::anyhow!("the completion stream ended"))?;
+        if let Some(c) = next.completion
+            && c.command_id == command_id
+            && c.status.as_ref().is_some_and(|s| s.code == 0)
+        {
+            seen += 1;
+            if seen == nth {
+                return Ok(c);
+            }
+        }
+    }
 }

@@ -278,6 +278,7 @@ impl LedgerClient {
             deduplication_duration_ms: submission
                 .deduplication_duration
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            deduplication_offset: submission.deduplication_offset.unwrap_or(0),
         };
         let r = self
             .commands()

@@ -161,6 +161,9 @@ pub struct Submission {
     /// How long a success of the same command id keeps a resubmission a duplicate (at
     /// most the domain's period); `None`: the domain's deduplication period.
     pub deduplication_duration: Option<std::time::Duration>,
+    /// Instead of a duration: a completion offset of the shard; a success of the same
+    /// command id completed after it keeps a resubmission a duplicate.
+    pub deduplication_offset: Option<i64>,
     pub workflow_id: String,
     pub command: Command,
     /// Contracts the command may use although the submitting parties do not see them
@@ -214,6 +217,7 @@ impl Submission {
             command_id: None,
             submission_id: String::new(),
             deduplication_duration: None,
+            deduplication_offset: None,
             workflow_id: String::new(),
             command,
             disclosed_contracts: Vec::new(),
@@ -338,6 +342,12 @@ pub struct Completion {
     pub offset: i64,
     /// This completion's position in the shard's completion log.
     pub completion_offset: i64,
+    /// The deduplication period the command was submitted with: a duration (ms), or the
+    /// completion offset it gave (both 0 from a participant that records neither).
+    #[serde(default)]
+    pub deduplication_duration_ms: i64,
+    #[serde(default)]
+    pub deduplication_offset: i64,
 }
 
 impl Completion {
@@ -372,6 +382,8 @@ pub(crate) fn completion(c: pb::Completion) -> Completion {
         update_id: c.update_id,
         offset: c.offset,
         completion_offset: c.completion_offset,
+        deduplication_duration_ms: c.deduplication_duration_ms,
+        deduplication_offset: c.deduplication_offset,
     }
 }
 

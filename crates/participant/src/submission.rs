@@ -21,7 +21,7 @@ use crate::auth::Rights;
 use crate::error::ParticipantError;
 use crate::events::StoredContract;
 use crate::node::{Completed, Shared};
-use crate::store::{self, CommandKey, NewCommand};
+use crate::store::{self, CommandKey, DedupPeriod, NewCommand};
 use crate::views;
 
 /// A command accepted for processing.
@@ -299,18 +299,43 @@ fn now() -> Timestamp {
     Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
-/// The deduplication period of `commands` (µs): the one it asks for, at most the domain's
-/// `max_us`; the domain's when it asks for none.
-fn dedup_period_us(commands: &pb::Commands, max_us: i64) -> Result<i64, ParticipantError> {
-    let asked = commands.deduplication_duration_ms;
+/// The deduplication period of `commands`: the duration it asks for (µs), at most the
+/// domain's `max_us`, the domain's when it asks for nothing; or the completion offset it
+/// gives, at most `completion_end` (the domain's period still bounds how far back a
+/// success counts).
+fn dedup_period(
+    commands: &pb::Commands,
+    max_us: i64,
+    completion_end: i64,
+) -> Result<DedupPeriod, ParticipantError> {
     let max_ms = max_us / 1000;
-    match asked {
-        0 => Ok(max_us),
-        ms if ms < 0 || ms > max_ms => Err(invalid(format!(
+    match (
+        commands.deduplication_duration_ms,
+        commands.deduplication_offset,
+    ) {
+        (0, 0) => Ok(DedupPeriod {
+            duration_us: max_us,
+            offset: 0,
+        }),
+        (ms, 0) if ms < 0 || ms > max_ms => Err(invalid(format!(
             "invalid deduplication_duration_ms {ms}: give 1 to the domain's deduplication \
              period of {max_ms} ms, or 0 for that period"
         ))),
-        ms => Ok(ms * 1000),
+        (ms, 0) => Ok(DedupPeriod {
+            duration_us: ms * 1000,
+            offset: 0,
+        }),
+        (0, o) if o < 0 || o > completion_end => Err(invalid(format!(
+            "invalid deduplication_offset {o}: give a completion offset of this shard, 1 to \
+             its completion end {completion_end}"
+        ))),
+        (0, o) => Ok(DedupPeriod {
+            duration_us: 0,
+            offset: o,
+        }),
+        _ => Err(invalid(
+            "give deduplication_duration_ms or deduplication_offset, not both".into(),
+        )),
     }
 }
 
@@ -387,13 +412,22 @@ pub async fn submit(
     // which saves every command a read. A duplicate that fails before it gets there (a
     // retried transfer finds its input archived by the first attempt) is looked up then,
     // so that it still answers ALREADY_EXISTS.
-    let dedup_cutoff = now()
-        .micros()
-        .saturating_sub(dedup_period_us(&commands, params.deduplication_period_us)?);
+    let dedup = dedup_period(
+        &commands,
+        params.deduplication_period_us,
+        *shared.completion_end.borrow(),
+    )?;
+    let within = if dedup.offset > 0 {
+        params.deduplication_period_us
+    } else {
+        dedup.duration_us
+    };
+    let dedup_cutoff = now().micros().saturating_sub(within);
     let unless_duplicate = async |e: ParticipantError| match store::is_duplicate(
         &shared.pool,
         &key,
         dedup_cutoff,
+        dedup.offset,
     )
     .await
     {
@@ -546,6 +580,7 @@ pub async fn submit(
                 root_hash: plan.root_hash.clone(),
                 max_sequencing_time: mst,
                 submitted_at: now(),
+                dedup,
             },
             dedup_cutoff,
             request: submission.clone(),
@@ -620,15 +655,52 @@ mod tests {
             deduplication_duration_ms: ms,
             ..Default::default()
         };
-        assert_eq!(dedup_period_us(&with(0), day_us).unwrap(), day_us);
-        assert_eq!(dedup_period_us(&with(1500), day_us).unwrap(), 1_500_000);
-        assert_eq!(dedup_period_us(&with(86_400_000), day_us).unwrap(), day_us);
+        let duration = |us| DedupPeriod {
+            duration_us: us,
+            offset: 0,
+        };
+        let period = |c: &pb::Commands| dedup_period(c, day_us, 40);
+        assert_eq!(period(&with(0)).unwrap(), duration(day_us));
+        assert_eq!(period(&with(1500)).unwrap(), duration(1_500_000));
+        assert_eq!(period(&with(86_400_000)).unwrap(), duration(day_us));
         for bad in [86_400_001, -1] {
-            let e = dedup_period_us(&with(bad), day_us).unwrap_err();
+            let e = period(&with(bad)).unwrap_err();
             assert!(
                 matches!(&e, ParticipantError::InvalidArgument(m) if m.contains("86400000 ms")),
                 "{e}"
             );
         }
+    }
+
+    #[test]
+    fn a_submission_may_deduplicate_from_a_completion_offset_up_to_the_end() {
+        let from = |offset| pb::Commands {
+            deduplication_offset: offset,
+            ..Default::default()
+        };
+        let period = |c: &pb::Commands| dedup_period(c, 1_000_000, 40);
+        assert_eq!(
+            period(&from(40)).unwrap(),
+            DedupPeriod {
+                duration_us: 0,
+                offset: 40
+            }
+        );
+        for bad in [41, -1] {
+            let e = period(&from(bad)).unwrap_err();
+            assert!(
+                matches!(&e, ParticipantError::InvalidArgument(m) if m.contains("completion end 40")),
+                "{e}"
+            );
+        }
+        let both = pb::Commands {
+            deduplication_duration_ms: 5,
+            deduplication_offset: 3,
+            ..Default::default()
+        };
+        assert!(matches!(
+            period(&both),
+            Err(ParticipantError::InvalidArgument(m)) if m.contains("not both")
+        ));
     }
 }

@@ -94,7 +94,8 @@ pub struct Meta {
     submission_id: Option<String>,
     /// `{"type": "Duration", "durationInMillis": N}`: how long a success of the same
     /// command id keeps a resubmission a duplicate, at most the domain's deduplication
-    /// period (its default). Deduplication from an offset is not supported.
+    /// period (its default); or `{"type": "Offset", "offset": "N"}`: a success completed
+    /// after completion offset N of the acting party's shard does.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     deduplication_period: Option<Value>,
@@ -103,20 +104,44 @@ pub struct Meta {
     disclosed_contracts: Vec<Disclosed>,
 }
 
-/// `meta.deduplicationPeriod`: `{"type": "Duration", "durationInMillis": N}` (N ≥ 1).
-fn deduplication_duration(period: &Value) -> Result<std::time::Duration, ApiError> {
+/// A command's deduplication period.
+enum Dedup {
+    Duration(std::time::Duration),
+    /// A completion offset of the acting party's shard.
+    Offset(i64),
+}
+
+/// `meta.deduplicationPeriod`: `{"type": "Duration", "durationInMillis": N}` (N ≥ 1), or
+/// `{"type": "Offset", "offset": "N"}` (N ≥ 1, a string or a number).
+fn deduplication_period(period: &Value) -> Result<Dedup, ApiError> {
     let bad = |why: &str| {
         ApiError::bad_request(format!("invalid field `meta.deduplicationPeriod`: {why}"))
+    };
+    let only = |fields: &[&str]| match period
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !fields.contains(&k.as_str())))
+    {
+        Some(extra) => Err(bad(&format!("unknown field `{extra}`"))),
+        None => Ok(()),
     };
     match period.get("type").and_then(Value::as_str) {
         Some("Duration") => {}
         Some("Offset") => {
-            return Err(bad("deduplication from an offset is not supported; give \
-                 {\"type\": \"Duration\", \"durationInMillis\": N}"));
+            only(&["type", "offset"])?;
+            let offset = match period.get("offset") {
+                Some(Value::String(s)) => s.parse::<i64>().ok(),
+                Some(Value::Number(n)) => n.as_i64(),
+                _ => None,
+            };
+            return offset
+                .filter(|o| *o > 0)
+                .map(Dedup::Offset)
+                .ok_or_else(|| bad("`offset` must be a completion offset, 1 or more"));
         }
         _ => {
             return Err(bad(
-                "expected {\"type\": \"Duration\", \"durationInMillis\": N}",
+                "expected {\"type\": \"Duration\", \"durationInMillis\": N} or \
+                 {\"type\": \"Offset\", \"offset\": \"N\"}",
             ));
         }
     }
@@ -127,13 +152,8 @@ fn deduplication_duration(period: &Value) -> Result<std::time::Duration, ApiErro
         .ok_or_else(|| {
             bad("`durationInMillis` must be a whole number of milliseconds, 1 or more")
         })?;
-    if let Some(extra) = period
-        .as_object()
-        .and_then(|o| o.keys().find(|k| *k != "type" && *k != "durationInMillis"))
-    {
-        return Err(bad(&format!("unknown field `{extra}`")));
-    }
-    Ok(std::time::Duration::from_millis(ms))
+    only(&["type", "durationInMillis"])?;
+    Ok(Dedup::Duration(std::time::Duration::from_millis(ms)))
 }
 
 /// A list of parties, also given as one party (Daml's JSON API accepts both).
@@ -395,7 +415,7 @@ async fn submit(
     let deduplication = meta
         .deduplication_period
         .as_ref()
-        .map(deduplication_duration)
+        .map(deduplication_period)
         .transpose()?;
     let command_id = match (command_id, meta.command_id) {
         (Some(_), Some(_)) => {
@@ -454,7 +474,11 @@ async fn submit(
     submission.command_id = command_id;
     submission.workflow_id = meta.workflow_id.unwrap_or_default();
     submission.submission_id = meta.submission_id.unwrap_or_default();
-    submission.deduplication_duration = deduplication;
+    match deduplication {
+        Some(Dedup::Duration(d)) => submission.deduplication_duration = Some(d),
+        Some(Dedup::Offset(o)) => submission.deduplication_offset = Some(o),
+        None => {}
+    }
     submission.disclosed_contracts = disclosed_contracts;
     Ok(client.submit(submission).await?)
 }

@@ -151,5 +151,7 @@ pub fn completion(c: &CompletionRow) -> pb::Completion {
         update_id: c.outcome.update_id.clone(),
         offset: c.outcome.ledger_offset,
         completion_offset: c.completion_offset,
+        deduplication_duration_ms: c.dedup.duration_us / 1000,
+        deduplication_offset: c.dedup.offset,
     }
 }

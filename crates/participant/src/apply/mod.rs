@@ -629,6 +629,7 @@ impl<'a> Batch<'a> {
             submission_id: cmd.submission_id.clone(),
             act_as: cmd.key.act_as.clone(),
             outcome: outcome.clone(),
+            dedup: cmd.dedup,
         };
         self.writes
             .completions

@@ -68,6 +68,7 @@ fn in_flight(message_id: &str, mst: i64, request: Option<i64>) -> CommandRow {
             act_as: vec!["alice".into()],
         },
         submission_id: String::new(),
+        dedup: Default::default(),
         state: CommandState::InFlight,
         message_id: message_id.into(),
         max_sequencing_time: Timestamp(mst),

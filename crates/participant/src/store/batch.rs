@@ -393,14 +393,16 @@ async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), Participant
         .iter()
         .map(|(_, _, c)| c.outcome.error_code.as_str())
         .collect();
+    let dedup_durations: Vec<i64> = done.iter().map(|(_, _, c)| c.dedup.duration_us).collect();
+    let dedup_offsets: Vec<i64> = done.iter().map(|(_, _, c)| c.dedup.offset).collect();
     sqlx::query(
         "WITH u AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[],
                  $5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::text[],
-                 $11::text[], $12::bigint[], $13::text[])
+                 $11::text[], $12::bigint[], $13::text[], $14::bigint[], $15::bigint[])
              AS u(message_id, state, completed_at, completion_offset, application_id,
                   command_id, submission_id, act_as, status_code, status_message, update_id,
-                  ledger_offset, error_code)
+                  ledger_offset, error_code, dedup_duration_us, dedup_offset)
          ), done AS (
              UPDATE p_commands c SET state = u.state, completed_at = u.completed_at,
                  completion_offset = u.completion_offset
@@ -408,10 +410,11 @@ async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), Participant
          )
          INSERT INTO p_completions (completion_offset, application_id, command_id,
              submission_id, act_as, status_code, status_message, update_id, ledger_offset,
-             error_code)
+             error_code, dedup_duration_us, dedup_offset)
          SELECT completion_offset, application_id, command_id, submission_id,
                 ARRAY(SELECT jsonb_array_elements_text(act_as::jsonb)), status_code,
-                status_message, update_id, ledger_offset, error_code
+                status_message, update_id, ledger_offset, error_code, dedup_duration_us,
+                dedup_offset
          FROM u",
     )
     .bind(&message_ids)
@@ -427,6 +430,8 @@ async fn complete(conn: &mut PgConnection, w: &Writes) -> Result<(), Participant
     .bind(&update_ids)
     .bind(&ledger_offsets)
     .bind(&error_codes)
+    .bind(&dedup_durations)
+    .bind(&dedup_offsets)
     .execute(&mut *conn)
     .await?;
     Ok(())

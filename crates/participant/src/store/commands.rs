@@ -27,6 +27,7 @@ pub enum CommandState {
 pub struct CommandRow {
     pub key: CommandKey,
     pub submission_id: String,
+    pub dedup: DedupPeriod,
     pub state: CommandState,
     pub message_id: String,
     pub max_sequencing_time: Timestamp,
@@ -44,6 +45,10 @@ pub(super) fn command_row(row: &sqlx::postgres::PgRow) -> Result<CommandRow, Par
             act_as: row.try_get("act_as")?,
         },
         submission_id: row.try_get("submission_id")?,
+        dedup: DedupPeriod {
+            duration_us: row.try_get("dedup_duration_us")?,
+            offset: row.try_get("dedup_offset")?,
+        },
         state: match state.as_str() {
             "in_flight" => CommandState::InFlight,
             "succeeded" => CommandState::Succeeded,
@@ -59,7 +64,16 @@ pub(super) fn command_row(row: &sqlx::postgres::PgRow) -> Result<CommandRow, Par
 
 pub(super) const COMMAND_COLUMNS: &str = "application_id, command_id, act_as, submission_id, state, \
                                message_id, max_sequencing_time, request_ts, completed_at, \
-                               completion_offset";
+                               completion_offset, dedup_duration_us, dedup_offset";
+
+/// The deduplication period a command was submitted with, echoed in its completion: a
+/// duration (µs), or a completion offset after which a success makes a resubmission a
+/// duplicate. Both 0: a command of an earlier version, which did not record it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DedupPeriod {
+    pub duration_us: i64,
+    pub offset: i64,
+}
 
 pub async fn command_by_message_id(
     conn: &mut PgConnection,
@@ -74,22 +88,25 @@ pub async fn command_by_message_id(
     row.as_ref().map(command_row).transpose()
 }
 
-/// Whether a command with `key` is in flight, or succeeded at or after `dedup_cutoff`
-/// (what makes a new submission of it a duplicate).
+/// Whether a command with `key` is in flight, or succeeded at or after `dedup_cutoff` and
+/// after completion offset `after_offset` (what makes a new submission of it a duplicate).
 pub async fn is_duplicate(
     pool: &PgPool,
     key: &CommandKey,
     dedup_cutoff: i64,
+    after_offset: i64,
 ) -> Result<bool, ParticipantError> {
     Ok(sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM p_commands
              WHERE application_id = $1 AND command_id = $2 AND act_as = $3
-               AND (state = 'in_flight' OR (state = 'succeeded' AND completed_at >= $4)))",
+               AND (state = 'in_flight' OR (state = 'succeeded' AND completed_at >= $4
+                                            AND completion_offset > $5)))",
     )
     .bind(&key.application_id)
     .bind(&key.command_id)
     .bind(&key.act_as)
     .bind(dedup_cutoff)
+    .bind(after_offset)
     .fetch_one(pool)
     .await?)
 }
@@ -104,13 +121,14 @@ pub struct NewCommand {
     pub root_hash: String,
     pub max_sequencing_time: Timestamp,
     pub submitted_at: Timestamp,
+    pub dedup: DedupPeriod,
 }
 
 /// A command to record as in flight, and its confirmation request to send.
 pub struct NewSubmission {
     pub command: NewCommand,
-    /// A command with the same key that succeeded at or after this (sequencer µs) is a
-    /// duplicate.
+    /// A command with the same key that succeeded at or after this (sequencer µs), with a
+    /// completion offset after `dedup.offset`, is a duplicate.
     pub dedup_cutoff: i64,
     pub request: Submission,
 }
@@ -146,15 +164,19 @@ pub async fn insert_commands(
     let new: Vec<String> = sqlx::query_scalar(
         "WITH u AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
-                 $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[])
+                 $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[],
+                 $12::bigint[], $13::bigint[])
              AS u(application_id, command_id, act_as, submission_id, nonce, message_id,
-                  root_hash, max_sequencing_time, submitted_at, cutoff, submission)
+                  root_hash, max_sequencing_time, submitted_at, cutoff, submission,
+                  dedup_duration_us, dedup_offset)
          ), written AS (
              INSERT INTO p_commands AS c (application_id, command_id, act_as, submission_id,
-                 state, nonce, message_id, root_hash, max_sequencing_time, submitted_at)
+                 state, nonce, message_id, root_hash, max_sequencing_time, submitted_at,
+                 dedup_duration_us, dedup_offset)
              SELECT application_id, command_id,
                     ARRAY(SELECT jsonb_array_elements_text(act_as::jsonb)), submission_id,
-                    'in_flight', nonce, message_id, root_hash, max_sequencing_time, submitted_at
+                    'in_flight', nonce, message_id, root_hash, max_sequencing_time, submitted_at,
+                    dedup_duration_us, dedup_offset
              FROM u
              ON CONFLICT (application_id, command_id, act_as) DO UPDATE SET
                  submission_id = EXCLUDED.submission_id, state = 'in_flight',
@@ -162,10 +184,12 @@ pub async fn insert_commands(
                  root_hash = EXCLUDED.root_hash,
                  max_sequencing_time = EXCLUDED.max_sequencing_time,
                  submitted_at = EXCLUDED.submitted_at, request_ts = NULL, completed_at = NULL,
-                 completion_offset = NULL
+                 completion_offset = NULL, dedup_duration_us = EXCLUDED.dedup_duration_us,
+                 dedup_offset = EXCLUDED.dedup_offset
              WHERE c.state = 'rejected'
-                OR (c.state = 'succeeded' AND c.completed_at <
-                    (SELECT cutoff FROM u WHERE u.message_id = EXCLUDED.message_id))
+                OR (c.state = 'succeeded' AND (
+                    c.completed_at < (SELECT cutoff FROM u WHERE u.message_id = EXCLUDED.message_id)
+                    OR c.completion_offset <= EXCLUDED.dedup_offset))
              RETURNING c.message_id
          ), sent AS (
              INSERT INTO p_outbox (message_id, submission, max_sequencing_time, is_command)
@@ -186,6 +210,8 @@ pub async fn insert_commands(
     .bind(column(&firsts, |s| s.command.submitted_at.micros()))
     .bind(column(&firsts, |s| s.dedup_cutoff))
     .bind(column(&firsts, |s| encode_submission(&s.request)))
+    .bind(column(&firsts, |s| s.command.dedup.duration_us))
+    .bind(column(&firsts, |s| s.command.dedup.offset))
     .fetch_all(&mut *conn)
     .await?;
     // Message ids are unique (they carry a fresh nonce): a submission was written if and
@@ -272,8 +298,9 @@ pub async fn complete(
              WHERE message_id = $1
          )
          INSERT INTO p_completions (completion_offset, application_id, command_id, submission_id,
-             act_as, status_code, status_message, update_id, ledger_offset, error_code)
-         VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+             act_as, status_code, status_message, update_id, ledger_offset, error_code,
+             dedup_duration_us, dedup_offset)
+         VALUES ($4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&cmd.message_id)
     .bind(state)
@@ -288,6 +315,8 @@ pub async fn complete(
     .bind(&outcome.update_id)
     .bind(outcome.ledger_offset)
     .bind(&outcome.error_code)
+    .bind(cmd.dedup.duration_us)
+    .bind(cmd.dedup.offset)
     .execute(&mut *conn)
     .await?;
     Ok(Some(CompletionRow {
@@ -297,6 +326,7 @@ pub async fn complete(
         submission_id: cmd.submission_id,
         act_as: cmd.key.act_as,
         outcome: outcome.clone(),
+        dedup: cmd.dedup,
     }))
 }
 
@@ -308,6 +338,7 @@ pub struct CompletionRow {
     pub submission_id: String,
     pub act_as: Vec<String>,
     pub outcome: Outcome,
+    pub dedup: DedupPeriod,
 }
 
 fn completion_row(row: &sqlx::postgres::PgRow) -> Result<CompletionRow, ParticipantError> {
@@ -323,6 +354,10 @@ fn completion_row(row: &sqlx::postgres::PgRow) -> Result<CompletionRow, Particip
             update_id: row.try_get("update_id")?,
             ledger_offset: row.try_get("ledger_offset")?,
             error_code: row.try_get("error_code")?,
+        },
+        dedup: DedupPeriod {
+            duration_us: row.try_get("dedup_duration_us")?,
+            offset: row.try_get("dedup_offset")?,
         },
     })
 }

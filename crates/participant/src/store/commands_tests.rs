@@ -19,6 +19,10 @@ fn command(id: &str, message_id: &str) -> NewCommand {
         root_hash: format!("root-{message_id}"),
         max_sequencing_time: Timestamp(1_000),
         submitted_at: Timestamp(500),
+        dedup: DedupPeriod {
+            duration_us: 60_000_000,
+            offset: 0,
+        },
     }
 }
 
@@ -104,5 +108,33 @@ async fn the_insert_decides_deduplication() -> Result<()> {
         states,
         [("a".into(), "m-a2".into()), ("b".into(), "m-b3".into())]
     );
+
+    // Deduplication from a completion offset: a success completed at offset 5 is a
+    // duplicate for a submission giving offset 4 (whatever the time cutoff allows), not
+    // for one giving 5; the period given is kept with the command.
+    sqlx::query(
+        "UPDATE p_commands SET state = 'succeeded', completed_at = 700, completion_offset = 5
+         WHERE message_id = 'm-b3'",
+    )
+    .execute(&pool)
+    .await?;
+    let from = |message_id: &str, offset: i64| NewCommand {
+        dedup: DedupPeriod {
+            duration_us: 0,
+            offset,
+        },
+        ..command("b", message_id)
+    };
+    let (b4, b5) = (from("m-b4", 4), from("m-b5", 5));
+    assert_eq!(insert(&pool, &[(&b4, 0)]).await?, [false]);
+    assert!(is_duplicate(&pool, &b4.key, 0, 4).await?);
+    assert!(!is_duplicate(&pool, &b5.key, 0, 5).await?);
+    assert_eq!(insert(&pool, &[(&b5, 0)]).await?, [true]);
+    let kept: (i64, i64) = sqlx::query_as(
+        "SELECT dedup_duration_us, dedup_offset FROM p_commands WHERE message_id = 'm-b5'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(kept, (0, 5));
     Ok(())
 }

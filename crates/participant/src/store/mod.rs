@@ -21,12 +21,13 @@ pub mod prune;
 
 pub(crate) use self::commands::column;
 pub use self::commands::{
-    CommandKey, CommandRow, CommandState, CompletionRow, NewCommand, NewSubmission, Outcome,
-    command_by_message_id, complete, complete_command, completions, insert_commands, is_duplicate,
+    CommandKey, CommandRow, CommandState, CompletionRow, DedupPeriod, NewCommand, NewSubmission,
+    Outcome, command_by_message_id, complete, complete_command, completions, insert_commands,
+    is_duplicate,
 };
 
 /// The schema version this code reads and writes (`p_meta.schema_version`).
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 const INIT_LOCK: i64 = 0x6f72_646f_5041_5254; // "ordoPART"
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
