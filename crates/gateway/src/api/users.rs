@@ -113,7 +113,7 @@ pub struct RightsRequest {
     rights: Vec<UserRight>,
 }
 
-#[utoipa::path(get, path = "/v1/user", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/user", operation_id = "get_own_user", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The user of the caller's user token", body = Answer<Object>),
         (status = 400, description = "The token is no user token", body = Failure),
@@ -130,7 +130,7 @@ pub async fn own_user(
     Ok(Answer::ok(user))
 }
 
-#[utoipa::path(post, path = "/v1/user", tag = "users", request_body = UserIdRequest,
+#[utoipa::path(post, path = "/v1/user", operation_id = "get_user", tag = "users", request_body = UserIdRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = Answer<Object>),
@@ -157,7 +157,7 @@ pub async fn user(
     Ok(Answer::ok(user))
 }
 
-#[utoipa::path(post, path = "/v1/user/create", tag = "users", request_body = CreateUserRequest,
+#[utoipa::path(post, path = "/v1/user/create", operation_id = "create_user", tag = "users", request_body = CreateUserRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user, created on every shard", body = Answer<Object>),
@@ -207,7 +207,7 @@ pub async fn create(
     Ok(Answer::ok(created))
 }
 
-#[utoipa::path(post, path = "/v1/user/delete", tag = "users", request_body = UserIdRequest,
+#[utoipa::path(post, path = "/v1/user/delete", operation_id = "delete_user", tag = "users", request_body = UserIdRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deleted: its tokens are refused from now on", body = Answer<Object>),
@@ -259,7 +259,7 @@ pub async fn delete(
     Ok(Answer::ok(serde_json::json!({})))
 }
 
-#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/users", operation_id = "list_users", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "Every user, by id", body = Answer<Vec<Object>>),
         (status = 403, description = "The token is not an admin's", body = Failure),
@@ -274,7 +274,7 @@ pub async fn list(
     Ok(Answer::ok(users))
 }
 
-#[utoipa::path(get, path = "/v1/user/rights", tag = "users", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/user/rights", operation_id = "list_own_rights", tag = "users", security(("bearer" = [])),
     responses(
         (status = 200, description = "The rights of the caller's user", body = Answer<Vec<Object>>),
         (status = 400, description = "The token is no user token", body = Failure),
@@ -291,7 +291,7 @@ pub async fn own_rights(
     Ok(Answer::ok(rights))
 }
 
-#[utoipa::path(post, path = "/v1/user/rights", tag = "users", request_body = UserIdRequest,
+#[utoipa::path(post, path = "/v1/user/rights", operation_id = "list_user_rights", tag = "users", request_body = UserIdRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user's rights", body = Answer<Vec<Object>>),
@@ -318,7 +318,7 @@ pub async fn rights(
     Ok(Answer::ok(rights))
 }
 
-#[utoipa::path(post, path = "/v1/user/rights/grant", tag = "users", request_body = RightsRequest,
+#[utoipa::path(post, path = "/v1/user/rights/grant", operation_id = "grant_user_rights", tag = "users", request_body = RightsRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rights newly granted", body = Answer<Vec<Object>>),
@@ -335,7 +335,7 @@ pub async fn grant(
     change(&gw, &caller, raw, true).await
 }
 
-#[utoipa::path(post, path = "/v1/user/rights/revoke", tag = "users", request_body = RightsRequest,
+#[utoipa::path(post, path = "/v1/user/rights/revoke", operation_id = "revoke_user_rights", tag = "users", request_body = RightsRequest,
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The rights newly revoked: the next request of the user is judged without them", body = Answer<Vec<Object>>),
