@@ -402,6 +402,16 @@ impl Store {
              WHERE c.contract_id = ",
         );
         q.push_bind(contract_id).push(" AND p.party IN (");
+        self.first_seen(q, parties).await
+    }
+
+    /// The first contract `q` selects once it is restricted to `parties` (it ends in
+    /// `… party IN (`).
+    async fn first_seen(
+        &self,
+        mut q: QueryBuilder<Sqlite>,
+        parties: &[String],
+    ) -> Result<Option<Contract>, CacheError> {
         let mut list = q.separated(", ");
         for p in parties {
             list.push_bind(p);
@@ -418,9 +428,7 @@ impl Store {
         })
         .transpose()
     }
-}
 
-impl Store {
     /// The active contract of `template` with the key whose canonical JSON is `key` if
     /// one of `parties` sees it (one index lookup: the key is indexed as a field).
     pub async fn fetch_by_key(
@@ -444,21 +452,7 @@ impl Store {
             .push(" AND f.key = ")
             .push_bind(key)
             .push(" AND f.party IN (");
-        let mut list = q.separated(", ");
-        for p in parties {
-            list.push_bind(p);
-        }
-        q.push(") LIMIT 1");
-        let row = q
-            .build()
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.error(e))?;
-        row.map(|r| {
-            let text: String = r.try_get("contract").map_err(|e| self.error(e))?;
-            read::contract(&text, &self.file)
-        })
-        .transpose()
+        self.first_seen(q, parties).await
     }
 }
 
