@@ -20,6 +20,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 mod filter;
+mod metrics;
 mod network_file;
 mod openapi;
 mod server;

@@ -40,6 +40,7 @@ pub async fn run(
 ) -> Result<(), GatewayError> {
     config.validate()?;
     let network = NetworkFile::load(&config.network_file)?;
+    crate::metrics::describe(&network.current().shards());
     // With a certificate of its own the gateway presents it to the participants, rather
     // than the operator's that network.json names.
     if let Some(own) =
@@ -85,6 +86,7 @@ pub async fn run(
 fn app(config: &GatewayConfig, gateway: Arc<Gateway>, ready: watch::Receiver<bool>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let api = crate::api::routes()
+        .route_layer(axum::middleware::from_fn(carry_request_id))
         .route_layer(axum::middleware::from_fn(track))
         .with_state(gateway);
     let mut app = api.merge(ordo_node::router(ready)).layer(
@@ -133,6 +135,19 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
             .allow_headers(Any)
             .max_age(Duration::from_secs(3600)),
     )
+}
+
+/// Sends the request's id (`X-Request-Id`, set by `SetRequestIdLayer` when the caller gave
+/// none) as `x-request-id` metadata on every Ledger API call made while handling it, so
+/// that the participant logs those calls under it.
+async fn carry_request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    ordo_ledger_client::request_id::scope(&id, next.run(req)).await
 }
 
 /// Counts requests by route and status, and times them by route.

@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod replica;
 pub mod runtime;
 pub mod state;

@@ -27,6 +27,7 @@ impl Lease {
         config: LeaseConfig,
     ) -> Result<(LeaseHandle, JoinHandle<()>), LeaseError> {
         config.validate()?;
+        crate::metrics::register(&config.service);
         let ids = Ids {
             service: config.service.as_str().into(),
             holder: config.holder.as_str().into(),
@@ -142,7 +143,6 @@ impl Runner {
         let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
         let mut closing = false;
         let mut last_renew = Instant::now();
-        metrics::gauge!("ordo_lease_role", "service" => service.clone()).set(0.0);
         loop {
             let event = tokio::select! {
                 _ = sleep_until(machine.next_wakeup()) => Event::Tick,

@@ -35,7 +35,8 @@ pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<Transaction, LedgerErro
 /// A stream of command completions.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<Completion, LedgerError>> + Send>>;
 
-/// Adds `authorization: Bearer <token>` to every request.
+/// Adds `authorization: Bearer <token>` to every request, and the request id of the work
+/// it is part of ([`crate::request_id`]).
 #[derive(Clone)]
 pub struct BearerToken(MetadataValue<Ascii>);
 
@@ -53,9 +54,11 @@ impl Interceptor for BearerToken {
         &mut self,
         mut request: tonic::Request<()>,
     ) -> Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
+        let metadata = request.metadata_mut();
+        metadata.insert("authorization", self.0.clone());
+        if let Some(id) = crate::request_id::current() {
+            metadata.insert(crate::request_id::KEY, id);
+        }
         Ok(request)
     }
 }

@@ -8,6 +8,7 @@
 //! - `failover`: [`ShardClient`], a shard across its replicas: submission that rides
 //!   through a failover with the same command id.
 //! - `pruning`: pruning a shard's logs and reading how far they were pruned.
+//! - `request_id`: the request id every call of a piece of work sends (`x-request-id`).
 //! - `types`: what the client returns (ledger values as `serde_json::Value`).
 //! - `cli`: the clap commands the `ordo` binary mounts.
 
@@ -17,6 +18,7 @@ pub mod error;
 pub mod failover;
 pub mod network;
 pub mod pruning;
+pub mod request_id;
 pub mod types;
 pub mod users;
 

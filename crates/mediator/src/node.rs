@@ -83,6 +83,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), MediatorError> {
     config.validate()?;
+    metrics::describe();
     // Loaded once: every session's sequencer client presents it.
     let tls = ordo_node::config::client_tls(config.tls.as_ref()).map_err(|e| e.of("mediator"))?;
     let key = Arc::new(KeyPair::read_file(&config.key_file)?);

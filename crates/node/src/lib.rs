@@ -12,6 +12,7 @@ pub mod http;
 pub mod http_client;
 pub mod key;
 pub mod limits;
+pub mod metrics;
 pub mod serve;
 
 pub use grpc::{Health, grpc_server, health, serving, serving_with, with_reflection};

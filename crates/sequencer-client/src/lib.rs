@@ -16,6 +16,7 @@ mod batcher;
 mod config;
 mod error;
 mod health;
+mod metrics;
 mod subscription;
 
 use std::future::Future;
@@ -143,6 +144,7 @@ impl SequencerClient {
     /// to report SERVING.
     pub async fn connect(config: ClientConfig) -> Result<Self, ClientError> {
         config.validate()?;
+        metrics::describe();
         let endpoints = EndpointSet::new(
             &config.endpoints,
             config.connect_timeout,

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 mod error;
 mod limits;
+mod metrics;
 mod node;
 pub mod order;
 mod registry;

@@ -53,6 +53,7 @@ pub async fn run(
 ) -> Result<(), SequencerError> {
     config.validate()?;
     let node = config.node_name.clone();
+    crate::metrics::describe(&node);
     let (pool, writer_pool) = store::connect(&config).await?;
     let secret = store::check_provisioned(&pool, &config.database_url).await?;
     let registry = Arc::new(Registry::new(pool.clone()));

@@ -216,8 +216,7 @@ async fn read_available(
             *cursor = last.ts;
             let lag = (tail.db_now() - last.ts).max(0) as f64 / 1e6;
             metrics::gauge!("ordo_sequencer_tail_lag_seconds", "node" => node.to_owned()).set(lag);
-            metrics::gauge!("ordo_sequencer_head_timestamp", "node" => node.to_owned())
-                .set(last.ts as f64);
+            crate::metrics::head(node, last.ts);
         }
         tail.append(events);
         if n < READ_LIMIT as usize {

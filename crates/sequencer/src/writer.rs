@@ -86,7 +86,7 @@ async fn run(
 async fn write_batch(pool: &sqlx::PgPool, batch: Vec<WriteRequest>, committed: &Tail, node: &str) {
     let (events, replies): (Vec<NewEvent>, Vec<Reply>) =
         batch.into_iter().map(|r| (r.event, r.reply)).unzip();
-    metrics::histogram!("ordo_sequencer_batch_size", "node" => node.to_owned())
+    metrics::histogram!("ordo_sequencer_batch_submissions", "node" => node.to_owned())
         .record(events.len() as f64);
     let started = Instant::now();
     let result = store::commit_batch(pool, &events).await;
@@ -106,8 +106,7 @@ async fn write_batch(pool: &sqlx::PgPool, batch: Vec<WriteRequest>, committed: &
         }
     };
     committed.wake.notify_one();
-    metrics::gauge!("ordo_sequencer_head_timestamp", "node" => node.to_owned())
-        .set(assignment.head as f64);
+    crate::metrics::head(node, assignment.head);
     for ((event, decision), reply) in events.iter().zip(assignment.decisions).zip(replies) {
         let (outcome, res) = match decision {
             Decision::Sequenced(ts) => (

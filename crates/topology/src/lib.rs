@@ -21,6 +21,7 @@ pub mod config;
 mod convert;
 mod error;
 mod manager;
+mod metrics;
 mod node;
 pub mod plan;
 mod processor;

@@ -89,6 +89,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), TopologyError> {
     config.validate()?;
+    crate::metrics::describe();
     let pool = store::connect(&config).await?;
     let meta = store::check_provisioned(&pool, &config.database_url).await?;
     let key = Arc::new(KeyPair::read_file(&config.key_file)?);

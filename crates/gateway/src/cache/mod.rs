@@ -100,6 +100,9 @@ impl Cache {
         let offsets = store.offsets().await?;
         tracing::info!(file = %file.display(), ?opened, ?offsets, "gateway cache open");
         metrics::gauge!("ordo_gateway_cache_contracts").set(store.contract_count() as f64);
+        for (shard, at) in &offsets {
+            metrics::gauge!("ordo_gateway_cache_offset", "shard" => shard.clone()).set(*at as f64);
+        }
         Ok(Self {
             store,
             token,
