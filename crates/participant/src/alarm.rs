@@ -54,6 +54,31 @@ pub enum Alarm {
 }
 
 impl Alarm {
+    /// Every kind, for the counter's series registered at 0 (`metrics::describe`).
+    pub const ALL: [Alarm; 21] = [
+        Self::MalformedMessage,
+        Self::OversizedMessage,
+        Self::SignerNotSender,
+        Self::UnknownSigner,
+        Self::BadSignature,
+        Self::UnexpectedMessage,
+        Self::VerdictNotFromMediator,
+        Self::DuplicateView,
+        Self::MalformedView,
+        Self::RootHashMismatch,
+        Self::MalformedRequest,
+        Self::ConfirmationPolicy,
+        Self::UnauthorizedSubmitter,
+        Self::Conformance,
+        Self::StepBudget,
+        Self::ContractIdReuse,
+        Self::VerdictRootMismatch,
+        Self::VerdictContradictsChecks,
+        Self::TopologyRefused,
+        Self::PoisonEvent,
+        Self::CheckPanicked,
+    ];
+
     pub fn kind(self) -> &'static str {
         match self {
             Self::MalformedMessage => "malformed_message",

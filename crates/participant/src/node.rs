@@ -362,6 +362,7 @@ impl Shared {
         if completions.is_empty() {
             return;
         }
+        crate::metrics::completed(&completions);
         let mut waiters = self.waiters.lock();
         for c in completions {
             let key = store::CommandKey {
@@ -431,6 +432,7 @@ impl Shared {
         });
         self.processed.send_replace(state.cursor);
         self.ledger_end.send_replace(state.ledger_end);
+        crate::metrics::ledger_end_is(state.ledger_end);
         self.completion_end.send_replace(state.completion_end);
         self.pruned.send_replace(state.pruned);
     }
@@ -456,7 +458,9 @@ pub async fn run(
     let auth = Authenticator::new(&config.auth)?;
     let mut conn = pool.acquire().await?;
     let state = store::load_state(&mut conn).await?;
+    let active_contracts = store::count_active_contracts(&mut conn).await?;
     drop(conn);
+    crate::metrics::describe(state.ledger_end, active_contracts);
     let packages = Arc::new(crate::processor::package_store(&state.topology));
     let tls = ordo_node::config::client_tls(config.tls.as_ref()).map_err(|e| e.of(NODE))?;
     let sequencer = SequencerClient::connect(ClientConfig {

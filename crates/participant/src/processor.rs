@@ -375,6 +375,7 @@ async fn process(
         }
     };
     crate::metrics::batch(cut, started.elapsed(), writing.elapsed());
+    crate::metrics::active_contracts_changed(writes.created.len(), writes.archived.len());
 
     let (topology, packages) = match changed {
         Some(t) if t.packages != snapshot.topology.packages => {
@@ -391,6 +392,7 @@ async fn process(
     });
     if let Some(end) = writes.ledger_end() {
         shared.ledger_end.send_replace(end);
+        crate::metrics::ledger_end_is(end);
     }
     if let Some(end) = effects.completion_end() {
         shared.completion_end.send_replace(end);

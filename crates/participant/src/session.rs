@@ -64,6 +64,8 @@ pub async fn run(shared: Arc<Shared>, term: Term) {
 async fn resume(shared: &Shared) -> Result<(), ParticipantError> {
     let mut conn = shared.pool.acquire().await?;
     let state = store::load_state(&mut conn).await?;
+    // Counted once per term, not per batch: batches maintain it from their counts.
+    crate::metrics::active_contracts_are(store::count_active_contracts(&mut conn).await?);
     drop(conn);
     tracing::info!(
         cursor = state.cursor.micros(),

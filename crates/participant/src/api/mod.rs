@@ -5,6 +5,7 @@ pub mod active_only;
 pub mod command;
 pub mod completion;
 pub mod convert;
+pub mod observe;
 pub mod package;
 pub mod party;
 pub mod pruning;
@@ -20,13 +21,15 @@ use ordo_core::PartyId;
 use ordo_proto::ledger::v1 as pb;
 
 use self::active_only::ActiveOnly;
+use self::observe::Observed;
 use crate::auth::Rights;
 use crate::error::ParticipantError;
 use crate::events::{Parties, Reader};
 use crate::node::Shared;
 
 /// The gRPC server's services: the Ledger API (only while this replica serves, see
-/// [`active_only`]), health, reflection and the version.
+/// [`active_only`]; every call with its request id and metrics, see [`observe`]), health,
+/// reflection and the version.
 pub fn router(
     shared: Arc<Shared>,
     health: tonic_health::pb::health_server::HealthServer<
@@ -49,46 +52,48 @@ pub fn router(
     let mut builder = ordo_node::grpc_server();
     let mut router = builder
         .add_service(health)
-        .add_service(ActiveOnly::new(
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             CommandServiceServer::new(command::CommandApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             CommandSubmissionServiceServer::new(command::SubmissionApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             CommandCompletionServiceServer::new(completion::CompletionApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             UpdateServiceServer::new(update::UpdateApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             StateServiceServer::new(state::StateApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             PartyManagementServiceServer::new(party::PartyApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             ParticipantPruningServiceServer::new(pruning::PruningApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             UserManagementServiceServer::new(user::UserApi(shared.clone())),
-        ))
-        .add_service(ActiveOnly::new(
+        )))
+        .add_service(Observed::new(ActiveOnly::new(
             shared.clone(),
             PackageServiceServer::new(package::PackageApi(shared.clone()))
                 .max_decoding_message_size(limit),
-        ))
-        .add_service(VersionServiceServer::new(version::VersionApi));
+        )))
+        .add_service(Observed::new(VersionServiceServer::new(
+            version::VersionApi,
+        )));
     router = ordo_node::with_reflection(
         router,
         &[

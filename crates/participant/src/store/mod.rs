@@ -286,6 +286,15 @@ pub async fn ends(pool: &PgPool) -> Result<(i64, i64), ParticipantError> {
 
 // ---- contracts ----
 
+/// How many contracts are active on the shard (the gauge's value at start and at each
+/// term's start; batches then maintain it from their counts).
+pub async fn count_active_contracts(conn: &mut PgConnection) -> Result<i64, ParticipantError> {
+    let row = sqlx::query("SELECT count(*) AS n FROM p_contracts")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(row.try_get("n")?)
+}
+
 /// One active contract visible to some of `parties` (its stored JSON), or `None`.
 pub async fn visible_contract(
     pool: &PgPool,
