@@ -27,10 +27,9 @@ use ordo_participant::{AuthConfig, ParticipantConfig};
 use ordo_proto::admin::v1 as admin;
 use ordo_proto::admin::v1::topology_admin_service_client::TopologyAdminServiceClient;
 use ordo_proto::ledger::v1 as pb;
-use ordo_protocol::DomainParameters;
 use ordo_sequencer::SequencerConfig;
 use ordo_testkit::{PgCluster, PgOptions, wait_for};
-use ordo_topology::TopologyConfig;
+use ordo_topology::{ParametersConfig, TopologyConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -441,8 +440,8 @@ impl LedgerNet {
             sequencers: endpoints.clone(),
             sequencer_admin_token: SEQ_ADMIN.into(),
             admin_token: TOPOLOGY_ADMIN.into(),
-            parameters: DomainParameters {
-                participant_response_timeout_us: RESPONSE_TIMEOUT.as_micros() as i64,
+            parameters: ParametersConfig {
+                participant_response_timeout: RESPONSE_TIMEOUT,
                 ..Default::default()
             },
             request_timeout: Duration::from_secs(10),

@@ -11,13 +11,39 @@ use figment::{Figment, Metadata, Profile, Provider};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// [`load_with`], refusing a file with readable secrets as a node does.
+#[cfg(test)]
+pub fn load<T, O>(file: &Path, env_prefix: &str, overrides: &O) -> anyhow::Result<T>
+where
+    T: DeserializeOwned + Serialize + Default,
+    O: Serialize,
+{
+    load_with(file, env_prefix, overrides, ReadableSecrets::Refuse)
+}
+
+/// What [`load_with`] does with a file that holds secrets others may read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadableSecrets {
+    /// A node refuses to start from it.
+    Refuse,
+    /// `ordo config check` warns on stderr: the mode of a file in a repository or a
+    /// ConfigMap is not the mode of the file a node will read.
+    Warn,
+}
+
 /// Loads `T` from `T::default()` < `file` < environment variables named `env_prefix` +
 /// upper-cased field name (e.g. `ORDO_SEQUENCER_DATABASE_URL`) < `overrides` (a struct whose
 /// unset fields serialise to nothing).
 ///
 /// A missing or unreadable file, a TOML syntax error, an unknown key or a value of the wrong
 /// type is an error that names the key and where it came from.
-pub fn load<T, O>(file: &Path, env_prefix: &str, overrides: &O) -> anyhow::Result<T>
+/// A file holding secrets that others may read is refused or warned of (`secrets`).
+pub fn load_with<T, O>(
+    file: &Path,
+    env_prefix: &str,
+    overrides: &O,
+    secrets: ReadableSecrets,
+) -> anyhow::Result<T>
 where
     T: DeserializeOwned + Serialize + Default,
     O: Serialize,
@@ -30,7 +56,10 @@ where
             file.display()
         );
     }
-    refuse_readable_secrets(file, env_prefix)?;
+    match (refuse_readable_secrets(file, env_prefix), secrets) {
+        (Err(e), ReadableSecrets::Warn) => eprintln!("ordo: warning: {e}"),
+        (result, _) => result?,
+    }
     let defaults = Figment::from(Serialized::defaults(T::default()));
     let env = TypedEnv::new(env_prefix, &defaults);
     defaults
@@ -149,8 +178,9 @@ impl Provider for TypedEnv {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
-        // Each variable nested at its key path; the values are attributed to this provider.
-        let mut vars = Figment::new();
+        // Each variable nested at its key path. The values stay untagged, so that figment
+        // attributes them to this provider and an error names the variable.
+        let mut vars = Dict::new();
         for (key, text) in self.env.iter() {
             let key = key.as_str().to_ascii_lowercase();
             let value = if self.string_keys.contains(&key) {
@@ -159,9 +189,30 @@ impl Provider for TypedEnv {
                 text.parse()
                     .unwrap_or_else(|never: std::convert::Infallible| match never {})
             };
-            vars = vars.merge(Serialized::default(&key, value));
+            insert_at(&mut vars, &key.split('.').collect::<Vec<_>>(), value);
         }
-        vars.data()
+        Ok(Profile::Default.collect(vars))
+    }
+}
+
+/// Sets `path` (`["auth", "secret"]`) in `dict` to `value`, creating the tables on the way.
+fn insert_at(dict: &mut Dict, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [key] => {
+            dict.insert((*key).to_owned(), value);
+        }
+        [key, rest @ ..] => {
+            let entry = dict
+                .entry((*key).to_owned())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if !matches!(entry, Value::Dict(..)) {
+                *entry = Value::from(Dict::new());
+            }
+            if let Value::Dict(_, inner) = entry {
+                insert_at(inner, rest, value);
+            }
+        }
     }
 }
 
@@ -250,7 +301,7 @@ mod tests {
                 database_url = "postgres://file@db/seq"
                 grpc_listen = "127.0.0.1:5001"
                 max_batch = 100
-                token_ttl = 30.5
+                token_ttl = "30s 500ms"
                 "#,
             )?;
             j.set_env("ORDO_SEQUENCER_DATABASE_URL", "postgres://env@db/seq");
@@ -317,6 +368,34 @@ mod tests {
             let err = load_seq("s.toml", &NodeOverrides::default()).unwrap_err();
             let msg = format!("{err:#}");
             assert!(msg.contains("max_batches"), "{msg}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_bad_env_value_names_its_variable() {
+        jail(|j| {
+            j.create_file("s.toml", "")?;
+            j.set_env("ORDO_SEQUENCER_TOKEN_TTL", "600");
+            let msg = format!(
+                "{:#}",
+                load_seq("s.toml", &NodeOverrides::default()).unwrap_err()
+            );
+            assert!(
+                msg.contains("TOKEN_TTL") && msg.contains("ORDO_SEQUENCER_"),
+                "{msg}"
+            );
+            assert!(msg.contains("\"30s\" or \"500ms\""), "{msg}");
+            j.set_env("ORDO_SEQUENCER_TOKEN_TTL", "10m");
+            j.set_env("ORDO_SEQUENCER_LIMITS__MEMBER_SENDS__PER_SECOND", "many");
+            let msg = format!(
+                "{:#}",
+                load_seq("s.toml", &NodeOverrides::default()).unwrap_err()
+            );
+            assert!(msg.contains("MEMBER_SENDS.PER_SECOND"), "{msg}");
+            j.set_env("ORDO_SEQUENCER_LIMITS__MEMBER_SENDS__PER_SECOND", "5");
+            let c = load_seq("s.toml", &NodeOverrides::default())?;
+            assert_eq!(c.token_ttl, Duration::from_secs(600));
             Ok(())
         });
     }
@@ -464,7 +543,7 @@ mod tests {
             ),
             (
                 "t2.toml",
-                "request_timout = 3",
+                "request_timout = \"3s\"",
                 usage_error::<Topology>,
                 Step::Init,
                 &["request_timout", "t2.toml"],

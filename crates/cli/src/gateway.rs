@@ -16,8 +16,9 @@ use ordo_gateway::{GatewayConfig, GatewayError};
 use serde::Serialize;
 
 use crate::Failure;
+use crate::config::ReadableSecrets;
 
-const ENV_PREFIX: &str = "ORDO_GATEWAY_";
+pub(crate) const ENV_PREFIX: &str = "ORDO_GATEWAY_";
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -90,8 +91,18 @@ pub fn main(args: GatewayArgs) -> Result<(), Failure> {
 
 /// The configuration from `file`, the environment and `overrides`, validated.
 fn load(file: &std::path::Path, overrides: &GatewayOverrides) -> Result<GatewayConfig, Failure> {
+    load_with(file, overrides, ReadableSecrets::Refuse)
+}
+
+/// [`load`], with the choice of what a file with readable secrets is (`ordo config check`
+/// warns).
+pub(crate) fn load_with(
+    file: &std::path::Path,
+    overrides: &GatewayOverrides,
+    secrets: ReadableSecrets,
+) -> Result<GatewayConfig, Failure> {
     let config: GatewayConfig =
-        crate::config::load(file, ENV_PREFIX, overrides).map_err(Failure::Usage)?;
+        crate::config::load_with(file, ENV_PREFIX, overrides, secrets).map_err(Failure::Usage)?;
     config.validate().map_err(|e| {
         Failure::Usage(anyhow::anyhow!(
             "{e} (from {}, {ENV_PREFIX}* environment or flags)",
@@ -136,7 +147,7 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.create_file(
                 "g.toml",
-                "network_file = \"n.json\"\nrequest_timeout = 2500\n\
+                "network_file = \"n.json\"\nrequest_timeout = \"2500ms\"\n\
                  cors_allowed_origins = [\"https://app.example\"]\n",
             )?;
             jail.set_env("ORDO_GATEWAY_MAX_BODY_BYTES", "65536");

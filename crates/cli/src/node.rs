@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Failure;
 use crate::cli::{NodeAction, NodeArgs, NodeCommand};
+use crate::config::ReadableSecrets;
 
 /// Which check a configuration must pass: `init` needs less than an operational start
 /// (e.g. a member can be provisioned before the topology manager's id is known).
@@ -99,12 +100,22 @@ pub fn main<R: Role>(cmd: NodeCommand) -> Result<(), Failure> {
 
 /// The layered, validated configuration; any problem with it is a usage error.
 pub fn load<R: Role>(args: &NodeArgs, step: Step) -> Result<R::Config, Failure> {
+    load_with::<R>(args, step, ReadableSecrets::Refuse)
+}
+
+/// [`load`], with the choice of what a file with readable secrets is (`ordo config check`
+/// warns).
+pub fn load_with<R: Role>(
+    args: &NodeArgs,
+    step: Step,
+    secrets: ReadableSecrets,
+) -> Result<R::Config, Failure> {
     let file = args
         .config
         .as_deref()
         .ok_or_else(|| Failure::Usage(anyhow::anyhow!("--config FILE is required")))?;
-    let config: R::Config =
-        crate::config::load(file, R::ENV_PREFIX, &args.overrides).map_err(Failure::Usage)?;
+    let config: R::Config = crate::config::load_with(file, R::ENV_PREFIX, &args.overrides, secrets)
+        .map_err(Failure::Usage)?;
     R::validate(&config, step).map_err(|e| Failure::Usage(named(e, file, R::ENV_PREFIX)))?;
     Ok(config)
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) const NODE: &str = "gateway";
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayConfig {
     /// The HTTP/JSON API (and /livez, /readyz, /metrics).
@@ -21,19 +21,19 @@ pub struct GatewayConfig {
     /// The network.json (`ordo up` writes it) whose shards, replicas and topology manager
     /// the gateway routes to.
     pub network_file: PathBuf,
-    /// Longest a request may take, in milliseconds, before it is answered 408.
-    #[serde(with = "ordo_node::config::millis")]
+    /// Longest a request may take before it is answered 408.
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub request_timeout: Duration,
-    /// How long, in milliseconds, a call keeps looking for a serving replica of its shard
+    /// How long a call keeps looking for a serving replica of its shard
     /// (riding through a failover) before it is answered 503. Less than
     /// `request_timeout`, so that an unavailable shard is a 503 naming it, not a 408.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub retry_deadline: Duration,
     /// Largest accepted request body (a package upload is one body).
     pub max_body_bytes: usize,
-    /// How often, in milliseconds, a WebSocket stream sends a heartbeat
+    /// How often a WebSocket stream sends a heartbeat
     /// (`{"events": [], "offset": …}`) so that clients and proxies see it alive.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub websocket_heartbeat: Duration,
     /// Origins browsers may call the API from (`https://app.example`, or `*` for any);
     /// empty: no CORS headers at all.
@@ -53,7 +53,7 @@ pub struct GatewayConfig {
 }
 
 /// `[limits]`: how fast one caller may call.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct GatewayLimits {
     /// Requests per bearer token and second; a token over it is answered 429 with
@@ -70,7 +70,7 @@ impl Default for GatewayLimits {
 }
 
 /// `[cache]`: the gateway's own SQLite file of active contracts (docs/gateway.md).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// The SQLite file, created (with its folder) when missing. One gateway per file: a
@@ -124,21 +124,21 @@ impl GatewayConfig {
             );
         }
         if self.request_timeout < Duration::from_millis(100) {
-            return err("request_timeout", "must be at least 100 (milliseconds)");
+            return err("request_timeout", "must be at least 100ms");
         }
         if self.retry_deadline < Duration::from_millis(100)
             || self.retry_deadline >= self.request_timeout
         {
             return err(
                 "retry_deadline",
-                "must be at least 100 (milliseconds) and less than request_timeout",
+                "must be at least 100ms and less than request_timeout",
             );
         }
         if self.max_body_bytes < 1024 {
             return err("max_body_bytes", "must be at least 1024");
         }
         if self.websocket_heartbeat < Duration::from_millis(100) {
-            return err("websocket_heartbeat", "must be at least 100 (milliseconds)");
+            return err("websocket_heartbeat", "must be at least 100ms");
         }
         for origin in &self.cors_allowed_origins {
             let well_formed = origin == "*"

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::Timing;
 
-/// One replica's lease on one logical service. Durations are whole milliseconds in files.
+/// One replica's lease on one logical service. Durations are written with their unit in files (`ttl = "3s"`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LeaseConfig {
@@ -17,14 +17,14 @@ pub struct LeaseConfig {
     pub holder: String,
     /// How long a taken or renewed lease is valid. A failed active replica is replaced
     /// after at most this long.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub ttl: Duration,
     /// How often the active replica renews, and a passive one tries to acquire.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub renew_period: Duration,
     /// The active replica steps down this long before its lease would expire, to absorb
     /// clock-rate differences between it and the database.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub safety_margin: Duration,
 }
 

@@ -36,8 +36,9 @@ use crate::runtime::{Lease, LeaseHandle};
 use crate::state::Role;
 use crate::store;
 
-/// The `[replica]` section of a node's configuration. Durations are milliseconds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The `[replica]` section of a node's configuration. Durations are written with their unit
+/// (`ttl = "3s"`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicaConfig {
     /// This replica's name, unique among the service's replicas (e.g. `participant-1b`).
@@ -46,13 +47,13 @@ pub struct ReplicaConfig {
     pub name: String,
     /// How long a taken or renewed lease is valid: an active replica that dies is replaced
     /// after at most this long (plus the passive replica's next try).
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub ttl: Duration,
     /// How often the active replica renews, and a passive one tries to take the lease.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub renew_period: Duration,
     /// The active replica stops this long before its lease would expire unrenewed.
-    #[serde(with = "ordo_node::config::millis")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub safety_margin: Duration,
     /// A file holding the bearer token that `POST /admin/step-down` requires. Unset: the
     /// endpoint is disabled (a graceful failover is then a SIGTERM of the active replica).

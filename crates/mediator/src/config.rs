@@ -15,7 +15,7 @@ use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the mediator node.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediatorConfig {
     /// The member name (`[a-z0-9._-]{1,64}`); the member id is `name::fingerprint-of-key`.
@@ -31,22 +31,23 @@ pub struct MediatorConfig {
     /// Every sequencer node, e.g. `http://127.0.0.1:4001`.
     pub sequencers: Vec<String>,
     /// The topology manager's member id: only topology transactions it signed are folded.
+    #[schemars(with = "Option<String>")]
     pub topology_manager: Option<MemberId>,
     /// How often, at most, the mediator asks the sequencer for the time (a time proof) when
-    /// a decision time has passed by the wall clock and no event proved it yet. Milliseconds.
-    #[serde(with = "ordo_node::config::millis")]
+    /// a decision time has passed by the wall clock and no event proved it yet.
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub time_proof_interval: Duration,
     /// Connections in the database pool.
     pub pool_size: u32,
-    /// How often processed events are acknowledged to the sequencer (for pruning). Seconds.
-    #[serde(with = "ordo_node::config::secs")]
+    /// How often processed events are acknowledged to the sequencer (for pruning).
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub ack_interval: Duration,
     /// How long decided requests (the `verdicts` table) are kept; the active replica
-    /// deletes older ones every `prune_interval`. 0: kept forever. Seconds.
-    #[serde(with = "ordo_node::config::secs")]
+    /// deletes older ones every `prune_interval`. `"0s"`: kept forever.
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub verdict_retention: Duration,
-    /// How often the active replica prunes decided requests. Seconds.
-    #[serde(with = "ordo_node::config::secs")]
+    /// How often the active replica prunes decided requests.
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub prune_interval: Duration,
     /// The `[replica]` section: this replica's name and the lease timing. Every replica of
     /// the mediator uses the same database and key; one is active (lease service
@@ -192,9 +193,9 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_replica_section_in_milliseconds() {
+    fn reads_the_replica_section_with_units() {
         let c: MediatorConfig = toml::from_str(
-            "[replica]\nname = \"mediator-b\"\nttl = 1500\nrenew_period = 300\nsafety_margin = 300",
+            "[replica]\nname = \"mediator-b\"\nttl = \"1500ms\"\nrenew_period = \"300ms\"\nsafety_margin = \"300ms\"",
         )
         .unwrap();
         assert_eq!(c.replica.name, "mediator-b");
@@ -202,16 +203,22 @@ mod tests {
         assert_eq!(c.replica.renew_period, Duration::from_millis(300));
         assert_eq!(MediatorConfig::default().replica, ReplicaConfig::default());
         assert!(toml::from_str::<MediatorConfig>("[replica]\nttl_ms = 1").is_err());
+        let e = toml::from_str::<MediatorConfig>("[replica]\nttl = 1500").unwrap_err();
+        assert!(
+            e.to_string().contains("a bare number is not accepted"),
+            "{e}"
+        );
     }
 
     #[test]
-    fn round_trips_through_toml_with_millisecond_interval() {
+    fn round_trips_through_toml_with_units() {
         let c = valid();
         let text = toml::to_string(&c).unwrap();
-        assert!(text.contains("time_proof_interval = 200"), "{text}");
+        assert!(text.contains("time_proof_interval = \"200ms\""), "{text}");
+        assert!(text.contains("verdict_retention = \"7days\""), "{text}");
         let back: MediatorConfig = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
-        let partial: MediatorConfig = toml::from_str("time_proof_interval = 50").unwrap();
+        let partial: MediatorConfig = toml::from_str("time_proof_interval = \"50ms\"").unwrap();
         assert_eq!(partial.time_proof_interval, Duration::from_millis(50));
         assert!(toml::from_str::<MediatorConfig>("nonsense = 1").is_err());
     }

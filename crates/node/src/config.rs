@@ -3,6 +3,7 @@
 //! into a [`ConfigError`] naming the node ([`Invalid::of`]).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// A configuration value that cannot work, named with what to do about it.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,36 +90,68 @@ pub fn client_tls(
         .map_err(|e| Invalid::new("tls", e.to_string()))
 }
 
-/// Durations in configuration files as whole or fractional seconds (`request_timeout =
-/// 2.5`): `#[serde(with = "ordo_node::config::secs")]`.
-pub mod secs {
-    use std::time::Duration;
+/// Durations in configuration files, always written with their unit (humantime:
+/// `"500ms"`, `"30s"`, `"1m 30s"`, `"7days"`): `#[serde(with =
+/// "ordo_node::config::HumanDuration")]`. A bare number is refused, since `request_timeout
+/// = 30` could mean seconds or milliseconds. A type rather than a module, so that the
+/// JSON schema of a config (`ordo config schema`) shows such a field as a duration string.
+pub struct HumanDuration;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+/// What a duration field expects, as its error messages say.
+pub const DURATION_FORM: &str =
+    "a duration with its unit, such as \"30s\" or \"500ms\" (a bare number is not accepted)";
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
+impl HumanDuration {
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(DurationVisitor)
     }
 }
 
-/// Durations in configuration files as whole milliseconds (`time_proof_interval = 200`):
-/// `#[serde(with = "ordo_node::config::millis")]`.
-pub mod millis {
-    use std::time::Duration;
+struct DurationVisitor;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+impl serde::de::Visitor<'_> for DurationVisitor {
+    type Value = Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(DURATION_FORM)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        Ok(Duration::from_millis(u64::deserialize(d)?))
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            E::custom(format!(
+                "{text:?} is not a duration ({e}): expected {DURATION_FORM}"
+            ))
+        })
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+        Err(E::invalid_type(serde::de::Unexpected::Unsigned(n), &self))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
+        Err(E::invalid_type(serde::de::Unexpected::Signed(n), &self))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Duration, E> {
+        Err(E::invalid_type(serde::de::Unexpected::Float(n), &self))
+    }
+}
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "format": "duration",
+            "description": "A duration with its unit (humantime), e.g. \"500ms\", \"30s\", \"1m 30s\", \"7days\"."
+        })
     }
 }
 
@@ -160,6 +193,73 @@ mod tests {
         assert_eq!(
             sequencer_endpoints(&["http://a:1".into(), "https://b:2".into()], "x"),
             Ok(())
+        );
+    }
+
+    #[derive(Debug, serde::Deserialize, serde::Serialize, PartialEq)]
+    #[serde(deny_unknown_fields)]
+    struct Timed {
+        #[serde(with = "HumanDuration")]
+        ttl: Duration,
+    }
+
+    #[test]
+    fn durations_are_read_with_their_unit() {
+        for (text, expected) in [
+            ("250ms", Duration::from_millis(250)),
+            ("3s", Duration::from_secs(3)),
+            ("1m", Duration::from_secs(60)),
+            ("1m 30s", Duration::from_secs(90)),
+            ("7days", Duration::from_secs(7 * 24 * 3600)),
+            ("0s", Duration::ZERO),
+        ] {
+            let t: Timed = toml::from_str(&format!("ttl = {text:?}")).unwrap();
+            assert_eq!(t.ttl, expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bare_number_or_a_unitless_string_is_refused_naming_the_field_and_the_form() {
+        for text in [
+            "ttl = 3",
+            "ttl = 2.5",
+            "ttl = -1",
+            "ttl = \"3\"",
+            "ttl = \"soon\"",
+        ] {
+            let e = toml::from_str::<Timed>(text).unwrap_err().to_string();
+            assert!(e.contains("ttl"), "{text}: {e}");
+            assert!(e.contains("\"30s\" or \"500ms\""), "{text}: {e}");
+        }
+        let e = serde_json::from_str::<Timed>(r#"{"ttl": 3000}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("a bare number is not accepted"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn durations_round_trip_as_humantime_text() {
+        for d in [
+            Duration::from_millis(250),
+            Duration::from_secs(3),
+            Duration::from_secs(90),
+            Duration::from_secs(7 * 24 * 3600),
+            Duration::from_micros(1_500),
+        ] {
+            let text = serde_json::to_string(&Timed { ttl: d }).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Timed>(&text).unwrap().ttl,
+                d,
+                "{text}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&Timed {
+                ttl: Duration::from_millis(1500)
+            })
+            .unwrap(),
+            r#"{"ttl":"1s 500ms"}"#
         );
     }
 }

@@ -27,10 +27,12 @@ const SWEEP_EVERY: u64 = 4096;
 
 /// A rate: `per_second` on average with bursts of up to `burst`; `per_second = 0` means
 /// no limit.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
+    /// The average allowed per second; 0: no limit.
     pub per_second: u32,
+    /// The most allowed at once (at least `per_second`).
     pub burst: u32,
 }
 

@@ -15,7 +15,7 @@ use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Configuration of one participant shard (one participant service).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ParticipantConfig {
     /// The member name: `[a-z0-9._-]{1,64}`; the member id is `name::fingerprint`.
@@ -52,19 +52,19 @@ pub struct ParticipantConfig {
     pub limits: Limits,
     /// How long after submission a confirmation request may still be sequenced; after
     /// that it is definitely not, and the command completes as rejected (timeout).
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub submission_timeout: Duration,
     /// How long after a confirmation request's sequencing time (beyond the domain's
     /// participant response timeout) this participant waits for the mediator's verdict
     /// before it gives the request up as timed out and releases its locks. Sequencer time.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub mediator_reaction_timeout: Duration,
     /// How long SubmitAndWait waits for the outcome before DEADLINE_EXCEEDED (the
     /// command goes on; its completion arrives on the completion stream).
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub submit_and_wait_timeout: Duration,
     /// How often processed events are acknowledged to the sequencer.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub acknowledge_interval: Duration,
     /// Automatic pruning of the update and completion logs (docs/operations.md
     /// "Pruning").
@@ -82,7 +82,7 @@ pub struct ParticipantConfig {
 }
 
 /// Ledger API token verification.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// `EdDSA` (the default) or `RS256`, verified with public keys; `HS256` (a shared
@@ -146,7 +146,7 @@ impl AuthConfig {
 }
 
 /// Bounds on commands and interpretation.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest accepted command (encoded `Commands` message), in bytes. The domain's
@@ -170,15 +170,15 @@ impl Default for Limits {
 }
 
 /// Automatic pruning by the active replica (`ParticipantPruningService.Prune` by age).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct PruningConfig {
     /// Updates whose ledger effective time is older than this are pruned, with their
-    /// completions; 0 (the default): never automatically.
-    #[serde(with = "ordo_node::config::secs")]
+    /// completions; `"0s"` (the default): never automatically.
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub retention: Duration,
     /// How often the active replica prunes when `retention` is set.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub interval: Duration,
 }
 
@@ -409,9 +409,9 @@ mod tests {
     }
 
     #[test]
-    fn the_replica_section_reads_milliseconds() {
+    fn the_replica_section_reads_durations_with_units() {
         let c: ParticipantConfig = serde_json::from_value(serde_json::json!({
-            "replica": {"name": "p1b", "ttl": 1500, "renew_period": 300, "safety_margin": 300}
+            "replica": {"name": "p1b", "ttl": "1500ms", "renew_period": "300ms", "safety_margin": "300ms"}
         }))
         .unwrap();
         assert_eq!(c.replica.name, "p1b");

@@ -13,7 +13,7 @@ use ordo_node::tls::TlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of one sequencer node. Every node of a domain points at the same database.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SequencerConfig {
     /// This node's name, unique among the domain's sequencer nodes: `[a-z0-9._-]{1,64}`.
@@ -35,10 +35,10 @@ pub struct SequencerConfig {
     /// must batch below it (their `max_batch_bytes`).
     pub max_batch_bytes: usize,
     /// Lifetime of a member's authentication token.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub token_ttl: Duration,
     /// Lifetime of an authentication challenge.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub challenge_ttl: Duration,
     /// Most submissions written in one group-commit transaction.
     pub max_batch: usize,
@@ -56,7 +56,7 @@ pub struct SequencerConfig {
     /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
     /// connections: a paused writer's transaction is aborted after this, so it can never
     /// hold the order's head for longer.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub writer_stall_timeout: Duration,
     /// TLS for both listeners (DESIGN §8). With `client_auth = "required"` (the default) a
     /// member's calls are accepted only from a connection whose certificate names it
@@ -92,7 +92,7 @@ impl Default for SequencerConfig {
 /// (docs/security.md, "Abuse resistance"). A caller over a limit is answered
 /// RESOURCE_EXHAUSTED with the time after which a retry can pass; `per_second = 0` turns a
 /// limit off.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SequencerLimits {
     /// Submissions per member and second (a `SendBatch` counts each submission).

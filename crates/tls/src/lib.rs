@@ -78,7 +78,7 @@ pub fn trusted() -> Option<ClientTls> {
 }
 
 /// A node's `[tls]` section: the same three files for its listeners and its clients.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM: the node's certificate chain, leaf first.
@@ -94,7 +94,9 @@ pub struct TlsConfig {
 }
 
 /// Whether a listener asks its callers for a certificate signed by the CA.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     /// Mutual TLS: a caller without a valid certificate is refused in the handshake

@@ -15,7 +15,7 @@ use ordo_protocol::DomainParameters;
 use serde::{Deserialize, Serialize};
 
 /// Configuration of the topology manager node.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopologyConfig {
     /// The manager's member name (`[a-z0-9._-]{1,64}`); its member id is
@@ -44,10 +44,10 @@ pub struct TopologyConfig {
     /// parameters always need the admin token.
     pub participant_self_service: bool,
     /// The domain parameters broadcast once at bootstrap (later: SetParameters).
-    pub parameters: DomainParameters,
+    pub parameters: ParametersConfig,
     /// How long an admin change may take to be sequenced and applied, and the deadline of
     /// the sequencer calls.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub request_timeout: Duration,
     /// The largest package source VetPackage accepts, in bytes (it travels in one
     /// topology transaction, so it must fit the sequencer's `max_request_bytes`).
@@ -55,7 +55,7 @@ pub struct TopologyConfig {
     /// Connections in the node's database pool.
     pub pool_size: u32,
     /// How often the manager acknowledges processed events to the sequencer.
-    #[serde(with = "ordo_node::config::secs")]
+    #[serde(with = "ordo_node::config::HumanDuration")]
     pub acknowledge_interval: Duration,
     /// The `[replica]` section: this replica's name and the lease timing. Every replica of
     /// the manager uses the same database and key; one is active (lease service
@@ -78,7 +78,7 @@ impl Default for TopologyConfig {
             sequencer_admin_token: String::new(),
             admin_token: String::new(),
             participant_self_service: true,
-            parameters: DomainParameters::default(),
+            parameters: ParametersConfig::default(),
             request_timeout: Duration::from_secs(10),
             max_package_bytes: 512 * 1024,
             pool_size: 4,
@@ -86,6 +86,91 @@ impl Default for TopologyConfig {
             replica: ReplicaConfig::default(),
             tls: None,
         }
+    }
+}
+
+/// `[parameters]`: the domain parameters as a config file writes them, durations with
+/// their unit. The protocol's [`DomainParameters`] keeps them as microseconds of
+/// sequencer time; [`ParametersConfig::domain_parameters`] converts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ParametersConfig {
+    /// How long after a confirmation request's sequencing time the mediator waits for
+    /// responses before it decides Timeout.
+    #[serde(with = "ordo_node::config::HumanDuration")]
+    pub participant_response_timeout: Duration,
+    /// How long a command id is remembered for deduplication.
+    #[serde(with = "ordo_node::config::HumanDuration")]
+    pub deduplication_period: Duration,
+    /// The largest command (serialised) a participant accepts, in bytes.
+    pub max_command_bytes: usize,
+    /// The largest confirmation request a participant sends, and the largest view it
+    /// reads, in bytes: a larger one is refused before it is decoded.
+    pub max_request_bytes: usize,
+    /// The most actions (create, exercise, fetch nodes) one transaction may have.
+    pub max_transaction_nodes: usize,
+    /// The script operations one interpretation may take (a submitting participant's, and
+    /// each confirming participant's re-interpretation of a view).
+    pub max_interpretation_steps: u64,
+    /// The largest contract (canonical bytes of its instance).
+    pub max_contract_bytes: usize,
+    /// The deepest nesting of exercises inside choice bodies.
+    pub max_exercise_depth: usize,
+}
+
+impl Default for ParametersConfig {
+    fn default() -> Self {
+        let p = DomainParameters::default();
+        let micros = |us: i64| Duration::from_micros(u64::try_from(us).unwrap_or(0));
+        Self {
+            participant_response_timeout: micros(p.participant_response_timeout_us),
+            deduplication_period: micros(p.deduplication_period_us),
+            max_command_bytes: p.max_command_bytes,
+            max_request_bytes: p.max_request_bytes,
+            max_transaction_nodes: p.max_transaction_nodes,
+            max_interpretation_steps: p.max_interpretation_steps,
+            max_contract_bytes: p.max_contract_bytes,
+            max_exercise_depth: p.max_exercise_depth,
+        }
+    }
+}
+
+impl ParametersConfig {
+    /// The protocol's parameters; durations beyond the protocol's range (about 292,000
+    /// years) are refused by [`ParametersConfig::check`].
+    pub fn domain_parameters(&self) -> DomainParameters {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        DomainParameters {
+            participant_response_timeout_us: micros(self.participant_response_timeout),
+            deduplication_period_us: micros(self.deduplication_period),
+            max_command_bytes: self.max_command_bytes,
+            max_request_bytes: self.max_request_bytes,
+            max_transaction_nodes: self.max_transaction_nodes,
+            max_interpretation_steps: self.max_interpretation_steps,
+            max_contract_bytes: self.max_contract_bytes,
+            max_exercise_depth: self.max_exercise_depth,
+        }
+    }
+
+    /// Every value positive, as [`validate_parameters`] requires, reported as
+    /// `parameters.<field>`.
+    fn check(&self) -> Result<(), Invalid> {
+        for (field, d) in [
+            (
+                "parameters.participant_response_timeout",
+                self.participant_response_timeout,
+            ),
+            ("parameters.deduplication_period", self.deduplication_period),
+        ] {
+            if d.is_zero() || i64::try_from(d.as_micros()).is_err() {
+                return Err(Invalid::new(
+                    field,
+                    "must be positive and at most 100000 years, e.g. \"10s\"",
+                ));
+            }
+        }
+        validate_parameters(&self.domain_parameters())
+            .map_err(|reason| Invalid::new("parameters", reason))
     }
 }
 
@@ -130,9 +215,7 @@ impl TopologyConfig {
                 "set a bearer token for the manager's admin API".into(),
             );
         }
-        if let Err(reason) = validate_parameters(&self.parameters) {
-            return err("parameters", reason);
-        }
+        self.parameters.check()?;
         if self.request_timeout < Duration::from_secs(1) {
             return err("request_timeout", "must be at least 1 s".into());
         }
@@ -224,10 +307,14 @@ mod tests {
         c.admin_token.clear();
         assert_eq!(c.validate().unwrap_err().field, "admin_token");
         let mut c = valid();
-        c.parameters.participant_response_timeout_us = 0;
+        c.parameters.participant_response_timeout = Duration::ZERO;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.field, "parameters.participant_response_timeout");
+        let mut c = valid();
+        c.parameters.max_exercise_depth = 0;
         let e = c.validate().unwrap_err();
         assert_eq!(e.field, "parameters");
-        assert!(e.reason.contains("participant_response_timeout_us"), "{e}");
+        assert!(e.reason.contains("max_exercise_depth"), "{e}");
         let mut c = valid();
         c.replica.safety_margin = c.replica.ttl;
         let e = c.validate().unwrap_err();
@@ -238,15 +325,36 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_replica_section_in_milliseconds() {
+    fn reads_durations_with_their_unit() {
         let c: TopologyConfig = serde_json::from_str(
-            r#"{"replica":{"name":"topology-b","ttl":1500,"renew_period":300,"safety_margin":300}}"#,
+            r#"{"replica":{"name":"topology-b","ttl":"1500ms","renew_period":"300ms","safety_margin":"300ms"}}"#,
         )
         .unwrap();
         assert_eq!(c.replica.name, "topology-b");
         assert_eq!(c.replica.ttl, Duration::from_millis(1500));
         assert_eq!(c.replica.safety_margin, Duration::from_millis(300));
         assert!(serde_json::from_str::<TopologyConfig>(r#"{"replica":{"ttl_ms":1}}"#).is_err());
+        assert!(serde_json::from_str::<TopologyConfig>(r#"{"replica":{"ttl":1500}}"#).is_err());
+        let c: TopologyConfig = serde_json::from_str(
+            r#"{"parameters":{"participant_response_timeout":"3s","deduplication_period":"1h"}}"#,
+        )
+        .unwrap();
+        let p = c.parameters.domain_parameters();
+        assert_eq!(
+            (p.participant_response_timeout_us, p.deduplication_period_us),
+            (3_000_000, 3_600_000_000)
+        );
+        assert_eq!(
+            ParametersConfig::default().domain_parameters(),
+            DomainParameters::default()
+        );
+        // The protocol's names are not the file's.
+        assert!(
+            serde_json::from_str::<TopologyConfig>(
+                r#"{"parameters":{"deduplication_period_us":1}}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -256,7 +364,7 @@ mod tests {
         let back: TopologyConfig = serde_json::from_str(&text).unwrap();
         assert_eq!(back, c);
         let partial: TopologyConfig =
-            serde_json::from_str(r#"{"node_name":"tm","request_timeout":2.5}"#).unwrap();
+            serde_json::from_str(r#"{"node_name":"tm","request_timeout":"2s 500ms"}"#).unwrap();
         assert_eq!(partial.request_timeout, Duration::from_millis(2500));
         assert_eq!(partial.pool_size, 4);
     }

@@ -27,6 +27,6 @@ pub mod plan;
 mod processor;
 pub mod store;
 
-pub use config::{ConfigError, TopologyConfig};
+pub use config::{ConfigError, ParametersConfig, TopologyConfig};
 pub use error::TopologyError;
 pub use node::{HEALTH_SERVICE, InitOutcome, LEASE_SERVICE, Listeners, init, run};

@@ -225,7 +225,7 @@ impl Manager {
                 role: MemberRole::TopologyManager,
             },
             TopologyChange::SetParameters {
-                parameters: self.config.parameters.clone(),
+                parameters: self.config.parameters.domain_parameters(),
             },
             TopologyChange::SetSequencers {
                 endpoints: self.config.sequencers.clone(),

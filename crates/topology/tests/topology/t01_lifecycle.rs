@@ -23,7 +23,7 @@ async fn bootstrap_members_parties_and_a_follower_agrees() -> Result<()> {
     let (state, _) = topology(&mut c).await?;
     assert_eq!(state.serial, 3);
     assert_eq!(state.topology_manager(), Some(&init.member));
-    assert_eq!(state.parameters, cfg.parameters);
+    assert_eq!(state.parameters, cfg.parameters.domain_parameters());
     assert_eq!(state.sequencers, net.endpoints());
 
     // Two participants and the mediator.
@@ -166,7 +166,7 @@ async fn bootstrap_members_parties_and_a_follower_agrees() -> Result<()> {
     assert_eq!(pkgs.packages[0].source_bytes, 12);
 
     // Parameters.
-    let mut params = cfg.parameters.clone();
+    let mut params = cfg.parameters.domain_parameters();
     params.participant_response_timeout_us = 3_000_000;
     let set = c
         .set_parameters(authed(pb::SetParametersRequest {
