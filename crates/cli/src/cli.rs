@@ -38,6 +38,9 @@ pub enum Command {
     Participant(Box<NodeCommand>),
     /// Run the JSON API gateway: HTTP/JSON in front of the shards (docs/gateway.md).
     Gateway(Box<crate::gateway::GatewayArgs>),
+    /// Configuration files without a node: check one as the node would load it, print
+    /// the reference of every key (docs/configuration.md) or a role's JSON schema.
+    Config(crate::config_command::ConfigArgs),
     /// Run a whole local network: a private Postgres and every node, until Ctrl-C.
     Up(UpArgs),
     /// Print a Ledger API bearer token (HS256 JWT) for the network `ordo up` runs.

@@ -5,6 +5,8 @@
 mod admin;
 mod cli;
 mod config;
+mod config_command;
+mod config_docs;
 mod gateway;
 mod network;
 mod node;
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Mediator(cmd) => node::main::<roles::Mediator>(*cmd),
         Command::Participant(cmd) => node::main::<roles::Participant>(*cmd),
         Command::Gateway(args) => gateway::main(*args),
+        Command::Config(args) => config_command::main(args),
         Command::Up(args) => up::main(args),
         Command::Token(args) => token::main(&args),
         Command::Admin(args) => admin::main(args),
