@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::tls::{ServerTls, TlsConfig, accept, serve_http};
+use crate::tls::{ClientAuth, ServerTls, TlsConfig, accept, serve_http};
 
 /// How long draining waits for each server's in-flight calls.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,22 +32,45 @@ pub trait ListenAddrs {
 pub struct Listeners {
     pub grpc: TcpListener,
     pub http: TcpListener,
+    /// The gRPC port's TLS: `[tls]` as configured.
     pub tls: Option<ServerTls>,
+    /// The HTTP port's TLS: the same certificate, but a client certificate is never
+    /// required ([`http_tls_config`]).
+    pub http_tls: Option<ServerTls>,
 }
 
 impl Listeners {
     pub async fn bind(config: &impl ListenAddrs) -> std::io::Result<Self> {
-        let tls =
-            config.tls().map(ServerTls::load).transpose().map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
-            })?;
+        let load = |c: &TlsConfig| {
+            ServerTls::load(c)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+        };
+        let tls = config.tls().map(load).transpose()?;
+        let http_tls = config
+            .tls()
+            .map(|c| load(&http_tls_config(c)))
+            .transpose()?;
         let (grpc, http) = config.listen_addrs();
         Ok(Self {
             grpc: TcpListener::bind(grpc).await?,
             http: TcpListener::bind(http).await?,
             tls,
+            http_tls,
         })
     }
+}
+
+/// The HTTP port serves `/livez`, `/readyz`, `/metrics` and a replica's `/status` to
+/// callers that hold no certificate of the domain (the kubelet's probes, Prometheus), and
+/// `/admin/step-down` only with its bearer token: where `[tls]` requires a client
+/// certificate, the HTTP port asks for one and verifies it when presented, but does not
+/// require it. The gRPC port keeps `client_auth` as configured.
+pub fn http_tls_config(config: &TlsConfig) -> TlsConfig {
+    let mut c = config.clone();
+    if c.client_auth == ClientAuth::Required {
+        c.client_auth = ClientAuth::Optional;
+    }
+    c
 }
 
 /// The gRPC server and the HTTP server (`/metrics`, `/livez`, `/readyz`) of a running node.
@@ -87,7 +110,7 @@ impl Servers {
         let http = {
             let stop = stop.clone();
             tokio::spawn(async move {
-                let incoming = accept(listeners.http, listeners.tls, "http");
+                let incoming = accept(listeners.http, listeners.http_tls, "http");
                 let router = crate::router(ready).merge(extra);
                 serve_http(incoming, router, async move { stop.cancelled().await }).await;
                 Ok(())
@@ -105,6 +128,33 @@ impl Servers {
         match grpc {
             Ok(Ok(Err(e))) => Err(e),
             _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_http_port_never_requires_a_client_certificate() {
+        let with = |client_auth| TlsConfig {
+            cert: "node.pem".into(),
+            key: "node.key".into(),
+            ca: "ca.pem".into(),
+            client_auth,
+        };
+        for (grpc, http) in [
+            (ClientAuth::Required, ClientAuth::Optional),
+            (ClientAuth::Optional, ClientAuth::Optional),
+            (ClientAuth::None, ClientAuth::None),
+        ] {
+            let c = http_tls_config(&with(grpc));
+            assert_eq!(c.client_auth, http, "{grpc:?}");
+            assert_eq!(
+                (c.cert, c.key, c.ca),
+                (with(grpc).cert, with(grpc).key, with(grpc).ca)
+            );
         }
     }
 }

@@ -36,6 +36,15 @@ pub(crate) fn certs_in(
     Ok(certs)
 }
 
+/// When the leaf certificate (the first of `certs`) expires, in seconds since the Unix
+/// epoch; `None` when it cannot be parsed (rustls has accepted it, so this only loses the
+/// metric).
+pub(crate) fn not_after(certs: &[CertificateDer<'_>]) -> Option<i64> {
+    let leaf = certs.first()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 /// The private key in the PEM file `path`, which only its owner may read.
 pub(crate) fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     check_private(path)?;

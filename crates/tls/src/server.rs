@@ -81,8 +81,18 @@ fn build(config: &TlsConfig) -> Result<ServerConfig, TlsError> {
             )
         }
     };
+    let certs = files::certs(&config.cert)?;
+    if let Some(not_after) = files::not_after(&certs) {
+        metrics::describe_gauge!(
+            "ordo_tls_certificate_not_after_seconds",
+            metrics::Unit::Seconds,
+            "When the certificate this node serves expires, in seconds since the Unix epoch \
+             (updated when the files are reloaded)."
+        );
+        metrics::gauge!("ordo_tls_certificate_not_after_seconds").set(not_after as f64);
+    }
     let mut server = builder
-        .with_single_cert(files::certs(&config.cert)?, files::key(&config.key)?)
+        .with_single_cert(certs, files::key(&config.key)?)
         .map_err(|e| TlsError::File {
             path: config.key.display().to_string(),
             reason: format!(

@@ -296,3 +296,18 @@ async fn a_client_that_trickles_its_headers_is_disconnected() {
         "{text}"
     );
 }
+
+#[test]
+fn the_expiry_of_a_served_certificate_is_read_from_its_leaf() {
+    let ca = LocalCa::generate().unwrap();
+    let issued = ca.issue(&Subject::loopback("node", None)).unwrap();
+    let certs = files::certs_in(issued.cert_pem.as_bytes(), Path::new("node.pem")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let days = (files::not_after(&certs).unwrap() - now) / 86_400;
+    // Issued for 365 days (mint::VALID_DAYS); a day of slack for the clock.
+    assert!((364..=365).contains(&days), "{days} days");
+    assert_eq!(files::not_after(&[]), None);
+}
