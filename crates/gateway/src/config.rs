@@ -21,18 +21,20 @@ pub struct GatewayConfig {
     /// The network.json (`ordo up` writes it) whose shards, replicas and topology manager
     /// the gateway routes to.
     pub network_file: PathBuf,
-    /// Longest a request may take before it is answered 408.
+    /// Longest a request may take before it is answered 408; at least 100 ms.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub request_timeout: Duration,
     /// How long a call keeps looking for a serving replica of its shard
     /// (riding through a failover) before it is answered 503. Less than
-    /// `request_timeout`, so that an unavailable shard is a 503 naming it, not a 408.
+    /// `request_timeout`, so that an unavailable shard is a 503 naming it, not a 408; at
+    /// least 100 ms. A failover takes about 3 s with the default lease.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub retry_deadline: Duration,
-    /// Largest accepted request body (a package upload is one body).
+    /// Largest accepted request body, in bytes (a package upload is one body); at least 1024.
     pub max_body_bytes: usize,
     /// How often a WebSocket stream sends a heartbeat
-    /// (`{"events": [], "offset": …}`) so that clients and proxies see it alive.
+    /// (`{"events": [], "offset": …}`) so that clients and proxies see it alive; at least
+    /// 100 ms.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub websocket_heartbeat: Duration,
     /// Origins browsers may call the API from (`https://app.example`, or `*` for any);

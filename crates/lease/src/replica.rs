@@ -42,17 +42,20 @@ use crate::store;
 #[serde(deny_unknown_fields, default)]
 pub struct ReplicaConfig {
     /// This replica's name, unique among the service's replicas (e.g. `participant-1b`).
-    /// Empty: the node's name. The lease holder is this name plus a per-process suffix, so
+    /// `[A-Za-z0-9._-]`; `/status` and the answers of a passive replica name the active one
+    /// by it. Empty: the node's name. The lease holder is this name plus a per-process suffix, so
     /// a restarted replica never inherits its earlier term.
     pub name: String,
     /// How long a taken or renewed lease is valid: an active replica that dies is replaced
     /// after at most this long (plus the passive replica's next try).
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub ttl: Duration,
-    /// How often the active replica renews, and a passive one tries to take the lease.
+    /// How often the active replica renews, and a passive one tries to take the lease;
+    /// below `ttl - safety_margin`.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub renew_period: Duration,
-    /// The active replica stops this long before its lease would expire unrenewed.
+    /// The active replica stops this long before its lease would expire unrenewed; below
+    /// `ttl`.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub safety_margin: Duration,
     /// A file holding the bearer token that `POST /admin/step-down` requires. Unset: the

@@ -30,14 +30,15 @@ pub struct MediatorConfig {
     pub key_file: PathBuf,
     /// Every sequencer node, e.g. `http://127.0.0.1:4001`.
     pub sequencers: Vec<String>,
-    /// The topology manager's member id: only topology transactions it signed are folded.
+    /// The topology manager's member id (`name::fingerprint`), required to run (not to
+    /// `init`): only topology transactions it signed are folded.
     #[schemars(with = "Option<String>")]
     pub topology_manager: Option<MemberId>,
     /// How often, at most, the mediator asks the sequencer for the time (a time proof) when
-    /// a decision time has passed by the wall clock and no event proved it yet.
+    /// a decision time has passed by the wall clock and no event proved it yet. At least 10 ms.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub time_proof_interval: Duration,
-    /// Connections in the database pool.
+    /// Connections in the database pool; at least 2.
     pub pool_size: u32,
     /// How often processed events are acknowledged to the sequencer (for pruning).
     #[serde(with = "ordo_node::config::HumanDuration")]

@@ -32,8 +32,8 @@ pub struct ParticipantConfig {
     pub key_file: PathBuf,
     /// Every sequencer node of the domain, e.g. `http://127.0.0.1:4001`.
     pub sequencers: Vec<String>,
-    /// The topology manager's member id: topology transactions are accepted only when
-    /// signed by it.
+    /// The topology manager's member id (`name::fingerprint`), required to run (not to
+    /// `init`): topology transactions are accepted only when signed by it.
     pub topology_manager: String,
     /// The topology manager's admin gRPC endpoints (`ordo.admin.v1.TopologyAdminService`),
     /// one per topology replica, used to allocate parties and vet packages: a call tries
@@ -51,12 +51,14 @@ pub struct ParticipantConfig {
     /// Interpretation and submission limits.
     pub limits: Limits,
     /// How long after submission a confirmation request may still be sequenced; after
-    /// that it is definitely not, and the command completes as rejected (timeout).
+    /// that it is definitely not, and the command completes as rejected (timeout). At
+    /// least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub submission_timeout: Duration,
     /// How long after a confirmation request's sequencing time (beyond the domain's
     /// participant response timeout) this participant waits for the mediator's verdict
-    /// before it gives the request up as timed out and releases its locks. Sequencer time.
+    /// before it gives the request up as timed out and releases its locks. Sequencer time;
+    /// at least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub mediator_reaction_timeout: Duration,
     /// How long SubmitAndWait waits for the outcome before DEADLINE_EXCEEDED (the
@@ -69,7 +71,7 @@ pub struct ParticipantConfig {
     /// Automatic pruning of the update and completion logs (docs/operations.md
     /// "Pruning").
     pub pruning: PruningConfig,
-    /// Connections in the database pool.
+    /// Connections in the database pool; at least 4.
     pub pool_size: u32,
     /// This replica of the shard (active-passive with a fenced lease whose service name
     /// is the `shard`).
@@ -149,7 +151,8 @@ impl AuthConfig {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
-    /// Largest accepted command (encoded `Commands` message), in bytes. The domain's
+    /// Largest accepted command (encoded `Commands` message), in bytes, at least 1 KiB;
+    /// larger ones get RESOURCE_EXHAUSTED. The domain's
     /// `max_command_bytes`, when smaller, applies too.
     pub max_command_bytes: usize,
     /// Most interpretation steps a command (or a re-interpreted view) may take.
@@ -177,7 +180,7 @@ pub struct PruningConfig {
     /// completions; `"0s"` (the default): never automatically.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub retention: Duration,
-    /// How often the active replica prunes when `retention` is set.
+    /// How often the active replica prunes when `retention` is set; at least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub interval: Duration,
 }

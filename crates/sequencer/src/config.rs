@@ -17,36 +17,46 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct SequencerConfig {
     /// This node's name, unique among the domain's sequencer nodes: `[a-z0-9._-]{1,64}`.
+    /// Appears in logs, metrics labels and `Status`.
     pub node_name: String,
-    /// The shared sequencer database, e.g. `postgres://ordo@127.0.0.1:5432/sequencer`.
+    /// The shared sequencer database, e.g. `postgres://ordo@127.0.0.1:5432/sequencer`
+    /// (sqlx URL options such as `sslmode` apply). It must exist; `init` creates the schema.
+    /// Give a URL with a password as `ORDO_SEQUENCER_DATABASE_URL`; logs mask it.
     pub database_url: String,
     /// gRPC listen address (SequencerService, SequencerAuthService, SequencerAdminService,
     /// grpc.health.v1, reflection).
     pub grpc_listen: SocketAddr,
-    /// HTTP listen address for `/metrics`, `/livez` and `/readyz`.
+    /// HTTP listen address for `/metrics`, `/livez` and `/readyz`; not `grpc_listen`.
     pub http_listen: SocketAddr,
-    /// Bearer token required by SequencerAdminService. Empty disables the admin service.
+    /// Bearer token required by SequencerAdminService (member registration, pruning,
+    /// status); the same on every node. Empty disables the admin service (its calls answer
+    /// FAILED_PRECONDITION).
     pub admin_token: String,
-    /// Largest accepted submission (encoded), in bytes.
+    /// Largest accepted submission (encoded), in bytes, 1 KiB to 64 MiB; a larger one gets
+    /// RESOURCE_EXHAUSTED. Keep it above 64 KiB (members' responses and verdicts) and the
+    /// domain's `max_request_bytes`.
     pub max_request_bytes: usize,
     /// Largest accepted gRPC message of the SequencerService (a `Send`, or a `SendBatch`
     /// of several submissions), in bytes: a larger one is refused from its length prefix,
-    /// before it is read (OUT_OF_RANGE). At least `max_request_bytes`; members' clients
-    /// must batch below it (their `max_batch_bytes`).
+    /// before it is read (OUT_OF_RANGE). At least `max_request_bytes`, at most 256 MiB;
+    /// members' clients must batch below it (their `max_batch_bytes`).
     pub max_batch_bytes: usize,
-    /// Lifetime of a member's authentication token.
+    /// Lifetime of a member's authentication token; at least 10 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub token_ttl: Duration,
-    /// Lifetime of an authentication challenge.
+    /// Lifetime of an authentication challenge; at least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub challenge_ttl: Duration,
-    /// Most submissions written in one group-commit transaction.
+    /// Most submissions written in one group-commit transaction, 1 to 50000.
     pub max_batch: usize,
-    /// Connections in the node's database pool.
+    /// Connections in the node's database pool; at least 4 (writer, tail reader, listener,
+    /// catch-up). Size Postgres `max_connections` above the sum over all nodes.
     pub pool_size: u32,
-    /// Events the tail reader keeps in memory for subscriptions that are nearly caught up.
+    /// Events the tail reader keeps in memory for subscriptions that are nearly caught up;
+    /// at least 1000.
     pub tail_buffer_events: usize,
-    /// Bytes those events may hold at most; older ones are read from the table.
+    /// Bytes those events may hold at most (at least 16 MiB); older ones are read from the
+    /// table.
     pub tail_buffer_bytes: usize,
     /// Rate limits per member and per client address.
     pub limits: SequencerLimits,
@@ -55,7 +65,7 @@ pub struct SequencerConfig {
     pub broadcasters: Vec<String>,
     /// Postgres `idle_in_transaction_session_timeout` and `lock_timeout` of the writer's
     /// connections: a paused writer's transaction is aborted after this, so it can never
-    /// hold the order's head for longer.
+    /// hold the order's head for longer. At least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub writer_stall_timeout: Duration,
     /// TLS for both listeners (DESIGN §8). With `client_auth = "required"` (the default) a

@@ -33,10 +33,11 @@ pub struct TopologyConfig {
     /// Every sequencer node, `http://host:port`. Also broadcast to the members at bootstrap
     /// (SetSequencers).
     pub sequencers: Vec<String>,
-    /// The sequencers' admin token: the manager registers every member (itself included)
-    /// in the sequencer's member registry before broadcasting its AddMember.
+    /// The sequencers' admin token (required): the manager registers every member (itself
+    /// included) in the sequencer's member registry before broadcasting its AddMember.
     pub sequencer_admin_token: String,
     /// Bearer token of this node's admin API (`authorization: Bearer <token>`): every call.
+    /// Required.
     pub admin_token: String,
     /// Whether a participant may, without the admin token, allocate parties on its own
     /// shard and vet packages, authenticated by its TLS client certificate alone (which
@@ -46,15 +47,17 @@ pub struct TopologyConfig {
     /// The domain parameters broadcast once at bootstrap (later: SetParameters).
     pub parameters: ParametersConfig,
     /// How long an admin change may take to be sequenced and applied, and the deadline of
-    /// the sequencer calls.
+    /// the sequencer calls; at least 1 s.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub request_timeout: Duration,
     /// The largest package source VetPackage accepts, in bytes (it travels in one
-    /// topology transaction, so it must fit the sequencer's `max_request_bytes`).
+    /// topology transaction, so it must fit the sequencer's `max_request_bytes`); at most
+    /// 16 MiB.
     pub max_package_bytes: usize,
-    /// Connections in the node's database pool.
+    /// Connections in the node's database pool; at least 2 (processor and admin calls).
     pub pool_size: u32,
-    /// How often the manager acknowledges processed events to the sequencer.
+    /// How often the manager acknowledges processed events to the sequencer; at least
+    /// 100 ms.
     #[serde(with = "ordo_node::config::HumanDuration")]
     pub acknowledge_interval: Duration,
     /// The `[replica]` section: this replica's name and the lease timing. Every replica of
