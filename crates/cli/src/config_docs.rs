@@ -132,7 +132,7 @@ fn render_table<'a>(
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     out.push_str("\n| key | type | default | description |\n|---|---|---|---|\n");
-    for (key, property) in ordered_properties(properties, defaults) {
+    for (key, property) in ordered_properties(properties, object, defaults) {
         let description = description(property);
         let target = resolve(property, defs);
         let default = defaults.and_then(|d| d.get(key));
@@ -158,16 +158,26 @@ fn render_table<'a>(
 }
 
 /// The keys in the order the type declares them (its serialised defaults keep that
-/// order), then those without a default (an unset option) by name.
+/// order, and so does the schema's list of required keys), then the others (an unset
+/// option) by name.
 fn ordered_properties<'a>(
     properties: Option<&'a Map<String, Value>>,
+    object: &Value,
     defaults: Option<&toml::Table>,
 ) -> Vec<(&'a str, &'a Value)> {
     let Some(properties) = properties else {
         return Vec::new();
     };
-    let declared = defaults.into_iter().flat_map(|d| d.keys());
+    let declared: Vec<&str> = match defaults {
+        Some(d) => d.keys().map(String::as_str).collect(),
+        None => object
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default(),
+    };
     let mut keys: Vec<&str> = declared
+        .into_iter()
         .filter_map(|k| properties.get_key_value(k).map(|(k, _)| k.as_str()))
         .collect();
     for key in properties.keys() {
@@ -212,7 +222,10 @@ fn type_name(schema: &Value, defs: Option<&Map<String, Value>>) -> String {
         return "duration".to_owned();
     }
     if let Some(properties) = schema.get("properties").and_then(Value::as_object) {
-        let keys: Vec<&str> = properties.keys().map(String::as_str).collect();
+        let keys: Vec<&str> = ordered_properties(Some(properties), schema, None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         return format!("table ({})", keys.join(", "));
     }
     let choices: Vec<String> = match (schema.get("oneOf"), schema.get("enum")) {
@@ -299,9 +312,11 @@ mod tests {
         let mut keys = Vec::new();
         let mut stack = vec![(String::new(), root)];
         while let Some((path, object)) = stack.pop() {
-            for (key, property) in
-                ordered_properties(object.get("properties").and_then(Value::as_object), None)
-            {
+            for (key, property) in ordered_properties(
+                object.get("properties").and_then(Value::as_object),
+                object,
+                None,
+            ) {
                 let path = if path.is_empty() {
                     key.to_owned()
                 } else {
