@@ -17,6 +17,7 @@ mod s13_meta;
 mod s14_range;
 mod s15_keys;
 mod s16_users;
+mod s17_metrics;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -51,6 +52,8 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s14_range::run(&env).await?;
         s15_keys::run(&env).await?;
         s16_users::run(&env).await?;
+        // After the others' traffic, before s9 takes a shard down.
+        s17_metrics::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }
