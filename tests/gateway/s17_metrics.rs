@@ -320,6 +320,21 @@ pub async fn run(env: &Env) -> Result<()> {
             }
         }
     }
+    // With TLS, every node `ordo up` runs tells when its certificate expires.
+    if network.tls.is_some() {
+        for (role, nodes) in &scraped {
+            for (node, exported) in nodes.iter().filter(|(node, _)| **node != env.base) {
+                if !exported
+                    .families()
+                    .contains("ordo_tls_certificate_not_after_seconds")
+                {
+                    wrong.push(format!(
+                        "{role} {node}: does not export ordo_tls_certificate_not_after_seconds"
+                    ));
+                }
+            }
+        }
+    }
     ensure!(
         wrong.is_empty(),
         "metrics not as documented:\n{}",

@@ -41,6 +41,8 @@ pub struct Listeners {
 
 impl Listeners {
     pub async fn bind(config: &impl ListenAddrs) -> std::io::Result<Self> {
+        // Loading the certificate records its expiry: the recorder must be there first.
+        crate::metrics_handle();
         let load = |c: &TlsConfig| {
             ServerTls::load(c)
                 .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
