@@ -18,6 +18,7 @@ mod s14_range;
 mod s15_keys;
 mod s16_users;
 mod s17_metrics;
+mod s18_deploy;
 mod s1_story;
 mod s2_statuses;
 mod s3_double_spend;
@@ -54,6 +55,7 @@ async fn gateway_over_http() -> anyhow::Result<()> {
         s16_users::run(&env).await?;
         // After the others' traffic, before s9 takes a shard down.
         s17_metrics::run(&env).await?;
+        s18_deploy::run(&env).await?;
         s9_unavailable::run(&mut env).await?;
         anyhow::Ok(())
     }

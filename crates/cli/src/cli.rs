@@ -135,6 +135,12 @@ pub struct InitArgs {
     /// `created`, and for members `member` and `public_key` in hex), for scripts.
     #[arg(long)]
     pub json: bool,
+    /// After provisioning, register the member (mediator, participant) with the topology
+    /// manager at this admin endpoint (repeatable: every replica's), with the admin token
+    /// in ORDO_TOPOLOGY_ADMIN_TOKEN. Idempotent: a member already registered with the same
+    /// key is left as it is.
+    #[arg(long, value_name = "URL")]
+    pub register_with: Vec<String>,
 }
 
 /// Where a node's configuration comes from. Flags override the file and the

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Failure;
-use crate::cli::{NodeAction, NodeArgs, NodeCommand};
+use crate::cli::{InitArgs, NodeAction, NodeArgs, NodeCommand};
 use crate::config::ReadableSecrets;
 
 /// Which check a configuration must pass: `init` needs less than an operational start
@@ -72,6 +72,11 @@ pub trait Role {
     type Listeners;
 
     fn basics(config: &Self::Config) -> Basics<'_>;
+    /// The shard a participant serves (what `init --register-with` registers it for);
+    /// `None` for the other roles.
+    fn shard(config: &Self::Config) -> Option<&str>;
+    /// The node's `[tls]`: its client certificate for calls to `https://` endpoints.
+    fn tls(config: &Self::Config) -> Option<&ordo_node::tls::TlsConfig>;
     /// `grpc_listen` and `http_listen`, for `ordo up` to assign.
     fn listen_mut(config: &mut Self::Config) -> (&mut SocketAddr, &mut SocketAddr);
     fn validate(config: &Self::Config, step: Step) -> anyhow::Result<()>;
@@ -89,7 +94,7 @@ pub fn main<R: Role>(cmd: NodeCommand) -> Result<(), Failure> {
     match cmd.action {
         Some(NodeAction::Init(args)) => {
             let config = load::<R>(&args.node, Step::Init)?;
-            crate::runtime()?.block_on(init::<R>(config, args.json))
+            crate::runtime()?.block_on(init::<R>(config, &args))
         }
         None => {
             let config = load::<R>(&cmd.node, Step::Run)?;
@@ -127,7 +132,7 @@ fn named(e: anyhow::Error, file: &Path, prefix: &str) -> anyhow::Error {
     )
 }
 
-async fn init<R: Role>(config: R::Config, json: bool) -> Result<(), Failure> {
+async fn init<R: Role>(config: R::Config, args: &InitArgs) -> Result<(), Failure> {
     let b = R::basics(&config);
     let db = ordo_sequencer::redact_url(b.database_url);
     tracing::info!(role = R::NAME, node = %b.node_name, database = %db, "provisioning");
@@ -158,13 +163,70 @@ async fn init<R: Role>(config: R::Config, json: bool) -> Result<(), Failure> {
             R::NAME
         ),
     }
-    if json {
+    if !args.register_with.is_empty() {
+        register::<R>(&config, &report, &args.register_with).await?;
+    }
+    if args.json {
         let line = serde_json::to_string(&report)
             .map_err(|e| Failure::Runtime(anyhow::anyhow!("encoding the init report: {e}")))?;
         println!("{line}");
     }
     Ok(())
 }
+
+/// `init --register-with URL…`: adds the member to topology through the topology
+/// manager's admin API, with the token in [`REGISTER_TOKEN_ENV`] and the node's own
+/// `[tls]` client certificate for `https://` endpoints. Idempotent, like `init`: a member
+/// already registered with the same key is left as it is.
+async fn register<R: Role>(
+    config: &R::Config,
+    report: &InitReport,
+    endpoints: &[String],
+) -> Result<(), Failure> {
+    if report.member.is_none() {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--register-with: the {} is not a member of the domain; only the mediator and \
+             participants register",
+            R::NAME
+        )));
+    }
+    if R::NAME == "topology" {
+        return Err(Failure::Usage(anyhow::anyhow!(
+            "--register-with: the topology manager does not register with itself; register \
+             the mediator and the participants with it"
+        )));
+    }
+    let token = std::env::var(REGISTER_TOKEN_ENV).map_err(|_| {
+        Failure::Usage(anyhow::anyhow!(
+            "--register-with needs the topology manager's admin token in {REGISTER_TOKEN_ENV}"
+        ))
+    })?;
+    let tls = match R::tls(config) {
+        Some(t) => Some(
+            ordo_node::tls::ClientTls::of_node(t)
+                .map_err(|e| Failure::Usage(anyhow::anyhow!("[tls] of the {}: {e}", R::NAME)))?,
+        ),
+        None => None,
+    };
+    let member = crate::up::register::Member::from_report(report).map_err(Failure::Runtime)?;
+    let mut registrar =
+        crate::up::register::Registrar::connect_with(endpoints, &token, tls.as_ref())
+            .map_err(Failure::Usage)?;
+    registrar
+        .register(&member, R::shard(config))
+        .await
+        .map_err(Failure::Runtime)?;
+    tracing::info!(
+        role = R::NAME,
+        member = %member.member,
+        shard = R::shard(config).unwrap_or(""),
+        "registered with the topology manager"
+    );
+    Ok(())
+}
+
+/// Where `init --register-with` takes the topology manager's admin token from.
+pub const REGISTER_TOKEN_ENV: &str = "ORDO_TOPOLOGY_ADMIN_TOKEN";
 
 async fn run<R: Role>(config: R::Config) -> Result<(), Failure> {
     let b = R::basics(&config);

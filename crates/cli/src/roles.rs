@@ -20,7 +20,8 @@ macro_rules! role {
     (
         $role:ident { name: $name:literal, env: $prefix:literal, lib: $lib:ident,
         config: $config:ty, error: $error:ident,
-        init_check: $init_check:ident, identity: |$o:ident| $identity:expr $(,)? }
+        init_check: $init_check:ident, identity: |$o:ident| $identity:expr,
+        shard: |$sc:ident| $shard:expr $(,)? }
     ) => {
         impl Role for $role {
             const NAME: &'static str = $name;
@@ -36,6 +37,12 @@ macro_rules! role {
                     grpc_listen: c.grpc_listen,
                     http_listen: c.http_listen,
                 }
+            }
+            fn shard($sc: &Self::Config) -> Option<&str> {
+                $shard
+            }
+            fn tls(c: &Self::Config) -> Option<&ordo_node::tls::TlsConfig> {
+                c.tls.as_ref()
             }
             fn listen_mut(c: &mut Self::Config) -> (&mut SocketAddr, &mut SocketAddr) {
                 (&mut c.grpc_listen, &mut c.http_listen)
@@ -84,6 +91,7 @@ role!(Sequencer {
         member: None,
         public_key: None
     },
+    shard: |_c| None,
 });
 
 role!(Topology {
@@ -99,6 +107,7 @@ role!(Topology {
         member: Some(o.member),
         public_key: Some(o.public_key)
     },
+    shard: |_c| None,
 });
 
 role!(Mediator {
@@ -114,6 +123,7 @@ role!(Mediator {
         member: Some(o.member),
         public_key: Some(o.public_key)
     },
+    shard: |_c| None,
 });
 
 role!(Participant {
@@ -128,4 +138,5 @@ role!(Participant {
         member: Some(o.member),
         public_key: Some(o.public_key)
     },
+    shard: |c| Some(c.shard.as_str()),
 });

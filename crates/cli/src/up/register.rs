@@ -57,12 +57,21 @@ pub struct Registrar {
 }
 
 impl Registrar {
+    /// Connects with the process's trusted client certificate (the network file's).
     pub fn connect(endpoints: &[String], token: &str) -> anyhow::Result<Self> {
+        Self::connect_with(endpoints, token, ordo_node::tls::trusted().as_ref())
+    }
+
+    /// Connects presenting `tls` to `https://` endpoints (a node's own certificate).
+    pub fn connect_with(
+        endpoints: &[String],
+        token: &str,
+        tls: Option<&ordo_node::tls::ClientTls>,
+    ) -> anyhow::Result<Self> {
         let mut clients = Vec::new();
         for endpoint in endpoints {
             // Lazy: a replica that is down now is simply skipped when called.
-            let tls = ordo_node::tls::trusted();
-            let channel = ordo_node::tls::lazy_channel(endpoint, tls.as_ref(), |e| {
+            let channel = ordo_node::tls::lazy_channel(endpoint, tls, |e| {
                 e.connect_timeout(Duration::from_secs(2))
                     .timeout(Duration::from_secs(30))
             })
