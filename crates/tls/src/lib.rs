@@ -88,7 +88,10 @@ pub struct TlsConfig {
     /// PEM: the CA certificates that verify peers (the servers this node calls, and the
     /// clients that call it).
     pub ca: PathBuf,
-    /// Whether the node's listeners ask callers for a certificate.
+    /// Whether the node's listeners ask callers for a certificate: `required` (mutual
+    /// TLS), `optional` or `none`. On a node with a gRPC port, its HTTP port (probes,
+    /// metrics) never requires one: where this is `required`, it asks for one and verifies
+    /// it when presented. The gateway's one listener follows this setting as it is.
     #[serde(default)]
     pub client_auth: ClientAuth,
 }
