@@ -176,41 +176,31 @@ pub async fn scrape(
     network: &Network,
     gateways: &[&str],
 ) -> Result<BTreeMap<&'static str, BTreeMap<String, Exported>>> {
-    let nodes = network
-        .sequencers
-        .iter()
-        .map(|n| ("sequencer", &n.name, n.metrics.clone()))
-        .chain(
-            network
-                .topology
+    let mut nodes: Vec<(&'static str, String, String)> = Vec::new();
+    let nodes_of_role = [
+        ("sequencer", &network.sequencers),
+        ("topology", &network.topology),
+        ("mediator", &network.mediators),
+        ("gateway", &network.gateways),
+    ];
+    for (role, entries) in nodes_of_role {
+        nodes.extend(
+            entries
                 .iter()
-                .map(|n| ("topology", &n.name, n.metrics.clone())),
-        )
-        .chain(
-            network
-                .mediators
-                .iter()
-                .map(|n| ("mediator", &n.name, n.metrics.clone())),
-        )
-        .chain(
-            network
-                .participants
-                .iter()
-                .map(|n| ("participant", &n.name, n.metrics.clone())),
-        )
-        .chain(
-            network
-                .gateways
-                .iter()
-                .map(|n| ("gateway", &n.name, n.metrics.clone())),
+                .map(|n| (role, n.name.clone(), n.metrics.clone())),
         );
-    let extra = gateways
-        .iter()
-        .map(|base| ("gateway", (*base).to_owned(), format!("{base}/metrics")));
-    let nodes: Vec<(&'static str, String, String)> = nodes
-        .map(|(role, name, url)| (role, name.clone(), url))
-        .chain(extra)
-        .collect();
+    }
+    nodes.extend(
+        network
+            .participants
+            .iter()
+            .map(|n| ("participant", n.name.clone(), n.metrics.clone())),
+    );
+    nodes.extend(
+        gateways
+            .iter()
+            .map(|base| ("gateway", (*base).to_owned(), format!("{base}/metrics"))),
+    );
     let mut by_role: BTreeMap<&'static str, BTreeMap<String, Exported>> = BTreeMap::new();
     for (role, name, url) in nodes {
         let text = ordo_node::http_client::get_ok(&url)
